@@ -1,0 +1,106 @@
+// model.h — the decoder (LLaMA 1/2/3, Gemma 1) with an NF4-frozen base and hierarchical LoRA adapters, CPU fp32.
+//
+// This header is the contract between the model (model*.cpp, layers) and its users (the training loop in
+// train*.cpp, the exporters, the tests). Shapes use B = micro-batch, T = sequence length, C = hidden size,
+// V = vocab, R = Σ level ranks. All activations are fp32, row-major.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model_config.h"
+
+namespace hq {
+
+struct LevelSpec {
+    int rank = 8;
+    float alpha = 16.0f;
+};
+
+struct AdapterSpec {
+    std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                               "gate_proj", "up_proj", "down_proj"};
+    std::vector<LevelSpec> levels = {{32, 16}, {8, 16}, {8, 16}, {8, 16}, {8, 16}};
+    float dropout = 0.0f;       // per-level dropout on the adapter input (independent mask per level)
+    std::string init = "kaiming";  // "kaiming" (A ~ kaiming_uniform(a=sqrt(5)), B = 0) | "gaussian" (A ~ N(0,1/r))
+    bool rslora = false;        // scale = alpha/sqrt(r) instead of alpha/r
+    // Scale of level i as PEFT computes it.
+    float scale(int level) const;
+    int total_rank() const;
+};
+
+struct QuantSpec {
+    std::string type = "nf4";   // "nf4" | "none" (targets kept in fp32: for tests and references)
+    bool double_quant = true;
+    int blocksize = 64;
+};
+
+// One trainable tensor. The model owns the storage; pointers stay valid for the model's lifetime.
+// For each adapted module there are two params: "<module>.lora_A" with shape [R, in] and "<module>.lora_B" with
+// shape [out, R] (the concatenated levels; level j occupies rows/cols [offset_j, offset_j + r_j)).
+// <module> is the HF module name, e.g. "model.layers.0.self_attn.q_proj".
+struct Param {
+    std::string name;
+    std::vector<int64_t> shape;
+    float* w = nullptr;   // weights
+    float* g = nullptr;   // gradient accumulator (same size)
+    size_t numel = 0;
+};
+
+// Per-level view of one adapted module, for stats and export.
+struct AdaptedModule {
+    std::string name;        // "model.layers.0.self_attn.q_proj"
+    int in = 0, out = 0;
+    Param* A = nullptr;      // [R, in]
+    Param* B = nullptr;      // [out, R]
+    std::vector<int> level_offset;  // start row (A) / col (B) of each level, size = levels
+};
+
+struct LossOut {
+    double loss_sum = 0.0;   // Σ of per-token CE over target positions (fp64 accumulate)
+    int64_t n_tokens = 0;    // number of target positions (labels != -100 after the shift)
+};
+
+class Model {
+  public:
+    // Loads config.json + safetensors (single or sharded) from `dir`, quantizes the targeted projection weights
+    // (NF4 + double quant when quant.type == "nf4"), creates adapters initialised from `seed`.
+    // Throws hq::Error naming the file/tensor on any problem.
+    static std::unique_ptr<Model> load(const std::string& dir, const QuantSpec& quant, const AdapterSpec& adapter,
+                                       uint64_t seed);
+    virtual ~Model() = default;
+
+    virtual const ModelConfig& config() const = 0;
+    virtual const AdapterSpec& adapter_spec() const = 0;
+
+    // All trainable tensors in a fixed order (layer by layer, module order of target_modules, A then B).
+    virtual std::vector<Param>& params() = 0;
+    virtual std::vector<AdaptedModule>& modules() = 0;
+    virtual int64_t base_param_count() const = 0;   // parameters of the base model (all tensors)
+
+    // Forward + (optionally) backward on one micro-batch.
+    //   ids    [B, T] token ids
+    //   labels [B, T] target ids or -100; the loss at position t uses logits[t] against labels[t+1] (HF shift)
+    // Returns the summed loss and count. When `backward` is true, adds grad_scale * d(loss_sum)/d(param) into
+    // every Param::g (so grad_scale = 1/total_target_tokens_of_the_optimizer_step gives the mean-loss gradient).
+    // The vocab projection + cross-entropy is computed over chunks so the full [B*T, V] logits never exist.
+    virtual LossOut forward_backward(const int32_t* ids, const int32_t* labels, int B, int T, bool backward,
+                                     float grad_scale) = 0;
+
+    // Inference forward: logits_out [B, T, V]. For tests, verification and eval (small inputs).
+    virtual void forward_logits(const int32_t* ids, int B, int T, float* logits_out) = 0;
+
+    virtual void zero_grad() = 0;
+    // Training mode enables adapter dropout (mask stream seeded by `dropout_seed`, advanced per call).
+    virtual void set_training(bool training, uint64_t dropout_seed) = 0;
+    virtual void set_gradient_checkpointing(bool on) = 0;
+    // Use only the first `n` levels (0 = all) in forward: for level ablation and tests.
+    virtual void set_active_levels(int n) = 0;
+
+    // Dequantized (what the forward uses) weight of a targeted projection, [out, in]; for tests and merge.
+    virtual std::vector<float> dequantized_weight(const std::string& module) const = 0;
+    virtual size_t memory_bytes() const = 0;    // resident bytes of weights + adapters + workspace
+};
+
+}  // namespace hq
