@@ -37,7 +37,7 @@ class Error : public std::runtime_error {
 };
 
 // Builds a message with stream syntax: HQ_MSG("tensor " << name << " has " << n << " dims").
-#define HQ_MSG(expr) (static_cast<std::ostringstream&>(std::ostringstream() << expr).str())
+#define HQ_MSG(expr) ([&]() { std::ostringstream hq_os_; hq_os_ << expr; return hq_os_.str(); }())
 
 // User-facing check: throws hq::Error(code, msg, where, hint) when cond is false.
 #define HQ_CHECK(cond, code, msg, where, hint)                                                         \

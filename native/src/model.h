@@ -97,6 +97,8 @@ class Model {
     virtual void set_gradient_checkpointing(bool on) = 0;
     // Use only the first `n` levels (0 = all) in forward: for level ablation and tests.
     virtual void set_active_levels(int n) = 0;
+    // Rows per vocab-projection chunk of the loss (0 = automatic: at most 64 MiB of fp32 logits per chunk).
+    virtual void set_loss_chunk_rows(int rows) = 0;
 
     // Dequantized (what the forward uses) weight of a targeted projection, [out, in]; for tests and merge.
     virtual std::vector<float> dequantized_weight(const std::string& module) const = 0;

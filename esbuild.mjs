@@ -1,0 +1,71 @@
+// esbuild.mjs — the one bundler script: a context per entry (esbuild-sample / vscode-eslint style).
+//   node esbuild.mjs              dist/extension.js (VS Code host, `vscode` external) and dist/cli.js (`hqlora`)
+//   node esbuild.mjs --production minified, no source maps
+//   node esbuild.mjs --watch      rebuild on change
+//   node esbuild.mjs --tests      test/**/*.test.ts -> out/test/**/*.test.js for `node --test` (scripts/run-tests.mjs)
+// Type checking is separate: `npm run typecheck` (tsc --noEmit).
+import { chmodSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+
+import * as esbuild from 'esbuild';
+
+const production = process.argv.includes('--production');
+const watch = process.argv.includes('--watch');
+const tests = process.argv.includes('--tests');
+
+/** Prints errors in the `$esbuild-watch` problem-matcher format. */
+const problemMatcher = {
+  name: 'problem-matcher',
+  setup(build) {
+    build.onStart(() => {
+      if (watch) console.log('[watch] build started');
+    });
+    build.onEnd((result) => {
+      for (const { text, location } of result.errors) {
+        console.error(`✘ [ERROR] ${text}`);
+        if (location) console.error(`    ${location.file}:${location.line}:${location.column}:`);
+      }
+      if (watch) console.log('[watch] build finished');
+    });
+  },
+};
+
+const common = {
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  minify: production,
+  sourcemap: !production,
+  sourcesContent: false,
+  logLevel: 'silent',
+  plugins: [problemMatcher],
+};
+
+function testEntries(dir) {
+  return readdirSync(dir, { recursive: true })
+    .filter((f) => f.endsWith('.test.ts'))
+    .map((f) => path.join(dir, f))
+    .sort();
+}
+
+const options = tests
+  ? [{ ...common, entryPoints: testEntries('test'), outbase: '.', outdir: 'out/test', packages: 'external', sourcemap: 'inline' }]
+  : [
+      { ...common, entryPoints: ['extension/extension.ts'], outfile: 'dist/extension.js', external: ['vscode'] },
+      { ...common, entryPoints: ['extension/cli/main.ts'], outfile: 'dist/cli.js', banner: { js: '#!/usr/bin/env node' } },
+    ];
+
+const contexts = await Promise.all(options.map((o) => esbuild.context(o)));
+if (watch) {
+  await Promise.all(contexts.map((c) => c.watch()));
+} else {
+  try {
+    await Promise.all(contexts.map((c) => c.rebuild()));
+    if (!tests) chmodSync('dist/cli.js', 0o755);
+  } catch {
+    process.exitCode = 1;
+  } finally {
+    await Promise.all(contexts.map((c) => c.dispose()));
+  }
+}

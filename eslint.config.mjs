@@ -1,0 +1,65 @@
+// eslint.config.mjs — type-aware lint (typescript-eslint recommendedTypeChecked) plus the import boundaries of the
+// layout: webview/ runs in the browser (no vscode, no node:*, nothing from extension/); extension/ never imports
+// webview/; both may import schemas/ (the contracts).
+import { builtinModules } from 'node:module';
+
+import js from '@eslint/js';
+import { defineConfig } from 'eslint/config';
+import globals from 'globals';
+import tseslint from 'typescript-eslint';
+
+const nodeBuiltins = [...builtinModules, ...builtinModules.map((m) => `node:${m}`)];
+
+export default defineConfig(
+  { ignores: ['dist/', 'out/', 'node_modules/', 'native/', 'runs/', 'schemas/generated/', '.vscode-test/'] },
+  js.configs.recommended,
+  {
+    files: ['**/*.ts'],
+    extends: [tseslint.configs.recommendedTypeChecked],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': [
+        'error',
+        // node:test's describe/it return promises that the runner itself awaits.
+        { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'suite'] }] },
+      ],
+      '@typescript-eslint/no-misused-promises': 'error',
+      '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports' }],
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      eqeqeq: ['error', 'always', { null: 'ignore' }],
+    },
+  },
+  {
+    files: ['webview/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            { name: 'vscode', message: 'webview/ runs in the browser: talk to the host through the typed protocol, not vscode.' },
+            ...nodeBuiltins.map((name) => ({ name, message: 'webview/ runs in the browser: no Node built-ins.' })),
+          ],
+          patterns: [
+            { group: ['**/extension', '**/extension/**'], message: 'webview/ must not import extension/ (share types via schemas/).' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['extension/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['**/webview', '**/webview/**'], message: 'extension/ must not import webview/ (share types via schemas/).' }] },
+      ],
+    },
+  },
+  {
+    files: ['**/*.mjs'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: globals.node,
+    },
+  },
+);

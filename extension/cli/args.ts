@@ -1,0 +1,86 @@
+// args.ts — the command line of `hqlora`: subcommand, positionals and flags, with usage errors that say what to do.
+
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+export interface ParsedArgs {
+  command: string | undefined;
+  positionals: string[];
+  flags: Map<string, string | true>;
+}
+
+/** Flags that take a value (`--threads 2` or `--threads=2`). */
+const VALUE_FLAGS = new Set(['--threads', '--trainer']);
+
+export function parseArgs(argv: string[]): ParsedArgs {
+  const flags = new Map<string, string | true>();
+  const positionals: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] ?? '';
+    if (a === '--') {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (a.startsWith('--')) {
+      const eq = a.indexOf('=');
+      const name = eq >= 0 ? a.slice(0, eq) : a;
+      if (VALUE_FLAGS.has(name)) {
+        const value = eq >= 0 ? a.slice(eq + 1) : argv[++i];
+        if (value === undefined || value === '') throw new UsageError(`${name} needs a value`);
+        flags.set(name, value);
+      } else {
+        if (eq >= 0) throw new UsageError(`${name} takes no value`);
+        flags.set(name, true);
+      }
+    } else if (a.startsWith('-') && a.length > 1) {
+      flags.set(a === '-h' ? '--help' : a === '-v' || a === '-V' ? '--version' : a, true);
+    } else {
+      positionals.push(a);
+    }
+  }
+  const [command, ...rest] = positionals;
+  return { command, positionals: rest, flags };
+}
+
+/** Fails on flags a command does not know, naming them. */
+export function checkFlags(args: ParsedArgs, allowed: string[]): void {
+  for (const f of args.flags.keys()) {
+    if (!allowed.includes(f)) {
+      throw new UsageError(`unknown option ${f}${allowed.length ? ` (allowed: ${allowed.join(', ')})` : ''}`);
+    }
+  }
+}
+
+export function onePositional(args: ParsedArgs, what: string): string {
+  if (args.positionals.length !== 1) {
+    throw new UsageError(`hqlora ${args.command ?? ''} needs exactly one ${what}`);
+  }
+  return args.positionals[0] ?? '';
+}
+
+export const USAGE = `hqlora — hierarchical QLoRA fine-tuning (CLI of the H-QLoRA VS Code extension)
+
+Usage:
+  hqlora run <config.hqlora.yaml> [--resume] [--threads N] [--trainer PATH]
+      Validate the config, tokenize the data into <run>/data, train with hqlora-train and print live progress.
+      Ends by printing where the adapters went (<run>/adapter and <run>/peft).
+      Exit code: 0 completed, 3 stopped (Ctrl-C; continue with --resume), 1 failed.
+  hqlora validate <config.hqlora.yaml> [--json]
+      Check a config against schemas/run-config.schema.json; --json prints the resolved run.json.
+  hqlora inspect <file.safetensors | model-folder> [--json] [--trainer PATH]
+      List the tensors (dtype, shape, bytes) and metadata, as validated by the native parser.
+  hqlora --version [--trainer PATH]
+      Print the CLI version, the trainer path and its backends.
+  hqlora --help
+
+Options:
+  --resume        continue the newest run of this config from its newest complete checkpoint
+  --threads N     compute threads for the trainer (default: hardware.threads from the config; 0 = all cores)
+  --trainer PATH  hqlora-train to use (same rank as a user setting; HQLORA_TRAINER still comes first)
+  --json          machine-readable output
+
+Environment:
+  HQLORA_TRAINER  path of hqlora-train (first in the discovery order)
+  HQLORA_DEBUG=1  print stack traces of internal errors
+`;

@@ -1,0 +1,74 @@
+// main.ts — `hqlora`, the command-line face of the extension's run module (bundled to dist/cli.js).
+// Every failure prints one message (what, where, what to do) and exits non-zero; stack traces need HQLORA_DEBUG=1.
+import path from 'node:path';
+
+import pkg from '../../package.json';
+import { formatError } from '../run/errors';
+import { findTrainer } from '../run/trainer';
+import { USAGE, UsageError, checkFlags, onePositional, parseArgs } from './args';
+import { inspectCommand } from './inspect';
+import { warn } from './io';
+import { runCommand } from './run';
+import { validateCommand } from './validate';
+
+/** dist/cli.js lives one folder below the package root (which holds native/build/bin/hqlora-train). */
+const packageRoot = path.resolve(__dirname, '..');
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv);
+  const trainerFlag = args.flags.get('--trainer');
+  const trainerSetting = typeof trainerFlag === 'string' ? trainerFlag : undefined;
+  if (args.flags.has('--help') || args.command === 'help') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (args.flags.has('--version') && args.command === undefined) {
+    checkFlags(args, ['--version', '--trainer']);
+    process.stdout.write(`hqlora ${pkg.version}\n`);
+    const t = await findTrainer({ packageRoot, setting: trainerSetting, onWarning: warn });
+    process.stdout.write(`trainer: ${t.path} (hqlora-train ${t.version}, from ${t.source})\nbackends: ${t.backends.join(', ')}\n`);
+    return 0;
+  }
+  switch (args.command) {
+    case 'run':
+      checkFlags(args, ['--resume', '--threads', '--trainer']);
+      return runCommand({
+        configPath: onePositional(args, 'config file'),
+        packageRoot,
+        resume: args.flags.has('--resume'),
+        threads: numberFlag(args.flags.get('--threads'), '--threads'),
+        trainerSetting,
+      });
+    case 'validate':
+      checkFlags(args, ['--json']);
+      return validateCommand(onePositional(args, 'config file'), args.flags.has('--json'));
+    case 'inspect':
+      checkFlags(args, ['--json', '--trainer']);
+      return inspectCommand({ target: onePositional(args, 'file or folder'), json: args.flags.has('--json'), packageRoot, trainerSetting });
+    case undefined:
+      throw new UsageError('no command given');
+    default:
+      throw new UsageError(`unknown command "${args.command}"`);
+  }
+}
+
+function numberFlag(v: string | true | undefined, name: string): number | undefined {
+  if (v === undefined || v === true) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`${name} must be a whole number, got "${v}"`);
+  return Number(v);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`hqlora: ${err.message}\n  hint: run \`hqlora --help\` for usage\n`);
+      process.exitCode = 2;
+      return;
+    }
+    process.stderr.write(`hqlora: ${formatError(err, process.env.HQLORA_DEBUG === '1')}\n`);
+    process.exitCode = 1;
+  },
+);

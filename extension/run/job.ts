@@ -1,0 +1,83 @@
+// job.ts — one H-QLoRA run from a config file, shared by the CLI (`hqlora run`) and the extension
+// ("H-QLoRA: Start H-QLoRA Run"): load + validate the config, resolve it, find the trainer, tokenize the data
+// into <run>/data, write run.json and launch hqlora-train. The caller shows progress and awaits `proc.result`.
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+
+import { type PrepareProgress, type PrepareResult, prepareData } from '../data/prepare';
+import { loadRunConfig } from './config';
+import { HqError } from './errors';
+import { launchTrainer, type TrainerProcess } from './launcher';
+import { type ResolvedRun, configName, resolveRunConfig } from './resolve';
+import { findTrainer, type TrainerInfo } from './trainer';
+
+export interface StartRunOptions {
+  configPath: string;
+  /** Folder holding package.json (for the bundled trainer). */
+  packageRoot: string;
+  /** Continue the newest run of this config from its newest complete checkpoint. */
+  resume?: boolean;
+  /** The caller's trainer path setting (second in the discovery order). */
+  trainerSetting?: string;
+  /** Extra trainer flags, e.g. ['--threads', '2']. */
+  trainerArgs?: string[];
+  signal?: AbortSignal;
+  onWarning?: (message: string) => void;
+  onPrepareProgress?: (p: PrepareProgress) => void;
+}
+
+export interface StartedRun {
+  run: ResolvedRun;
+  trainer: TrainerInfo;
+  data: PrepareResult;
+  proc: TrainerProcess;
+}
+
+export async function startRun(opts: StartRunOptions): Promise<StartedRun> {
+  const loaded = await loadRunConfig(opts.configPath);
+  let run = resolveRunConfig(loaded);
+  if (opts.resume && loaded.raw.output?.run_name === undefined) {
+    run = resolveRunConfig(loaded, { runName: newestRun(run.config.output.dir, run.name, loaded.file) });
+  }
+  const trainer = await findTrainer({ packageRoot: opts.packageRoot, setting: opts.trainerSetting, onWarning: opts.onWarning });
+  opts.signal?.throwIfAborted();
+
+  const c = run.config;
+  const data = await prepareData(
+    c.model.path,
+    {
+      train: c.data.train,
+      ...(c.data.eval != null ? { eval: c.data.eval } : {}),
+      format: c.data.format,
+      sourceMaxLen: c.data.source_max_len,
+      targetMaxLen: c.data.target_max_len,
+      trainOnSource: c.data.train_on_source,
+      evalHoldout: c.data.eval_holdout,
+      seed: c.training.seed,
+    },
+    path.join(run.runDir, 'data'),
+    { ...(opts.onPrepareProgress ? { onProgress: opts.onPrepareProgress } : {}), ...(opts.signal ? { signal: opts.signal } : {}) },
+  );
+  opts.signal?.throwIfAborted();
+  c.data.train_tokens = data.trainTokens;
+  c.data.eval_tokens = data.evalTokens ?? null;
+
+  const proc = launchTrainer({ trainer: trainer.path, run, resume: opts.resume ?? false, args: opts.trainerArgs ?? [] });
+  return { run, trainer, data, proc };
+}
+
+/** The newest `<name>-*` run folder under `dir` that has a run.json (what --resume continues). */
+export function newestRun(dir: string, name: string, configFile: string): string {
+  const runs = existsSync(dir)
+    ? readdirSync(dir)
+        .filter((d) => d.startsWith(`${name}-`) && existsSync(path.join(dir, d, 'run.json')))
+        .map((d) => ({ d, t: statSync(path.join(dir, d, 'run.json')).mtimeMs }))
+        .sort((a, b) => b.t - a.t || b.d.localeCompare(a.d))
+    : [];
+  const newest = runs[0];
+  if (!newest) {
+    throw new HqError(`--resume: no earlier run of ${configName(configFile)} in ${dir}`, { file: configFile },
+      'start the run without --resume first, or set output.run_name to the run folder to continue');
+  }
+  return newest.d;
+}

@@ -1,0 +1,180 @@
+// attention.cpp — causal GQA attention, forward and backward. See attention.h.
+#include "attention.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "error.h"
+
+namespace hq {
+
+static constexpr int kQBlock = 64;   // query rows per task / per backward step
+
+// The sgemm calls below run inside an OpenMP parallel region: a pthreads OpenBLAS must not spawn its own threads
+// there (it warns "Detect OpenMP Loop ... may hang"), so the region runs with one BLAS thread and restores the
+// caller's setting afterwards.
+namespace {
+struct BlasSingleThread {
+    int prev;
+    BlasSingleThread() : prev(openblas_get_num_threads()) { openblas_set_num_threads(1); }
+    ~BlasSingleThread() { openblas_set_num_threads(prev); }
+};
+}  // namespace
+
+static float attn_scale(int d) { return (float)(1.0 / std::sqrt((double)d)); }
+
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const AttnShape& s) {
+    const int B = s.B, T = s.T, H = s.H, KV = s.KV, d = s.d;
+    HQ_ASSERT(KV > 0 && H % KV == 0);
+    const int G = H / KV;
+    const float scale = attn_scale(d);
+    const int nqb = (T + kQBlock - 1) / kQBlock;
+    const int64_t ntask = (int64_t)B * H * nqb;
+    const int ldq = H * d, ldk = KV * d;
+    BlasSingleThread one;
+#pragma omp parallel
+    {
+        std::vector<float> S((size_t)kQBlock * T);   // [nq, nk] scores, then probabilities
+#pragma omp for schedule(dynamic)
+        for (int64_t task = 0; task < ntask; task++) {
+            const int b = (int)(task / ((int64_t)H * nqb));
+            const int h = (int)((task / nqb) % H);
+            const int i0 = (int)(task % nqb) * kQBlock;
+            const int nq = std::min(kQBlock, T - i0);
+            const int nk = i0 + nq;                     // keys 0..nk-1 are visible to this block
+            const int kvh = h / G;
+            const float* Q = q + ((int64_t)b * T + i0) * ldq + (int64_t)h * d;   // [nq, d] (ld H*d)
+            const float* K = k + (int64_t)b * T * ldk + (int64_t)kvh * d;       // [nk, d] (ld KV*d)
+            const float* V = v + (int64_t)b * T * ldk + (int64_t)kvh * d;       // [nk, d] (ld KV*d)
+            float* O = out + ((int64_t)b * T + i0) * ldq + (int64_t)h * d;      // [nq, d] (ld H*d)
+            float* L = lse + ((int64_t)b * H + h) * T + i0;                     // [nq]
+            // S [nq, nk] = Q · Kᵀ
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d, 1.0f, Q, ldq, K, ldk, 0.0f, S.data(), nk);
+            for (int r = 0; r < nq; r++) {
+                float* row = S.data() + (int64_t)r * nk;
+                const int nvis = i0 + r + 1;
+                float m = -INFINITY;
+                for (int j = 0; j < nvis; j++) {
+                    row[j] *= scale;
+                    m = std::max(m, row[j]);
+                }
+                float sum = 0.0f;
+                for (int j = 0; j < nvis; j++) {
+                    row[j] = std::exp(row[j] - m);
+                    sum += row[j];
+                }
+                const float inv = 1.0f / sum;
+                for (int j = 0; j < nvis; j++) row[j] *= inv;
+                for (int j = nvis; j < nk; j++) row[j] = 0.0f;
+                L[r] = m + std::log(sum);
+            }
+            // O [nq, d] = P · V
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d, nk, 1.0f, S.data(), nk, V, ldk, 0.0f, O,
+                        ldq);
+        }
+    }
+}
+
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                        const float* v, const float* out, const float* lse, const AttnShape& s) {
+    const int B = s.B, T = s.T, H = s.H, KV = s.KV, d = s.d;
+    HQ_ASSERT(KV > 0 && H % KV == 0);
+    const int G = H / KV;
+    const float scale = attn_scale(d);
+    const int ldq = H * d, ldk = KV * d;
+    // Per-query-head partial dk/dv: with G == 1 they are dk/dv themselves, otherwise [B, H, T, d] scratch that is
+    // reduced over each group in head order below.
+    std::vector<float> dkp, dvp;
+    if (G > 1) {
+        dkp.assign((size_t)B * H * T * d, 0.0f);
+        dvp.assign((size_t)B * H * T * d, 0.0f);
+    } else {
+        std::memset(dk, 0, sizeof(float) * (size_t)B * T * KV * d);
+        std::memset(dv, 0, sizeof(float) * (size_t)B * T * KV * d);
+    }
+    const int64_t ntask = (int64_t)B * H;
+    BlasSingleThread one;
+#pragma omp parallel
+    {
+        std::vector<float> P((size_t)kQBlock * T), dP((size_t)kQBlock * T);   // [nq, nk] each
+#pragma omp for schedule(dynamic)
+        for (int64_t task = 0; task < ntask; task++) {
+            const int b = (int)(task / H), h = (int)(task % H), kvh = h / G;
+            const float* K = k + (int64_t)b * T * ldk + (int64_t)kvh * d;   // [T, d] (ld KV*d)
+            const float* V = v + (int64_t)b * T * ldk + (int64_t)kvh * d;   // [T, d] (ld KV*d)
+            float* dK;   // [T, d] partial for this query head
+            float* dV;
+            int ldp;
+            if (G > 1) {
+                dK = dkp.data() + ((int64_t)b * H + h) * T * d;
+                dV = dvp.data() + ((int64_t)b * H + h) * T * d;
+                ldp = d;
+            } else {
+                dK = dk + (int64_t)b * T * ldk + (int64_t)kvh * d;
+                dV = dv + (int64_t)b * T * ldk + (int64_t)kvh * d;
+                ldp = ldk;
+            }
+            for (int i0 = 0; i0 < T; i0 += kQBlock) {
+                const int nq = std::min(kQBlock, T - i0), nk = i0 + nq;
+                const int64_t rowoff = ((int64_t)b * T + i0) * ldq + (int64_t)h * d;
+                const float* Q = q + rowoff;      // [nq, d] (ld H*d)
+                const float* O = out + rowoff;    // [nq, d]
+                const float* dO = dout + rowoff;  // [nq, d]
+                float* dQ = dq + rowoff;          // [nq, d]
+                const float* L = lse + ((int64_t)b * H + h) * T + i0;   // [nq]
+                // P [nq, nk] = exp(Q·Kᵀ·scale − lse), causal
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d, 1.0f, Q, ldq, K, ldk, 0.0f, P.data(),
+                            nk);
+                // dP [nq, nk] = dO · Vᵀ
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d, 1.0f, dO, ldq, V, ldk, 0.0f,
+                            dP.data(), nk);
+                for (int r = 0; r < nq; r++) {
+                    float* pr = P.data() + (int64_t)r * nk;
+                    float* dpr = dP.data() + (int64_t)r * nk;
+                    const int nvis = i0 + r + 1;
+                    float D = 0.0f;   // Σ_c dO·O = Σ_j P·dP
+                    for (int c = 0; c < d; c++) D += dO[(int64_t)r * ldq + c] * O[(int64_t)r * ldq + c];
+                    for (int j = 0; j < nvis; j++) {
+                        pr[j] = std::exp(pr[j] * scale - L[r]);
+                        dpr[j] = pr[j] * (dpr[j] - D) * scale;   // dS (scaled back to q·k)
+                    }
+                    for (int j = nvis; j < nk; j++) pr[j] = dpr[j] = 0.0f;
+                }
+                // dQ [nq, d] = dS · K
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d, nk, 1.0f, dP.data(), nk, K, ldk, 0.0f,
+                            dQ, ldq);
+                // dK [nk, d] += dSᵀ · Q ;  dV [nk, d] += Pᵀ · dO
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, d, nq, 1.0f, dP.data(), nk, Q, ldq, 1.0f, dK,
+                            ldp);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, d, nq, 1.0f, P.data(), nk, dO, ldq, 1.0f, dV,
+                            ldp);
+            }
+        }
+    }
+    if (G > 1) {
+        // dk[b, t, kvh, :] = Σ_{g<G} dkp[b, kvh·G + g, t, :]  (fixed head order)
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++) {
+            for (int t = 0; t < T; t++) {
+                for (int kvh = 0; kvh < KV; kvh++) {
+                    float* dkr = dk + ((int64_t)b * T + t) * ldk + (int64_t)kvh * d;
+                    float* dvr = dv + ((int64_t)b * T + t) * ldk + (int64_t)kvh * d;
+                    for (int c = 0; c < d; c++) dkr[c] = dvr[c] = 0.0f;
+                    for (int g = 0; g < G; g++) {
+                        const int64_t off = (((int64_t)b * H + kvh * G + g) * T + t) * d;
+                        for (int c = 0; c < d; c++) {
+                            dkr[c] += dkp[off + c];
+                            dvr[c] += dvp[off + c];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+}  // namespace hq

@@ -1,0 +1,170 @@
+// hlora.cpp — the hierarchical-LoRA linear, forward / backward / init. See hlora.h.
+#include "hlora.h"
+
+#include <cblas.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "error.h"
+#include "model.h"
+
+namespace hq {
+
+float AdapterSpec::scale(int level) const {
+    HQ_ASSERT(level >= 0 && level < (int)levels.size());
+    const LevelSpec& l = levels[level];
+    return rslora ? l.alpha / std::sqrt((float)l.rank) : l.alpha / (float)l.rank;
+}
+
+int AdapterSpec::total_rank() const {
+    int r = 0;
+    for (const LevelSpec& l : levels) r += l.rank;
+    return r;
+}
+
+size_t HLoraLinear::base_bytes() const { return quantized ? nf4_bytes(wq) : w.size() * sizeof(float); }
+
+size_t HLoraWorkspace::bytes() const {
+    return (w.capacity() + xd.capacity() + du.capacity() + t.capacity()) * sizeof(float);
+}
+
+static void ensure(std::vector<float>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+}
+
+int hlora_active_rank(const HLoraLinear& L, const HLoraRun& run) {
+    if (L.R == 0) return 0;
+    HQ_ASSERT(run.levels >= 1 && run.levels < (int)L.offset.size());
+    return L.offset[run.levels];
+}
+
+void hlora_base_weight(const HLoraLinear& L, float* out) {
+    if (L.quantized) {
+        nf4_dequantize(L.wq, out);
+    } else {
+        std::memcpy(out, L.w.data(), sizeof(float) * (size_t)L.out * L.in);
+    }
+}
+
+// W [out, in] pointer for this call: the fp32 copy, or the NF4 weight dequantized into ws.w.
+static const float* base_weight(const HLoraLinear& L, HLoraWorkspace& ws) {
+    if (!L.quantized) return L.w.data();
+    ensure(ws.w, (size_t)L.out * L.in);
+    nf4_dequantize(L.wq, ws.w.data());
+    return ws.w.data();
+}
+
+// xd [N, in] = x ⊙ m_j / (1 − p), the dropped-out adapter input of level j.
+static void dropout_input(float* xd, const float* x, int64_t N, int in, float p, uint64_t key) {
+    const float keep_scale = 1.0f / (1.0f - p);
+    const int64_t n = N * in;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) xd[i] = rng_uniform(key, (uint64_t)i) >= p ? x[i] * keep_scale : 0.0f;
+}
+
+void hlora_forward(const HLoraLinear& L, const HLoraRun& run, const float* x, int64_t N, float* y, float* z,
+                   HLoraWorkspace& ws) {
+    const int in = L.in, out = L.out;
+    const float* W = base_weight(L, ws);
+    // y [N, out] = x · Wᵀ
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+    const int Ra = hlora_active_rank(L, run);
+    if (Ra == 0) return;
+    if (run.dropout <= 0.0f) {
+        // z [N, Ra] = x · A_actᵀ
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, Ra, in, 1.0f, x, in, L.A, in, 0.0f, z, Ra);
+    } else {
+        ensure(ws.xd, (size_t)N * in);
+        for (int j = 0; j < run.levels; j++) {
+            const int o = L.offset[j], r = L.rank[j];
+            dropout_input(ws.xd.data(), x, N, in, run.dropout, rng_key(run.mask_key, (uint64_t)j));
+            // z[:, o:o+r] = x̃_j · A_jᵀ
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, r, in, 1.0f, ws.xd.data(), in,
+                        L.A + (int64_t)o * in, in, 0.0f, z + o, Ra);
+        }
+    }
+    const float* s = L.scale.data();
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        float* zr = z + n * Ra;
+        for (int c = 0; c < Ra; c++) zr[c] *= s[c];
+    }
+    // y += z · B_actᵀ   (B [out, R], first Ra columns)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, out, Ra, 1.0f, z, Ra, L.B, L.R, 1.0f, y, out);
+}
+
+void hlora_backward(const HLoraLinear& L, const HLoraRun& run, const float* x, const float* z, const float* dy,
+                    int64_t N, float* dx, bool accumulate, HLoraWorkspace& ws) {
+    const int in = L.in, out = L.out;
+    const float* W = base_weight(L, ws);
+    // dx [N, in] (+)= dy · W
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, in, out, 1.0f, dy, out, W, in,
+                accumulate ? 1.0f : 0.0f, dx, in);
+    const int Ra = hlora_active_rank(L, run);
+    if (Ra == 0) return;
+    // dB[:, :Ra] [out, Ra] += dyᵀ · z
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, Ra, (int)N, 1.0f, dy, out, z, Ra, 1.0f, L.dB, L.R);
+    // du [N, Ra] = (dy · B_act) ⊙ s
+    ensure(ws.du, (size_t)N * Ra);
+    float* du = ws.du.data();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, Ra, out, 1.0f, dy, out, L.B, L.R, 0.0f, du, Ra);
+    const float* s = L.scale.data();
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        float* ur = du + n * Ra;
+        for (int c = 0; c < Ra; c++) ur[c] *= s[c];
+    }
+    if (run.dropout <= 0.0f) {
+        // dA[:Ra] [Ra, in] += duᵀ · x ;  dx += du · A_act
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Ra, in, (int)N, 1.0f, du, Ra, x, in, 1.0f, L.dA, in);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, in, Ra, 1.0f, du, Ra, L.A, in, 1.0f, dx, in);
+        return;
+    }
+    ensure(ws.xd, (size_t)N * in);
+    ensure(ws.t, (size_t)N * in);
+    const float keep_scale = 1.0f / (1.0f - run.dropout);
+    for (int j = 0; j < run.levels; j++) {
+        const int o = L.offset[j], r = L.rank[j];
+        const uint64_t key = rng_key(run.mask_key, (uint64_t)j);
+        dropout_input(ws.xd.data(), x, N, in, run.dropout, key);
+        // dA_j [r, in] += du_jᵀ · x̃_j
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, (int)N, 1.0f, du + o, Ra, ws.xd.data(), in, 1.0f,
+                    L.dA + (int64_t)o * in, in);
+        // t [N, in] = du_j · A_j ;  dx += t ⊙ m_j / (1 − p)
+        float* t = ws.t.data();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, in, r, 1.0f, du + o, Ra, L.A + (int64_t)o * in,
+                    in, 0.0f, t, in);
+        const int64_t n = N * in;
+        const float p = run.dropout;
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n; i++)
+            if (rng_uniform(key, (uint64_t)i) >= p) dx[i] += t[i] * keep_scale;
+    }
+}
+
+void hlora_init(HLoraLinear& L, const std::string& init, uint64_t seed, uint64_t stream) {
+    HQ_ASSERT(L.R > 0 && L.A && L.B);
+    const uint64_t key = rng_key(seed, stream);
+    const int in = L.in;
+    if (init == "kaiming") {
+        const float bound = 1.0f / std::sqrt((float)in);   // kaiming_uniform_(a=√5): gain·√(3/fan_in) = 1/√in
+        for (int64_t i = 0; i < (int64_t)L.R * in; i++) L.A[i] = (2.0f * rng_uniform(key, (uint64_t)i) - 1.0f) * bound;
+    } else if (init == "gaussian") {
+        for (size_t j = 0; j < L.rank.size(); j++) {
+            const float std_ = 1.0f / (float)L.rank[j];     // PEFT: normal_(A, std=1/r)
+            for (int64_t i = (int64_t)L.offset[j] * in; i < (int64_t)L.offset[j + 1] * in; i++) {
+                // Box-Muller from two counter-based uniforms; u1 in (0, 1].
+                const double u1 = 1.0 - (double)rng_uniform(key, 2 * (uint64_t)i);
+                const double u2 = (double)rng_uniform(key, 2 * (uint64_t)i + 1);
+                L.A[i] = (float)(std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2)) * std_;
+            }
+        }
+    } else {
+        throw Error("E_CONFIG", HQ_MSG("unknown adapter init '" << init << "'"), Where{"", "", "adapter.init", -1, -1},
+                    "use \"kaiming\" (PEFT default) or \"gaussian\"");
+    }
+    std::memset(L.B, 0, sizeof(float) * (size_t)L.out * L.R);
+}
+
+}  // namespace hq

@@ -1,0 +1,92 @@
+// hlora.h — the hierarchical-LoRA linear: a frozen (NF4 or fp32) base weight plus several LoRA levels of different
+// ranks, computed as ONE concatenated-rank product with per-rank-row scales (docs/CONTRACTS.md §4).
+//
+//   x [N, in], W [out, in] frozen, A_cat [R, in], B_cat [out, R], s [R] (s = alpha_j / r_j on the rows of level j)
+//   y [N, out] = x·Wᵀ + ((x·A_catᵀ) ⊙ s)·B_catᵀ                  == Σ_j s_j·(x·A_jᵀ)·B_jᵀ
+// Only the first `levels` levels are active (R_a = offset[levels] rank rows); inactive levels get no gradient.
+// W is dequantized into a reused workspace buffer once per call (amortised over all N tokens of the batch);
+// it is frozen, so the backward gives dx (through W and the adapter) and accumulates dA, dB only.
+// Dropout (training): an independent inverted-dropout mask per level on the adapter input x̃_j = x ⊙ m_j / (1−p),
+// as PEFT's separate adapters would have; the A product is then done per level, B stays concatenated. Masks come
+// from a counter-based generator keyed by (call, module, level), so the backward and a checkpoint recompute
+// regenerate them exactly without storing them.
+// Init (PEFT reset_lora_parameters): "kaiming" A ~ U(−1/√in, 1/√in) (kaiming_uniform a=√5), "gaussian"
+// A_j ~ N(0, (1/r_j)²); B = 0. Each element is a pure function of (seed, module stream, index): reproducible and
+// independent of thread count.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nf4.h"
+
+namespace hq {
+
+// SplitMix64 finaliser: a bijective 64-bit mix.
+inline uint64_t mix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ULL;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+// Key of a sub-stream (e.g. module index, level) derived from a parent key.
+inline uint64_t rng_key(uint64_t parent, uint64_t stream) {
+    return mix64(parent ^ mix64(stream + 0x632BE59BD9B4E019ULL));
+}
+// Counter-based uniform in [0, 1) with 24 random bits: element `ctr` of stream `key`.
+inline float rng_uniform(uint64_t key, uint64_t ctr) {
+    return (float)(mix64(key + ctr * 0xD1B54A32D192ED03ULL) >> 40) * (1.0f / 16777216.0f);
+}
+
+struct HLoraLinear {
+    std::string name;               // HF module name, e.g. "model.layers.0.self_attn.q_proj"
+    int in = 0, out = 0;
+    bool quantized = false;
+    NF4Tensor wq;                   // W [out, in] as NF4 (quantized)
+    std::vector<float> w;           // W [out, in] fp32 (not quantized)
+    // Adapter; R == 0 means the projection is not adapted (plain frozen linear).
+    int R = 0;
+    std::vector<int> rank;          // [levels] r_j
+    std::vector<int> offset;        // [levels + 1] start row of level j in A (col in B); offset[levels] = R
+    std::vector<float> scale;       // [R] s_j on every rank row of level j
+    float* A = nullptr;             // [R, in]   (model-owned param storage)
+    float* B = nullptr;             // [out, R]
+    float* dA = nullptr;            // [R, in]   gradient accumulators
+    float* dB = nullptr;            // [out, R]
+    size_t base_bytes() const;      // resident bytes of W (NF4 or fp32)
+};
+
+struct HLoraRun {
+    int levels = 0;                 // active levels (1..levels of the module)
+    float dropout = 0.0f;           // > 0 only in training
+    uint64_t mask_key = 0;          // mask stream of this (call, module); same in forward and backward
+};
+
+// Reused scratch of the adapted linears (one per model; calls are sequential).
+struct HLoraWorkspace {
+    std::vector<float> w;           // [out, in] dequantized W
+    std::vector<float> xd;          // [N, in] dropped-out adapter input of one level
+    std::vector<float> du;          // [N, R_a] adapter gradient
+    std::vector<float> t;           // [N, in] per-level dx contribution (dropout)
+    size_t bytes() const;
+};
+
+// Rank rows used by `run`: offset[run.levels] (0 when not adapted).
+int hlora_active_rank(const HLoraLinear& L, const HLoraRun& run);
+
+// W [out, in] as the forward uses it (dequantized NF4 or the fp32 copy) into `out`.
+void hlora_base_weight(const HLoraLinear& L, float* out);
+
+// x [N, in] -> y [N, out]. z [N, R_a] receives (x̃·A_actᵀ) ⊙ s, needed by the backward (ignored when R_a == 0).
+void hlora_forward(const HLoraLinear& L, const HLoraRun& run, const float* x, int64_t N, float* y, float* z,
+                   HLoraWorkspace& ws);
+
+// dy [N, out] -> dx [N, in] (overwritten, or added to when `accumulate`); dA [R_a, in] += , dB [out, R_a] += .
+// x and z are the forward's input and saved z.
+void hlora_backward(const HLoraLinear& L, const HLoraRun& run, const float* x, const float* z, const float* dy,
+                    int64_t N, float* dx, bool accumulate, HLoraWorkspace& ws);
+
+// Fills A (kaiming | gaussian) and zeroes B from (seed, stream). Throws E_CONFIG for an unknown init name.
+void hlora_init(HLoraLinear& L, const std::string& init, uint64_t seed, uint64_t stream);
+
+}  // namespace hq

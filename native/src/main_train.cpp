@@ -1,0 +1,148 @@
+// main_train.cpp — the hqlora-train executable: argument parsing, signals, exit codes (docs/CONTRACTS.md §1).
+//
+// stdout carries only JSON (events, or the inspect object); the human log goes to stderr.
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "error.h"
+#include "events.h"
+#include "inspect.h"
+#include "trainer.h"
+
+// error.h's HQ_MSG static_casts an rvalue std::ostringstream, which GCC 12 rejects when the first operand is a
+// string; this file uses the lambda form instead (same semantics).
+#undef HQ_MSG
+#define HQ_MSG(expr) ([&]() { std::ostringstream hq_os_; hq_os_ << expr; return hq_os_.str(); }())
+
+namespace {
+
+std::atomic<int> g_stop{0};
+
+extern "C" void on_stop_signal(int sig) { g_stop.store(sig); }
+
+void usage(std::FILE* out) {
+    std::fprintf(out,
+                 "usage: hqlora-train [train] --config <run.json> [--resume] [--threads N] [--max-steps N]\n"
+                 "       hqlora-train inspect <file.safetensors | model-folder>\n"
+                 "       hqlora-train --version | --help\n"
+                 "\n"
+                 "Fine-tunes a frozen NF4 base model with hierarchical LoRA adapters (H-QLoRA) on the CPU.\n"
+                 "Events: one JSON object per line on stdout (schemas/trainer-events.schema.json), also appended\n"
+                 "to <run>/events.jsonl; human-readable progress on stderr.\n"
+                 "\n"
+                 "train flags:\n"
+                 "  --config PATH     run.json (docs/CONTRACTS.md §6)                  (required, no default)\n"
+                 "  --resume          continue from the newest complete checkpoint     (default: off)\n"
+                 "  --threads N       compute threads, 0 = all cores                   (default: run.json hardware.threads)\n"
+                 "  --max-steps N     override the number of optimizer steps           (default: run.json training)\n"
+                 "other:\n"
+                 "  inspect PATH      validate a .safetensors file or model folder and print it as one JSON object\n"
+                 "  --version         print \"hqlora-train <version>\" and the compiled backends\n"
+                 "  --help, -h        this text\n"
+                 "\n"
+                 "exit codes: 0 done | 1 error (an error event was printed) | 2 usage | 3 stopped by SIGINT/SIGTERM\n"
+                 "            after a checkpoint | 4 non-finite loss (last good checkpoint kept)\n");
+}
+
+int usage_error(const std::string& msg) {
+    std::fprintf(stderr, "hqlora-train: %s\n\n", msg.c_str());
+    usage(stderr);
+    return hq::kExitUsage;
+}
+
+bool parse_int(const char* s, long long lo, long long* out) {
+    char* end = nullptr;
+    errno = 0;
+    long long v = std::strtoll(s, &end, 10);
+    if (errno || !end || *end || end == s || v < lo) return false;
+    *out = v;
+    return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string cmd = "train";
+    int i = 1;
+    if (argc > 1 && argv[1][0] != '-') {
+        cmd = argv[1];
+        i = 2;
+    }
+    hq::EventSink events(stdout);
+    if (cmd == "inspect") {
+        if (argc - i != 1) return usage_error("inspect takes exactly one path");
+        try {
+            std::string out = hq::inspect_path(argv[i]).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+            std::fprintf(stdout, "%s\n", out.c_str());
+            return hq::kExitDone;
+        } catch (const hq::Error& e) {
+            events.emit_error(e);
+            std::fprintf(stderr, "hqlora-train: %s\n", e.what());
+            return hq::kExitError;
+        }
+    }
+    if (cmd != "train") return usage_error("unknown command \"" + cmd + "\"");
+
+    hq::TrainOptions opt;
+    for (; i < argc; ++i) {
+        std::string a = argv[i];
+        auto value = [&](const char* flag) -> const char* {
+            if (i + 1 >= argc) return nullptr;
+            (void)flag;
+            return argv[++i];
+        };
+        long long n = 0;
+        if (a == "--help" || a == "-h") {
+            usage(stdout);
+            return hq::kExitDone;
+        } else if (a == "--version") {
+            std::printf("hqlora-train %s\nbackends: cpu\n", HQ_VERSION);
+            return hq::kExitDone;
+        } else if (a == "--config") {
+            const char* v = value("--config");
+            if (!v) return usage_error("--config needs a path");
+            opt.config_path = v;
+        } else if (a == "--resume") {
+            opt.resume = true;
+        } else if (a == "--threads") {
+            const char* v = value("--threads");
+            if (!v || !parse_int(v, 0, &n)) return usage_error("--threads needs an integer >= 0");
+            opt.threads = static_cast<int>(n);
+        } else if (a == "--max-steps") {
+            const char* v = value("--max-steps");
+            if (!v || !parse_int(v, 0, &n)) return usage_error("--max-steps needs an integer >= 0");
+            opt.max_steps = n;
+        } else {
+            return usage_error("unknown argument \"" + a + "\"");
+        }
+    }
+    if (opt.config_path.empty()) return usage_error("--config is required");
+
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+
+    try {
+        return hq::run_training(opt, events, g_stop);
+    } catch (const hq::Error& e) {
+        events.emit_error(e);
+        std::fprintf(stderr, "[hqlora] error %s: %s%s%s\n", e.code().c_str(), e.what(), e.hint().empty() ? "" : "\n  hint: ",
+                     e.hint().c_str());
+    } catch (const std::bad_alloc&) {
+        events.emit_error(hq::Error("E_OOM", "out of memory", {}, "lower micro_batch_size or the sequence lengths"));
+        std::fprintf(stderr, "[hqlora] error: out of memory\n");
+    } catch (const std::exception& e) {
+        events.emit_error(hq::Error("E_INTERNAL", e.what(), {}, "please report this as a bug with the trainer log"));
+        std::fprintf(stderr, "[hqlora] internal error: %s\n", e.what());
+    }
+    return hq::kExitError;
+}

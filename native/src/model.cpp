@@ -1,0 +1,551 @@
+// model.cpp — LLaMA / Gemma decoder on CPU in fp32: weight loading (+ NF4 quantization of the targeted
+// projections), hierarchical-LoRA adapters, forward, backward, gradient checkpointing.
+//
+// Decoder (transformers LlamaModel / GemmaModel, trainer-anchors §5):
+//   x0 = embed(ids) (· √C for Gemma)
+//   per layer: x = x + o(attn(rope(q(n1)), rope(k(n1)), v(n1))),  n1 = input_layernorm(x)
+//              x = x + down(act(gate(n2)) ⊙ up(n2)),              n2 = post_attention_layernorm(x)
+//   h = norm(x); loss = CE(h·W_outᵀ) over chunks (loss.h); W_out = lm_head or the tied embedding.
+// Backward: only adapter grads (A, B) are produced; every base tensor is frozen. With gradient checkpointing the
+// layer inputs are kept and each layer's forward is recomputed right before its backward; the recompute runs the
+// same code with the same dropout keys, so the results are bit-identical to the non-checkpointed run.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "attention.h"
+#include "embedding.h"
+#include "error.h"
+#include "loss.h"
+#include "mlp.h"
+#include "model.h"
+#include "model_impl.h"
+#include "norm.h"
+#include "rope.h"
+#include "safetensors.h"
+
+namespace hq {
+
+const char* const kProjNames[P_COUNT] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
+std::string proj_module_name(int layer, int proj) {
+    return HQ_MSG("model.layers." << layer << (proj <= P_O ? ".self_attn." : ".mlp.") << kProjNames[proj]);
+}
+
+size_t LayerActs::bytes() const {
+    size_t n = xn1.capacity() + rstd1.capacity() + q.capacity() + k.capacity() + v.capacity() + att.capacity() +
+               lse.capacity() + xmid.capacity() + xn2.capacity() + rstd2.capacity() + g.capacity() + u.capacity() +
+               h.capacity();
+    for (const auto& zz : z) n += zz.capacity();
+    return n * sizeof(float);
+}
+
+namespace {
+
+void ensure(std::vector<float>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+}
+
+// Validates the run config parts that the model consumes (E_CONFIG naming the run.json key).
+void check_specs(const QuantSpec& q, const AdapterSpec& a) {
+    const std::string hint_q = "quantization.type is \"nf4\" or \"none\"; blocksize a power of two in [32, 4096]";
+    if (q.type != "nf4" && q.type != "none")
+        throw Error("E_CONFIG", HQ_MSG("unknown quantization type '" << q.type << "'"),
+                    Where{"", "", "quantization.type", -1, -1}, hint_q);
+    if (q.type == "nf4" && (q.blocksize < 32 || q.blocksize > 4096 || (q.blocksize & (q.blocksize - 1)) != 0))
+        throw Error("E_CONFIG", HQ_MSG("quantization.blocksize " << q.blocksize << " is not supported"),
+                    Where{"", "", "quantization.blocksize", -1, -1}, hint_q);
+    if (a.levels.empty())
+        throw Error("E_CONFIG", "adapter.levels is empty", Where{"", "", "adapter.levels", -1, -1},
+                    "give at least one level, e.g. [{rank: 32, alpha: 16}]");
+    for (size_t i = 0; i < a.levels.size(); i++) {
+        if (a.levels[i].rank <= 0)
+            throw Error("E_CONFIG", HQ_MSG("adapter level " << i << " has rank " << a.levels[i].rank),
+                        Where{"", "", HQ_MSG("adapter.levels[" << i << "].rank"), -1, -1},
+                        "ranks must be positive integers");
+        if (!(a.levels[i].alpha > 0) || !std::isfinite(a.levels[i].alpha))
+            throw Error("E_CONFIG", HQ_MSG("adapter level " << i << " has alpha " << a.levels[i].alpha),
+                        Where{"", "", HQ_MSG("adapter.levels[" << i << "].alpha"), -1, -1},
+                        "alpha must be a positive number");
+    }
+    if (!(a.dropout >= 0.0f && a.dropout < 1.0f))
+        throw Error("E_CONFIG", HQ_MSG("adapter.dropout " << a.dropout << " is outside [0, 1)"),
+                    Where{"", "", "adapter.dropout", -1, -1}, "typical values are 0, 0.05 or 0.1");
+    if (a.init != "kaiming" && a.init != "gaussian")
+        throw Error("E_CONFIG", HQ_MSG("unknown adapter init '" << a.init << "'"),
+                    Where{"", "", "adapter.init", -1, -1},
+                    "use \"kaiming\" (PEFT default) or \"gaussian\"");
+    if (a.target_modules.empty())
+        throw Error("E_CONFIG", "adapter.target_modules is empty", Where{"", "", "adapter.target_modules", -1, -1},
+                    "list projections to adapt, e.g. [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]");
+    std::set<std::string> seen;
+    for (size_t i = 0; i < a.target_modules.size(); i++) {
+        const std::string& t = a.target_modules[i];
+        const Where w{"", "", HQ_MSG("adapter.target_modules[" << i << "]")};
+        if (std::find(std::begin(kProjNames), std::end(kProjNames), t) == std::end(kProjNames))
+            throw Error("E_CONFIG", HQ_MSG("unknown target module '" << t << "'"), w,
+                        "targets are q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj");
+        if (!seen.insert(t).second) throw Error("E_CONFIG", HQ_MSG("target module '" << t << "' is listed twice"), w,
+                                                "list each projection once");
+    }
+}
+
+class ModelImpl final : public Model {
+  public:
+    ModelImpl(const std::string& dir, const QuantSpec& quant, const AdapterSpec& adapter, uint64_t seed);
+
+    const ModelConfig& config() const override { return cfg_; }
+    const AdapterSpec& adapter_spec() const override { return spec_; }
+    std::vector<Param>& params() override { return params_; }
+    std::vector<AdaptedModule>& modules() override { return modules_; }
+    int64_t base_param_count() const override { return base_params_; }
+
+    LossOut forward_backward(const int32_t* ids, const int32_t* labels, int B, int T, bool backward,
+                             float grad_scale) override;
+    void forward_logits(const int32_t* ids, int B, int T, float* logits_out) override;
+
+    void zero_grad() override { std::fill(pg_.begin(), pg_.end(), 0.0f); }
+    void set_training(bool training, uint64_t dropout_seed) override {
+        training_ = training;
+        dropout_seed_ = dropout_seed;
+        call_ = 0;
+    }
+    void set_gradient_checkpointing(bool on) override {
+        ckpt_ = on;
+        if (on && acts_.size() > 1) acts_.resize(1);   // free the per-layer caches: one layer is recomputed at a time
+    }
+    void set_active_levels(int n) override {
+        const int L = (int)spec_.levels.size();
+        HQ_CHECK(n >= 0 && n <= L, "E_CONFIG", "active levels " << n << " outside [0, " << L << "]",
+                 (Where{"", "", "active_levels", -1, -1}), "0 means all levels");
+        active_levels_ = n == 0 ? L : n;
+    }
+    void set_loss_chunk_rows(int rows) override {
+        HQ_CHECK(rows >= 0, "E_CONFIG", "loss chunk rows " << rows << " < 0", Where{}, "0 means automatic");
+        loss_chunk_ = rows;
+    }
+    std::vector<float> dequantized_weight(const std::string& module) const override;
+    size_t memory_bytes() const override;
+
+  private:
+    void load_weights(const std::string& dir);
+    void build_adapters(uint64_t seed);
+    HLoraRun run_for(int layer, int proj) const;
+    void ensure_rope(int T);
+    void ensure_acts(LayerActs& a, int B, int T);
+    void layer_forward(int l, const float* x, float* y, LayerActs& a, int B, int T);
+    void layer_backward(int l, const float* x, LayerActs& a, const float* dy, float* dx, int B, int T);
+    // Embedding + all layers + final norm into xf_. keep = cache what the backward needs.
+    void forward_hidden(const int32_t* ids, int B, int T, bool keep);
+    const float* out_weight() const { return cfg_.tie_word_embeddings ? embed_.data() : lm_head_.data(); }
+    int loss_chunk(int64_t N) const;
+
+    ModelConfig cfg_;
+    AdapterSpec spec_;
+    QuantSpec quant_;
+    bool gemma_ = false;
+    Act act_ = Act::SiLU;
+    int64_t base_params_ = 0;
+    std::vector<float> embed_;     // [V, C]
+    std::vector<float> lm_head_;   // [V, C] (empty when tied)
+    std::vector<float> norm_;      // [C]
+    std::vector<DecoderLayer> layers_;
+    std::vector<float> pw_, pg_;   // adapter weights / grads, all params back to back
+    std::vector<Param> params_;
+    std::vector<AdaptedModule> modules_;
+    std::vector<float> inv_freq_;  // [d/2]
+    std::vector<float> cos_, sin_; // [rope_T_, d/2]
+    int rope_T_ = 0;
+
+    bool training_ = false, ckpt_ = false;
+    uint64_t dropout_seed_ = 0, call_ = 0;
+    int active_levels_ = 0;
+    int loss_chunk_ = 0;
+
+    HLoraWorkspace hws_;
+    LossWorkspace lws_;
+    std::vector<LayerActs> acts_;               // [L] (no checkpointing) or [1]
+    std::vector<std::vector<float>> xs_;        // [L+1][N, C] layer inputs; xs_[L] = last layer output
+    std::vector<float> xf_, rstdf_;             // [N, C], [N] final norm output and rstd
+    std::vector<float> tmpC_, ytmp_, dxa_, dxb_, dmid_, dxn_, dxf_;   // [N, C]
+    std::vector<float> dg_, du_, dh_;           // [N, F]
+    std::vector<float> dq_, datt_;              // [N, H·d]
+    std::vector<float> dk_, dv_;                // [N, KV·d]
+    std::vector<int32_t> targets_;              // [N]
+};
+
+ModelImpl::ModelImpl(const std::string& dir, const QuantSpec& quant, const AdapterSpec& adapter, uint64_t seed)
+    : spec_(adapter), quant_(quant) {
+    check_specs(quant, adapter);
+    cfg_ = load_model_config(dir);
+    gemma_ = cfg_.arch == Arch::Gemma;
+    act_ = gemma_ ? Act::GeluTanh : Act::SiLU;
+    active_levels_ = (int)spec_.levels.size();
+    inv_freq_ = rope_inv_freq(cfg_.head_dim, cfg_.rope_theta, cfg_.rope_scaling);
+    load_weights(dir);
+    build_adapters(seed);
+}
+
+void ModelImpl::load_weights(const std::string& dir) {
+    const ModelConfig& c = cfg_;
+    const int64_t C = c.hidden_size, F = c.intermediate_size, V = c.vocab_size;
+    const int64_t Hd = (int64_t)c.num_heads * c.head_dim, KVd = (int64_t)c.num_kv_heads * c.head_dim;
+    ModelWeights mw = ModelWeights::open_dir(dir);
+    std::string listing = mw.index_path();
+    if (listing.empty()) listing = mw.files().size() == 1 ? mw.files()[0]->path() : dir;
+
+    // Every expected tensor with its shape, checked before anything is read.
+    std::vector<std::pair<std::string, std::vector<int64_t>>> expected;
+    expected.push_back({"model.embed_tokens.weight", {V, C}});
+    expected.push_back({"model.norm.weight", {C}});
+    if (!c.tie_word_embeddings) expected.push_back({"lm_head.weight", {V, C}});
+    const std::vector<int64_t> pshape[P_COUNT] = {{Hd, C}, {KVd, C}, {KVd, C}, {C, Hd}, {F, C}, {F, C}, {C, F}};
+    for (int l = 0; l < c.num_layers; l++) {
+        const std::string p = HQ_MSG("model.layers." << l << ".");
+        expected.push_back({p + "input_layernorm.weight", {C}});
+        expected.push_back({p + "post_attention_layernorm.weight", {C}});
+        for (int j = 0; j < P_COUNT; j++) expected.push_back({proj_module_name(l, j) + ".weight", pshape[j]});
+    }
+    auto shape_str = [](const std::vector<int64_t>& s) {
+        std::ostringstream os;
+        os << "[";
+        for (size_t i = 0; i < s.size(); i++) os << (i ? ", " : "") << s[i];
+        os << "]";
+        return os.str();
+    };
+    std::set<std::string> expected_names;
+    for (const auto& [name, shape] : expected) {
+        expected_names.insert(name);
+        const SafeTensorsFile* file = nullptr;
+        const TensorInfo* ti = mw.find(name, &file);
+        if (!ti) {
+            std::string hint = "the checkpoint does not match config.json (num_hidden_layers, model_type)";
+            if (name == "lm_head.weight")
+                hint = "config.json says tie_word_embeddings=false but there is no lm_head.weight; set it to true "
+                       "if the model ties lm_head to the embeddings";
+            throw Error("E_SAFETENSORS", HQ_MSG("tensor " << name << " is missing from " << listing),
+                        Where{listing, name, "", -1, -1}, hint);
+        }
+        if (ti->dtype != DType::F32 && ti->dtype != DType::BF16 && ti->dtype != DType::F16)
+            throw Error("E_SAFETENSORS", HQ_MSG("tensor " << name << " has dtype " << dtype_name(ti->dtype)),
+                        Where{file->path(), name, "", -1, -1},
+                        "base weights must be F32, BF16 or F16 (pre-quantized checkpoints are not supported)");
+        if (ti->shape != shape)
+            throw Error("E_SHAPE", HQ_MSG("tensor " << name << " has shape " << shape_str(ti->shape) << ", expected "
+                                                    << shape_str(shape) << " from config.json"),
+                        Where{file->path(), name, "", -1, -1},
+                        "the checkpoint does not match config.json (hidden_size, intermediate_size, heads, "
+                        "head_dim, vocab_size)");
+    }
+    for (const std::string& name : mw.names()) {
+        if (expected_names.count(name)) continue;
+        const bool inv_freq = name.size() >= 19 && name.compare(name.size() - 19, 19, "rotary_emb.inv_freq") == 0;
+        if (inv_freq || (c.tie_word_embeddings && name == "lm_head.weight")) continue;   // recomputed / tied
+        const SafeTensorsFile* file = nullptr;
+        mw.find(name, &file);
+        throw Error("E_SAFETENSORS", HQ_MSG("unexpected tensor " << name << " for a " << c.model_type << " model"),
+                    Where{file ? file->path() : listing, name, "", -1, -1},
+                    "biases, extra modules or pre-quantized weights are not supported; check model_type and that the "
+                    "folder holds an unmodified Hugging Face LLaMA/Gemma checkpoint");
+    }
+
+    embed_ = mw.read_f32("model.embed_tokens.weight");
+    norm_ = mw.read_f32("model.norm.weight");
+    if (!c.tie_word_embeddings) lm_head_ = mw.read_f32("lm_head.weight");
+    base_params_ = (int64_t)embed_.size() + (int64_t)norm_.size() + (int64_t)lm_head_.size();
+    std::set<std::string> targets(spec_.target_modules.begin(), spec_.target_modules.end());
+    layers_.resize(c.num_layers);
+    for (int l = 0; l < c.num_layers; l++) {
+        DecoderLayer& L = layers_[l];
+        const std::string p = HQ_MSG("model.layers." << l << ".");
+        L.ln1 = mw.read_f32(p + "input_layernorm.weight");
+        L.ln2 = mw.read_f32(p + "post_attention_layernorm.weight");
+        base_params_ += 2 * C;
+        for (int j = 0; j < P_COUNT; j++) {
+            HLoraLinear& P = L.proj[j];
+            P.name = proj_module_name(l, j);
+            P.out = (int)pshape[j][0];
+            P.in = (int)pshape[j][1];
+            base_params_ += (int64_t)P.out * P.in;
+            std::vector<float> w = mw.read_f32(P.name + ".weight");   // [out, in]
+            if (targets.count(kProjNames[j]) && quant_.type == "nf4") {
+                P.quantized = true;
+                P.wq = nf4_quantize(w.data(), P.out, P.in, quant_.blocksize, quant_.double_quant);
+            } else {
+                P.w = std::move(w);
+            }
+        }
+    }
+}
+
+void ModelImpl::build_adapters(uint64_t seed) {
+    const int nlev = (int)spec_.levels.size();
+    const int R = spec_.total_rank();
+    std::vector<int> rank(nlev), offset(nlev + 1, 0);
+    std::vector<float> scale(R);
+    for (int j = 0; j < nlev; j++) {
+        rank[j] = spec_.levels[j].rank;
+        offset[j + 1] = offset[j] + rank[j];
+        for (int i = offset[j]; i < offset[j + 1]; i++) scale[i] = spec_.scale(j);
+    }
+    // Order: layer by layer, modules in the order of target_modules, A then B.
+    std::vector<HLoraLinear*> adapted;
+    for (auto& L : layers_)
+        for (const std::string& t : spec_.target_modules) {
+            const int j = (int)(std::find(std::begin(kProjNames), std::end(kProjNames), t) - std::begin(kProjNames));
+            adapted.push_back(&L.proj[j]);
+        }
+    size_t total = 0;
+    for (HLoraLinear* P : adapted) total += (size_t)R * P->in + (size_t)P->out * R;
+    pw_.assign(total, 0.0f);
+    pg_.assign(total, 0.0f);
+    params_.reserve(2 * adapted.size());
+    modules_.reserve(adapted.size());
+    size_t off = 0;
+    for (size_t m = 0; m < adapted.size(); m++) {
+        HLoraLinear& P = *adapted[m];
+        P.R = R;
+        P.rank = rank;
+        P.offset = offset;
+        P.scale = scale;
+        P.A = pw_.data() + off;
+        P.dA = pg_.data() + off;
+        params_.push_back(Param{P.name + ".lora_A", {R, P.in}, P.A, P.dA, (size_t)R * P.in});
+        off += (size_t)R * P.in;
+        P.B = pw_.data() + off;
+        P.dB = pg_.data() + off;
+        params_.push_back(Param{P.name + ".lora_B", {P.out, R}, P.B, P.dB, (size_t)P.out * R});
+        off += (size_t)P.out * R;
+        AdaptedModule am;
+        am.name = P.name;
+        am.in = P.in;
+        am.out = P.out;
+        am.A = &params_[params_.size() - 2];
+        am.B = &params_[params_.size() - 1];
+        am.level_offset.assign(offset.begin(), offset.end() - 1);
+        modules_.push_back(std::move(am));
+        hlora_init(P, spec_.init, seed, (uint64_t)m);
+    }
+}
+
+HLoraRun ModelImpl::run_for(int layer, int proj) const {
+    HLoraRun r;
+    r.levels = active_levels_;
+    r.dropout = training_ ? spec_.dropout : 0.0f;
+    r.mask_key = rng_key(rng_key(dropout_seed_, call_), (uint64_t)layer * P_COUNT + proj);
+    return r;
+}
+
+void ModelImpl::ensure_rope(int T) {
+    if (T <= rope_T_) return;
+    const int h = cfg_.head_dim / 2;
+    cos_.assign((size_t)T * h, 0.0f);
+    sin_.assign((size_t)T * h, 0.0f);
+    rope_tables(cos_.data(), sin_.data(), inv_freq_.data(), T, cfg_.head_dim);
+    rope_T_ = T;
+}
+
+void ModelImpl::ensure_acts(LayerActs& a, int B, int T) {
+    const size_t N = (size_t)B * T, C = cfg_.hidden_size, F = cfg_.intermediate_size;
+    const size_t Hd = (size_t)cfg_.num_heads * cfg_.head_dim, KVd = (size_t)cfg_.num_kv_heads * cfg_.head_dim;
+    ensure(a.xn1, N * C);
+    ensure(a.rstd1, N);
+    ensure(a.q, N * Hd);
+    ensure(a.k, N * KVd);
+    ensure(a.v, N * KVd);
+    ensure(a.att, N * Hd);
+    ensure(a.lse, (size_t)B * cfg_.num_heads * T);
+    ensure(a.xmid, N * C);
+    ensure(a.xn2, N * C);
+    ensure(a.rstd2, N);
+    ensure(a.g, N * F);
+    ensure(a.u, N * F);
+    ensure(a.h, N * F);
+    for (int j = 0; j < P_COUNT; j++) {
+        const HLoraLinear& P = layers_[0].proj[j];
+        if (P.R > 0) ensure(a.z[j], N * (size_t)P.offset[active_levels_]);
+    }
+}
+
+void ModelImpl::layer_forward(int l, const float* x, float* y, LayerActs& a, int B, int T) {
+    const ModelConfig& c = cfg_;
+    const int64_t N = (int64_t)B * T, C = c.hidden_size;
+    DecoderLayer& L = layers_[l];
+    ensure_acts(a, B, T);
+    ensure(tmpC_, (size_t)N * C);
+    rmsnorm_forward(a.xn1.data(), a.rstd1.data(), x, L.ln1.data(), N, (int)C, c.rms_norm_eps, gemma_);
+    hlora_forward(L.proj[P_Q], run_for(l, P_Q), a.xn1.data(), N, a.q.data(), a.z[P_Q].data(), hws_);
+    hlora_forward(L.proj[P_K], run_for(l, P_K), a.xn1.data(), N, a.k.data(), a.z[P_K].data(), hws_);
+    hlora_forward(L.proj[P_V], run_for(l, P_V), a.xn1.data(), N, a.v.data(), a.z[P_V].data(), hws_);
+    rope_forward(a.q.data(), cos_.data(), sin_.data(), B, T, c.num_heads, c.head_dim);
+    rope_forward(a.k.data(), cos_.data(), sin_.data(), B, T, c.num_kv_heads, c.head_dim);
+    const AttnShape as{B, T, c.num_heads, c.num_kv_heads, c.head_dim};
+    attention_forward(a.att.data(), a.lse.data(), a.q.data(), a.k.data(), a.v.data(), as);
+    hlora_forward(L.proj[P_O], run_for(l, P_O), a.att.data(), N, tmpC_.data(), a.z[P_O].data(), hws_);
+    float* xmid = a.xmid.data();
+    const float* t = tmpC_.data();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N * C; i++) xmid[i] = x[i] + t[i];
+    rmsnorm_forward(a.xn2.data(), a.rstd2.data(), xmid, L.ln2.data(), N, (int)C, c.rms_norm_eps, gemma_);
+    hlora_forward(L.proj[P_GATE], run_for(l, P_GATE), a.xn2.data(), N, a.g.data(), a.z[P_GATE].data(), hws_);
+    hlora_forward(L.proj[P_UP], run_for(l, P_UP), a.xn2.data(), N, a.u.data(), a.z[P_UP].data(), hws_);
+    glu_forward(a.h.data(), a.g.data(), a.u.data(), N * c.intermediate_size, act_);
+    hlora_forward(L.proj[P_DOWN], run_for(l, P_DOWN), a.h.data(), N, tmpC_.data(), a.z[P_DOWN].data(), hws_);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N * C; i++) y[i] = xmid[i] + t[i];
+}
+
+void ModelImpl::layer_backward(int l, const float* x, LayerActs& a, const float* dy, float* dx, int B, int T) {
+    const ModelConfig& c = cfg_;
+    const int64_t N = (int64_t)B * T, C = c.hidden_size, F = c.intermediate_size;
+    const int64_t Hd = (int64_t)c.num_heads * c.head_dim, KVd = (int64_t)c.num_kv_heads * c.head_dim;
+    DecoderLayer& L = layers_[l];
+    ensure(dmid_, N * C);
+    ensure(dxn_, N * C);
+    ensure(dg_, N * F);
+    ensure(du_, N * F);
+    ensure(dh_, N * F);
+    ensure(dq_, N * Hd);
+    ensure(datt_, N * Hd);
+    ensure(dk_, N * KVd);
+    ensure(dv_, N * KVd);
+    // MLP block: y = xmid + down(act(g) ⊙ u)
+    std::memcpy(dmid_.data(), dy, sizeof(float) * N * C);
+    hlora_backward(L.proj[P_DOWN], run_for(l, P_DOWN), a.h.data(), a.z[P_DOWN].data(), dy, N, dh_.data(), false, hws_);
+    glu_backward(dg_.data(), du_.data(), dh_.data(), a.g.data(), a.u.data(), N * F, act_);
+    hlora_backward(L.proj[P_GATE], run_for(l, P_GATE), a.xn2.data(), a.z[P_GATE].data(), dg_.data(), N, dxn_.data(),
+                   false, hws_);
+    hlora_backward(L.proj[P_UP], run_for(l, P_UP), a.xn2.data(), a.z[P_UP].data(), du_.data(), N, dxn_.data(), true,
+                   hws_);
+    rmsnorm_backward(dmid_.data(), dxn_.data(), a.xmid.data(), L.ln2.data(), a.rstd2.data(), N, (int)C, gemma_);
+    // Attention block: xmid = x + o(attn(rope(q), rope(k), v))
+    hlora_backward(L.proj[P_O], run_for(l, P_O), a.att.data(), a.z[P_O].data(), dmid_.data(), N, datt_.data(), false,
+                   hws_);
+    const AttnShape as{B, T, c.num_heads, c.num_kv_heads, c.head_dim};
+    attention_backward(dq_.data(), dk_.data(), dv_.data(), datt_.data(), a.q.data(), a.k.data(), a.v.data(),
+                       a.att.data(), a.lse.data(), as);
+    rope_backward(dq_.data(), cos_.data(), sin_.data(), B, T, c.num_heads, c.head_dim);
+    rope_backward(dk_.data(), cos_.data(), sin_.data(), B, T, c.num_kv_heads, c.head_dim);
+    hlora_backward(L.proj[P_Q], run_for(l, P_Q), a.xn1.data(), a.z[P_Q].data(), dq_.data(), N, dxn_.data(), false,
+                   hws_);
+    hlora_backward(L.proj[P_K], run_for(l, P_K), a.xn1.data(), a.z[P_K].data(), dk_.data(), N, dxn_.data(), true,
+                   hws_);
+    hlora_backward(L.proj[P_V], run_for(l, P_V), a.xn1.data(), a.z[P_V].data(), dv_.data(), N, dxn_.data(), true,
+                   hws_);
+    std::memcpy(dx, dmid_.data(), sizeof(float) * N * C);
+    rmsnorm_backward(dx, dxn_.data(), x, L.ln1.data(), a.rstd1.data(), N, (int)C, gemma_);
+}
+
+void ModelImpl::forward_hidden(const int32_t* ids, int B, int T, bool keep) {
+    HQ_CHECK(B > 0 && T > 0, "E_INTERNAL", "empty micro-batch B=" << B << " T=" << T, Where{},
+             "micro-batches need at least one token");
+    const ModelConfig& c = cfg_;
+    const int64_t N = (int64_t)B * T, C = c.hidden_size;
+    const int nL = c.num_layers;
+    if (training_) call_++;   // fresh dropout masks per call; backward and recompute reuse this call's keys
+    ensure_rope(T);
+    // keep: xs_[0..L] all kept (layer inputs for the backward); otherwise two ping-pong buffers.
+    const size_t nx = keep ? (size_t)nL + 1 : 2;
+    if (xs_.size() < nx) xs_.resize(nx);
+    for (size_t i = 0; i < nx; i++) ensure(xs_[i], (size_t)N * C);
+    const size_t nacts = keep && !ckpt_ ? (size_t)nL : 1;
+    if (acts_.size() < nacts) acts_.resize(nacts);
+    embedding_forward(xs_[0].data(), embed_.data(), ids, N, (int)C, c.vocab_size, embedding_scale(gemma_, (int)C));
+    for (int l = 0; l < nL; l++) {
+        const float* x = keep ? xs_[l].data() : xs_[l % 2].data();
+        float* y = keep ? xs_[l + 1].data() : xs_[(l + 1) % 2].data();
+        layer_forward(l, x, y, acts_[keep && !ckpt_ ? l : 0], B, T);
+    }
+    const float* xl = keep ? xs_[nL].data() : xs_[nL % 2].data();
+    ensure(xf_, (size_t)N * C);
+    ensure(rstdf_, (size_t)N);
+    rmsnorm_forward(xf_.data(), rstdf_.data(), xl, norm_.data(), N, (int)C, c.rms_norm_eps, gemma_);
+}
+
+int ModelImpl::loss_chunk(int64_t N) const {
+    if (loss_chunk_ > 0) return loss_chunk_;
+    // Automatic: at most 64 MiB of fp32 logits per chunk, between 8 and 1024 rows.
+    const int64_t rows = ((int64_t)64 << 20) / ((int64_t)4 * cfg_.vocab_size);
+    return (int)std::max<int64_t>(1, std::min<int64_t>({N, 1024, std::max<int64_t>(8, rows)}));
+}
+
+LossOut ModelImpl::forward_backward(const int32_t* ids, const int32_t* labels, int B, int T, bool backward,
+                                    float grad_scale) {
+    const ModelConfig& c = cfg_;
+    const int64_t N = (int64_t)B * T, C = c.hidden_size;
+    const int nL = c.num_layers;
+    forward_hidden(ids, B, T, backward);
+    targets_.resize(N);
+    shift_labels(targets_.data(), labels, B, T);
+    if (backward) ensure(dxf_, (size_t)N * C);
+    const LossOut res = cross_entropy_chunked(xf_.data(), out_weight(), targets_.data(), N, (int)C, c.vocab_size,
+                                              loss_chunk(N), grad_scale, backward ? dxf_.data() : nullptr, lws_);
+    if (!backward) return res;
+    ensure(dxa_, (size_t)N * C);
+    ensure(dxb_, (size_t)N * C);
+    std::fill(dxa_.begin(), dxa_.begin() + N * C, 0.0f);
+    rmsnorm_backward(dxa_.data(), dxf_.data(), xs_[nL].data(), norm_.data(), rstdf_.data(), N, (int)C, gemma_);
+    float* dy = dxa_.data();
+    float* dx = dxb_.data();
+    for (int l = nL - 1; l >= 0; l--) {
+        LayerActs& a = acts_[ckpt_ ? 0 : l];
+        if (ckpt_) {
+            // Recompute this layer's cache from its kept input; the output (== xs_[l+1]) goes to scratch.
+            ensure(ytmp_, (size_t)N * C);
+            layer_forward(l, xs_[l].data(), ytmp_.data(), a, B, T);
+        }
+        layer_backward(l, xs_[l].data(), a, dy, dx, B, T);
+        std::swap(dy, dx);
+    }
+    return res;
+}
+
+void ModelImpl::forward_logits(const int32_t* ids, int B, int T, float* logits_out) {
+    const int64_t N = (int64_t)B * T;
+    forward_hidden(ids, B, T, false);
+    // logits [N, V] = xf · W_outᵀ
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, cfg_.vocab_size, cfg_.hidden_size, 1.0f, xf_.data(),
+                cfg_.hidden_size, out_weight(), cfg_.hidden_size, 0.0f, logits_out, cfg_.vocab_size);
+}
+
+std::vector<float> ModelImpl::dequantized_weight(const std::string& module) const {
+    for (const DecoderLayer& L : layers_)
+        for (const HLoraLinear& P : L.proj)
+            if (P.name == module) {
+                std::vector<float> w((size_t)P.out * P.in);
+                hlora_base_weight(P, w.data());
+                return w;
+            }
+    throw Error("E_CONFIG", HQ_MSG("no projection named " << module), Where{"", "", "module", -1, -1},
+                "names look like model.layers.0.self_attn.q_proj or model.layers.0.mlp.down_proj");
+}
+
+size_t ModelImpl::memory_bytes() const {
+    auto cap = [](const std::vector<float>& v) { return v.capacity() * sizeof(float); };
+    size_t n = cap(embed_) + cap(lm_head_) + cap(norm_);
+    for (const DecoderLayer& L : layers_) {
+        n += cap(L.ln1) + cap(L.ln2);
+        for (const HLoraLinear& P : L.proj) n += P.base_bytes();
+    }
+    n += cap(pw_) + cap(pg_);
+    n += hws_.bytes() + lws_.bytes() + cap(cos_) + cap(sin_);
+    for (const LayerActs& a : acts_) n += a.bytes();
+    for (const auto& x : xs_) n += cap(x);
+    for (const auto* v : {&xf_, &rstdf_, &tmpC_, &ytmp_, &dxa_, &dxb_, &dmid_, &dxn_, &dxf_, &dg_, &du_, &dh_, &dq_,
+                          &datt_, &dk_, &dv_})
+        n += cap(*v);
+    return n;
+}
+
+}  // namespace
+
+std::unique_ptr<Model> Model::load(const std::string& dir, const QuantSpec& quant, const AdapterSpec& adapter,
+                                   uint64_t seed) {
+    return std::make_unique<ModelImpl>(dir, quant, adapter, seed);
+}
+
+}  // namespace hq

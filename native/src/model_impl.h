@@ -1,0 +1,44 @@
+// model_impl.h — the decoder's internal pieces shared by model.cpp (weights, per-layer activation cache).
+//
+// Shapes: N = B·T tokens, C hidden, F intermediate, H/KV heads, d head_dim, R_a active adapter rank.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "hlora.h"
+
+namespace hq {
+
+// The seven projections of a decoder layer, in HF order. Index = position in kProjNames.
+enum Proj { P_Q = 0, P_K, P_V, P_O, P_GATE, P_UP, P_DOWN, P_COUNT };
+extern const char* const kProjNames[P_COUNT];   // "q_proj", ..., "down_proj"
+// "model.layers.{l}.self_attn.q_proj" / "model.layers.{l}.mlp.gate_proj"
+std::string proj_module_name(int layer, int proj);
+
+struct DecoderLayer {
+    std::vector<float> ln1;      // [C] input_layernorm.weight
+    std::vector<float> ln2;      // [C] post_attention_layernorm.weight
+    HLoraLinear proj[P_COUNT];   // q [H·d, C], k/v [KV·d, C], o [C, H·d], gate/up [F, C], down [C, F]
+};
+
+// Activations of one layer kept for its backward (one per layer, or a single one with gradient checkpointing).
+struct LayerActs {
+    std::vector<float> xn1;      // [N, C]     input_layernorm(x)
+    std::vector<float> rstd1;    // [N]
+    std::vector<float> q;        // [N, H·d]   after rope
+    std::vector<float> k;        // [N, KV·d]  after rope
+    std::vector<float> v;        // [N, KV·d]
+    std::vector<float> att;      // [N, H·d]   attention output (o_proj input)
+    std::vector<float> lse;      // [B, H, T]
+    std::vector<float> xmid;     // [N, C]     x + attn
+    std::vector<float> xn2;      // [N, C]     post_attention_layernorm(xmid)
+    std::vector<float> rstd2;    // [N]
+    std::vector<float> g;        // [N, F]     gate_proj output
+    std::vector<float> u;        // [N, F]     up_proj output
+    std::vector<float> h;        // [N, F]     act(g) ⊙ u (down_proj input)
+    std::vector<float> z[P_COUNT];   // [N, R_a] adapter intermediates (empty for non-adapted projections)
+    size_t bytes() const;
+};
+
+}  // namespace hq

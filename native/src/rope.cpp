@@ -1,0 +1,80 @@
+// rope.cpp — rotary embedding tables and rotation. See rope.h for the numerics.
+#include "rope.h"
+
+#include <cmath>
+
+#include "error.h"
+
+namespace hq {
+
+std::vector<float> rope_inv_freq(int head_dim, float theta, const RopeScaling& sc) {
+    HQ_ASSERT(head_dim > 0 && head_dim % 2 == 0);
+    const int h = head_dim / 2;
+    std::vector<float> inv(h);   // [d/2]
+    for (int i = 0; i < h; i++) {
+        const float e = (float)(2 * i) / (float)head_dim;       // arange(0, d, 2).float() / d
+        inv[i] = 1.0f / std::pow(theta, e);                     // fp32 pow, fp32 reciprocal
+    }
+    if (sc.type == "llama3") {
+        const float pi2 = (float)(2.0 * M_PI);
+        const float orig = (float)sc.original_max_position_embeddings;
+        const float low_wavelen = orig / sc.low_freq_factor;
+        const float high_wavelen = orig / sc.high_freq_factor;
+        for (int i = 0; i < h; i++) {
+            const float f = inv[i];
+            const float wavelen = pi2 / f;
+            const float f_llama = wavelen > low_wavelen ? f / sc.factor : f;
+            const float s = (orig / wavelen - sc.low_freq_factor) / (sc.high_freq_factor - sc.low_freq_factor);
+            const float smoothed = (1.0f - s) * f_llama / sc.factor + s * f_llama;
+            const bool medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+            inv[i] = medium ? smoothed : f_llama;
+        }
+    } else {
+        HQ_ASSERT(sc.type.empty());
+    }
+    return inv;
+}
+
+void rope_tables(float* cos, float* sin, const float* inv_freq, int T, int head_dim) {
+    const int h = head_dim / 2;
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++) {
+        for (int i = 0; i < h; i++) {
+            const float f = (float)t * inv_freq[i];
+            cos[(int64_t)t * h + i] = std::cos(f);
+            sin[(int64_t)t * h + i] = std::sin(f);
+        }
+    }
+}
+
+// Shared loop: sign = +1 applies the rotation, -1 its transpose (the backward).
+static void rope_apply(float* x, const float* cos, const float* sin, int B, int T, int nh, int d, float sign) {
+    const int h = d / 2;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            const float* c = cos + (int64_t)t * h;   // [d/2]
+            const float* s = sin + (int64_t)t * h;   // [d/2]
+            float* row = x + ((int64_t)b * T + t) * nh * d;   // [nh, d]
+            for (int hh = 0; hh < nh; hh++) {
+                float* v = row + (int64_t)hh * d;
+                for (int i = 0; i < h; i++) {
+                    const float x1 = v[i], x2 = v[i + h];
+                    const float si = sign * s[i];
+                    v[i] = x1 * c[i] - x2 * si;
+                    v[i + h] = x2 * c[i] + x1 * si;
+                }
+            }
+        }
+    }
+}
+
+void rope_forward(float* x, const float* cos, const float* sin, int B, int T, int nh, int head_dim) {
+    rope_apply(x, cos, sin, B, T, nh, head_dim, 1.0f);
+}
+
+void rope_backward(float* dx, const float* cos, const float* sin, int B, int T, int nh, int head_dim) {
+    rope_apply(dx, cos, sin, B, T, nh, head_dim, -1.0f);
+}
+
+}  // namespace hq

@@ -1,0 +1,280 @@
+// GENERATED from schemas/run-config.schema.json by scripts/gen-types.mjs — do not edit.
+// Run `npm run gen:types` after changing the schema; test/unit/schemas.test.ts fails when this file is stale.
+/* eslint-disable */
+/**
+ * An H-QLoRA run: the `*.hqlora.yaml` a user writes and, with every default filled in and every path absolute, the `<run>/run.json` that hqlora (CLI or VS Code extension) writes for hqlora-train. Sender: the user (YAML) and the launcher (run.json). Receivers: the launcher (validates the YAML with ajv, fills defaults) and the native trainer (reads run.json). Defaults are the QLoRA recipe (Dettmers et al. 2023), with the rank budget split into hierarchical levels. Relative paths are resolved against the folder of the config file. See docs/CONTRACTS.md section 6.
+ */
+export interface RunConfig {
+  /**
+   * Optional URL or path of this schema, for editors.
+   */
+  $schema?: string;
+  /**
+   * The base model: a Hugging Face model folder (config.json, tokenizer.json, model.safetensors or shards with model.safetensors.index.json). A plain string is shorthand for {path: <string>}; run.json always has the object form with an absolute path.
+   */
+  model: string | ModelRef;
+  quantization?: Quantization;
+  adapter?: Adapter;
+  data: Data;
+  training?: Training;
+  eval?: Eval;
+  checkpoints?: Checkpoints;
+  output?: Output;
+  hardware?: Hardware;
+  logging?: Logging;
+}
+/**
+ * The base model folder.
+ */
+export interface ModelRef {
+  /**
+   * Path of the Hugging Face model folder (relative to the config file, or absolute).
+   */
+  path: string;
+}
+/**
+ * How the targeted projection weights of the frozen base model are stored. Embeddings, norms and lm_head are never quantized.
+ */
+export interface Quantization {
+  /**
+   * nf4: blockwise 4-bit NormalFloat as in bitsandbytes; none: keep the base weights in fp32.
+   */
+  type?: 'nf4' | 'none';
+  /**
+   * Quantize the per-block fp32 scales again with an 8-bit dynamic map (bitsandbytes double quantization, blocks of 256 scales).
+   */
+  double_quant?: boolean;
+  /**
+   * Weights per NF4 block (one absmax scale per block).
+   */
+  blocksize?: 32 | 64 | 128 | 256 | 512 | 1024 | 2048 | 4096;
+}
+/**
+ * The hierarchical LoRA adapter. Give the levels either as `levels` (a list of {rank, alpha}) or with the shorthand `ranks` + `alpha` (one alpha for every level); run.json always has `levels`.
+ */
+export interface Adapter {
+  /**
+   * Linear projections of every decoder layer that get an adapter.
+   *
+   * @minItems 1
+   */
+  target_modules?: ('q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj')[];
+  /**
+   * Adapter levels, coarse to fine. The default splits QLoRA's rank-64 budget into 32+8+8+8+8, alpha 16 each.
+   *
+   * @minItems 1
+   * @maxItems 16
+   */
+  levels?: AdapterLevel[];
+  /**
+   * Shorthand for `levels`: the rank of each level; needs `alpha`. Not allowed together with `levels`.
+   *
+   * @minItems 1
+   * @maxItems 16
+   */
+  ranks?: number[];
+  /**
+   * Shorthand for `levels`: the alpha of every level listed in `ranks`.
+   */
+  alpha?: number;
+  /**
+   * Dropout probability on the adapter input (applied per level during training only).
+   */
+  dropout?: number;
+  /**
+   * Initialisation of A from training.seed, B always zero: kaiming = kaiming-uniform(a=sqrt(5)) as torch.nn.Linear (PEFT's default); gaussian = normal(0, 1/rank) (PEFT init_lora_weights="gaussian").
+   */
+  init?: 'kaiming' | 'gaussian';
+  /**
+   * Rank-stabilised LoRA: scale each level by alpha/sqrt(rank) instead of alpha/rank.
+   */
+  rslora?: boolean;
+}
+/**
+ * One level of the hierarchical adapter: a LoRA pair A [rank, in], B [out, rank] with scale alpha/rank (alpha/sqrt(rank) with rsLoRA).
+ */
+export interface AdapterLevel {
+  /**
+   * Rank r_i of this level.
+   */
+  rank: number;
+  /**
+   * LoRA alpha of this level.
+   */
+  alpha: number;
+}
+/**
+ * The dataset. hqlora tokenizes it with the model's tokenizer.json into <run>/data/*.hqtok before training.
+ */
+export interface Data {
+  /**
+   * Training data: a .jsonl / .json / .txt file, or a folder holding them.
+   */
+  train: string;
+  /**
+   * Evaluation data (same formats), or null to hold out `eval_holdout` of the training examples (none when 0).
+   */
+  eval?: string | null;
+  /**
+   * Record format: alpaca ({instruction, input, output}), completion ({input, output} or {prompt, completion}), text ({text}, all tokens are targets), or auto (detected from the first record).
+   */
+  format?: 'auto' | 'alpaca' | 'completion' | 'text';
+  /**
+   * Source (prompt) tokens kept per example; longer sources are truncated.
+   */
+  source_max_len?: number;
+  /**
+   * Target (response) tokens kept per example; longer targets are truncated.
+   */
+  target_max_len?: number;
+  /**
+   * Also train on the source tokens (QLoRA trains on the target only).
+   */
+  train_on_source?: boolean;
+  /**
+   * When `eval` is null: the number of training examples held out for evaluation (0 = no evaluation).
+   */
+  eval_holdout?: number;
+  /**
+   * Written by hqlora into run.json, not by hand: absolute path of the tokenized training file (<run>/data/train.hqtok).
+   */
+  train_tokens?: string;
+  /**
+   * Written by hqlora into run.json, not by hand: absolute path of the tokenized eval file, or null when there is no eval data.
+   */
+  eval_tokens?: string | null;
+}
+/**
+ * The optimisation recipe.
+ */
+export interface Training {
+  /**
+   * Optimizer steps to run (ignored when `epochs` is set).
+   */
+  max_steps?: number;
+  /**
+   * Passes over the training data; when set, the run has ceil(epochs x train examples / (micro_batch_size x gradient_accumulation_steps)) steps and max_steps is ignored. null: use max_steps.
+   */
+  epochs?: number | null;
+  /**
+   * Examples per forward/backward pass.
+   */
+  micro_batch_size?: number;
+  /**
+   * Micro-batches per optimizer step (effective batch = micro_batch_size x gradient_accumulation_steps).
+   */
+  gradient_accumulation_steps?: number;
+  /**
+   * Peak AdamW learning rate.
+   */
+  learning_rate?: number;
+  /**
+   * Learning-rate schedule after warmup. Warmup is honoured for every schedule, constant included (unlike transformers' `constant`).
+   */
+  lr_scheduler?: 'constant' | 'linear' | 'cosine';
+  /**
+   * Linear warmup from 0 over this many steps (wins over warmup_ratio when > 0).
+   */
+  warmup_steps?: number;
+  /**
+   * Linear warmup over this fraction of the total steps (used when warmup_steps is 0).
+   */
+  warmup_ratio?: number;
+  /**
+   * AdamW beta1 (at least 0.5, the range in which the trainer matches PyTorch's AdamW bit for bit).
+   */
+  adam_beta1?: number;
+  /**
+   * AdamW beta2.
+   */
+  adam_beta2?: number;
+  /**
+   * AdamW epsilon.
+   */
+  adam_epsilon?: number;
+  /**
+   * AdamW decoupled weight decay on the adapter weights.
+   */
+  weight_decay?: number;
+  /**
+   * Clip the global L2 norm of all adapter gradients to this value (0 = no clipping).
+   */
+  max_grad_norm?: number;
+  /**
+   * Recompute layer activations in the backward pass instead of storing them (less memory, about 30% more compute).
+   */
+  gradient_checkpointing?: boolean;
+  /**
+   * Seed for adapter init, dropout and data shuffling; the same seed and config give the same run bit for bit on CPU.
+   */
+  seed?: number;
+  /**
+   * Shuffle the training examples every epoch.
+   */
+  shuffle?: boolean;
+}
+/**
+ * Periodic evaluation on the eval data (skipped when there is none).
+ */
+export interface Eval {
+  /**
+   * Evaluate every this many optimizer steps, and at the end (0 = only at the end).
+   */
+  every_steps?: number;
+  /**
+   * Micro-batches evaluated each time (0 = the whole eval file).
+   */
+  max_batches?: number;
+}
+/**
+ * Complete, atomic checkpoints (adapter, optimizer, scheduler, RNG, data position) under <run>/checkpoints/.
+ */
+export interface Checkpoints {
+  /**
+   * Write a checkpoint every this many optimizer steps (0 = only on stop signals).
+   */
+  every_steps?: number;
+  /**
+   * Keep the newest this many checkpoints; older ones are removed (0 = keep all).
+   */
+  keep?: number;
+}
+/**
+ * Where the run folder goes: <dir>/<run_name>.
+ */
+export interface Output {
+  /**
+   * Parent folder of run folders (relative to the config file, or absolute).
+   */
+  dir?: string;
+  /**
+   * Name of the run folder. Default: the config file's name without .hqlora.yaml, plus a UTC timestamp (e.g. demo-20250101-120000); with --resume, the newest such folder.
+   */
+  run_name?: string;
+}
+/**
+ * Compute placement.
+ */
+export interface Hardware {
+  /**
+   * auto: CUDA when the trainer was built with it and a GPU is present, else CPU.
+   */
+  device?: 'auto' | 'cpu' | 'cuda';
+  /**
+   * CPU compute threads (0 = all cores).
+   */
+  threads?: number;
+}
+/**
+ * How often the trainer emits events.
+ */
+export interface Logging {
+  /**
+   * Emit a step event every this many optimizer steps (and after the last).
+   */
+  every_steps?: number;
+  /**
+   * Emit an adapter_stats event every this many steps (0 = never).
+   */
+  adapter_stats_every?: number;
+}

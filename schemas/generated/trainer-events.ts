@@ -1,0 +1,462 @@
+// GENERATED from schemas/trainer-events.schema.json by scripts/gen-types.mjs — do not edit.
+// Run `npm run gen:types` after changing the schema; test/unit/schemas.test.ts fails when this file is stale.
+/* eslint-disable */
+/**
+ * One line of hqlora-train's stdout (and of <run>/events.jsonl): a JSON object describing one event of a training run. Sender: the native trainer (native/src/events.cpp). Receivers: the extension's run manager and dashboard, which must treat every line as untrusted input and validate it against this schema. Non-finite numbers are encoded as the strings "NaN", "Infinity" and "-Infinity" (see $defs.Number). See docs/CONTRACTS.md section 5.
+ */
+export type TrainerEvent =
+  StartEvent | StepEvent | EvalEvent | CheckpointEvent | AdapterStatsEvent | WarningEvent | ErrorEvent | DoneEvent;
+/**
+ * A JSON number, or one of the strings "NaN", "Infinity", "-Infinity" for the non-finite IEEE values (JSON has no literal for them).
+ */
+export type Number = number | ('NaN' | 'Infinity' | '-Infinity');
+
+/**
+ * Emitted once, after the model and data are loaded and before the first step.
+ */
+export interface StartEvent {
+  /**
+   * Event format version (always 1).
+   */
+  v: 1;
+  /**
+   * Event discriminator.
+   */
+  type: 'start';
+  /**
+   * Unix seconds (float) when the event was emitted.
+   */
+  time: number;
+  /**
+   * Absolute path of the run folder (output.dir/output.run_name).
+   */
+  run_dir: string;
+  /**
+   * Semantic version of hqlora-train.
+   */
+  trainer_version?: string;
+  /**
+   * Hex FNV-1a-64 hash of the canonical (sorted-key) JSON of the training-relevant part of run.json; a resumed run whose hash differs from its checkpoint gets a warning.
+   */
+  config_hash?: string;
+  /**
+   * The base model as loaded.
+   */
+  model: {
+    /**
+     * Absolute path of the model folder.
+     */
+    path: string;
+    /**
+     * config.json model_type, e.g. "llama" or "gemma".
+     */
+    architecture: string;
+    /**
+     * Number of decoder layers.
+     */
+    layers: number;
+    /**
+     * Hidden size C.
+     */
+    hidden: number;
+    /**
+     * Vocabulary size V.
+     */
+    vocab: number;
+    /**
+     * Quantization of the targeted projections: "nf4" or "none".
+     */
+    quantization?: string;
+  };
+  /**
+   * Compute backend in use, e.g. "cpu".
+   */
+  backend: string;
+  /**
+   * Number of compute threads (OpenMP / BLAS).
+   */
+  threads: number;
+  /**
+   * Parameter counts.
+   */
+  params: {
+    /**
+     * Base model parameters plus adapter parameters.
+     */
+    total: number;
+    /**
+     * Adapter parameters (all levels, all adapted modules).
+     */
+    trainable: number;
+    /**
+     * One entry per adapter level, in level order.
+     */
+    per_level: {
+      /**
+       * 0-based level index.
+       */
+      level: number;
+      /**
+       * Rank r_i of the level.
+       */
+      rank: number;
+      /**
+       * LoRA alpha of the level.
+       */
+      alpha: number | ('NaN' | 'Infinity' | '-Infinity');
+      /**
+       * Scale s_i = alpha/r (alpha/sqrt(r) with rsLoRA).
+       */
+      scale: number | ('NaN' | 'Infinity' | '-Infinity');
+      /**
+       * Trainable parameters of this level over all adapted modules.
+       */
+      params: number;
+    }[];
+  };
+  /**
+   * Number of optimizer steps the run will perform in total (from training.max_steps or epochs, after any --max-steps override).
+   */
+  total_steps: number;
+  /**
+   * Step of the checkpoint the run resumed from, or null for a fresh run.
+   */
+  resumed_from_step: number | null;
+  /**
+   * Mean number of target (loss) tokens per optimizer step over one epoch of the training file (examples_per_step x mean target tokens per example).
+   */
+  tokens_per_step: number | ('NaN' | 'Infinity' | '-Infinity');
+  /**
+   * micro_batch_size x gradient_accumulation_steps.
+   */
+  examples_per_step?: number;
+  /**
+   * Number of examples in the training token file.
+   */
+  train_examples?: number;
+  /**
+   * Number of examples in the eval token file (0 when there is none).
+   */
+  eval_examples?: number;
+}
+/**
+ * Emitted after every logging.every_steps optimizer steps (and after the last step).
+ */
+export interface StepEvent {
+  /**
+   * Event format version (always 1).
+   */
+  v: 1;
+  /**
+   * Event discriminator.
+   */
+  type: 'step';
+  /**
+   * Unix seconds (float) when the event was emitted.
+   */
+  time: number;
+  /**
+   * Optimizer steps completed.
+   */
+  step: number;
+  /**
+   * Total optimizer steps of the run.
+   */
+  total_steps: number;
+  /**
+   * Fractional epoch position of the data cursor after this step.
+   */
+  epoch?: number | ('NaN' | 'Infinity' | '-Infinity');
+  /**
+   * Mean cross-entropy over all target tokens of this step's micro-batches.
+   */
+  loss: number | ('NaN' | 'Infinity' | '-Infinity');
+  /**
+   * Learning rate used for this step (after warmup / schedule).
+   */
+  lr: number | ('NaN' | 'Infinity' | '-Infinity');
+  /**
+   * Global L2 norm of all adapter gradients before clipping.
+   */
+  grad_norm: number | ('NaN' | 'Infinity' | '-Infinity');
+  /**
+   * Target tokens in this step.
+   */
+  tokens: number;
+  /**
+   * Throughput of this step: all (input) tokens processed per second of wall time.
+   */
+  tokens_per_s: number | ('NaN' | 'Infinity' | '-Infinity');
+  /**
+   * Seconds since the start of this process's training loop.
+   */
+  elapsed_s: number | ('NaN' | 'Infinity' | '-Infinity');
+  /**
+   * Estimated seconds until total_steps, from the mean step time of this process.
+   */
+  eta_s: number | ('NaN' | 'Infinity' | '-Infinity');
+  /**
+   * Resident bytes of the model (quantized base weights, adapters, workspace, as the model reports them) plus the AdamW state.
+   */
+  memory_bytes: number;
+}
+/**
+ * Emitted after an evaluation over the eval token file (every eval.every_steps steps and at the end, when an eval file exists).
+ */
+export interface EvalEvent {
+  /**
+   * Event format version (always 1).
+   */
+  v: 1;
+  /**
+   * Event discriminator.
+   */
+  type: 'eval';
+  /**
+   * Unix seconds (float) when the event was emitted.
+   */
+  time: number;
+  /**
+   * Optimizer steps completed.
+   */
+  step: number;
+  /**
+   * Mean cross-entropy over all target tokens of the evaluated examples.
+   */
+  eval_loss: number | ('NaN' | 'Infinity' | '-Infinity');
+  /**
+   * exp(eval_loss).
+   */
+  perplexity: number | ('NaN' | 'Infinity' | '-Infinity');
+  /**
+   * Target tokens evaluated.
+   */
+  eval_tokens: number;
+  /**
+   * Examples evaluated.
+   */
+  eval_examples?: number;
+  /**
+   * Teacher-forced target-token accuracy: fraction of target tokens whose argmax prediction equals the target.
+   */
+  accuracy?: number | ('NaN' | 'Infinity' | '-Infinity');
+  /**
+   * Fraction of evaluated examples whose every target token is the argmax prediction (teacher forced).
+   */
+  exact_match?: number | ('NaN' | 'Infinity' | '-Infinity');
+}
+/**
+ * Emitted after a checkpoint folder was completely written and renamed into place.
+ */
+export interface CheckpointEvent {
+  /**
+   * Event format version (always 1).
+   */
+  v: 1;
+  /**
+   * Event discriminator.
+   */
+  type: 'checkpoint';
+  /**
+   * Unix seconds (float) when the event was emitted.
+   */
+  time: number;
+  /**
+   * Optimizer steps completed.
+   */
+  step: number;
+  /**
+   * Absolute path of the checkpoint folder (<run>/checkpoints/step-NNNNNN).
+   */
+  path: string;
+  /**
+   * Total size of the checkpoint's files.
+   */
+  bytes: number;
+  /**
+   * Absolute paths of all checkpoints kept after pruning, oldest first.
+   */
+  kept: string[];
+  /**
+   * Why it was written: "periodic", "signal" or "final".
+   */
+  reason?: 'periodic' | 'signal' | 'final';
+}
+/**
+ * Emitted every logging.adapter_stats_every steps: per-level size of the learned update over a fixed sample of adapted modules.
+ */
+export interface AdapterStatsEvent {
+  /**
+   * Event format version (always 1).
+   */
+  v: 1;
+  /**
+   * Event discriminator.
+   */
+  type: 'adapter_stats';
+  /**
+   * Unix seconds (float) when the event was emitted.
+   */
+  time: number;
+  /**
+   * Optimizer steps completed.
+   */
+  step: number;
+  /**
+   * One entry per adapter level, in level order.
+   */
+  levels: {
+    /**
+     * 0-based level index.
+     */
+    level: number;
+    /**
+     * Rank r_i of the level.
+     */
+    rank: number;
+    /**
+     * Frobenius norm of s_i*B_i*A_i, summed in quadrature over the sampled modules.
+     */
+    delta_norm: number | ('NaN' | 'Infinity' | '-Infinity');
+    /**
+     * Frobenius norm of A_i, summed in quadrature over the sampled modules.
+     */
+    a_norm: number | ('NaN' | 'Infinity' | '-Infinity');
+    /**
+     * Frobenius norm of B_i, summed in quadrature over the sampled modules.
+     */
+    b_norm: number | ('NaN' | 'Infinity' | '-Infinity');
+  }[];
+  /**
+   * HF names of the sampled adapted modules.
+   */
+  modules: string[];
+}
+/**
+ * Something the user should know that does not stop the run.
+ */
+export interface WarningEvent {
+  /**
+   * Event format version (always 1).
+   */
+  v: 1;
+  /**
+   * Event discriminator.
+   */
+  type: 'warning';
+  /**
+   * Unix seconds (float) when the event was emitted.
+   */
+  time: number;
+  /**
+   * Stable machine code, e.g. "W_TRUNCATED", "W_CHECKPOINT_REMOVED".
+   */
+  code: string;
+  /**
+   * Human-readable description.
+   */
+  message: string;
+}
+/**
+ * The run failed. Emitted once, right before exit code 1 (or 4 for E_NONFINITE).
+ */
+export interface ErrorEvent {
+  /**
+   * Event format version (always 1).
+   */
+  v: 1;
+  /**
+   * Event discriminator.
+   */
+  type: 'error';
+  /**
+   * Unix seconds (float) when the event was emitted.
+   */
+  time: number;
+  /**
+   * Stable machine code: E_SAFETENSORS, E_CONFIG, E_TOKENS, E_NONFINITE, E_SHAPE, E_IO, E_CHECKPOINT, E_OOM, E_INTERNAL, ...
+   */
+  code: string;
+  /**
+   * What failed, in words.
+   */
+  message: string;
+  /**
+   * Where the problem is; only the applicable fields are present.
+   */
+  where: {
+    /**
+     * The user file the error is about (model shard, token file, run.json, checkpoint file).
+     */
+    file?: string;
+    /**
+     * Tensor name, when about a tensor.
+     */
+    tensor?: string;
+    /**
+     * Byte offset in file.
+     */
+    offset?: number;
+    /**
+     * Config key path, e.g. "adapter.levels[2].rank".
+     */
+    key?: string;
+    /**
+     * 1-based line in file.
+     */
+    line?: number;
+    /**
+     * Optimizer step at which the error happened.
+     */
+    step?: number;
+  };
+  /**
+   * What the user can do about it (may be empty).
+   */
+  hint: string;
+}
+/**
+ * The run ended normally (completed all steps) or was stopped by a signal after a successful checkpoint.
+ */
+export interface DoneEvent {
+  /**
+   * Event format version (always 1).
+   */
+  v: 1;
+  /**
+   * Event discriminator.
+   */
+  type: 'done';
+  /**
+   * Unix seconds (float) when the event was emitted.
+   */
+  time: number;
+  /**
+   * Optimizer steps completed.
+   */
+  step: number;
+  /**
+   * Loss of the last optimizer step, or null when no step ran in this process.
+   */
+  final_loss: Number | null;
+  /**
+   * Absolute path of the final hierarchical adapter folder, or null when stopped.
+   */
+  adapter_dir: string | null;
+  /**
+   * Absolute path of the flat PEFT adapter folder, or null when stopped.
+   */
+  peft_dir: string | null;
+  /**
+   * Absolute path of the last complete checkpoint, or null if none exists.
+   */
+  checkpoint?: string | null;
+  /**
+   * A JSON number, or one of the strings "NaN", "Infinity", "-Infinity" for the non-finite IEEE values (JSON has no literal for them).
+   */
+  elapsed_s: number | ('NaN' | 'Infinity' | '-Infinity');
+  /**
+   * "completed": all steps done and adapters written (exit 0); "stopped": stopped by SIGINT/SIGTERM after a checkpoint (exit 3).
+   */
+  status: 'completed' | 'stopped';
+}
