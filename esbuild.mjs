@@ -1,7 +1,9 @@
 // esbuild.mjs — the one bundler script: a context per entry (esbuild-sample / vscode-eslint style).
-//   node esbuild.mjs              dist/extension.js (VS Code host, `vscode` external) and dist/cli.js (`hqlora`)
+//   node esbuild.mjs              dist/extension.js (VS Code host, `vscode` external), dist/cli.js (`hqlora`) and
+//                                 dist/server.js (the run-config language server, its own process)
 //   node esbuild.mjs --production minified, no source maps
 //   node esbuild.mjs --watch      rebuild on change
+//   (also dist/webview/ — the dashboard — and out/e2e/suite/ — the extension-host suites of test/e2e)
 //   node esbuild.mjs --tests      test/**/*.test.ts -> out/test/**/*.test.js for `node --test` (scripts/run-tests.mjs)
 // Type checking is separate: `npm run typecheck` (tsc --noEmit).
 import { chmodSync, readdirSync } from 'node:fs';
@@ -50,10 +52,15 @@ function testEntries(dir) {
 }
 
 const options = tests
-  ? [{ ...common, entryPoints: testEntries('test'), outbase: '.', outdir: 'out/test', packages: 'external', sourcemap: 'inline' }]
+  ? [{ ...common, entryPoints: testEntries('test').filter((f) => !f.startsWith(path.join('test', 'e2e'))), outbase: '.', outdir: 'out/test', packages: 'external', sourcemap: 'inline' }]
   : [
       { ...common, entryPoints: ['extension/extension.ts'], outfile: 'dist/extension.js', external: ['vscode'] },
       { ...common, entryPoints: ['extension/cli/main.ts'], outfile: 'dist/cli.js', banner: { js: '#!/usr/bin/env node' } },
+      { ...common, entryPoints: ['extension/lsp/server.ts'], outfile: 'dist/server.js' },
+      // The dashboard (browser): dist/webview/main.js + main.css, the webview's only localResourceRoot.
+      { ...common, entryPoints: ['webview/main.ts'], outdir: 'dist/webview', format: 'iife', platform: 'browser', target: 'es2022' },
+      // Extension-host test suites (test/e2e/suite), run inside a real VS Code by test/e2e/run-ext-tests.mjs.
+      { ...common, entryPoints: ['test/e2e/suite/index.ts', ...testEntries('test/e2e/suite')], outbase: 'test/e2e/suite', outdir: 'out/e2e/suite', external: ['vscode', 'mocha'] },
     ];
 
 const contexts = await Promise.all(options.map((o) => esbuild.context(o)));

@@ -1,117 +1,154 @@
-// commands.ts — the extension's commands, each a factory over the Ctx (no globals).
+// commands.ts — the extension's commands (palette category "H-QLoRA"), each a factory over the Ctx (no globals).
+// Every command that cannot act says why (untrusted workspace, no config, no run).
 import path from 'node:path';
 
 import * as vscode from 'vscode';
 
 import type { Ctx } from './ctx';
 import { HqError, formatError } from './run/errors';
-import { formatEval, formatStart, formatStep, formatStepShort } from './run/format';
-import { startRun } from './run/job';
+import type { Run } from './runs/run';
 
 export type Cmd = (...args: unknown[]) => unknown;
 
-const CONFIG_SUFFIXES = ['.hqlora.yaml', '.hqlora.yml'];
+const CONFIG_GLOB = '**/*.hqlora.{yaml,yml}';
+const isConfig = (p: string): boolean => /\.hqlora\.ya?ml$/.test(p);
 
-/** "H-QLoRA: Start H-QLoRA Run": runs the active (or given) *.hqlora.yaml through the same run module as the CLI. */
+/** Launching runs executes the native trainer on workspace paths: only in a trusted workspace. */
+async function requireTrust(): Promise<boolean> {
+  if (vscode.workspace.isTrusted) return true;
+  const choice = await vscode.window.showErrorMessage(
+    'H-QLoRA runs the native trainer hqlora-train on paths taken from this workspace, so it only starts runs in a trusted workspace.',
+    'Manage Workspace Trust',
+  );
+  if (choice) await vscode.commands.executeCommand('workbench.trust.manage');
+  return false;
+}
+
+/** "Start H-QLoRA Run": the given or active *.hqlora.yaml, else a quick pick of the workspace's configs. */
 export function startRunCommand(ctx: Ctx): Cmd {
-  return async (arg?: unknown) => {
-    if (!vscode.workspace.isTrusted) {
-      const choice = await vscode.window.showErrorMessage(
-        'H-QLoRA runs the native trainer hqlora-train on paths taken from this workspace, so it only runs in a trusted workspace.',
-        'Manage Workspace Trust',
-      );
-      if (choice) await vscode.commands.executeCommand('workbench.trust.manage');
-      return;
-    }
-    const uri = arg instanceof vscode.Uri ? arg : vscode.window.activeTextEditor?.document.uri;
-    if (!uri || uri.scheme !== 'file' || !CONFIG_SUFFIXES.some((s) => uri.fsPath.endsWith(s))) {
-      void vscode.window.showErrorMessage('Open a *.hqlora.yaml run config first (or run this command from its context menu).');
-      return;
-    }
-    if (ctx.state.kind === 'preparing' || ctx.state.kind === 'training') {
-      void vscode.window.showWarningMessage('An H-QLoRA run is already in progress; stop it first (click the status bar item).');
-      return;
-    }
-    const doc = vscode.workspace.textDocuments.find((d) => d.uri.toString() === uri.toString());
+  return async (arg?: unknown): Promise<string | undefined> => {
+    if (!(await requireTrust())) return undefined;
+    const file = await pickConfig(arg);
+    if (!file) return undefined;
+    const doc = vscode.workspace.textDocuments.find((d) => d.uri.fsPath === file);
     if (doc?.isDirty) await doc.save();
-    await runWithProgress(ctx, uri.fsPath);
+    try {
+      const run = await ctx.runs.start(file);
+      if (run) ctx.dashboard.createOrShow(run.id);
+      return run?.id;
+    } catch (err) {
+      ctx.log.error(formatError(err, true));
+      await showError(ctx, err);
+      return undefined;
+    }
   };
 }
 
-async function runWithProgress(ctx: Ctx, configPath: string): Promise<void> {
-  const name = path.basename(configPath).replace(/\.hqlora\.ya?ml$/, '');
-  ctx.state = { kind: 'preparing', name };
-  ctx.log.info(`start ${configPath}`);
-  await vscode.window.withProgress(
-    { location: vscode.ProgressLocation.Notification, title: `H-QLoRA ${name}`, cancellable: true },
-    async (progress, token) => {
-      const abort = new AbortController();
-      token.onCancellationRequested(() => {
-        abort.abort(new Error('cancelled'));
-        void ctx.runningProc?.stop();
-      });
-      try {
-        progress.report({ message: 'preparing data…' });
-        const { run, trainer, proc } = await startRun({
-          configPath,
-          packageRoot: ctx.extension.extensionPath,
-          trainerSetting: ctx.trainerPathSetting,
-          signal: abort.signal,
-          onWarning: (m) => ctx.log.warn(m),
-        });
-        ctx.log.info(`run folder ${run.runDir}; trainer ${trainer.path} ${trainer.version}`);
-        ctx.state = { kind: 'training', name, proc };
-        let lastPct = 0;
-        proc.on('event', (e) => {
-          if (e.type === 'step') {
-            const pct = e.total_steps > 0 ? (100 * e.step) / e.total_steps : 0;
-            progress.report({ message: formatStepShort(e), increment: pct - lastPct });
-            lastPct = pct;
-            ctx.state = { kind: 'training', name, proc, step: e };
-            ctx.log.info(formatStep(e));
-          } else if (e.type === 'start') {
-            formatStart(e).forEach((l) => ctx.log.info(l));
-          } else if (e.type === 'eval') {
-            ctx.log.info(formatEval(e));
-          } else if (e.type === 'warning') {
-            ctx.log.warn(`${e.code}: ${e.message}`);
-          } else if (e.type === 'error') {
-            ctx.log.error(`${e.code}: ${e.message} ${e.hint}`);
-          }
-        });
-        proc.on('invalid', (line, reason) => ctx.log.warn(`ignored trainer output (${reason}): ${line.slice(0, 200)}`));
-        const result = await proc.result;
-        ctx.state = { kind: 'finished', name, result, runDir: run.runDir };
-        ctx.log.info(`${result.status}: ${result.message}`);
-        if (result.status === 'completed') {
-          const adapter = result.done?.adapter_dir ?? path.join(run.runDir, 'adapter');
-          const choice = await vscode.window.showInformationMessage(
-            `H-QLoRA ${name} completed. Adapters: ${adapter} and ${result.done?.peft_dir ?? path.join(run.runDir, 'peft')}`,
-            'Reveal Adapter',
-          );
-          if (choice) await vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(adapter));
-        } else if (result.status === 'stopped') {
-          void vscode.window.showInformationMessage(`H-QLoRA ${name} stopped: ${result.message}`);
-        } else {
-          await showFailure(ctx, `H-QLoRA ${name} failed: ${result.message}${result.hint ? ` — ${result.hint}` : ''}`);
-        }
-      } catch (err) {
-        ctx.state = { kind: 'idle' };
-        if (abort.signal.aborted) return;
-        ctx.log.error(formatError(err, true));
-        await showConfigError(ctx, err);
-      }
-    },
-  );
+async function pickConfig(arg: unknown): Promise<string | undefined> {
+  if (arg instanceof vscode.Uri && isConfig(arg.fsPath)) return arg.fsPath;
+  if (typeof arg === 'string' && isConfig(arg)) return arg;
+  const active = vscode.window.activeTextEditor?.document.uri;
+  if (active?.scheme === 'file' && isConfig(active.fsPath)) return active.fsPath;
+  const found = await vscode.workspace.findFiles(CONFIG_GLOB, '**/node_modules/**', 200);
+  if (found.length === 0) {
+    void vscode.window.showErrorMessage('No *.hqlora.yaml run config in this workspace: create one with "H-QLoRA: New H-QLoRA Run Config", or open one.');
+    return undefined;
+  }
+  const items = found
+    .map((u) => ({ label: path.basename(u.fsPath), description: vscode.workspace.asRelativePath(path.dirname(u.fsPath)), file: u.fsPath }))
+    .sort((a, b) => a.description.localeCompare(b.description) || a.label.localeCompare(b.label));
+  const picked = items.length === 1 ? items[0] : await vscode.window.showQuickPick(items, { title: 'Start H-QLoRA Run', placeHolder: 'Pick a run config' });
+  return picked?.file;
 }
 
-async function showFailure(ctx: Ctx, message: string): Promise<void> {
-  const choice = await vscode.window.showErrorMessage(message, 'Show Log');
-  if (choice) ctx.log.show();
+/** Picks a run: the given id, else the only candidate, else a quick pick. */
+async function pickRun(ctx: Ctx, arg: unknown, candidates: Run[], title: string): Promise<Run | undefined> {
+  if (typeof arg === 'string') return ctx.runs.get(arg);
+  if (arg instanceof vscode.Uri) return ctx.runs.get(arg.fsPath);
+  if (candidates.length <= 1) return candidates[0];
+  const picked = await vscode.window.showQuickPick(
+    candidates.map((r) => ({ label: r.name, description: r.status, detail: r.record.message, run: r })),
+    { title },
+  );
+  return picked?.run;
+}
+
+/** "Stop Run": graceful (the trainer checkpoints and exits 3); the process group is killed after the timeout. */
+export function stopRunCommand(ctx: Ctx): Cmd {
+  return async (arg?: unknown): Promise<void> => {
+    if (arg === undefined && ctx.runs.liveRuns.length === 0 && ctx.runs.cancelPreparing()) return;
+    const run = await pickRun(ctx, arg, ctx.runs.liveRuns, 'Stop H-QLoRA Run');
+    if (!run || !run.live) {
+      void vscode.window.showInformationMessage('No H-QLoRA run is training.');
+      return;
+    }
+    await ctx.runs.stop(run);
+  };
+}
+
+/** "Resume Run": continues a stopped (or failed) run from its newest complete checkpoint, in the same folder. */
+export function resumeRunCommand(ctx: Ctx): Cmd {
+  return async (arg?: unknown): Promise<string | undefined> => {
+    if (!(await requireTrust())) return undefined;
+    const candidates = ctx.runs.runs.filter((r) => r.status === 'stopped' || r.status === 'failed');
+    const run = await pickRun(ctx, arg, candidates, 'Resume H-QLoRA Run');
+    if (!run) {
+      void vscode.window.showInformationMessage('No stopped H-QLoRA run to resume.');
+      return undefined;
+    }
+    if (run.live) {
+      void vscode.window.showInformationMessage(`${run.name} is still running.`);
+      return undefined;
+    }
+    // The config it was started from, or (for runs found on disk) its own resolved run.json.
+    const config = run.record.configFile || path.join(run.id, 'run.json');
+    try {
+      const r = await ctx.runs.start(config, { resumeRunDir: run.id });
+      if (r) ctx.dashboard.createOrShow(r.id);
+      return r?.id;
+    } catch (err) {
+      ctx.log.error(formatError(err, true));
+      await showError(ctx, err);
+      return undefined;
+    }
+  };
+}
+
+export function openDashboardCommand(ctx: Ctx): Cmd {
+  return (arg?: unknown) => ctx.dashboard.createOrShow(typeof arg === 'string' ? arg : undefined);
+}
+
+export function showTrainerLogCommand(ctx: Ctx): Cmd {
+  return () => ctx.trainerLog.show(true);
+}
+
+export function showLogCommand(ctx: Ctx): Cmd {
+  return () => ctx.log.show(true);
+}
+
+/** Tells the user once when a run this window follows ends. */
+export function notifyOnFinish(ctx: Ctx): vscode.Disposable {
+  const seen = new Map<string, string>();
+  return ctx.runs.onDidChange((run) => {
+    if (!run) return;
+    const prev = seen.get(run.id);
+    seen.set(run.id, run.status);
+    if (prev === undefined || (prev !== 'running' && prev !== 'preparing') || run.live) return;
+    if (run.status === 'completed') {
+      void vscode.window.showInformationMessage(`H-QLoRA ${run.name} completed: ${run.record.message}`, 'Open Dashboard', 'Reveal Adapter')
+        .then((c) => c === 'Open Dashboard' ? ctx.dashboard.createOrShow(run.id)
+          : c ? vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(path.join(run.id, 'adapter'))) : undefined);
+    } else if (run.status === 'stopped') {
+      void vscode.window.showInformationMessage(`H-QLoRA ${run.name} stopped: ${run.record.message}`);
+    } else {
+      void vscode.window.showErrorMessage(`H-QLoRA ${run.name} failed: ${run.record.message}`, 'Show Trainer Log')
+        .then((c) => c && ctx.trainerLog.show());
+    }
+  });
 }
 
 /** An HqError with a file position offers to jump there. */
-async function showConfigError(ctx: Ctx, err: unknown): Promise<void> {
+async function showError(ctx: Ctx, err: unknown): Promise<void> {
   const where = err instanceof HqError ? err.where : {};
   const actions = where.file && where.line ? ['Go to Problem', 'Show Log'] : ['Show Log'];
   const choice = await vscode.window.showErrorMessage(`H-QLoRA: ${formatError(err)}`, ...actions);
@@ -120,21 +157,4 @@ async function showConfigError(ctx: Ctx, err: unknown): Promise<void> {
     const pos = new vscode.Position(where.line - 1, Math.max(0, (where.col ?? 1) - 1));
     await vscode.window.showTextDocument(vscode.Uri.file(where.file), { selection: new vscode.Range(pos, pos) });
   }
-}
-
-/** "H-QLoRA: Stop H-QLoRA Run": SIGTERM to the trainer's process group (it checkpoints), SIGKILL after 30 s. */
-export function stopRunCommand(ctx: Ctx): Cmd {
-  return async () => {
-    const proc = ctx.runningProc;
-    if (!proc) {
-      void vscode.window.showInformationMessage('No H-QLoRA run is training.');
-      return;
-    }
-    ctx.log.info('stopping the trainer (it writes a checkpoint first)');
-    await proc.stop();
-  };
-}
-
-export function showLogCommand(ctx: Ctx): Cmd {
-  return () => ctx.log.show();
 }

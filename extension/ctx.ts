@@ -1,81 +1,49 @@
-// ctx.ts — the extension's one long-lived mutable object (rust-analyzer style): it owns the log channel, the
-// status bar item and the current run, and draws the status bar in one place.
+// ctx.ts — the extension's one long-lived mutable object (rust-analyzer style). It owns the language client, the
+// run manager, the status bar, the log channels and the dashboard, and disposes them with the extension.
 import * as vscode from 'vscode';
 
-import type { StepEvent } from '../schemas/generated/trainer-events';
-import { formatStepShort } from './run/format';
-import type { RunResult, TrainerProcess } from './run/launcher';
-
-export type RunState =
-  | { kind: 'idle' }
-  | { kind: 'preparing'; name: string }
-  | { kind: 'training'; name: string; proc: TrainerProcess; step?: StepEvent }
-  | { kind: 'finished'; name: string; result: RunResult; runDir: string };
+import { Dashboard } from './dashboard/panel';
+import { RunManager } from './runs/manager';
+import { Settings, watchSettings } from './settings';
+import { StatusBar } from './statusbar';
 
 export class Ctx implements vscode.Disposable {
+  /** The extension's own log (commands, run lifecycle, rejected messages). */
   readonly log: vscode.LogOutputChannel;
-  private readonly statusBar: vscode.StatusBarItem;
-  private state_: RunState = { kind: 'idle' };
+  /** The trainers' human logs (trainer.log of every followed run, tailed; survives a reload). */
+  readonly trainerLog: vscode.LogOutputChannel;
+  readonly settings = new Settings();
+  readonly runs: RunManager;
+  readonly statusBar: StatusBar;
+  readonly dashboard: Dashboard;
+  /** The run-config language client, once started (extension.ts); disposed through the extension's subscriptions. */
+  languageClient: { stop(): Promise<void> } | undefined;
 
   constructor(readonly extension: vscode.ExtensionContext) {
     this.log = vscode.window.createOutputChannel('H-QLoRA', { log: true });
-    this.statusBar = vscode.window.createStatusBarItem('hqlora.run', vscode.StatusBarAlignment.Left, 10);
-    this.statusBar.name = 'H-QLoRA run';
-    extension.subscriptions.push(this, this.log, this.statusBar);
-    this.updateStatusBar();
+    this.trainerLog = vscode.window.createOutputChannel('H-QLoRA Trainer', { log: true });
+    extension.subscriptions.push(this, this.log, this.trainerLog);
+    this.runs = new RunManager(extension, this.settings, this.log, this.trainerLog);
+    this.runs.restore(); // before the status bar: runs that ended while the window was closed are not announced
+    this.statusBar = new StatusBar(this.runs);
+    this.dashboard = new Dashboard(extension, this.runs, this.log);
+    extension.subscriptions.push(
+      watchSettings(() => this.runs.liveRuns.length, (key) => {
+        if (key === 'hqlora.runsFolder') this.runs.rescan();
+        this.statusBar.render();
+      }),
+    );
   }
 
-  get state(): RunState {
-    return this.state_;
-  }
-
-  set state(s: RunState) {
-    this.state_ = s;
-    this.updateStatusBar();
-  }
-
-  /** hqlora.trainer.path (machine-overridable): second in the trainer discovery order. */
+  /** hqlora.trainer.path (kept for callers that only need the discovery setting). */
   get trainerPathSetting(): string | undefined {
-    return vscode.workspace.getConfiguration('hqlora').get<string>('trainer.path') || undefined;
-  }
-
-  /** The current trainer process, if a run is training. */
-  get runningProc(): TrainerProcess | undefined {
-    return this.state_.kind === 'training' ? this.state_.proc : undefined;
-  }
-
-  private updateStatusBar(): void {
-    const s = this.state_;
-    const item = this.statusBar;
-    item.backgroundColor = undefined;
-    switch (s.kind) {
-      case 'idle':
-        item.hide();
-        return;
-      case 'preparing':
-        item.text = `$(sync~spin) H-QLoRA ${s.name}: preparing data`;
-        item.tooltip = 'Tokenizing the dataset. Click to stop.';
-        item.command = 'hqlora.stopRun';
-        break;
-      case 'training':
-        item.text = `$(sync~spin) H-QLoRA ${s.name}${s.step ? `: ${formatStepShort(s.step)}` : ': starting'}`;
-        item.tooltip = 'Training. Click to stop (the trainer writes a checkpoint first).';
-        item.command = 'hqlora.stopRun';
-        break;
-      case 'finished': {
-        const icon = s.result.status === 'completed' ? '$(check)' : s.result.status === 'stopped' ? '$(debug-pause)' : '$(error)';
-        item.text = `${icon} H-QLoRA ${s.name}: ${s.result.status}`;
-        item.tooltip = `${s.result.message}\n${s.runDir}\nClick to show the log.`;
-        item.command = 'hqlora.showLog';
-        if (s.result.status === 'failed') item.backgroundColor = new vscode.ThemeColor('statusBarItem.errorBackground');
-        break;
-      }
-    }
-    item.show();
+    return this.settings.trainerPath;
   }
 
   dispose(): void {
-    // SIGTERM only: the detached trainer still writes its checkpoint after the extension host is gone.
-    void this.runningProc?.stop();
+    // Trainers are detached and keep running; the next activation re-attaches to them (runs/manager.ts).
+    this.dashboard.dispose();
+    this.statusBar.dispose();
+    this.runs.dispose();
   }
 }

@@ -1,22 +1,37 @@
-// extension.ts — the composition root: build the Ctx, register the commands, nothing else. A failed activation is
-// shown to the user (VS Code does not) and rethrown.
+// extension.ts — the composition root: build the Ctx, start the language client, register the commands, nothing
+// else. A failed activation is shown to the user (VS Code does not) and rethrown.
 import * as vscode from 'vscode';
 
-import { type Cmd, showLogCommand, startRunCommand, stopRunCommand } from './commands';
+import {
+  type Cmd, notifyOnFinish, openDashboardCommand, resumeRunCommand, showLogCommand, showTrainerLogCommand, startRunCommand,
+  stopRunCommand,
+} from './commands';
+import { newConfigCommand } from './commands/newConfig';
 import { Ctx } from './ctx';
+import { startLanguageClient } from './lsp/client';
 
 const COMMANDS: Record<string, (ctx: Ctx) => Cmd> = {
   'hqlora.startRun': startRunCommand,
   'hqlora.stopRun': stopRunCommand,
+  'hqlora.resumeRun': resumeRunCommand,
+  'hqlora.openDashboard': openDashboardCommand,
+  'hqlora.showTrainerLog': showTrainerLogCommand,
   'hqlora.showLog': showLogCommand,
+  'hqlora.newConfig': newConfigCommand,
 };
 
-export function activate(context: vscode.ExtensionContext): void {
+/** What activate() returns: the Ctx, for the extension-host test suites (test/e2e/suite). */
+export type HqloraApi = Ctx;
+
+export function activate(context: vscode.ExtensionContext): HqloraApi {
   try {
     const ctx = new Ctx(context);
+    ctx.languageClient = startLanguageClient(context, context.asAbsolutePath('dist/server.js'));
     for (const [id, factory] of Object.entries(COMMANDS)) {
       context.subscriptions.push(vscode.commands.registerCommand(id, factory(ctx)));
     }
+    context.subscriptions.push(notifyOnFinish(ctx));
+    return ctx;
   } catch (err) {
     void vscode.window.showErrorMessage(`Cannot activate H-QLoRA: ${err instanceof Error ? err.message : String(err)}`);
     throw err;
@@ -24,5 +39,5 @@ export function activate(context: vscode.ExtensionContext): void {
 }
 
 export function deactivate(): void {
-  // Ctx.dispose (a subscription) kills a running trainer's process group.
+  // Ctx.dispose (a subscription) releases everything; running trainers are detached and keep going.
 }

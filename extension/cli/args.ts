@@ -11,7 +11,7 @@ export interface ParsedArgs {
 }
 
 /** Flags that take a value (`--threads 2` or `--threads=2`). */
-const VALUE_FLAGS = new Set(['--threads', '--trainer']);
+const VALUE_FLAGS = new Set(['--threads', '--trainer', '--n', '--mcq', '--shots', '--split', '--adapter', '--max-questions']);
 
 export function parseArgs(argv: string[]): ParsedArgs {
   const flags = new Map<string, string | true>();
@@ -70,6 +70,14 @@ Usage:
       Check a config against schemas/run-config.schema.json; --json prints the resolved run.json.
   hqlora inspect <file.safetensors | model-folder> [--json] [--trainer PATH]
       List the tensors (dtype, shape, bytes) and metadata, as validated by the native parser.
+  hqlora preview-data <config.hqlora.yaml> [--n N] [--json]
+      Show the first N (default 5) training examples as the model sees them: the rendered text with the trained
+      (loss-bearing) part marked, and token counts. Nothing is written.
+  hqlora eval <config.hqlora.yaml | run-folder> [--mcq DIR|FILE] [--shots K] [--split val|test|dev] [--ablation]
+              [--adapter DIR|none] [--max-questions N] [--threads N] [--trainer PATH]
+      Score the base model (NF4) and base + adapter: eval loss/perplexity and multiple-choice accuracy (MMLU
+      Hendrycks folder or CSV, or QLoRA {subject,input,output} JSON; default: the config's eval.mcq). --ablation adds
+      levels 1..k cumulatively. Prints the table and saves <run>/eval.json and <run>/eval.md.
   hqlora --version [--trainer PATH]
       Print the CLI version, the trainer path and its backends.
   hqlora --help
@@ -78,6 +86,7 @@ Options:
   --resume        continue the newest run of this config from its newest complete checkpoint
   --threads N     compute threads for the trainer (default: hardware.threads from the config; 0 = all cores)
   --trainer PATH  hqlora-train to use (same rank as a user setting; HQLORA_TRAINER still comes first)
+  --n N           preview-data: how many examples to show (default 5)
   --json          machine-readable output
 
 Environment:

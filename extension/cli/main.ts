@@ -6,7 +6,9 @@ import pkg from '../../package.json';
 import { formatError } from '../run/errors';
 import { findTrainer } from '../run/trainer';
 import { USAGE, UsageError, checkFlags, onePositional, parseArgs } from './args';
+import { evalCommand } from './eval';
 import { inspectCommand } from './inspect';
+import { previewCommand } from './preview';
 import { warn } from './io';
 import { runCommand } from './run';
 import { validateCommand } from './validate';
@@ -45,6 +47,22 @@ async function main(argv: string[]): Promise<number> {
     case 'inspect':
       checkFlags(args, ['--json', '--trainer']);
       return inspectCommand({ target: onePositional(args, 'file or folder'), json: args.flags.has('--json'), packageRoot, trainerSetting });
+    case 'preview-data':
+      checkFlags(args, ['--n', '--json']);
+      return previewCommand(onePositional(args, 'config file'), numberFlag(args.flags.get('--n'), '--n') ?? 5, args.flags.has('--json'));
+    case 'eval': {
+      checkFlags(args, ['--mcq', '--shots', '--split', '--ablation', '--adapter', '--max-questions', '--threads', '--trainer']);
+      const str = (f: string): string | undefined => {
+        const v = args.flags.get(f);
+        return typeof v === 'string' ? v : undefined;
+      };
+      return evalCommand({
+        target: onePositional(args, 'config file or run folder'), packageRoot, ablation: args.flags.has('--ablation'),
+        mcq: str('--mcq'), shots: numberFlag(args.flags.get('--shots'), '--shots'), split: str('--split'),
+        adapter: str('--adapter'), maxQuestions: numberFlag(args.flags.get('--max-questions'), '--max-questions'),
+        threads: numberFlag(args.flags.get('--threads'), '--threads'), trainerSetting,
+      });
+    }
     case undefined:
       throw new UsageError('no command given');
     default:

@@ -1,19 +1,47 @@
-// formats.ts — reading a dataset into (source, target) text pairs, the QLoRA way (trainer-anchors §2.3).
-//
-// Files: .jsonl (one JSON object per line, blank lines skipped), .json (a JSON array of objects, or JSON lines),
-// .txt (plain text: paragraphs separated by blank lines, one example each), or a folder of them (sorted by name).
-// Record formats:
+// formats.ts — dataset records to examples, the QLoRA way (trainer-anchors §2.3). Files are read by reader.ts.
+// Record formats (detected from the first record unless data.format names one):
 //   alpaca      {instruction, input?, output}  source = ALPACA prompt (with/without input), target = output
 //   completion  {prompt, completion} or {input, output}      source = prompt, target = completion
+//   guanaco     {text: "### Human: ...### Assistant: ..."}   source = "" (BOS only), target = the whole text (QLoRA oasst1)
 //   text        {text} (or a .txt paragraph)                 source = "",     target = text
-// BOS/EOS are added as ids by prepare.ts, not as text. Every error names file:line and what is wrong.
-import { readFile, readdir, stat } from 'node:fs/promises';
-import path from 'node:path';
+//   oasst1      OASST1 message-tree export (oasst.ts)        threads in the Guanaco text form, or as chat
+//   chat        {messages: [{role, content}]}                rendered with the model's chat template (chat.ts)
+// Pair examples get BOS/EOS as ids in prepare.ts, not as text; chat examples get what the template writes.
+// Every error names file:line and what is wrong.
+import { HqError } from '../run/errors';
+import { CHAT_ROLES, type ChatMessage } from './chat';
+import { guanacoText, isOasstRecord, oasstThreads, type OasstOptions } from './oasst';
+import { DEFAULT_MAX_LINE_BYTES, type RawRecord, dataFiles, readRecords } from './reader';
 
-import { HqError, errnoCode } from '../run/errors';
-
-export type RecordFormat = 'alpaca' | 'completion' | 'text';
+export type RecordFormat = 'alpaca' | 'completion' | 'guanaco' | 'text' | 'oasst1' | 'chat';
 export type FormatSetting = 'auto' | RecordFormat;
+
+/** Source/target text pair (QLoRA masking: loss on the target). */
+export interface PairExample {
+  kind: 'pair';
+  source: string;
+  target: string;
+  file: string;
+  /** 1-based line where the record starts. */
+  line: number;
+}
+
+/** A conversation for the chat template (loss on assistant turns). */
+export interface ChatExample {
+  kind: 'chat';
+  messages: ChatMessage[];
+  file: string;
+  line: number;
+}
+
+export type Example = PairExample | ChatExample;
+
+export interface ReadOptions {
+  format?: FormatSetting;
+  /** OASST1 threads: which paths, which languages, and how they are trained (Guanaco text or chat template). */
+  oasst?: Partial<OasstOptions> & { render?: 'guanaco' | 'chat' };
+  maxLineBytes?: number;
+}
 
 /** qlora.py ALPACA_PROMPT_DICT, verbatim; note the trailing space after "### Response:". */
 export const ALPACA_PROMPT_INPUT =
@@ -33,133 +61,15 @@ export function alpacaPrompt(instruction: string, input: string): string {
     : ALPACA_PROMPT_NO_INPUT.replace('{instruction}', () => instruction);
 }
 
-export interface Example {
-  source: string;
-  target: string;
-  file: string;
-  /** 1-based line where the record starts. */
-  line: number;
-}
-
-const DATA_EXTS = ['.jsonl', '.json', '.txt'];
-
-/** The data files of `p`: the file itself, or the .jsonl/.json/.txt files of a folder, sorted by name. */
-export async function dataFiles(p: string): Promise<string[]> {
-  let st;
-  try {
-    st = await stat(p);
-  } catch (err) {
-    const missing = errnoCode(err) === 'ENOENT';
-    throw new HqError(missing ? `data file not found: ${p}` : `cannot read ${p}: ${(err as Error).message}`, { file: p },
-      'check data.train / data.eval in the run config (relative paths are relative to the config file)', { cause: err });
-  }
-  if (!st.isDirectory()) return [p];
-  const files = (await readdir(p)).filter((f) => DATA_EXTS.includes(path.extname(f).toLowerCase())).sort();
-  if (files.length === 0) {
-    throw new HqError(`the data folder has no .jsonl, .json or .txt files: ${p}`, { file: p },
-      'put the dataset files in the folder or point data.train at a file');
-  }
-  return files.map((f) => path.join(p, f));
-}
-
-interface RawRecord {
-  value: unknown;
-  line: number;
-}
-
-/** 1-based line numbers of ascending character offsets, in one pass over `text`. */
-function linesAt(text: string, offsets: number[]): number[] {
-  const out: number[] = [];
-  let line = 1, i = 0;
-  for (const off of offsets) {
-    for (; i < off && i < text.length; i++) if (text.charCodeAt(i) === 10) line++;
-    out.push(line);
-  }
-  return out;
-}
-
-function parseLines(text: string, file: string): RawRecord[] {
-  const out: RawRecord[] = [];
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const s = lines[i]!.trim();
-    if (s === '') continue;
-    try {
-      out.push({ value: JSON.parse(s), line: i + 1 });
-    } catch (err) {
-      throw new HqError(`invalid JSON: ${(err as Error).message}`, { file, line: i + 1 },
-        'each line of a .jsonl file must be one complete JSON object');
-    }
-  }
-  return out;
-}
-
-/** Start offsets of the top-level elements of a JSON array text (already known to parse). */
-function arrayElementOffsets(text: string): number[] {
-  const starts: number[] = [];
-  let depth = 0, inString = false, expectElement = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (inString) {
-      if (c === '\\') i++;
-      else if (c === '"') inString = false;
-      continue;
-    }
-    if (c === ' ' || c === '\n' || c === '\r' || c === '\t') continue;
-    if (depth === 1 && expectElement && c !== ']') {
-      starts.push(i);
-      expectElement = false;
-    }
-    if (c === '"') inString = true;
-    else if (c === '[' || c === '{') {
-      depth++;
-      if (depth === 1) expectElement = true;
-    } else if (c === ']' || c === '}') depth--;
-    else if (c === ',' && depth === 1) expectElement = true;
-  }
-  return starts;
-}
-
-function parseArray(text: string, file: string): RawRecord[] {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    const msg = (err as Error).message;
-    const pos = /position (\d+)/.exec(msg);
-    throw new HqError(`invalid JSON: ${msg}`, { file, ...(pos ? { line: linesAt(text, [Number(pos[1])])[0]! } : {}) },
-      'a .json data file must hold one JSON array of objects (or use .jsonl with one object per line)');
-  }
-  if (!Array.isArray(value)) {
-    throw new HqError('a .json data file must hold an array of records', { file, line: 1 },
-      'wrap the records in [ ... ] or write them as JSON lines (.jsonl)');
-  }
-  const lines = linesAt(text, arrayElementOffsets(text));
-  return (value as unknown[]).map((v, i) => ({ value: v, line: lines[i] ?? 1 }));
-}
-
-/** .txt: each run of non-blank lines is one example (its line breaks kept). */
-function parseText(text: string): RawRecord[] {
-  const out: RawRecord[] = [];
-  const lines = text.split('\n');
-  let start = -1;
-  for (let i = 0; i <= lines.length; i++) {
-    const blank = i === lines.length || lines[i]!.trim() === '';
-    if (!blank && start < 0) start = i;
-    if (blank && start >= 0) {
-      out.push({ value: { text: lines.slice(start, i).join('\n').replace(/\r$/gm, '') }, line: start + 1 });
-      start = -1;
-    }
-  }
-  return out;
-}
-
 /** Which format a record looks like, or null. */
 export function detectFormat(rec: unknown): RecordFormat | null {
   if (!rec || typeof rec !== 'object' || Array.isArray(rec)) return null;
-  if ('instruction' in rec) return 'alpaca';
-  if (('prompt' in rec && 'completion' in rec) || ('input' in rec && 'output' in rec)) return 'completion';
-  if ('text' in rec) return 'text';
+  const r = rec as Record<string, unknown>;
+  if (isOasstRecord(r)) return 'oasst1';
+  if ('messages' in r) return 'chat';
+  if ('instruction' in r) return 'alpaca';
+  if (('prompt' in r && 'completion' in r) || ('input' in r && 'output' in r)) return 'completion';
+  if ('text' in r) return typeof r.text === 'string' && r.text.trimStart().startsWith('### Human:') ? 'guanaco' : 'text';
   return null;
 }
 
@@ -183,10 +93,38 @@ function formatHint(format: RecordFormat): string {
       return 'completion records are {"prompt": ..., "completion": ...} or {"input": ..., "output": ...}';
     case 'text':
       return 'text records are {"text": ...}';
+    case 'guanaco':
+      return 'guanaco records are {"text": "### Human: ...### Assistant: ..."} (timdettmers/openassistant-guanaco)';
+    case 'chat':
+      return 'chat records are {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}';
+    case 'oasst1':
+      return 'OASST1 records are messages {"message_id", "parent_id", "role", "text", "rank", "lang"} or trees {"prompt": {..., "replies": [...]}}';
   }
 }
 
-function toExample(raw: RawRecord, format: RecordFormat, file: string): Example {
+function chatMessages(rec: Record<string, unknown>, file: string, line: number): ChatMessage[] {
+  const msgs = rec.messages;
+  if (!Array.isArray(msgs) || msgs.length === 0) {
+    throw new HqError('`messages` must be a non-empty array', { file, line }, formatHint('chat'));
+  }
+  return msgs.map((m: unknown, i) => {
+    if (!m || typeof m !== 'object' || Array.isArray(m)) {
+      throw new HqError(`messages[${i}] must be an object {role, content}`, { file, line }, formatHint('chat'));
+    }
+    const { role, content } = m as Record<string, unknown>;
+    if (!CHAT_ROLES.includes(role as ChatMessage['role'])) {
+      throw new HqError(`messages[${i}] has unknown role ${JSON.stringify(role)} (expected ${CHAT_ROLES.join(', ')})`,
+        { file, line }, formatHint('chat'));
+    }
+    if (typeof content !== 'string') {
+      throw new HqError(`messages[${i}].content must be a string, got ${content === null ? 'null' : typeof content}`,
+        { file, line }, formatHint('chat'));
+    }
+    return { role: role as ChatMessage['role'], content };
+  });
+}
+
+function toExample(raw: RawRecord, format: Exclude<RecordFormat, 'oasst1'>, file: string): Example {
   const { value, line } = raw;
   if (!value || typeof value !== 'object' || Array.isArray(value)) {
     throw new HqError(`expected a JSON object, got ${Array.isArray(value) ? 'an array' : JSON.stringify(value)}`,
@@ -197,14 +135,23 @@ function toExample(raw: RawRecord, format: RecordFormat, file: string): Example 
     case 'alpaca': {
       const instruction = field(rec, 'instruction', file, line, format);
       const input = field(rec, 'input', file, line, format, true);
-      return { source: alpacaPrompt(instruction, input), target: field(rec, 'output', file, line, format), file, line };
+      return { kind: 'pair', source: alpacaPrompt(instruction, input), target: field(rec, 'output', file, line, format), file, line };
     }
     case 'completion':
       return 'prompt' in rec || 'completion' in rec
-        ? { source: field(rec, 'prompt', file, line, format), target: field(rec, 'completion', file, line, format), file, line }
-        : { source: field(rec, 'input', file, line, format), target: field(rec, 'output', file, line, format), file, line };
+        ? { kind: 'pair', source: field(rec, 'prompt', file, line, format), target: field(rec, 'completion', file, line, format), file, line }
+        : { kind: 'pair', source: field(rec, 'input', file, line, format), target: field(rec, 'output', file, line, format), file, line };
     case 'text':
-      return { source: '', target: field(rec, 'text', file, line, format), file, line };
+      return { kind: 'pair', source: '', target: field(rec, 'text', file, line, format), file, line };
+    case 'guanaco': {
+      const text = field(rec, 'text', file, line, format);
+      if (!text.includes('### Human:') || !text.includes('### Assistant:')) {
+        throw new HqError('guanaco text has no "### Human:" / "### Assistant:" turns', { file, line }, formatHint(format));
+      }
+      return { kind: 'pair', source: '', target: text, file, line };
+    }
+    case 'chat':
+      return { kind: 'chat', messages: chatMessages(rec, file, line), file, line };
   }
 }
 
@@ -218,34 +165,39 @@ export interface ReadResult {
  * Reads every record of `p` (file or folder). With format 'auto' the format comes from the first record (a .txt
  * file is text); every later record must then have that format's fields.
  */
-export async function readExamples(p: string, format: FormatSetting = 'auto',
+export async function readExamples(p: string, opts: ReadOptions | FormatSetting = {},
   onFile?: (done: number, total: number) => void): Promise<ReadResult> {
+  const o: ReadOptions = typeof opts === 'string' ? { format: opts } : opts;
   const files = await dataFiles(p);
-  let fmt: RecordFormat | null = format === 'auto' ? null : format;
+  let fmt: RecordFormat | null = !o.format || o.format === 'auto' ? null : o.format;
   const examples: Example[] = [];
+  const oasst: { raw: RawRecord; file: string }[] = [];
   for (const [i, file] of files.entries()) {
-    let text: string;
-    try {
-      text = (await readFile(file, 'utf8')).replace(/^\uFEFF/, '');
-    } catch (err) {
-      throw new HqError(`cannot read data file: ${(err as Error).message}`, { file }, 'check the path and permissions', { cause: err });
-    }
-    const ext = path.extname(file).toLowerCase();
-    const raws = ext === '.txt' ? parseText(text) : ext === '.json' && text.trimStart().startsWith('[')
-      ? parseArray(text, file) : parseLines(text, file);
+    const raws = await readRecords(file, o.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES);
     if (fmt === null && raws[0]) {
       fmt = detectFormat(raws[0].value);
       if (fmt === null) {
         throw new HqError(`cannot tell the record format from the first record (${JSON.stringify(raws[0].value).slice(0, 80)})`,
           { file, line: raws[0].line },
-          'records need instruction/output (alpaca), prompt/completion or input/output (completion), or text; or set data.format');
+          'records need instruction/output (alpaca), prompt/completion or input/output (completion), text, messages ' +
+          '(chat) or message_id/parent_id (oasst1); or set data.format');
       }
     }
-    for (const raw of raws) examples.push(toExample(raw, fmt!, file));
+    if (fmt === 'oasst1') oasst.push(...raws.map((raw) => ({ raw, file })));
+    else for (const raw of raws) examples.push(toExample(raw, fmt!, file));
     onFile?.(i + 1, files.length);
   }
+  if (fmt === 'oasst1') {
+    const threads = oasstThreads(oasst, { paths: o.oasst?.paths ?? 'best', lang: o.oasst?.lang ?? null });
+    for (const t of threads) {
+      examples.push(o.oasst?.render === 'chat'
+        ? { kind: 'chat', messages: t.messages.map((m) => ({ role: m.role === 'prompter' ? 'user' : 'assistant', content: m.text })), file: t.file, line: t.line }
+        : { kind: 'pair', source: '', target: guanacoText(t.messages), file: t.file, line: t.line });
+    }
+  }
   if (examples.length === 0) {
-    throw new HqError(`no examples in ${p}`, { file: p }, 'the dataset is empty; add records or point at another file');
+    throw new HqError(`no examples in ${p}`, { file: p },
+      fmt === 'oasst1' ? 'no OASST1 thread has an assistant reply (check data.oasst1.lang)' : 'the dataset is empty; add records or point at another file');
   }
   return { examples, format: fmt!, files };
 }

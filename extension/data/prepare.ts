@@ -6,6 +6,10 @@
 // (keeping the first tokens, so a truncated target loses its EOS, as in qlora.py), and concatenated. The mask is
 // 1 on the target and 0 on the source unless train_on_source.
 //
+// Chat examples (chat format, or OASST1 threads rendered as chat) are the model's chat template output with the
+// loss on assistant turns (chat.ts), cut to source_max_len + target_max_len tokens. Then, for the training split
+// only: optional group-by-length order and packing (pack.ts).
+//
 // Cache: stats.json records a sha256 over the data files' bytes, the tokenizer files and the settings. When it
 // matches and the token files are there, nothing is re-tokenized (cached: true). stats.json is deleted first and
 // written last, so it only ever describes complete token files.
@@ -14,20 +18,35 @@ import { mkdir, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
 import { HqError } from '../run/errors';
-import { type Example, type RecordFormat, readExamples } from './formats';
+import { DEFAULT_MAX_LINE_BYTES } from './reader';
+import { buildChatExample } from './chat';
+import { type Example, type FormatSetting, type RecordFormat, readExamples } from './formats';
+import { lengthGroupedOrder, packSequences, reorder, seededPermutation } from './pack';
 import { cancelled, decodeTokenFile, type TokenData, writeFileAtomic, writeTokenFile } from './tokenfile';
 import { type ModelTokenizer, loadTokenizer } from './tokenizer';
 
 export interface DataSettings {
   train: string;
   eval?: string;
-  format?: 'auto' | 'alpaca' | 'completion' | 'text';
+  format?: FormatSetting;
   sourceMaxLen: number;
   targetMaxLen: number;
   trainOnSource: boolean;
   /** Without `eval`: hold out this many training examples (seeded shuffle) for evaluation. */
   evalHoldout?: number;
   seed?: number;
+  /** OASST1 export: 'best' (top-ranked thread per tree) or 'all' paths; root-language filter; training form. */
+  oasstPaths?: 'best' | 'all';
+  oasstLang?: string[] | null;
+  oasstRender?: 'guanaco' | 'chat';
+  /** Concatenate training examples into sequences of at most packMaxLen tokens (default source + target max). */
+  packing?: boolean;
+  packMaxLen?: number | null;
+  /** Training examples ordered in length-sorted mega-batches of groupSize (seeded), as QLoRA's group_by_length. */
+  groupByLength?: boolean;
+  groupSize?: number;
+  /** Longest accepted line of a data file, in bytes. */
+  maxLineBytes?: number;
 }
 
 export interface PrepareProgress {
@@ -45,11 +64,13 @@ export interface SplitStats {
   masked_fraction: number;
   truncated_source: number;
   truncated_target: number;
-  /** Examples with a truncated source or target. */
+  /** Examples with a truncated source or target (a chat example cut at source + target max counts as target). */
   truncated: number;
+  /** Sequences in the token file: examples, or fewer when packed. */
+  sequences: number;
   max_length: number;
   mean_length: number;
-  /** Example lengths in tokens: key "a-b" counts lengths a..b (power-of-two bins). */
+  /** Example lengths in tokens (before packing): key "a-b" counts lengths a..b (power-of-two bins). */
   length_histogram: Record<string, number>;
 }
 
@@ -60,7 +81,8 @@ export interface DataStats {
   eval: SplitStats | null;
   /** Where the eval split came from. */
   eval_source: 'file' | 'holdout' | 'none';
-  settings: Required<Omit<DataSettings, 'eval'>> & { eval: string | null };
+  settings: Required<Omit<DataSettings, 'eval' | 'packMaxLen' | 'oasstLang'>> &
+    { eval: string | null; packMaxLen: number | null; oasstLang: string[] | null };
 }
 
 export interface PrepareResult {
@@ -70,7 +92,7 @@ export interface PrepareResult {
   cached: boolean;
 }
 
-const CACHE_VERSION = 'hqlora-data-1';
+const CACHE_VERSION = 'hqlora-data-2';
 const YIELD_EVERY = 256; // examples between event-loop yields (progress + abort)
 
 /** Token ids and mask of one example, QLoRA style. */
@@ -94,6 +116,18 @@ function histogramKey(len: number): string {
   return `${lo}-${hi}`;
 }
 
+/** Token ids and mask of any example: QLoRA pair masking, or the chat template with assistant-only loss. */
+export function tokenizeExample(tok: ModelTokenizer, ex: Example, s: DataSettings) {
+  if (ex.kind === 'pair') return buildExample(tok, ex, s);
+  if (!tok.chatTemplate) {
+    throw new HqError('chat examples need the model\'s chat template, and this model has none', { file: ex.file, line: ex.line },
+      'use a model folder whose tokenizer_config.json has chat_template (or a chat_template.jinja file), or another format');
+  }
+  const built = buildChatExample(tok, tok.chatTemplate, ex.messages, { maxLen: s.sourceMaxLen + s.targetMaxLen, trainOnSource: s.trainOnSource },
+    { file: ex.file, line: ex.line });
+  return { ids: built.ids, mask: built.mask, truncatedSource: false, truncatedTarget: built.truncated };
+}
+
 async function tokenizeSplit(examples: Example[], tok: ModelTokenizer, s: DataSettings, progress: (n: number) => void,
   signal?: AbortSignal): Promise<{ data: TokenData; stats: SplitStats }> {
   const offsets = [0];
@@ -110,8 +144,9 @@ async function tokenizeSplit(examples: Example[], tok: ModelTokenizer, s: DataSe
     const ex = examples[i]!;
     let built;
     try {
-      built = buildExample(tok, ex, s);
+      built = tokenizeExample(tok, ex, s);
     } catch (err) {
+      if (err instanceof HqError) throw err;
       throw new HqError(`cannot tokenize this example: ${(err as Error).message}`, { file: ex.file, line: ex.line },
         'check the text for unusual characters', { cause: err });
     }
@@ -136,34 +171,33 @@ async function tokenizeSplit(examples: Example[], tok: ModelTokenizer, s: DataSe
     stats: {
       examples: examples.length, tokens: ids.length, target_tokens: targets,
       masked_fraction: ids.length ? 1 - targets / ids.length : 0,
-      truncated_source: truncSrc, truncated_target: truncTgt, truncated: trunc, max_length: maxLen,
+      truncated_source: truncSrc, truncated_target: truncTgt, truncated: trunc, sequences: examples.length, max_length: maxLen,
       mean_length: examples.length ? ids.length / examples.length : 0, length_histogram: histogram,
     },
   };
 }
 
-/** Deterministic held-out indices: Fisher-Yates with a 32-bit xorshift seeded from `seed`, first `n` taken. */
+/** Deterministic held-out indices: the first `n` of a seeded permutation. */
 export function holdoutIndices(count: number, n: number, seed: number): Set<number> {
-  let x = (seed ^ 0x9e3779b9) >>> 0 || 1;
-  const rand = (): number => {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    return x;
-  };
-  const idx = Array.from({ length: count }, (_, i) => i);
-  for (let i = count - 1; i > 0; i--) {
-    const j = rand() % (i + 1);
-    [idx[i], idx[j]] = [idx[j]!, idx[i]!];
+  return new Set(seededPermutation(count, seed).slice(0, n));
+}
+
+/** Group-by-length order and packing of the training split (stats.sequences follows). */
+function arrangeTrain(out: { data: TokenData; stats: SplitStats }, s: DataStats['settings']): void {
+  if (s.groupByLength) {
+    const lengths = out.data.offsets.slice(1).map((o, i) => o - out.data.offsets[i]!);
+    out.data = reorder(out.data, lengthGroupedOrder(lengths, s.groupSize, s.seed));
   }
-  return new Set(idx.slice(0, n));
+  if (s.packing) out.data = packSequences(out.data, s.packMaxLen ?? s.sourceMaxLen + s.targetMaxLen);
+  out.stats.sequences = out.data.offsets.length - 1;
 }
 
 async function cacheKey(tok: ModelTokenizer, s: DataSettings, files: { train: string[]; eval: string[] }): Promise<string> {
   const h = createHash('sha256');
   // Paths are not part of the key (the file contents are); the seed only matters for a holdout split.
   const n = normalizedSettings(s);
-  const settings = { ...n, train: undefined, eval: undefined, seed: n.evalHoldout > 0 ? n.seed : 0 };
+  const seeded = n.evalHoldout > 0 || n.groupByLength;
+  const settings = { ...n, train: undefined, eval: undefined, seed: seeded ? n.seed : 0 };
   h.update(JSON.stringify({ v: CACHE_VERSION, settings, vocab: tok.vocabSize, bos: tok.bosId, eos: tok.eosId, pad: tok.padId }));
   for (const part of tok.fingerprint) h.update(createHash('sha256').update(part).digest());
   for (const [split, list] of Object.entries(files)) {
@@ -179,7 +213,9 @@ function normalizedSettings(s: DataSettings): DataStats['settings'] {
   return {
     train: s.train, eval: s.eval ?? null, format: s.format ?? 'auto', sourceMaxLen: s.sourceMaxLen,
     targetMaxLen: s.targetMaxLen, trainOnSource: s.trainOnSource, evalHoldout: s.eval ? 0 : s.evalHoldout ?? 0,
-    seed: s.seed ?? 0,
+    seed: s.seed ?? 0, oasstPaths: s.oasstPaths ?? 'best', oasstLang: s.oasstLang ?? null, oasstRender: s.oasstRender ?? 'guanaco',
+    packing: s.packing ?? false, packMaxLen: s.packMaxLen ?? null, groupByLength: s.groupByLength ?? false,
+    groupSize: s.groupSize ?? 50, maxLineBytes: s.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES,
   };
 }
 
@@ -206,6 +242,14 @@ function checkSettings(s: DataSettings): void {
   if (s.evalHoldout != null && (!Number.isInteger(s.evalHoldout) || s.evalHoldout < 0)) {
     throw new HqError(`eval_holdout must be a non-negative integer, got ${s.evalHoldout}`, { key: 'data.eval_holdout' });
   }
+  const maxLen = s.sourceMaxLen + s.targetMaxLen;
+  if (s.packMaxLen != null && (!Number.isInteger(s.packMaxLen) || s.packMaxLen < 1 || s.packMaxLen > maxLen)) {
+    throw new HqError(`pack_max_len must be an integer from 1 to source_max_len + target_max_len = ${maxLen}, got ${s.packMaxLen}`,
+      { key: 'data.pack_max_len' }, 'the trainer cuts every sequence at source_max_len + target_max_len tokens, so a longer pack would lose its end');
+  }
+  if (s.groupSize != null && (!Number.isInteger(s.groupSize) || s.groupSize < 1)) {
+    throw new HqError(`group_size must be a positive integer, got ${s.groupSize}`, { key: 'data.group_size' });
+  }
 }
 
 export async function prepareData(modelDir: string, data: DataSettings, outDir: string,
@@ -217,8 +261,12 @@ export async function prepareData(modelDir: string, data: DataSettings, outDir: 
   const paths = { train: path.join(outDir, 'train.hqtok'), eval: path.join(outDir, 'eval.hqtok'), stats: path.join(outDir, 'stats.json') };
 
   onProgress?.({ phase: 'read', done: 0, total: data.eval ? 2 : 1 });
-  const train = await readExamples(data.train, data.format ?? 'auto');
-  const evalRead = data.eval ? await readExamples(data.eval, data.format ?? train.format) : null;
+  const readOpts = (format: FormatSetting) => ({
+    format, maxLineBytes: data.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES,
+    oasst: { paths: data.oasstPaths ?? 'best', lang: data.oasstLang ?? null, render: data.oasstRender ?? 'guanaco' },
+  });
+  const train = await readExamples(data.train, readOpts(data.format ?? 'auto'));
+  const evalRead = data.eval ? await readExamples(data.eval, readOpts(data.format ?? train.format)) : null;
   if (evalRead && evalRead.format !== train.format) {
     throw new HqError(`eval data is ${evalRead.format} but train data is ${train.format}`, { file: evalRead.files[0]! },
       'use the same record format for both, or set data.format');
@@ -249,6 +297,7 @@ export async function prepareData(modelDir: string, data: DataSettings, outDir: 
   if (signal?.aborted) throw cancelled();
 
   const settings = normalizedSettings(data);
+  arrangeTrain(trainOut, settings);
   const stats: DataStats = {
     cache_key: key, format: train.format, train: trainOut.stats, eval: evalOut?.stats ?? null,
     eval_source: evalRead ? 'file' : evalOut ? 'holdout' : 'none', settings,

@@ -5,6 +5,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 import { type PrepareProgress, type PrepareResult, prepareData } from '../data/prepare';
+import { dataSettings } from '../data/settings';
 import { loadRunConfig } from './config';
 import { HqError } from './errors';
 import { launchTrainer, type TrainerProcess } from './launcher';
@@ -26,18 +27,45 @@ export interface StartRunOptions {
   onPrepareProgress?: (p: PrepareProgress) => void;
 }
 
-export interface StartedRun {
+export interface PreparedRun {
   run: ResolvedRun;
   trainer: TrainerInfo;
   data: PrepareResult;
+}
+
+export interface StartedRun extends PreparedRun {
   proc: TrainerProcess;
 }
 
+export interface PrepareRunOptions extends StartRunOptions {
+  /** Run folder name to use (e.g. the run the extension resumes); default: a new name, or the newest with `resume`. */
+  runName?: string;
+  /** Overrides output.dir (the extension's hqlora.runsFolder setting). */
+  outputDir?: string;
+  /** hardware.device to use when the config does not set one (the extension's hqlora.defaultDevice setting). */
+  defaultDevice?: string;
+}
+
 export async function startRun(opts: StartRunOptions): Promise<StartedRun> {
+  const { run, trainer, data } = await prepareRun(opts);
+  const proc = launchTrainer({ trainer: trainer.path, run, resume: opts.resume ?? false, args: opts.trainerArgs ?? [] });
+  return { run, trainer, data, proc };
+}
+
+/** Everything before the launch: config, run folder, trainer discovery, tokenized data. The caller launches. */
+export async function prepareRun(opts: PrepareRunOptions): Promise<PreparedRun> {
   const loaded = await loadRunConfig(opts.configPath);
-  let run = resolveRunConfig(loaded);
-  if (opts.resume && loaded.raw.output?.run_name === undefined) {
-    run = resolveRunConfig(loaded, { runName: newestRun(run.config.output.dir, run.name, loaded.file) });
+  let run = resolveRunConfig(loaded, opts.runName ? { runName: opts.runName } : {});
+  if (opts.outputDir) {
+    run.config.output.dir = opts.outputDir;
+    run.runDir = path.join(opts.outputDir, run.config.output.run_name);
+  }
+  if (opts.resume && !opts.runName && loaded.raw.output?.run_name === undefined) {
+    const runName = newestRun(run.config.output.dir, run.name, loaded.file);
+    run = { ...run, runDir: path.join(run.config.output.dir, runName), config: { ...run.config, output: { ...run.config.output, run_name: runName } } };
+  }
+  if (opts.defaultDevice && loaded.raw.hardware?.device === undefined) {
+    run.config.hardware.device = opts.defaultDevice as typeof run.config.hardware.device;
   }
   const trainer = await findTrainer({ packageRoot: opts.packageRoot, setting: opts.trainerSetting, onWarning: opts.onWarning });
   opts.signal?.throwIfAborted();
@@ -45,25 +73,16 @@ export async function startRun(opts: StartRunOptions): Promise<StartedRun> {
   const c = run.config;
   const data = await prepareData(
     c.model.path,
-    {
-      train: c.data.train,
-      ...(c.data.eval != null ? { eval: c.data.eval } : {}),
-      format: c.data.format,
-      sourceMaxLen: c.data.source_max_len,
-      targetMaxLen: c.data.target_max_len,
-      trainOnSource: c.data.train_on_source,
-      evalHoldout: c.data.eval_holdout,
-      seed: c.training.seed,
-    },
+    dataSettings(c),
     path.join(run.runDir, 'data'),
     { ...(opts.onPrepareProgress ? { onProgress: opts.onPrepareProgress } : {}), ...(opts.signal ? { signal: opts.signal } : {}) },
   );
   opts.signal?.throwIfAborted();
   c.data.train_tokens = data.trainTokens;
   c.data.eval_tokens = data.evalTokens ?? null;
-
-  const proc = launchTrainer({ trainer: trainer.path, run, resume: opts.resume ?? false, args: opts.trainerArgs ?? [] });
-  return { run, trainer, data, proc };
+  // group_by_length wrote the training order into the token file; the trainer's shuffle would undo it.
+  if (c.data.group_by_length) c.training.shuffle = false;
+  return { run, trainer, data };
 }
 
 /** The newest `<name>-*` run folder under `dir` that has a run.json (what --resume continues). */

@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { Adapter, Data, ModelRef, RunConfig } from '../../schemas/generated/run-config';
 import { type KeyPath, type LoadedRunConfig, formatKeyPath } from './config';
 import { HqError } from './errors';
+import { hfCacheDir, locateModel } from '../lsp/hfcache';
 import { describeAjvErrors, fillRunConfigDefaults } from './schemas';
 
 /** T with every optional property made present (defaults filled), recursively. */
@@ -78,7 +79,10 @@ export function resolveRunConfig(loaded: LoadedRunConfig, opts: ResolveOptions =
   }
   const config = cfg as unknown as ResolvedRunConfig;
 
-  config.model.path = abs(config.model.path);
+  // A folder wins; else a repo id is resolved offline to its snapshot in the local Hugging Face cache, and the
+  // run records the repo id and the snapshot's commit.
+  const model = locateModel(config.model.path, config.model.revision, base, hfCacheDir());
+  config.model = model.kind === 'cache' ? { path: model.dir, repo_id: model.repoId, revision: model.commit } : { path: model.dir };
   config.data.train = abs(config.data.train);
   if (config.data.eval != null) config.data.eval = abs(config.data.eval);
   config.output.dir = abs(config.output.dir);

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "error.h"
+#include "eval_cmd.h"
 #include "events.h"
 #include "inspect.h"
 #include "trainer.h"
@@ -29,6 +30,7 @@ void usage(std::FILE* out) {
     std::fprintf(out,
                  "usage: hqlora-train [train] --config <run.json> [--resume] [--threads N] [--max-steps N]\n"
                  "       hqlora-train inspect <file.safetensors | model-folder>\n"
+                 "       hqlora-train eval --config <run.json> [--adapter DIR|none] [--levels all|ablation|K] ...\n"
                  "       hqlora-train --version | --help\n"
                  "\n"
                  "Fine-tunes a frozen NF4 base model with hierarchical LoRA adapters (H-QLoRA) on the CPU.\n"
@@ -42,6 +44,7 @@ void usage(std::FILE* out) {
                  "  --max-steps N     override the number of optimizer steps           (default: run.json training)\n"
                  "other:\n"
                  "  inspect PATH      validate a .safetensors file or model folder and print it as one JSON object\n"
+                 "  eval ...          base vs adapter vs level ablation: eval loss + multiple choice (eval --help)\n"
                  "  --version         print \"hqlora-train <version>\" and the compiled backends\n"
                  "  --help, -h        this text\n"
                  "\n"
@@ -86,6 +89,7 @@ int main(int argc, char** argv) {
             return hq::kExitError;
         }
     }
+    if (cmd == "eval") return hq::eval_main(argc, argv, i, events);
     if (cmd != "train") return usage_error("unknown command \"" + cmd + "\"");
 
     hq::TrainOptions opt;

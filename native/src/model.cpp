@@ -493,7 +493,7 @@ LossOut ModelImpl::forward_backward(const int32_t* ids, const int32_t* labels, i
     float* dx = dxb_.data();
     for (int l = nL - 1; l >= 0; l--) {
         LayerActs& a = acts_[ckpt_ ? 0 : l];
-        if (ckpt_) {
+        if (ckpt_ && l != nL - 1) {   // the last layer's cache is still in acts_[0] from the forward
             // Recompute this layer's cache from its kept input; the output (== xs_[l+1]) goes to scratch.
             ensure(ytmp_, (size_t)N * C);
             layer_forward(l, xs_[l].data(), ytmp_.data(), a, B, T);

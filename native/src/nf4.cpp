@@ -61,6 +61,48 @@ HQ_NO_CONTRACT void linspace_f32(float start, float end, int steps, float* out) 
     }
 }
 
+// Σ x in the order of ATen's CPU sum kernel (aten/src/ATen/native/cpu/SumKernel.cpp, cascade_sum for a contiguous
+// float reduction) with 8-lane float vectors: the vectorised part is split into 4 interleaved accumulator rows
+// (ILP), each summed with a 4-level cascade (level step 2^max(4, ceil(log2(rows))/4)); the leftover vectors are added
+// to row 0, rows 1..3 are added to row 0, then the scalar tail is summed first and the 8 lanes are added in order.
+// All arithmetic is float32, unfused.
+HQ_NO_CONTRACT float torch_cascade_sum_f32(const float* x, int64_t n) {
+    constexpr int V = 8, ILP = 4, LEVELS = 4;
+    const int64_t nvec = n / V;
+    const int64_t rows = nvec / ILP;   // vector rows of ILP vectors each
+    auto ceil_log2 = [](int64_t v) { int r = 0; while ((int64_t(1) << r) < v) r++; return v <= 1 ? 0 : r; };
+    const int level_power = std::max(4, ceil_log2(rows) / LEVELS);
+    const int64_t level_step = int64_t(1) << level_power, level_mask = level_step - 1;
+    float acc[LEVELS][ILP][V] = {};
+    int64_t i = 0;
+    auto add_row = [&](float (&dst)[ILP][V], int64_t row) {
+        for (int k = 0; k < ILP; k++)
+            for (int l = 0; l < V; l++) dst[k][l] = dst[k][l] + x[(row * ILP + k) * V + l];
+    };
+    while (i + level_step <= rows) {
+        for (int64_t j = 0; j < level_step; j++, i++) add_row(acc[0], i);
+        for (int j = 1; j < LEVELS; j++) {
+            for (int k = 0; k < ILP; k++)
+                for (int l = 0; l < V; l++) { acc[j][k][l] = acc[j][k][l] + acc[j - 1][k][l]; acc[j - 1][k][l] = 0.0f; }
+            if ((i & (level_mask << (j * level_power))) != 0) break;
+        }
+    }
+    for (; i < rows; i++) add_row(acc[0], i);
+    for (int j = 1; j < LEVELS; j++)
+        for (int k = 0; k < ILP; k++)
+            for (int l = 0; l < V; l++) acc[0][k][l] = acc[0][k][l] + acc[j][k][l];
+    float p0[V];
+    for (int l = 0; l < V; l++) p0[l] = acc[0][0][l];
+    for (int64_t r = rows * ILP; r < nvec; r++)
+        for (int l = 0; l < V; l++) p0[l] = p0[l] + x[r * V + l];
+    for (int k = 1; k < ILP; k++)
+        for (int l = 0; l < V; l++) p0[l] = p0[l] + acc[0][k][l];
+    float total = 0.0f;
+    for (int64_t k = nvec * V; k < n; k++) total = total + x[k];
+    for (int l = 0; l < V; l++) total = total + p0[l];
+    return total;
+}
+
 std::array<float, 256> make_dynamic_map() {
     // bnb functional.create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8)
     std::vector<float> data;
@@ -173,12 +215,11 @@ NF4Tensor nf4_quantize(const float* w, int64_t rows, int64_t cols, int blocksize
     }
 
     if (double_quant && nb > 0) {
-        // offset = torch fp32 absmax.mean(). torch's CPU reduction order cannot be reproduced portably; we sum in
-        // float64 (exact to well below one fp32 ulp for any realistic block count) and round once, so `offset` may
-        // differ from torch's by at most ~1 ulp.
-        double sum = 0.0;
-        for (int64_t b = 0; b < nb; b++) sum += double(absmax[b]);
-        t.offset = float(sum / double(nb));
+        // offset = torch fp32 absmax.mean() = torch_cascade_sum(absmax) / float(n), reproducing ATen's CPU reduction
+        // order (see torch_cascade_sum_f32) so the offset, and with it absmax2 and the scales, match the reference
+        // bit for bit (test_golden_nf4). bitsandbytes on CUDA reduces in yet another order; any order is within an
+        // ulp or two of the exact mean.
+        t.offset = torch_cascade_sum_f32(absmax, nb) / float(nb);
         const int64_t nb2 = (nb + t.nested_blocksize - 1) / t.nested_blocksize;
         t.qabsmax.assign(size_t(nb), 0);
         t.absmax2.assign(size_t(nb2), 0.0f);

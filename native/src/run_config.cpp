@@ -202,6 +202,12 @@ RunConfig parse_run_config(const nlohmann::json& j, const std::string& file) {
     Section e(j, "eval", file, false);
     c.eval.every_steps = e.integer("every_steps", 187, 0, kBig);
     c.eval.max_batches = e.integer("max_batches", 0, 0, kBig);
+    if (const nlohmann::json* m = e.get("mcq")) {   // periodic multiple-choice eval (docs/CONTRACTS.md §7)
+        if (!m->is_object()) e.fail("eval.mcq", HQ_MSG("must be an object, got " << m->dump()));
+        Section mq(m, "eval.mcq", file);
+        c.eval.mcq_tokens = mq.str("tokens", "");
+        c.eval.mcq_max_questions = mq.integer("max_questions", 0, 0, kBig);
+    }
 
     Section ck(j, "checkpoints", file, false);
     c.checkpoints.every_steps = ck.integer("every_steps", 250, 0, kBig);

@@ -45,6 +45,8 @@ struct TrainingConfig {
 struct EvalConfig {
     int64_t every_steps = 187;     // 0 = only at the end
     int64_t max_batches = 0;       // 0 = whole eval file
+    std::string mcq_tokens;        // eval.mcq.tokens: the .hqmcq written by hqlora ("" = no multiple-choice eval)
+    int64_t mcq_max_questions = 0; // eval.mcq.max_questions (0 = all)
 };
 
 struct CheckpointConfig {

@@ -13,6 +13,7 @@
 #include "checkpoint.h"
 #include "error.h"
 #include "fsutil.h"
+#include "mcq.h"
 #include "model_config.h"
 #include "optimizer.h"
 #include "run_config.h"
@@ -186,6 +187,8 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
     TokenFile train = read_token_file(cfg.data.train_tokens, mc.vocab_size);
     std::optional<TokenFile> eval_file;
     if (!cfg.data.eval_tokens.empty()) eval_file = read_token_file(cfg.data.eval_tokens, mc.vocab_size);
+    std::optional<McqFile> mcq_file;   // eval.mcq: multiple-choice accuracy at every eval (mcq event)
+    if (!cfg.eval.mcq_tokens.empty()) mcq_file = read_mcq_file(cfg.eval.mcq_tokens, mc.vocab_size);
     HQ_CHECK(train.n_examples > 0, "E_TOKENS", cfg.data.train_tokens << " has no examples",
              (Where{cfg.data.train_tokens, "", "", -1, -1}), "check the dataset and the data preparation settings");
 
@@ -305,6 +308,18 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
         std::fprintf(stderr, "[hqlora] checkpoint %s (%.1f MB)\n", sc.path.c_str(), sc.bytes / 1e6);
     };
     auto run_eval = [&]() {
+        last_eval_step = step;
+        if (mcq_file) {
+            McqOptions mo;
+            mo.max_len = mc.max_position_embeddings;
+            mo.max_questions = cfg.eval.mcq_max_questions;
+            nlohmann::json s = score_mcq(*model, *mcq_file, mo).summary();
+            s["step"] = step;
+            events.emit("mcq", s);
+            std::fprintf(stderr, "[hqlora] mcq step %lld | acc %.4f | macro %.4f\n", (long long)step,
+                         s["accuracy"].get<double>(), s["macro_accuracy"].get<double>());
+        }
+        if (!eval_file) return;
         const int64_t max_ex = cfg.eval.max_batches > 0 ? cfg.eval.max_batches * mbs : 0;
         EvalResult er = evaluate(*model, *eval_file, max_len, max_ex);
         nlohmann::json f = {{"step", step}, {"eval_loss", er.loss}, {"perplexity", er.perplexity},
@@ -387,7 +402,7 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
             st["step"] = step;
             events.emit("adapter_stats", st);
         }
-        if (eval_file && cfg.eval.every_steps > 0 && step % cfg.eval.every_steps == 0 && step < total) run_eval();
+        if ((eval_file || mcq_file) && cfg.eval.every_steps > 0 && step % cfg.eval.every_steps == 0 && step < total) run_eval();
         if (cfg.checkpoints.every_steps > 0 && step % cfg.checkpoints.every_steps == 0) save("periodic");
     }
 
@@ -400,7 +415,7 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
         return kExitStopped;
     }
 
-    if (eval_file && last_eval_step != step) run_eval();
+    if ((eval_file || mcq_file) && last_eval_step != step) run_eval();
     const std::string adapter_dir = path_join(run_dir, "adapter"), peft_dir = path_join(run_dir, "peft");
     const nlohmann::json final_loss = loss_tail.empty() ? nlohmann::json() : json_number(last_loss);
     nlohmann::json meta = {{"trainer_version", HQ_VERSION},

@@ -10,7 +10,7 @@ export interface RunConfig {
    */
   $schema?: string;
   /**
-   * The base model: a Hugging Face model folder (config.json, tokenizer.json, model.safetensors or shards with model.safetensors.index.json). A plain string is shorthand for {path: <string>}; run.json always has the object form with an absolute path.
+   * The base model: a Hugging Face model folder (config.json, tokenizer.json, model.safetensors or shards with model.safetensors.index.json), or a Hugging Face repo id (`org/name`) resolved offline to its snapshot in the local Hugging Face cache ($HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub); a folder that exists wins over a repo id of the same spelling. A plain string is shorthand for {path: <string>}; run.json always has the object form with an absolute path (and, for a repo id, the repo id and the snapshot's commit).
    */
   model: string | ModelRef;
   quantization?: Quantization;
@@ -28,9 +28,17 @@ export interface RunConfig {
  */
 export interface ModelRef {
   /**
-   * Path of the Hugging Face model folder (relative to the config file, or absolute).
+   * Path of the Hugging Face model folder (relative to the config file, or absolute), or a Hugging Face repo id (`org/name`) found in the local Hugging Face cache.
    */
   path: string;
+  /**
+   * For a repo id: the branch or tag (a file under refs/ in the cache) or the commit hash of the cached snapshot to use; main when not given (not a schema `default`: ajv cannot fill defaults inside a oneOf branch). In run.json: the commit hash of the snapshot that was used.
+   */
+  revision?: string;
+  /**
+   * Written by hqlora into run.json, not by hand: the repo id that `path` was resolved from (absent when the model was given as a folder).
+   */
+  repo_id?: string;
 }
 /**
  * How the targeted projection weights of the frozen base model are stored. Embeddings, norms and lm_head are never quantized.
@@ -48,6 +56,10 @@ export interface Quantization {
    * Weights per NF4 block (one absmax scale per block).
    */
   blocksize?: 32 | 64 | 128 | 256 | 512 | 1024 | 2048 | 4096;
+  /**
+   * Data type of the matrix products with the dequantized weights and of the activations. auto: bfloat16 on the CUDA backend, float32 on the CPU backend (which always computes in float32). Adapter weights, gradients and optimizer states are float32 in every case.
+   */
+  compute_dtype?: 'auto' | 'bfloat16' | 'float32';
 }
 /**
  * The hierarchical LoRA adapter. Give the levels either as `levels` (a list of {rank, alpha}) or with the shorthand `ranks` + `alpha` (one alpha for every level); run.json always has `levels`.
@@ -116,9 +128,9 @@ export interface Data {
    */
   eval?: string | null;
   /**
-   * Record format: alpaca ({instruction, input, output}), completion ({input, output} or {prompt, completion}), text ({text}, all tokens are targets), or auto (detected from the first record).
+   * Record format (README "Data formats"): alpaca ({instruction, input, output} with the QLoRA Alpaca prompt; loss on output); completion ({prompt, completion} or {input, output}; loss on completion); guanaco ({text: "### Human: ...### Assistant: ..."}, QLoRA's oasst1: source = BOS only, the whole text is the target); text ({text} or .txt paragraphs; loss on every token); oasst1 (the OpenAssistant message-tree export {message_id, parent_id, role, rank, lang, text}, or its nested trees form, turned into threads, see `oasst1`); chat ({messages: [{role: system|user|assistant, content}]} rendered with the model's chat template from tokenizer_config.json or chat_template.jinja; loss on assistant turns and their end-of-turn marker only; cut at source_max_len + target_max_len tokens); auto: detected from the first record.
    */
-  format?: 'auto' | 'alpaca' | 'completion' | 'text';
+  format?: 'auto' | 'alpaca' | 'completion' | 'guanaco' | 'text' | 'oasst1' | 'chat';
   /**
    * Source (prompt) tokens kept per example; longer sources are truncated.
    */
@@ -135,6 +147,43 @@ export interface Data {
    * When `eval` is null: the number of training examples held out for evaluation (0 = no evaluation).
    */
   eval_holdout?: number;
+  /**
+   * How an OASST1 message-tree export becomes training examples.
+   */
+  oasst1?: {
+    /**
+     * best: one thread per tree, following at each message the reply with the lowest rank (null rank last), OASST's top-1 thread as used for Guanaco; all: every root-to-leaf path. Threads end at their last assistant reply; deleted or review-rejected messages are left out with their replies.
+     */
+    paths?: 'best' | 'all';
+    /**
+     * Keep only threads whose first (prompter) message has one of these language codes; null keeps every language.
+     */
+    lang?: string[] | null;
+    /**
+     * guanaco: each thread as one "### Human: ...### Assistant: ..." text, trained as QLoRA did (source = BOS, target = the whole text); chat: each thread as a conversation through the model's chat template, loss on assistant turns only.
+     */
+    render?: 'guanaco' | 'chat';
+  };
+  /**
+   * Pack training examples: consecutive examples are concatenated into sequences of at most `pack_max_len` tokens, each token keeping its own example's loss mask (the eval split is never packed). Less padding and faster steps; a packed example can attend to the examples before it in its sequence.
+   */
+  packing?: boolean;
+  /**
+   * Longest packed sequence in tokens; null: source_max_len + target_max_len (the most the trainer keeps of any sequence, so it cannot be larger).
+   */
+  pack_max_len?: number | null;
+  /**
+   * QLoRA's group_by_length: the training examples are written in a seeded random order of mega-batches of `group_size` examples, each sorted longest first, so micro-batches hold examples of similar length (less padding). The trainer then keeps this order (run.json training.shuffle is set to false); the order is the same every epoch. Lengths are token counts.
+   */
+  group_by_length?: boolean;
+  /**
+   * Examples per length-sorted mega-batch for group_by_length; null: 50 x training.micro_batch_size (transformers' LengthGroupedSampler).
+   */
+  group_size?: number | null;
+  /**
+   * Longest accepted line of a .jsonl data file, in bytes; a longer line is reported with its file and line number.
+   */
+  max_line_bytes?: number;
   /**
    * Written by hqlora into run.json, not by hand: absolute path of the tokenized training file (<run>/data/train.hqtok).
    */
@@ -225,6 +274,32 @@ export interface Eval {
    * Micro-batches evaluated each time (0 = the whole eval file).
    */
   max_batches?: number;
+  mcq?: EvalMcq;
+}
+/**
+ * Multiple-choice (MMLU-style) accuracy at every evaluation, streamed as `mcq` events: the answer-letter logits at the answer position, per subject and macro-averaged (docs/CONTRACTS.md section 7). hqlora tokenizes the questions into <run>/data/mcq.hqmcq.
+ */
+export interface EvalMcq {
+  /**
+   * Multiple-choice data: a Hendrycks MMLU folder (dev/, val/, test/ with <subject>_<split>.csv: question, four choices, answer letter; no header row), one such CSV, or a QLoRA-layout JSON/JSONL file of {subject, input, output} records. Relative paths start at the config file.
+   */
+  path: string;
+  /**
+   * Hendrycks layout: the split scored (shots always come from dev).
+   */
+  split?: 'val' | 'test' | 'dev';
+  /**
+   * Hendrycks layout: solved examples from dev/<subject>_dev.csv before each question (k-shot); fewer are used when the prompt would not fit the model. QLoRA JSON prompts are used as written.
+   */
+  shots?: number;
+  /**
+   * Score only the first N questions each time (0 = all).
+   */
+  max_questions?: number;
+  /**
+   * Written by hqlora into run.json, not by hand: absolute path of the tokenized question file (.hqmcq).
+   */
+  tokens?: string | null;
 }
 /**
  * Complete, atomic checkpoints (adapter, optimizer, scheduler, RNG, data position) under <run>/checkpoints/.
@@ -260,6 +335,12 @@ export interface Hardware {
    * auto: CUDA when the trainer was built with it and a GPU is present, else CPU.
    */
   device?: 'auto' | 'cpu' | 'cuda';
+  /**
+   * CUDA device ordinals (as nvidia-smi numbers them) the run may use; the launcher sets CUDA_VISIBLE_DEVICES to them and the trainer trains on the first. null: every visible GPU, training on device 0.
+   *
+   * @minItems 1
+   */
+  gpu_ids?: number[] | null;
   /**
    * CPU compute threads (0 = all cores).
    */

@@ -5,11 +5,54 @@
  * One line of hqlora-train's stdout (and of <run>/events.jsonl): a JSON object describing one event of a training run. Sender: the native trainer (native/src/events.cpp). Receivers: the extension's run manager and dashboard, which must treat every line as untrusted input and validate it against this schema. Non-finite numbers are encoded as the strings "NaN", "Infinity" and "-Infinity" (see $defs.Number). See docs/CONTRACTS.md section 5.
  */
 export type TrainerEvent =
-  StartEvent | StepEvent | EvalEvent | CheckpointEvent | AdapterStatsEvent | WarningEvent | ErrorEvent | DoneEvent;
+  | StartEvent
+  | StepEvent
+  | EvalEvent
+  | CheckpointEvent
+  | AdapterStatsEvent
+  | WarningEvent
+  | ErrorEvent
+  | DoneEvent
+  | McqEvent
+  | EvalProgressEvent
+  | EvalResultEvent;
 /**
  * A JSON number, or one of the strings "NaN", "Infinity", "-Infinity" for the non-finite IEEE values (JSON has no literal for them).
  */
 export type Number = number | ('NaN' | 'Infinity' | '-Infinity');
+/**
+ * Emitted after a multiple-choice evaluation: by training at every eval when eval.mcq is set (step = optimizer steps), and by `hqlora-train eval` once per table row (step null).
+ */
+export type McqEvent = McqSummary & {
+  /**
+   * Event format version (always 1).
+   */
+  v: 1;
+  /**
+   * Event discriminator.
+   */
+  type: 'mcq';
+  /**
+   * Unix seconds (float) when the event was emitted.
+   */
+  time: number;
+  /**
+   * Optimizer steps completed, or null outside training (hqlora-train eval).
+   */
+  step: Step | null;
+  /**
+   * hqlora-train eval: the table row's name (e.g. "base (NF4)", "L1+L2 (r 16+4)").
+   */
+  config?: string;
+  /**
+   * hqlora-train eval: adapter levels active (0 = the base model alone).
+   */
+  levels?: number;
+};
+/**
+ * Number of optimizer steps completed when the event was emitted (1-based after the first step; 0 before any step).
+ */
+export type Step = number;
 
 /**
  * Emitted once, after the model and data are loaded and before the first step.
@@ -459,4 +502,248 @@ export interface DoneEvent {
    * "completed": all steps done and adapters written (exit 0); "stopped": stopped by SIGINT/SIGTERM after a checkpoint (exit 3).
    */
   status: 'completed' | 'stopped';
+}
+/**
+ * Multiple-choice result over one .hqmcq question file (docs/CONTRACTS.md section 7): the prediction of a question is the argmax of the model's logits at the last prompt position over the answer-letter token ids (qlora.py's MMLU scoring).
+ */
+export interface McqSummary {
+  /**
+   * Questions scored.
+   */
+  n: number;
+  /**
+   * Questions answered correctly.
+   */
+  correct: number;
+  /**
+   * Micro average: correct / n.
+   */
+  accuracy: number;
+  /**
+   * Mean over subjects of the per-subject accuracy (qlora.py's mmlu accuracy).
+   */
+  macro_accuracy: number;
+  /**
+   * Prompts longer than the model's positions, scored on their last tokens.
+   */
+  truncated?: number;
+  /**
+   * Wall-clock seconds the scoring took.
+   */
+  seconds?: number;
+  /**
+   * Per-subject results, in the question file's subject order.
+   */
+  subjects: SubjectAccuracy[];
+}
+/**
+ * Multiple-choice accuracy of one subject.
+ */
+export interface SubjectAccuracy {
+  /**
+   * Subject name as in the question file (e.g. abstract_algebra).
+   */
+  subject: string;
+  /**
+   * Questions of this subject scored.
+   */
+  n: number;
+  /**
+   * Questions whose highest answer-letter logit is the right letter.
+   */
+  correct: number;
+  /**
+   * correct / n.
+   */
+  accuracy: number;
+}
+/**
+ * Emitted by `hqlora-train eval` at most twice a second and at the end of every row: work done over all rows (eval-loss examples + questions).
+ */
+export interface EvalProgressEvent {
+  /**
+   * Event format version (always 1).
+   */
+  v: 1;
+  /**
+   * Event discriminator.
+   */
+  type: 'eval_progress';
+  /**
+   * Unix seconds (float) when the event was emitted.
+   */
+  time: number;
+  /**
+   * 0-based index of the table row being computed.
+   */
+  row: number;
+  /**
+   * Number of table rows.
+   */
+  rows: number;
+  /**
+   * Name of the row being computed.
+   */
+  name: string;
+  /**
+   * Units (eval examples + questions) done over all rows.
+   */
+  done: number;
+  /**
+   * Units over all rows.
+   */
+  total: number;
+  /**
+   * A JSON number, or one of the strings "NaN", "Infinity", "-Infinity" for the non-finite IEEE values (JSON has no literal for them).
+   */
+  elapsed_s: number | ('NaN' | 'Infinity' | '-Infinity');
+  /**
+   * Estimated seconds left, or null before any unit is done.
+   */
+  eta_s: Number | null;
+}
+/**
+ * The last event of `hqlora-train eval`: the whole table (base vs adapter, or the level ablation).
+ */
+export interface EvalResultEvent {
+  /**
+   * Event format version (always 1).
+   */
+  v: 1;
+  /**
+   * Event discriminator.
+   */
+  type: 'eval_result';
+  /**
+   * Unix seconds (float) when the event was emitted.
+   */
+  time: number;
+  /**
+   * The run folder of the run.json evaluated.
+   */
+  run_dir: string;
+  /**
+   * The base model.
+   */
+  model: {
+    /**
+     * Model folder.
+     */
+    path?: string;
+    /**
+     * config.json model_type.
+     */
+    architecture?: string;
+    /**
+     * nf4 or none.
+     */
+    quantization?: string;
+  };
+  /**
+   * adapter.safetensors scored, or null (base model only).
+   */
+  adapter: string | null;
+  /**
+   * .hqmcq question file, or null.
+   */
+  mcq_file: string | null;
+  /**
+   * .hqtok eval file, or null.
+   */
+  eval_file: string | null;
+  /**
+   * Shots per prompt recorded in the question file, or null.
+   */
+  shots?: number | null;
+  /**
+   * Questions scored per row.
+   */
+  questions?: number;
+  /**
+   * Eval-loss examples per row.
+   */
+  eval_examples?: number;
+  /**
+   * Subject names of the question file.
+   */
+  subjects: string[];
+  /**
+   * Table rows: base first, then the adapter configurations.
+   */
+  rows: EvalRow[];
+  /**
+   * Compute threads.
+   */
+  threads?: number;
+  /**
+   * A JSON number, or one of the strings "NaN", "Infinity", "-Infinity" for the non-finite IEEE values (JSON has no literal for them).
+   */
+  elapsed_s: number | ('NaN' | 'Infinity' | '-Infinity');
+}
+/**
+ * One row of the evaluation table: the base model, or the base plus the first `levels` adapter levels.
+ */
+export interface EvalRow {
+  /**
+   * Row name, e.g. "base (NF4)", "L1 (r 16)", "adapter, all 5 levels (r 16+4+4+4+4)".
+   */
+  name: string;
+  /**
+   * Adapter levels active (0 = base).
+   */
+  levels: number;
+  /**
+   * Ranks of the active levels.
+   */
+  ranks: number[];
+  /**
+   * A JSON number, or one of the strings "NaN", "Infinity", "-Infinity" for the non-finite IEEE values (JSON has no literal for them).
+   */
+  eval_loss?: number | ('NaN' | 'Infinity' | '-Infinity');
+  /**
+   * A JSON number, or one of the strings "NaN", "Infinity", "-Infinity" for the non-finite IEEE values (JSON has no literal for them).
+   */
+  perplexity?: number | ('NaN' | 'Infinity' | '-Infinity');
+  /**
+   * Target tokens evaluated.
+   */
+  eval_tokens?: number;
+  /**
+   * A JSON number, or one of the strings "NaN", "Infinity", "-Infinity" for the non-finite IEEE values (JSON has no literal for them).
+   */
+  token_accuracy?: number | ('NaN' | 'Infinity' | '-Infinity');
+  mcq?: McqSummary1;
+}
+/**
+ * Multiple-choice result over one .hqmcq question file (docs/CONTRACTS.md section 7): the prediction of a question is the argmax of the model's logits at the last prompt position over the answer-letter token ids (qlora.py's MMLU scoring).
+ */
+export interface McqSummary1 {
+  /**
+   * Questions scored.
+   */
+  n: number;
+  /**
+   * Questions answered correctly.
+   */
+  correct: number;
+  /**
+   * Micro average: correct / n.
+   */
+  accuracy: number;
+  /**
+   * Mean over subjects of the per-subject accuracy (qlora.py's mmlu accuracy).
+   */
+  macro_accuracy: number;
+  /**
+   * Prompts longer than the model's positions, scored on their last tokens.
+   */
+  truncated?: number;
+  /**
+   * Wall-clock seconds the scoring took.
+   */
+  seconds?: number;
+  /**
+   * Per-subject results, in the question file's subject order.
+   */
+  subjects: SubjectAccuracy[];
 }

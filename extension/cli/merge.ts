@@ -1,0 +1,197 @@
+// merge.ts — `hqlora merge | export | combine`: adapter export through the native addon (extension/native/addon.ts).
+//   merge   <run | adapter-dir> [--rank N] [--out DIR]                      levels -> one flat PEFT LoRA
+//   export  <run | adapter-dir> [--base original|dequantized] [--dtype bf16|fp16|fp32] [--out DIR]
+//                                                                           adapter merged into a full HF model
+//   combine <adapter...> --mode concat|linear|svd [--weights a,b,...] [--rank N] --out DIR
+// Common: [--base-model DIR] [--force] [--no-verify] [--json]. A progress line goes to stderr; the verification
+// summary (and verify.json next to the output) ends every export. Ctrl-C cancels: nothing is left under --out.
+// Exit codes: 0 done (verification passed, skipped, or a lossy export within its tolerance), 1 error or a failed
+// exact verification, 2 usage error, 3 cancelled.
+import path from 'node:path';
+
+import {
+  type ExportCommonOptions, type ExportProgress, type ExportReport, type HqloraAddon, isNativeError, loadAddon, toHqError,
+} from '../native/addon';
+import { UsageError } from './args';
+
+export const EXPORT_USAGE = `  hqlora merge <run-folder | adapter-folder> [--rank N] [--out DIR]
+      Merge the hierarchical levels into one flat PEFT LoRA (exact: rank = Σ level ranks, lora_alpha = rank);
+      --rank N < Σ ranks re-compresses each module by truncated SVD (reports retained energy and max error).
+      Default --out: <run>/peft-merged (or <run>/peft-r<N>), else <adapter-folder>-peft.
+  hqlora export <run-folder | adapter-folder> [--base original|dequantized] [--dtype bf16|fp16|fp32] [--out DIR]
+                [--shard-mb N]
+      Merge the adapter into the base weights: a complete Hugging Face model folder (config, tokenizer, sharded
+      safetensors + index). --base dequantized (default) = the NF4 weights the adapter was trained on; original =
+      the checkpoint's weights (the report gives the per-module gap). Default: bf16, <run>/merged-<base>-<dtype>.
+  hqlora combine <adapter>... --mode concat|linear|svd [--weights w1,w2,...] [--rank N] --out DIR
+      Combine several adapters into one flat PEFT LoRA: concat (exact weighted sum), linear (PEFT's, equal ranks),
+      svd (weighted sum truncated to --rank, default the largest input rank).
+  Common export options: --base-model DIR (default: from the adapter / run.json), --force (replace --out),
+      --no-verify (skip the forward check), --json (print the report as JSON)
+`;
+
+const VALUE = new Set(['--rank', '--out', '--base', '--dtype', '--mode', '--weights', '--base-model', '--shard-mb']);
+const ALLOWED: Record<string, string[]> = {
+  merge: ['--rank', '--out', '--base-model', '--force', '--no-verify', '--json'],
+  export: ['--base', '--dtype', '--out', '--base-model', '--shard-mb', '--force', '--no-verify', '--json'],
+  combine: ['--mode', '--weights', '--rank', '--out', '--base-model', '--force', '--no-verify', '--json'],
+};
+
+interface ExportArgs {
+  positionals: string[];
+  flags: Map<string, string | true>;
+}
+
+/** Parses the words after the subcommand (its own flag set; `hqlora`'s parser does not know these flags). */
+export function parseExportArgs(command: string, words: string[]): ExportArgs {
+  const allowed = ALLOWED[command] ?? [];
+  const flags = new Map<string, string | true>();
+  const positionals: string[] = [];
+  for (let i = 0; i < words.length; i++) {
+    const a = words[i] ?? '';
+    if (!a.startsWith('--')) {
+      positionals.push(a);
+      continue;
+    }
+    const eq = a.indexOf('=');
+    const name = eq >= 0 ? a.slice(0, eq) : a;
+    if (!allowed.includes(name)) throw new UsageError(`unknown option ${name} for hqlora ${command} (allowed: ${allowed.join(', ')})`);
+    if (VALUE.has(name)) {
+      const v = eq >= 0 ? a.slice(eq + 1) : words[++i];
+      if (v === undefined || v === '') throw new UsageError(`${name} needs a value`);
+      flags.set(name, v);
+    } else {
+      if (eq >= 0) throw new UsageError(`${name} takes no value`);
+      flags.set(name, true);
+    }
+  }
+  return { positionals, flags };
+}
+
+function str(a: ExportArgs, name: string): string | undefined {
+  const v = a.flags.get(name);
+  return typeof v === 'string' ? v : undefined;
+}
+
+function int(a: ExportArgs, name: string): number | undefined {
+  const v = str(a, name);
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`${name} must be a whole number, got "${v}"`);
+  return Number(v);
+}
+
+function oneOf<T extends string>(a: ExportArgs, name: string, values: readonly T[], def: T): T {
+  const v = str(a, name) ?? def;
+  if (!(values as readonly string[]).includes(v)) throw new UsageError(`${name} must be one of ${values.join(', ')}, got "${v}"`);
+  return v as T;
+}
+
+/** A run folder holds adapter/ (CONTRACTS §2); outputs then go inside it. */
+function isRunFolder(p: string, exists: (f: string) => boolean): boolean {
+  return exists(path.join(p, 'adapter', 'adapter.safetensors'));
+}
+
+/** Progress on stderr: one rewritten line on a TTY, otherwise a line per phase (and per 25 % of it). */
+function progressPrinter(stream: NodeJS.WriteStream): { onProgress: (p: ExportProgress) => void; end: () => void } {
+  let lastPhase = '';
+  let lastQuarter = -1;
+  let open = false;
+  return {
+    onProgress: (p) => {
+      const pct = p.total > 0 ? Math.floor((100 * p.done) / p.total) : 100;
+      const line = `${p.phase.padEnd(7)} ${String(p.done).padStart(5)}/${p.total} ${String(pct).padStart(3)}%  ${p.item}`;
+      if (stream.isTTY) {
+        stream.write(`\r\x1b[K${line.slice(0, Math.max(20, (stream.columns || 100) - 1))}`);
+        open = true;
+        return;
+      }
+      const quarter = Math.floor(pct / 25);
+      if (p.phase !== lastPhase || quarter !== lastQuarter) stream.write(`${line}\n`);
+      lastPhase = p.phase;
+      lastQuarter = quarter;
+    },
+    end: () => {
+      if (open) stream.write('\r\x1b[K');
+      open = false;
+    },
+  };
+}
+
+export interface ExportCommandOptions {
+  command: 'merge' | 'export' | 'combine';
+  words: string[];          // argv after the subcommand
+  packageRoot: string;
+  exists: (f: string) => boolean;
+  addon?: HqloraAddon;      // injected by tests; default loadAddon(packageRoot)
+}
+
+export async function exportCommand(o: ExportCommandOptions): Promise<number> {
+  const a = parseExportArgs(o.command, o.words);
+  const common: ExportCommonOptions = {
+    out: '',
+    overwrite: a.flags.has('--force'),
+    verify: !a.flags.has('--no-verify'),
+    ...(str(a, '--base-model') ? { baseModel: path.resolve(str(a, '--base-model') ?? '') } : {}),
+  };
+  const addon = o.addon ?? loadAddon(o.packageRoot);
+  const token = new addon.CancelToken();
+  const onSigint = (): void => {
+    process.stderr.write('\nhqlora: cancelling (nothing will be left under the output folder)…\n');
+    token.cancel();
+  };
+  process.once('SIGINT', onSigint);
+  const prog = progressPrinter(process.stderr);
+  let rep: ExportReport;
+  try {
+    if (o.command === 'combine') {
+      if (a.positionals.length < 1) throw new UsageError('hqlora combine needs one or more adapter folders');
+      const out = str(a, '--out');
+      if (!out) throw new UsageError('hqlora combine needs --out DIR');
+      const weights = str(a, '--weights')?.split(',').map((w) => {
+        if (!/^-?\d*\.?\d+(e-?\d+)?$/i.test(w.trim())) throw new UsageError(`--weights: "${w}" is not a number`);
+        return Number(w);
+      });
+      rep = await addon.combine({
+        ...common, out: path.resolve(out), cancel: token, sources: a.positionals.map((p) => path.resolve(p)),
+        mode: oneOf(a, '--mode', ['concat', 'linear', 'svd'] as const, 'concat'),
+        ...(weights ? { weights } : {}), rank: int(a, '--rank') ?? 0,
+      }, prog.onProgress);
+    } else {
+      if (a.positionals.length !== 1) throw new UsageError(`hqlora ${o.command} needs exactly one run or adapter folder`);
+      const source = path.resolve(a.positionals[0] ?? '');
+      const run = isRunFolder(source, o.exists);
+      if (o.command === 'merge') {
+        const rank = int(a, '--rank') ?? 0;
+        const name = rank > 0 ? `peft-r${rank}` : 'peft-merged';
+        const out = path.resolve(str(a, '--out') ?? (run ? path.join(source, name) : `${source}-${rank > 0 ? `r${rank}` : 'peft'}`));
+        rep = await addon.mergeLevels({ ...common, out, cancel: token, source, rank }, prog.onProgress);
+      } else {
+        const base = oneOf(a, '--base', ['dequantized', 'original'] as const, 'dequantized');
+        const dtype = oneOf(a, '--dtype', ['bf16', 'fp16', 'fp32'] as const, 'bf16');
+        const name = `merged-${base}-${dtype}`;
+        const out = path.resolve(str(a, '--out') ?? (run ? path.join(source, name) : `${source}-${name}`));
+        const shardMb = int(a, '--shard-mb');
+        rep = await addon.mergeIntoBase({
+          ...common, out, cancel: token, source, base, dtype, ...(shardMb ? { maxShardBytes: shardMb * 1024 * 1024 } : {}),
+        }, prog.onProgress);
+      }
+    }
+  } catch (e) {
+    prog.end();
+    if (isNativeError(e)) {
+      if (e.code === 'E_CANCELLED') {
+        process.stderr.write(`hqlora: ${e.message}\n`);
+        return 3;
+      }
+      throw toHqError(e);
+    }
+    throw e;
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+  }
+  prog.end();
+  if (a.flags.has('--json')) process.stdout.write(`${JSON.stringify(rep, null, 2)}\n`);
+  else process.stdout.write(`${addon.summary(rep)}\nreport: ${path.join(rep.output, 'verify.json')}\n`);
+  const v = rep.verification;
+  return v.status === 'fail' && v.exact ? 1 : 0;
+}

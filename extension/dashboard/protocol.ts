@@ -1,0 +1,24 @@
+// protocol.ts — the host side of the dashboard's message contract (schemas/webview-messages.schema.json).
+// Messages from the webview are untrusted: `parseWebviewMessage` validates each one with ajv against
+// $defs/WebviewToHost and returns undefined (with the reason) for anything else.
+import webviewMessagesSchema from '../../schemas/webview-messages.schema.json';
+import type { HostToWebview, WebviewToHost } from '../../schemas/generated/webview-messages';
+import { describeAjvErrors, makeAjv } from '../run/schemas';
+
+const ajv = makeAjv(false);
+ajv.addSchema(webviewMessagesSchema);
+const validateToHost = ajv.compile<WebviewToHost>({ $ref: `${webviewMessagesSchema.$id}#/$defs/WebviewToHost` });
+const validateToWebview = ajv.compile<HostToWebview>({ $ref: `${webviewMessagesSchema.$id}#/$defs/HostToWebview` });
+
+export type ParseResult = { ok: true; message: WebviewToHost } | { ok: false; reason: string };
+
+export function parseWebviewMessage(value: unknown): ParseResult {
+  if (validateToHost(value)) return { ok: true, message: value };
+  const type = value && typeof value === 'object' && 'type' in value ? String((value as { type: unknown }).type).slice(0, 40) : '?';
+  return { ok: false, reason: `type ${JSON.stringify(type)}: ${describeAjvErrors(validateToHost.errors).slice(0, 300)}` };
+}
+
+/** Checks an outgoing message (tests use it to prove the host only sends what the schema allows). */
+export function isHostMessage(value: unknown): value is HostToWebview {
+  return validateToWebview(value);
+}

@@ -1,0 +1,163 @@
+// memory.ts — parameter counts and the training-memory estimate the language server shows and checks, plus the GPU
+// memory it is compared with (nvidia-smi). Pure arithmetic except detectGpus.
+//
+// Estimate (bytes), for a LLaMA/Gemma decoder with L layers, hidden h, MLP width i, q width hq = heads·head_dim,
+// kv width hkv = kv_heads·head_dim, vocabulary V, micro batch B, sequence length T = source_max_len + target_max_len:
+//   base weights   targeted projections at NF4 bits/param (4 + 8/blocksize + 32/(blocksize·256) with double quant,
+//                  4 + 32/blocksize without: 4.127 for blocksize 64 + double quant); every other weight (embedding,
+//                  untargeted projections, norms, lm_head unless tied) at the compute dtype (2 B bf16, 4 B fp32)
+//   adapters       P trainable params (Σ levels r_j·(in+out) over targeted modules and layers) × 4 B (fp32 master)
+//   optimizer      AdamW m and v: 2 × 4 B × P
+//   gradients      4 B × P
+//   activations    per layer per token, stored for backward: 4h (residual, two norm outputs, attn out) + 2hq (q, attn
+//                  context) + 2hkv (k, v) + 4i (gate, up, act, product) + heads·T (attention probabilities) + 7R
+//                  (x·Aᵀ per module); with gradient checkpointing only h per layer (the layer input) is kept, plus one
+//                  layer's full set during its recompute; all × compute bytes × B·T, plus fp32 logits and their
+//                  gradient (2 × 4 B × B·T·V)
+//   runtime        0.5 GiB CUDA context and workspace on the GPU, nothing on the CPU
+// It is an estimate: allocator fragmentation and kernel workspaces are not modelled.
+import { execFile } from 'node:child_process';
+
+export interface Dims {
+  hidden: number;
+  intermediate: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  vocab: number;
+  /** lm_head shares the embedding matrix. */
+  tied: boolean;
+}
+
+/** [in, out] of one projection. */
+export function moduleShape(d: Dims, m: string): [number, number] {
+  const hq = d.heads * d.headDim;
+  const hkv = d.kvHeads * d.headDim;
+  switch (m) {
+    case 'q_proj': return [d.hidden, hq];
+    case 'k_proj':
+    case 'v_proj': return [d.hidden, hkv];
+    case 'o_proj': return [hq, d.hidden];
+    case 'gate_proj':
+    case 'up_proj': return [d.hidden, d.intermediate];
+    case 'down_proj': return [d.intermediate, d.hidden];
+    default: throw new Error(`unknown module ${m}`);
+  }
+}
+
+export const ALL_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+
+/** Trainable parameters of each level (rank r: r·(in+out) per targeted module per layer) and their total. */
+export function trainableParams(d: Dims, modules: readonly string[], ranks: readonly number[]): { perLevel: number[]; total: number } {
+  const perRank = d.layers * modules.reduce((s, m) => s + moduleShape(d, m).reduce((a, b) => a + b, 0), 0);
+  const perLevel = ranks.map((r) => r * perRank);
+  return { perLevel, total: perLevel.reduce((a, b) => a + b, 0) };
+}
+
+/** Base-model parameters: all of them, and those of the targeted projections (which NF4 quantizes). */
+export function baseParams(d: Dims, modules: readonly string[]): { total: number; targeted: number } {
+  const proj = (ms: readonly string[]): number => d.layers * ms.reduce((s, m) => s + moduleShape(d, m)[0] * moduleShape(d, m)[1], 0);
+  const embed = d.vocab * d.hidden;
+  const norms = (2 * d.layers + 1) * d.hidden;
+  return { total: proj(ALL_MODULES) + embed * (d.tied ? 1 : 2) + norms, targeted: proj(modules) };
+}
+
+/** Storage bits per NF4-quantized weight, with the block scales (and their 8-bit second-level quantization). */
+export function nf4BitsPerParam(blocksize: number, doubleQuant: boolean): number {
+  return doubleQuant ? 4 + 8 / blocksize + 32 / (blocksize * 256) : 4 + 32 / blocksize;
+}
+
+export interface MemoryInputs {
+  dims: Dims;
+  modules: readonly string[];
+  ranks: readonly number[];
+  quant: { type: 'nf4' | 'none'; blocksize: number; doubleQuant: boolean };
+  /** Bytes per element of the compute dtype (2 = bfloat16, 4 = float32). */
+  computeBytes: number;
+  microBatch: number;
+  seqLen: number;
+  checkpointing: boolean;
+  cuda: boolean;
+}
+
+export interface MemoryEstimate {
+  weights: number;
+  adapters: number;
+  optimizer: number;
+  gradients: number;
+  activations: number;
+  runtime: number;
+  total: number;
+  trainable: number;
+}
+
+export const CUDA_RUNTIME_BYTES = 512 * 2 ** 20;
+
+export function estimateMemory(x: MemoryInputs): MemoryEstimate {
+  const d = x.dims;
+  const base = baseParams(d, x.modules);
+  const quantized = x.quant.type === 'nf4' ? base.targeted : 0;
+  const weights = (quantized * nf4BitsPerParam(x.quant.blocksize, x.quant.doubleQuant)) / 8 + (base.total - quantized) * x.computeBytes;
+  const trainable = trainableParams(d, x.modules, x.ranks).total;
+  const R = x.ranks.reduce((a, b) => a + b, 0);
+  const tokens = x.microBatch * x.seqLen;
+  const hq = d.heads * d.headDim;
+  const hkv = d.kvHeads * d.headDim;
+  const perLayerToken = 4 * d.hidden + 2 * hq + 2 * hkv + 4 * d.intermediate + d.heads * x.seqLen + x.modules.length * R;
+  const stored = x.checkpointing ? d.layers * d.hidden + perLayerToken : d.layers * perLayerToken;
+  const activations = stored * x.computeBytes * tokens + 2 * 4 * tokens * d.vocab;
+  const adapters = 4 * trainable;
+  const optimizer = 8 * trainable;
+  const gradients = 4 * trainable;
+  const runtime = x.cuda ? CUDA_RUNTIME_BYTES : 0;
+  return { weights, adapters, optimizer, gradients, activations, runtime, trainable,
+    total: weights + adapters + optimizer + gradients + activations + runtime };
+}
+
+/** `1.23 GiB`, `512 MiB`, `12 KiB`. */
+export function formatBytes(n: number): string {
+  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
+  return `${(n / 1024).toFixed(1)} KiB`;
+}
+
+/** `1.2B`, `4.5M`, `12.3K`, `512`. */
+export function formatCount(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}K`;
+  return String(n);
+}
+
+export interface GpuInfo {
+  index: number;
+  name: string;
+  totalBytes: number;
+}
+
+/** Parses `nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader,nounits` (MiB). */
+export function parseNvidiaSmi(out: string): GpuInfo[] {
+  const gpus: GpuInfo[] = [];
+  for (const line of out.split('\n')) {
+    const parts = line.split(',').map((s) => s.trim());
+    if (parts.length < 3) continue;
+    const index = Number(parts[0]);
+    const mib = Number(parts[parts.length - 1]);
+    if (!Number.isInteger(index) || !Number.isFinite(mib)) continue;
+    gpus.push({ index, name: parts.slice(1, -1).join(','), totalBytes: mib * 2 ** 20 });
+  }
+  return gpus;
+}
+
+/** The machine's GPUs from nvidia-smi, or null when nvidia-smi is missing or fails (no NVIDIA GPU or driver). */
+export function detectGpus(timeoutMs = 5000): Promise<GpuInfo[] | null> {
+  return new Promise((resolve) => {
+    execFile('nvidia-smi', ['--query-gpu=index,name,memory.total', '--format=csv,noheader,nounits'], { timeout: timeoutMs },
+      (err, stdout) => {
+        if (err) return resolve(null);
+        const gpus = parseNvidiaSmi(stdout);
+        resolve(gpus.length > 0 ? gpus : null);
+      });
+  });
+}

@@ -1,0 +1,321 @@
+// adapter_source.cpp — hierarchical / PEFT / run-folder adapters opened for streaming reads (see adapter_source.h).
+#include "adapter_source.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <regex>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "error.h"
+#include "fsutil.h"
+
+namespace hq {
+
+using nlohmann::json;
+
+namespace {
+
+const char* const kProj[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
+std::string shape_str(const std::vector<int64_t>& s) {
+    std::string o = "[";
+    for (size_t i = 0; i < s.size(); i++) o += (i ? ", " : "") + std::to_string(s[i]);
+    return o + "]";
+}
+
+json read_json_file(const std::string& path) {
+    const std::string text = read_file(path);
+    try {
+        return json::parse(text);
+    } catch (const json::exception& e) {
+        throw Error("E_CONFIG", HQ_MSG(path << " is not valid JSON: " << e.what()), Where{path, "", "", -1, -1},
+                    "restore the file from the run that produced it");
+    }
+}
+
+// (layer, projection index) for ordering; modules without a layer number sort last.
+std::pair<long, int> module_order(const std::string& name) {
+    static const std::regex re(R"(layers\.(\d+)\..*\.([a-z_]+)$)");
+    std::smatch m;
+    if (std::regex_search(name, m, re)) return {std::stol(m[1].str()), projection_index(m[2].str())};
+    return {1L << 40, 0};
+}
+
+std::string short_name(const std::string& module) {
+    const size_t p = module.rfind('.');
+    return p == std::string::npos ? module : module.substr(p + 1);
+}
+
+}  // namespace
+
+int projection_index(const std::string& s) {
+    for (int i = 0; i < 7; i++)
+        if (s == kProj[i]) return i;
+    return -1;
+}
+
+void release_mapped_range(const void* p, size_t n) {
+    static const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+    uintptr_t b = (uintptr_t(p) + page - 1) & ~(page - 1), e = (uintptr_t(p) + n) & ~(page - 1);
+    if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
+int AdapterSource::total_rank() const {
+    int r = 0;
+    for (const LevelSpec& l : levels) r += l.rank;
+    return r;
+}
+
+const SourceModule* AdapterSource::find(const std::string& module) const {
+    for (const SourceModule& m : modules)
+        if (m.name == module) return &m;
+    return nullptr;
+}
+
+static std::string tensor_key(const AdapterSource& s, const std::string& module, int j, char ab) {
+    if (s.kind == "peft") return "base_model.model." + module + ".lora_" + ab + ".weight";
+    return module + ".levels." + std::to_string(j) + ".lora_" + ab + ".weight";
+}
+
+void AdapterSource::read_level(const SourceModule& m, int j, std::vector<float>* A, std::vector<float>* B) const {
+    HQ_ASSERT(j >= 0 && j < (int)levels.size());
+    const int r = levels[size_t(j)].rank;
+    A->resize(size_t(r) * m.in);
+    B->resize(size_t(m.out) * r);
+    for (char ab : {'A', 'B'}) {
+        const std::string key = tensor_key(*this, m.name, j, ab);
+        const TensorInfo* t = st->find(key);
+        HQ_ASSERT(t != nullptr);
+        st->read_f32_into(key, ab == 'A' ? A->data() : B->data(), ab == 'A' ? A->size() : B->size());
+        release_mapped_range(st->data(*t), size_t(t->end - t->begin));
+    }
+}
+
+void AdapterSource::read_flat(const SourceModule& m, std::vector<float>* A, std::vector<float>* B) const {
+    const int R = total_rank();
+    A->assign(size_t(R) * m.in, 0.0f);
+    B->assign(size_t(m.out) * R, 0.0f);
+    std::vector<float> a, b;
+    int off = 0;
+    for (int j = 0; j < (int)levels.size(); j++) {
+        const int r = levels[size_t(j)].rank;
+        read_level(m, j, &a, &b);
+        const float s = scales[size_t(j)];
+        for (size_t i = 0; i < a.size(); i++) (*A)[size_t(off) * m.in + i] = s * a[i];
+        for (int o = 0; o < m.out; o++)
+            for (int k = 0; k < r; k++) (*B)[size_t(o) * R + off + k] = b[size_t(o) * r + k];
+        off += r;
+    }
+}
+
+void AdapterSource::release_pages() const {
+    for (const TensorInfo& t : st->tensors()) release_mapped_range(st->data(t), size_t(t.end - t.begin));
+}
+
+AdapterSource open_adapter_source(const std::string& path) {
+    AdapterSource s;
+    s.path = path;
+    HQ_CHECK(path_exists(path), "E_IO", "adapter " << path << " does not exist", (Where{path, "", "", -1, -1}),
+             "give a run folder, an adapter folder (adapter.safetensors or adapter_config.json) or an adapter file");
+    std::string dir;
+    json meta;   // adapter_metadata.json when present
+    if (!is_directory(path)) {
+        s.kind = "hierarchical";
+        s.file = path;
+        dir = parent_dir(path);
+    } else if (path_exists(path_join(path, "adapter.safetensors"))) {
+        s.kind = "hierarchical";
+        dir = path;
+    } else if (path_exists(path_join(path, "adapter_model.safetensors")) ||
+               path_exists(path_join(path, "adapter_config.json"))) {
+        s.kind = "peft";
+        dir = path;
+    } else if (path_exists(path_join(path, "adapter/adapter.safetensors"))) {
+        s.kind = "hierarchical";   // run folder
+        dir = path_join(path, "adapter");
+        const std::string rj = path_join(path, "run.json");
+        if (path_exists(rj)) {
+            const json run = read_json_file(rj);
+            if (run.contains("model") && run["model"].contains("path") && run["model"]["path"].is_string())
+                s.base_model = run["model"]["path"].get<std::string>();
+            if (run.contains("quantization") && run["quantization"].is_object()) {
+                const json& q = run["quantization"];
+                s.has_quant = true;
+                s.quant.type = q.value("type", std::string("nf4"));
+                s.quant.double_quant = q.value("double_quant", true);
+                s.quant.blocksize = q.value("blocksize", 64);
+            }
+        }
+    } else {
+        throw Error("E_IO", HQ_MSG(path << " holds no adapter"), Where{path, "", "", -1, -1},
+                    "expected adapter.safetensors (hierarchical), adapter_config.json + adapter_model.safetensors "
+                    "(PEFT) or a run folder with adapter/");
+    }
+
+    if (s.kind == "hierarchical") {
+        if (s.file.empty()) s.file = path_join(dir, "adapter.safetensors");
+        s.st = SafeTensorsFile::open(s.file);
+        const std::string mp = path_join(dir, "adapter_metadata.json");
+        if (is_directory(path) && path_exists(mp)) {
+            meta = read_json_file(mp);
+            if (meta.contains("base_model") && meta["base_model"].is_object()) {
+                const json& b = meta["base_model"];
+                if (s.base_model.empty() && b.contains("path") && b["path"].is_string())
+                    s.base_model = b["path"].get<std::string>();
+                if (b.contains("architecture") && b["architecture"].is_string())
+                    s.architecture = b["architecture"].get<std::string>();
+            }
+        }
+        const auto& md = s.st->metadata();
+        auto it = md.find("hqlora.levels");
+        HQ_CHECK(it != md.end(), "E_SAFETENSORS", s.file << " has no hqlora.levels metadata",
+                 (Where{s.file, "__metadata__", "", -1, -1}),
+                 "this is not a hierarchical adapter written by hqlora-train (a PEFT adapter needs adapter_config.json)");
+        json lv;
+        try {
+            lv = json::parse(it->second);
+        } catch (const json::exception&) {
+            throw Error("E_SAFETENSORS", HQ_MSG(s.file << ": metadata hqlora.levels is not valid JSON"),
+                        Where{s.file, "__metadata__", "", -1, -1}, "re-save the adapter");
+        }
+        HQ_CHECK(lv.is_array() && !lv.empty(), "E_SAFETENSORS", s.file << ": hqlora.levels is not a non-empty list",
+                 (Where{s.file, "__metadata__", "", -1, -1}), "re-save the adapter");
+        auto rs = md.find("hqlora.rslora");
+        s.rslora = rs != md.end() && rs->second == "true";
+        for (size_t j = 0; j < lv.size(); j++) {
+            const json& e = lv[j];
+            HQ_CHECK(e.is_object() && e.contains("rank") && e["rank"].is_number_integer() && e["rank"].get<int>() > 0 &&
+                         e.contains("alpha") && e["alpha"].is_number(),
+                     "E_SAFETENSORS", s.file << ": hqlora.levels[" << j << "] is not {rank, alpha}",
+                     (Where{s.file, "__metadata__", "", -1, -1}), "re-save the adapter");
+            LevelSpec l{e["rank"].get<int>(), e["alpha"].get<float>()};
+            s.levels.push_back(l);
+            const float sc = s.rslora ? l.alpha / std::sqrt(float(l.rank)) : l.alpha / float(l.rank);
+            s.scales.push_back(e.contains("scale") && e["scale"].is_number() ? e["scale"].get<float>() : sc);
+        }
+    } else {
+        const std::string cfgp = path_join(dir, "adapter_config.json");
+        s.file = path_join(dir, "adapter_model.safetensors");
+        const json cfg = read_json_file(cfgp);
+        HQ_CHECK(cfg.value("peft_type", std::string()) == "LORA", "E_CONFIG", cfgp << ": peft_type is not LORA",
+                 (Where{cfgp, "", "peft_type", -1, -1}), "only LoRA adapters can be merged");
+        for (const char* k : {"rank_pattern", "alpha_pattern"})
+            HQ_CHECK(!cfg.contains(k) || cfg[k].is_null() || cfg[k].empty(), "E_CONFIG",
+                     cfgp << ": " << k << " is not supported", (Where{cfgp, "", k, -1, -1}),
+                     "export the adapter with one rank for every module");
+        HQ_CHECK(cfg.contains("r") && cfg["r"].is_number_integer() && cfg["r"].get<int>() > 0 &&
+                     cfg.contains("lora_alpha") && cfg["lora_alpha"].is_number(),
+                 "E_CONFIG", cfgp << ": r / lora_alpha missing", (Where{cfgp, "", "r", -1, -1}), "");
+        HQ_CHECK(!cfg.value("use_dora", false) && !cfg.value("fan_in_fan_out", false), "E_CONFIG",
+                 cfgp << ": DoRA / fan_in_fan_out adapters are not supported", (Where{cfgp, "", "use_dora", -1, -1}), "");
+        s.rslora = cfg.value("use_rslora", false);
+        LevelSpec l{cfg["r"].get<int>(), cfg["lora_alpha"].get<float>()};
+        s.levels.push_back(l);
+        s.scales.push_back(s.rslora ? l.alpha / std::sqrt(float(l.rank)) : l.alpha / float(l.rank));
+        if (cfg.contains("base_model_name_or_path") && cfg["base_model_name_or_path"].is_string())
+            s.base_model = cfg["base_model_name_or_path"].get<std::string>();
+        s.st = SafeTensorsFile::open(s.file);
+    }
+
+    // Modules from the tensor names; every tensor must belong to one.
+    static const std::regex hre(R"(^(.+)\.levels\.(\d+)\.lora_([AB])\.weight$)");
+    static const std::regex pre(R"(^base_model\.model\.(.+)\.lora_([AB])\.weight$)");
+    std::map<std::string, std::set<std::string>> seen;   // module -> keys
+    for (const TensorInfo& t : s.st->tensors()) {
+        std::smatch m;
+        std::string mod;
+        if (s.kind == "hierarchical" && std::regex_match(t.name, m, hre)) {
+            mod = m[1].str();
+            HQ_CHECK(std::stoul(m[2].str()) < s.levels.size(), "E_SHAPE",
+                     s.file << ": tensor " << t.name << " is level " << m[2].str() << " but the metadata lists "
+                            << s.levels.size() << " levels",
+                     (Where{s.file, t.name, "", -1, -1}), "the file was modified after training; re-export it");
+        } else if (s.kind == "peft" && std::regex_match(t.name, m, pre)) {
+            mod = m[1].str();
+        } else {
+            throw Error("E_SAFETENSORS", HQ_MSG(s.file << ": tensor " << t.name << " is not a LoRA weight"),
+                        Where{s.file, t.name, "", -1, -1},
+                        "only lora_A / lora_B weights can be merged (modules_to_save, biases, DoRA are not supported)");
+        }
+        HQ_CHECK(t.dtype == DType::F32 || t.dtype == DType::BF16 || t.dtype == DType::F16, "E_SAFETENSORS",
+                 s.file << ": tensor " << t.name << " has dtype " << dtype_name(t.dtype),
+                 (Where{s.file, t.name, "", -1, -1}), "adapter weights must be F32, BF16 or F16");
+        HQ_CHECK(t.shape.size() == 2, "E_SHAPE", s.file << ": tensor " << t.name << " has shape " << shape_str(t.shape),
+                 (Where{s.file, t.name, "", -1, -1}), "LoRA weights are 2-D");
+        seen[mod].insert(t.name);
+    }
+    HQ_CHECK(!seen.empty(), "E_SAFETENSORS", s.file << " holds no adapter tensors", (Where{s.file, "", "", -1, -1}),
+             "the adapter file is empty");
+    std::set<std::string> targets;
+    for (const auto& [mod, keys] : seen) {
+        SourceModule sm;
+        sm.name = mod;
+        for (int j = 0; j < (int)s.levels.size(); j++) {
+            const int r = s.levels[size_t(j)].rank;
+            const std::string ka = tensor_key(s, mod, j, 'A'), kb = tensor_key(s, mod, j, 'B');
+            const TensorInfo* a = s.st->find(ka);
+            const TensorInfo* b = s.st->find(kb);
+            HQ_CHECK(a && b, "E_SAFETENSORS",
+                     s.file << ": module " << mod << " lacks " << (a ? kb : ka)
+                            << (s.kind == "hierarchical" ? " (every module needs every level's A and B)" : ""),
+                     (Where{s.file, a ? kb : ka, "", -1, -1}), "the adapter file is incomplete; re-export it");
+            if (j == 0) {
+                sm.in = int(a->shape[1]);
+                sm.out = int(b->shape[0]);
+            }
+            const std::vector<int64_t> wa{r, sm.in}, wb{sm.out, r};
+            HQ_CHECK(a->shape == wa, "E_SHAPE",
+                     s.file << ": tensor " << ka << " has shape " << shape_str(a->shape) << ", expected " << shape_str(wa),
+                     (Where{s.file, ka, "", -1, -1}), "the level ranks in the metadata do not match the tensors");
+            HQ_CHECK(b->shape == wb, "E_SHAPE",
+                     s.file << ": tensor " << kb << " has shape " << shape_str(b->shape) << ", expected " << shape_str(wb),
+                     (Where{s.file, kb, "", -1, -1}), "the level ranks in the metadata do not match the tensors");
+        }
+        const std::string sn = short_name(mod);
+        HQ_CHECK(projection_index(sn) >= 0, "E_CONFIG", s.file << ": module " << mod << " is not a supported projection",
+                 (Where{s.file, tensor_key(s, mod, 0, 'A'), "", -1, -1}),
+                 "supported targets: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj");
+        targets.insert(sn);
+        s.modules.push_back(sm);
+    }
+    std::sort(s.modules.begin(), s.modules.end(), [](const SourceModule& a, const SourceModule& b) {
+        return module_order(a.name) < module_order(b.name);
+    });
+    for (const char* p : kProj)
+        if (targets.count(p)) s.target_modules.push_back(p);
+    // Target list from the metadata, when present, must match the tensors.
+    auto tm = s.st->metadata().find("hqlora.target_modules");
+    if (tm != s.st->metadata().end()) {
+        json t;
+        try {
+            t = json::parse(tm->second);
+        } catch (const json::exception&) {
+        }
+        if (t.is_array()) {
+            std::set<std::string> declared;
+            for (const json& e : t)
+                if (e.is_string()) declared.insert(e.get<std::string>());
+            HQ_CHECK(declared == targets, "E_SAFETENSORS",
+                     s.file << ": hqlora.target_modules " << tm->second << " does not match the modules in the file",
+                     (Where{s.file, "__metadata__", "", -1, -1}), "the adapter file is incomplete; re-export it");
+        }
+    }
+    return s;
+}
+
+AdapterSpec source_adapter_spec(const AdapterSource& src) {
+    AdapterSpec spec;
+    spec.target_modules = src.target_modules;
+    spec.levels = src.levels;
+    spec.rslora = src.rslora;
+    spec.dropout = 0.0f;
+    return spec;
+}
+
+}  // namespace hq

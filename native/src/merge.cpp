@@ -1,0 +1,527 @@
+// merge.cpp — levels → flat PEFT, adapter → merged model, adapters → one (see merge.h for the math and rules).
+#include "merge.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <set>
+
+#include <cblas.h>
+
+#include "adapter_source.h"
+#include "error.h"
+#include "export_verify.h"
+#include "fsutil.h"
+#include "lowrank.h"
+#include "model_config.h"
+#include "nf4.h"
+#include "safetensors.h"
+#include "st_stream.h"
+
+#ifndef HQ_VERSION
+#define HQ_VERSION "0.0.0"
+#endif
+
+namespace hq {
+
+using nlohmann::json;
+
+namespace {
+
+void check_cancel(const ExportCommon& o, const std::string& item) {
+    if (o.cancel && o.cancel->load(std::memory_order_relaxed))
+        throw Error("E_CANCELLED", HQ_MSG("export cancelled (at " << item << "); nothing was written to " << o.out_dir),
+                    Where{o.out_dir, item, "", -1, -1}, "run the command again to export");
+}
+
+void report(const ExportCommon& o, const char* phase, int64_t done, int64_t total, const std::string& item) {
+    if (o.progress) o.progress(MergeProgress{phase, done, total, item});
+}
+
+QuantSpec default_quant() { return QuantSpec{}; }
+
+QuantSpec effective_quant(const ExportCommon& o, const AdapterSource& s) {
+    if (o.quant_set) return o.quant;
+    if (s.has_quant) return s.quant;
+    return default_quant();
+}
+
+json quant_json(const QuantSpec& q) {
+    return {{"type", q.type}, {"double_quant", q.double_quant}, {"blocksize", q.blocksize}};
+}
+
+// Builds the output in a temp sibling and publishes it; `fill(tmp)` returns the report, written as verify.json.
+template <class F>
+json build_dir(const ExportCommon& o, const std::vector<std::string>& inputs, F fill) {
+    HQ_CHECK(!o.out_dir.empty(), "E_CONFIG", "no output folder given", (Where{"", "", "out", -1, -1}), "pass --out DIR");
+    for (const std::string& in : inputs) {
+        const std::string a = in + "/", b = o.out_dir + "/";
+        HQ_CHECK(a.compare(0, b.size(), b) != 0 && b.compare(0, a.size(), a) != 0, "E_CONFIG",
+                 "output folder " << o.out_dir << " overlaps the input " << in, (Where{o.out_dir, "", "out", -1, -1}),
+                 "choose an output folder outside the inputs");
+    }
+    if (path_exists(o.out_dir) && !o.overwrite)
+        throw Error("E_IO", HQ_MSG("output folder " << o.out_dir << " already exists"), Where{o.out_dir, "", "", -1, -1},
+                    "choose another --out, or pass --force to replace it");
+    make_dirs(parent_dir(o.out_dir));
+    const std::string tmp = temp_sibling(o.out_dir);
+    try {
+        make_dirs(tmp);
+        json rep = fill(tmp);
+        rep["output"] = o.out_dir;
+        write_file_atomic(path_join(tmp, "verify.json"), rep.dump(2) + "\n");
+        check_cancel(o, "publish");
+        report(o, "publish", 1, 1, o.out_dir);
+        publish_dir(tmp, o.out_dir);
+        return rep;
+    } catch (...) {
+        try {
+            remove_all(tmp);
+        } catch (...) {
+        }
+        throw;
+    }
+}
+
+json peft_config_json(int r, const std::vector<std::string>& targets, const std::string& base) {
+    return json{{"alpha_pattern", json::object()}, {"base_model_name_or_path", base}, {"bias", "none"},
+                {"fan_in_fan_out", false}, {"inference_mode", true}, {"init_lora_weights", true},
+                {"lora_alpha", r}, {"lora_dropout", 0}, {"modules_to_save", nullptr}, {"peft_type", "LORA"},
+                {"r", r}, {"rank_pattern", json::object()}, {"target_modules", targets},
+                {"task_type", "CAUSAL_LM"}, {"use_rslora", false}};
+}
+
+std::string peft_key(const std::string& module, char ab) {
+    return "base_model.model." + module + ".lora_" + ab + ".weight";
+}
+
+// The flat PEFT folder's tensor declarations: per module A [r, in], B [out, r].
+std::vector<TensorDecl> peft_decls(const std::vector<SourceModule>& mods, int r) {
+    std::vector<TensorDecl> d;
+    for (const SourceModule& m : mods) {
+        d.push_back({peft_key(m.name, 'A'), DType::F32, {r, m.in}});
+        d.push_back({peft_key(m.name, 'B'), DType::F32, {m.out, r}});
+    }
+    return d;
+}
+
+std::string resolve_base(const ExportCommon& o, const AdapterSource& s) {
+    return !o.base_model.empty() ? o.base_model : s.base_model;
+}
+
+// Forward check of a flat PEFT folder at `peft_dir` against the weighted sources.
+json verify_peft(const ExportCommon& o, const std::string& base, const QuantSpec& quant,
+                 const std::vector<WeightedSource>& refs, const std::string& peft_dir, bool exact) {
+    json v = {{"reference", "base + source adapter levels, trainer forward (Model)"},
+              {"exported", "flat PEFT adapter read back from disk, trainer forward with one level {r, lora_alpha=r}"},
+              {"base_model", base}, {"quantization", quant_json(quant)}, {"exact", exact}};
+    if (!o.verify) return v.update({{"status", "skipped"}, {"reason", "verification disabled"}}), v;
+    if (base.empty() || !path_exists(path_join(base, "config.json")))
+        return v.update({{"status", "skipped"},
+                         {"reason", base.empty() ? "the base model is unknown (pass the base model folder)"
+                                                 : "base model folder " + base + " not found"}}),
+               v;
+    report(o, "verify", 0, 2, "reference");
+    const ModelConfig cfg = load_model_config(base);
+    const std::vector<int32_t> ids = verify_ids(cfg.vocab_size, cfg.bos_token_id);
+    const std::vector<float> ref = reference_logits(base, quant, refs, ids);
+    check_cancel(o, "verify");
+    report(o, "verify", 1, 2, "exported");
+    const AdapterSource exported = open_adapter_source(peft_dir);
+    const std::vector<float> got = reference_logits(base, quant, {{&exported, 1.0}}, ids);
+    report(o, "verify", 2, 2, "exported");
+    json c = compare_logits(ref, got, exact ? o.tolerance : o.lossy_tolerance);
+    v.update(c);
+    v["ids_shape"] = {kVerifyBatch, kVerifySeq};
+    v["status"] = c["pass"].get<bool>() ? "pass" : "fail";
+    return v;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+json merge_levels(const MergeLevelsOptions& o) {
+    const auto t0 = std::chrono::steady_clock::now();
+    HQ_CHECK(o.rank >= 0, "E_CONFIG", "rank " << o.rank << " < 0", (Where{"", "", "rank", -1, -1}),
+             "0 = exact merge, or a positive target rank");
+    AdapterSource src = open_adapter_source(o.source);
+    const int R = src.total_rank();
+    const int k = (o.rank == 0 || o.rank >= R) ? R : o.rank;
+    const bool lossy = k < R;
+    const std::string base = resolve_base(o, src);
+    return build_dir(o, {o.source}, [&](const std::string& tmp) {
+        const std::string file = path_join(tmp, "adapter_model.safetensors");
+        StreamingSafetensorsWriter w(file, peft_decls(src.modules, k), {{"format", "pt"}});
+        json mods = json::array();
+        double min_ret = 1.0, max_err = 0.0;
+        std::vector<float> A, B;
+        const int64_t n = (int64_t)src.modules.size();
+        for (int64_t i = 0; i < n; i++) {
+            const SourceModule& m = src.modules[size_t(i)];
+            check_cancel(o, m.name);
+            src.read_flat(m, &A, &B);
+            if (!lossy) {
+                w.write_f32(peft_key(m.name, 'A'), A.data(), A.size());
+                w.write_f32(peft_key(m.name, 'B'), B.data(), B.size());
+            } else {
+                const LowRankSVD s = lowrank_svd(B.data(), A.data(), m.out, m.in, R, k);
+                double sq = 0, refmax = 0;
+                const double me = max_abs_diff_products(B.data(), A.data(), R, s.B.data(), s.A.data(), k, m.out, m.in,
+                                                        &sq, &refmax);
+                w.write_f32(peft_key(m.name, 'A'), s.A.data(), s.A.size());
+                w.write_f32(peft_key(m.name, 'B'), s.B.data(), s.B.size());
+                min_ret = std::min(min_ret, s.retained());
+                max_err = std::max(max_err, me);
+                mods.push_back({{"module", m.name}, {"retained_energy", s.retained()}, {"max_abs_error", me},
+                                {"frob_error", std::sqrt(sq)}, {"frob_norm", std::sqrt(s.energy_total)},
+                                {"delta_max_abs", refmax}});
+            }
+            report(o, "merge", i + 1, n, m.name);
+        }
+        w.finish();
+        write_file_atomic(path_join(tmp, "adapter_config.json"),
+                          peft_config_json(k, src.target_modules, base).dump(2) + "\n");
+        const QuantSpec q = effective_quant(o, src);
+        json rep = {{"operation", "merge_levels"}, {"format", "peft"}, {"source", o.source}, {"source_kind", src.kind},
+                    {"levels", json::array()}, {"total_rank", R}, {"rank", k}, {"exact", !lossy},
+                    {"n_modules", n}, {"trainer_version", HQ_VERSION}};
+        for (size_t j = 0; j < src.levels.size(); j++)
+            rep["levels"].push_back({{"rank", src.levels[j].rank}, {"alpha", src.levels[j].alpha}, {"scale", src.scales[j]}});
+        if (lossy) {
+            rep["svd"] = {{"min_retained_energy", min_ret}, {"max_abs_error", max_err}};
+            rep["modules"] = mods;
+        }
+        rep["verification"] = verify_peft(o, base, q, {{&src, 1.0}}, tmp, !lossy);
+        rep["elapsed_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return rep;
+    });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+json merge_into_base(const MergeIntoBaseOptions& o) {
+    const auto t0 = std::chrono::steady_clock::now();
+    HQ_CHECK(o.base == "original" || o.base == "dequantized", "E_CONFIG",
+             "base '" << o.base << "' is not original or dequantized", (Where{"", "", "base", -1, -1}),
+             "--base original (the checkpoint's weights) or --base dequantized (the NF4 weights the adapter saw)");
+    DType out_dt = DType::BF16;
+    if (o.dtype == "fp32") out_dt = DType::F32;
+    else if (o.dtype == "fp16") out_dt = DType::F16;
+    else HQ_CHECK(o.dtype == "bf16", "E_CONFIG", "dtype '" << o.dtype << "' is not bf16, fp16 or fp32",
+                  (Where{"", "", "dtype", -1, -1}), "--dtype bf16|fp16|fp32");
+    HQ_CHECK(o.max_shard_bytes >= (1u << 16), "E_CONFIG", "max shard size " << o.max_shard_bytes << " is too small",
+             (Where{"", "", "max_shard_bytes", -1, -1}), "use at least 64 KiB");
+    AdapterSource src = open_adapter_source(o.source);
+    const std::string base = resolve_base(o, src);
+    HQ_CHECK(!base.empty(), "E_CONFIG", "the base model of " << o.source << " is unknown", (Where{src.file, "", "base_model", -1, -1}),
+             "pass the base model folder (--base-model DIR)");
+    const ModelConfig cfg = load_model_config(base);
+    HQ_CHECK(src.architecture.empty() || src.architecture == cfg.model_type, "E_CONFIG",
+             "the adapter was trained on a " << src.architecture << " model, " << base << " is " << cfg.model_type,
+             (Where{path_join(base, "config.json"), "", "model_type", -1, -1}), "pass the base model the adapter was trained on");
+    ModelWeights mw = ModelWeights::open_dir(base);
+    std::map<std::string, const SourceModule*> adapted;   // "<module>.weight" -> module
+    for (const SourceModule& m : src.modules) {
+        const std::string wn = m.name + ".weight";
+        const SafeTensorsFile* f = nullptr;
+        const TensorInfo* t = mw.find(wn, &f);
+        HQ_CHECK(t != nullptr, "E_SHAPE", "adapter module " << m.name << " (" << src.file << ") has no weight " << wn << " in " << base,
+                 (Where{src.file, wn, "", -1, -1}), "the adapter belongs to another base model");
+        const std::vector<int64_t> want{m.out, m.in};
+        HQ_CHECK(t->shape == want, "E_SHAPE",
+                 "adapter module " << m.name << " is [" << m.out << ", " << m.in << "] but " << wn << " in " << f->path()
+                                   << " is [" << (t->shape.size() > 0 ? t->shape[0] : 0) << ", "
+                                   << (t->shape.size() > 1 ? t->shape[1] : 0) << "]",
+                 (Where{f->path(), wn, "", -1, -1}), "the adapter belongs to another base model");
+        adapted[wn] = &m;
+    }
+    const QuantSpec q = effective_quant(o, src);
+    const bool deq = o.base == "dequantized" && q.type == "nf4";
+
+    // Output plan: every base tensor (rotary inv_freq buffers are recomputed by every loader) in name order,
+    // float tensors in the chosen dtype, packed greedily into shards of at most max_shard_bytes.
+    std::vector<std::vector<TensorDecl>> shards(1);
+    uint64_t cur = 0, total_bytes = 0;
+    for (const std::string& name : mw.names()) {
+        if (name.size() >= 19 && name.compare(name.size() - 19, 19, "rotary_emb.inv_freq") == 0) continue;
+        const TensorInfo* t = mw.find(name);
+        const bool fl = t->dtype == DType::F32 || t->dtype == DType::F16 || t->dtype == DType::BF16 || t->dtype == DType::F64;
+        TensorDecl d{name, fl ? out_dt : t->dtype, t->shape};
+        if (cur > 0 && cur + d.bytes() > o.max_shard_bytes) {
+            shards.emplace_back();
+            cur = 0;
+        }
+        cur += d.bytes();
+        total_bytes += d.bytes();
+        shards.back().push_back(d);
+    }
+    const size_t S = shards.size();
+    auto shard_name = [&](size_t i) {
+        if (S == 1) return std::string("model.safetensors");
+        char b[64];
+        std::snprintf(b, sizeof b, "model-%05zu-of-%05zu.safetensors", i + 1, S);
+        return std::string(b);
+    };
+    std::vector<std::string> inputs{o.source, base};
+    return build_dir(o, inputs, [&](const std::string& tmp) {
+        json mods = json::array(), weight_map = json::object();
+        std::vector<float> W, Wq, A, Bm;
+        int64_t done = 0, ntensors = 0;
+        for (const auto& s : shards) ntensors += (int64_t)s.size();
+        double gap_max = 0.0;
+        for (size_t si = 0; si < S; si++) {
+            const std::string file = path_join(tmp, shard_name(si));
+            StreamingSafetensorsWriter w(file, shards[si], {{"format", "pt"}});
+            for (const TensorDecl& d : shards[si]) {
+                check_cancel(o, d.name);
+                const SafeTensorsFile* f = nullptr;
+                const TensorInfo* t = mw.find(d.name, &f);
+                const bool fl = t->dtype == DType::F32 || t->dtype == DType::F16 || t->dtype == DType::BF16 ||
+                                t->dtype == DType::F64;
+                if (!fl) {
+                    w.write(d.name, f->data(*t), size_t(t->end - t->begin));   // non-float: copied as is
+                } else {
+                    W.resize(size_t(t->numel()));
+                    f->convert_f32(*t, W.data());
+                    auto it = adapted.find(d.name);
+                    if (it != adapted.end()) {
+                        const SourceModule& m = *it->second;
+                        // Difference between the original and the NF4-dequantized weight (what QLoRA merges lose).
+                        const NF4Tensor nq = nf4_quantize(W.data(), m.out, m.in, q.blocksize, q.double_quant);
+                        Wq.resize(W.size());
+                        nf4_dequantize(nq, Wq.data());
+                        double mx = 0, sum = 0;
+                        for (size_t i = 0; i < W.size(); i++) {
+                            const double dd = std::fabs(double(W[i]) - double(Wq[i]));
+                            mx = std::max(mx, dd);
+                            sum += dd;
+                        }
+                        gap_max = std::max(gap_max, mx);
+                        if (deq) W.swap(Wq);
+                        src.read_flat(m, &A, &Bm);
+                        const int R = src.total_rank();
+                        // W [out, in] += B [out, R] · A [R, in]
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m.out, m.in, R, 1.0f, Bm.data(), R,
+                                    A.data(), m.in, 1.0f, W.data(), m.in);
+                        mods.push_back({{"module", m.name}, {"nf4_gap_max_abs", mx},
+                                        {"nf4_gap_mean_abs", sum / double(W.size())}});
+                    }
+                    w.write_f32(d.name, W.data(), W.size());
+                }
+                release_mapped_range(f->data(*t), size_t(t->end - t->begin));
+                weight_map[d.name] = shard_name(si);
+                report(o, "write", ++done, ntensors, d.name);
+            }
+            w.finish();
+            W.clear(); W.shrink_to_fit(); Wq.clear(); Wq.shrink_to_fit();
+        }
+        src.release_pages();
+        if (S > 1)
+            write_file_atomic(path_join(tmp, "model.safetensors.index.json"),
+                              json{{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}}.dump(2) + "\n");
+        // config.json with the new dtype; tokenizer and generation files copied unchanged.
+        json c = json::parse(read_file(path_join(base, "config.json")));
+        const char* tname = out_dt == DType::F32 ? "float32" : out_dt == DType::F16 ? "float16" : "bfloat16";
+        c["torch_dtype"] = tname;
+        if (c.contains("dtype")) c["dtype"] = tname;
+        write_file_atomic(path_join(tmp, "config.json"), c.dump(2) + "\n");
+        json copied = json::array();
+        for (const std::string& name : list_dir(base)) {
+            const std::string p = path_join(base, name);
+            if (is_directory(p) || name[0] == '.' || name == "config.json" || name == "model.safetensors.index.json" ||
+                (name.size() > 12 && name.compare(name.size() - 12, 12, ".safetensors") == 0) || name == "verify.json")
+                continue;
+            write_file_atomic(path_join(tmp, name), read_file(p));
+            copied.push_back(name);
+        }
+
+        json rep = {{"operation", "merge_into_base"}, {"format", "hf-model"}, {"source", o.source},
+                    {"base_model", base}, {"base", o.base}, {"dtype", o.dtype}, {"quantization", quant_json(q)},
+                    {"shards", S}, {"total_bytes", total_bytes}, {"copied_files", copied},
+                    {"nf4_gap", {{"max_abs", gap_max}, {"modules", mods}}}, {"trainer_version", HQ_VERSION}};
+        // Verification: the merged folder (quant none, no adapter) vs the trainer forward on the chosen base.
+        const double tol = out_dt == DType::F32 ? o.tolerance : out_dt == DType::F16 ? 2e-2 : 1e-1;
+        QuantSpec ref_q = q;
+        if (o.base == "original") ref_q.type = "none";
+        json v = {{"reference", "base (" + std::string(deq ? "NF4-dequantized" : "original") +
+                                    ") + hierarchical adapter, trainer forward (Model)"},
+                  {"exported", "merged model read back from disk (quantization none, no adapter)"},
+                  {"quantization", quant_json(ref_q)}, {"exact", out_dt == DType::F32},
+                  {"tolerance_note", "fp32: 1e-5 absolute; fp16: 2e-2; bf16: 1e-1 (8-bit mantissa rounding of every weight)"}};
+        if (!o.verify) {
+            v["status"] = "skipped";
+            v["reason"] = "verification disabled";
+        } else {
+            const std::vector<int32_t> ids = verify_ids(cfg.vocab_size, cfg.bos_token_id);
+            report(o, "verify", 0, 2, "reference");
+            const std::vector<float> ref = reference_logits(base, ref_q, {{&src, 1.0}}, ids);
+            check_cancel(o, "verify");
+            report(o, "verify", 1, 2, "exported");
+            const std::vector<float> got = plain_logits(tmp, ids);
+            report(o, "verify", 2, 2, "exported");
+            v.update(compare_logits(ref, got, tol));
+            v["ids_shape"] = {kVerifyBatch, kVerifySeq};
+            v["status"] = v["pass"].get<bool>() ? "pass" : "fail";
+            if (!deq && q.type == "nf4") {
+                // What a user of the original-base merge sees against the model that was actually trained.
+                const std::vector<float> tr = reference_logits(base, q, {{&src, 1.0}}, ids);
+                json g = compare_logits(tr, got, 0.0);
+                v["vs_trainer_nf4"] = {{"max_abs_diff", g["max_abs_diff"]}, {"mean_abs_diff", g["mean_abs_diff"]}};
+            }
+        }
+        rep["verification"] = v;
+        rep["elapsed_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return rep;
+    });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+json combine_adapters(const CombineOptions& o) {
+    const auto t0 = std::chrono::steady_clock::now();
+    HQ_CHECK(o.sources.size() >= 1, "E_CONFIG", "no adapters to combine", (Where{"", "", "sources", -1, -1}),
+             "give two or more adapter folders");
+    HQ_CHECK(o.mode == "concat" || o.mode == "linear" || o.mode == "svd", "E_CONFIG",
+             "combine mode '" << o.mode << "' is not concat, linear or svd", (Where{"", "", "mode", -1, -1}),
+             "--mode concat|linear|svd");
+    std::vector<double> wts = o.weights.empty() ? std::vector<double>(o.sources.size(), 1.0) : o.weights;
+    HQ_CHECK(wts.size() == o.sources.size(), "E_CONFIG",
+             wts.size() << " weights for " << o.sources.size() << " adapters", (Where{"", "", "weights", -1, -1}),
+             "give one weight per adapter");
+    for (double w : wts)
+        HQ_CHECK(std::isfinite(w), "E_CONFIG", "weight " << w << " is not finite", (Where{"", "", "weights", -1, -1}), "");
+    std::vector<AdapterSource> srcs;
+    for (const std::string& p : o.sources) srcs.push_back(open_adapter_source(p));
+    const AdapterSource& s0 = srcs[0];
+    for (size_t i = 1; i < srcs.size(); i++) {
+        const AdapterSource& s = srcs[i];
+        HQ_CHECK(s0.architecture.empty() || s.architecture.empty() || s.architecture == s0.architecture, "E_CONFIG",
+                 s.file << " was trained on " << s.architecture << ", " << s0.file << " on " << s0.architecture,
+                 (Where{s.file, "", "architecture", -1, -1}), "combine adapters of the same base model");
+        for (const SourceModule& m : s0.modules) {
+            const SourceModule* o2 = s.find(m.name);
+            HQ_CHECK(o2 != nullptr, "E_SHAPE", s.file << " has no module " << m.name << " (present in " << s0.file << ")",
+                     (Where{s.file, m.name, "", -1, -1}), "combine adapters with the same target modules");
+            HQ_CHECK(o2->in == m.in && o2->out == m.out, "E_SHAPE",
+                     s.file << ": module " << m.name << " is [" << o2->out << ", " << o2->in << "], in " << s0.file
+                            << " it is [" << m.out << ", " << m.in << "]",
+                     (Where{s.file, m.name, "", -1, -1}), "the adapters belong to different base models");
+        }
+        for (const SourceModule& m : s.modules)
+            HQ_CHECK(s0.find(m.name) != nullptr, "E_SHAPE", s0.file << " has no module " << m.name << " (present in " << s.file << ")",
+                     (Where{s0.file, m.name, "", -1, -1}), "combine adapters with the same target modules");
+    }
+    int Rsum = 0, Rmax = 0;
+    for (const AdapterSource& s : srcs) Rsum += s.total_rank(), Rmax = std::max(Rmax, s.total_rank());
+    int k = Rsum;
+    bool exact = true;
+    if (o.mode == "linear") {
+        for (const AdapterSource& s : srcs)
+            HQ_CHECK(s.total_rank() == s0.total_rank(), "E_CONFIG",
+                     "linear combination needs equal ranks: " << s.file << " has " << s.total_rank() << ", " << s0.file
+                                                              << " has " << s0.total_rank(),
+                     (Where{s.file, "", "mode", -1, -1}), "use --mode concat or --mode svd");
+        for (double w : wts)
+            HQ_CHECK(w >= 0, "E_CONFIG", "linear combination needs weights >= 0 (got " << w << ")",
+                     (Where{"", "", "weights", -1, -1}), "use --mode concat or svd for negative weights");
+        k = s0.total_rank();
+        exact = srcs.size() == 1;
+    } else if (o.mode == "svd") {
+        HQ_CHECK(o.rank >= 0, "E_CONFIG", "rank " << o.rank << " < 0", (Where{"", "", "rank", -1, -1}), "");
+        k = std::min(Rsum, o.rank > 0 ? o.rank : Rmax);
+        exact = false;   // decided per module below: exact iff all discarded singular values are 0
+    }
+    const std::string base = !o.base_model.empty() ? o.base_model : s0.base_model;
+    std::vector<std::string> inputs = o.sources;
+    return build_dir(o, inputs, [&](const std::string& tmp) {
+        StreamingSafetensorsWriter w(path_join(tmp, "adapter_model.safetensors"), peft_decls(s0.modules, k), {{"format", "pt"}});
+        json mods = json::array();
+        double max_err = 0.0, min_ret = 1.0;
+        std::vector<float> a, b, Acat, Bcat, Ao, Bo;
+        const int64_t n = (int64_t)s0.modules.size();
+        for (int64_t mi = 0; mi < n; mi++) {
+            const SourceModule& m = s0.modules[size_t(mi)];
+            check_cancel(o, m.name);
+            // Exact weighted sum as one product: Acat [Rsum, in] = concat_rows(w_i·A_i), Bcat [out, Rsum].
+            Acat.assign(size_t(Rsum) * m.in, 0.0f);
+            Bcat.assign(size_t(m.out) * Rsum, 0.0f);
+            if (o.mode == "linear") {
+                Ao.assign(size_t(k) * m.in, 0.0f);
+                Bo.assign(size_t(m.out) * k, 0.0f);
+            }
+            int off = 0;
+            for (size_t i = 0; i < srcs.size(); i++) {
+                const SourceModule* sm = srcs[i].find(m.name);
+                const int Ri = srcs[i].total_rank();
+                srcs[i].read_flat(*sm, &a, &b);
+                for (size_t e = 0; e < a.size(); e++) Acat[size_t(off) * m.in + e] = float(wts[i]) * a[e];
+                for (int r = 0; r < m.out; r++)
+                    for (int c = 0; c < Ri; c++) Bcat[size_t(r) * Rsum + off + c] = b[size_t(r) * Ri + c];
+                if (o.mode == "linear") {
+                    const float sw = float(std::sqrt(wts[i]));
+                    for (size_t e = 0; e < a.size(); e++) Ao[e] += sw * a[e];
+                    for (size_t e = 0; e < b.size(); e++) Bo[e] += sw * b[e];
+                }
+                off += Ri;
+            }
+            json ms = {{"module", m.name}};
+            if (o.mode == "concat") {
+                w.write_f32(peft_key(m.name, 'A'), Acat.data(), Acat.size());
+                w.write_f32(peft_key(m.name, 'B'), Bcat.data(), Bcat.size());
+            } else {
+                double sq = 0, refmax = 0;
+                if (o.mode == "svd") {
+                    LowRankSVD s = lowrank_svd(Bcat.data(), Acat.data(), m.out, m.in, Rsum, k);
+                    ms["retained_energy"] = s.retained();
+                    min_ret = std::min(min_ret, s.retained());
+                    Ao = std::move(s.A);
+                    Bo = std::move(s.B);
+                }
+                const double me = max_abs_diff_products(Bcat.data(), Acat.data(), Rsum, Bo.data(), Ao.data(), k, m.out,
+                                                        m.in, &sq, &refmax);
+                ms["max_abs_error"] = me;
+                ms["frob_error"] = std::sqrt(sq);
+                ms["delta_max_abs"] = refmax;
+                max_err = std::max(max_err, me);
+                w.write_f32(peft_key(m.name, 'A'), Ao.data(), Ao.size());
+                w.write_f32(peft_key(m.name, 'B'), Bo.data(), Bo.size());
+                mods.push_back(ms);
+            }
+            report(o, "merge", mi + 1, n, m.name);
+        }
+        w.finish();
+        write_file_atomic(path_join(tmp, "adapter_config.json"), peft_config_json(k, s0.target_modules, base).dump(2) + "\n");
+        if (o.mode == "svd") exact = min_ret >= 1.0 - 1e-9;
+        json rep = {{"operation", "combine"}, {"format", "peft"}, {"mode", o.mode}, {"sources", o.sources},
+                    {"weights", wts}, {"rank", k}, {"exact", exact}, {"n_modules", n}, {"trainer_version", HQ_VERSION}};
+        if (o.mode != "concat") {
+            rep["error_vs_weighted_sum"] = {{"max_abs_error", max_err}};
+            if (o.mode == "svd") rep["error_vs_weighted_sum"]["min_retained_energy"] = min_ret;
+            rep["modules"] = mods;
+        }
+        std::vector<WeightedSource> refs;
+        for (size_t i = 0; i < srcs.size(); i++) refs.push_back({&srcs[i], wts[i]});
+        rep["verification"] = verify_peft(o, base, effective_quant(o, s0), refs, tmp, exact);
+        rep["elapsed_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return rep;
+    });
+}
+
+std::string export_summary(const json& r) {
+    std::ostringstream os;
+    os << r.value("operation", std::string("export")) << " -> " << r.value("output", std::string("?"));
+    if (r.contains("svd")) os << "; svd rank " << r["rank"] << ": min retained energy " << r["svd"]["min_retained_energy"]
+                              << ", max |ΔW error| " << r["svd"]["max_abs_error"];
+    if (r.contains("nf4_gap")) os << "; NF4 gap max |W - deq(W)| " << r["nf4_gap"]["max_abs"];
+    if (r.contains("verification")) {
+        const json& v = r["verification"];
+        const std::string st = v.value("status", std::string("?"));
+        os << "\nverify: " << (st == "pass" ? "PASS" : st == "fail" ? "FAIL" : "SKIPPED");
+        if (v.contains("max_abs_diff"))
+            os << " max |Δlogit| " << v["max_abs_diff"].get<double>() << " mean " << v["mean_abs_diff"].get<double>()
+               << " (tolerance " << v["tolerance"].get<double>() << (v.value("exact", true) ? "" : ", lossy export") << ")";
+        if (v.contains("reason")) os << " (" << v["reason"].get<std::string>() << ")";
+    }
+    return os.str();
+}
+
+}  // namespace hq

@@ -1,0 +1,133 @@
+// st_stream.cpp — streaming safetensors writer (see st_stream.h).
+#include "st_stream.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+#include "error.h"
+
+namespace hq {
+
+uint64_t TensorDecl::bytes() const {
+    uint64_t n = 1;
+    for (int64_t d : shape) n *= uint64_t(d);
+    return n * uint64_t(dtype_bits(dtype)) / 8;
+}
+
+namespace {
+
+std::string header_json(const std::vector<TensorDecl>& decls, const std::map<std::string, std::string>& md) {
+    // ordered_json keeps declaration order, so data offsets increase through the header like the reference writer.
+    nlohmann::ordered_json h = nlohmann::ordered_json::object();
+    if (!md.empty()) {
+        nlohmann::ordered_json m = nlohmann::ordered_json::object();
+        for (const auto& [k, v] : md) m[k] = v;
+        h["__metadata__"] = m;
+    }
+    uint64_t off = 0;
+    for (const TensorDecl& d : decls) {
+        const uint64_t b = d.bytes();
+        h[d.name] = {{"dtype", dtype_name(d.dtype)}, {"shape", d.shape}, {"data_offsets", {off, off + b}}};
+        off += b;
+    }
+    std::string s = h.dump();
+    while (s.size() % 8) s.push_back(' ');
+    return s;
+}
+
+}  // namespace
+
+uint64_t safetensors_file_size(const std::vector<TensorDecl>& decls, const std::map<std::string, std::string>& md) {
+    uint64_t n = 8 + header_json(decls, md).size();
+    for (const TensorDecl& d : decls) n += d.bytes();
+    return n;
+}
+
+StreamingSafetensorsWriter::StreamingSafetensorsWriter(const std::string& path, std::vector<TensorDecl> decls,
+                                                       const std::map<std::string, std::string>& metadata)
+    : path_(path), decls_(std::move(decls)) {
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd_ < 0)
+        throw Error("E_IO", HQ_MSG("cannot create " << path << ": " << std::strerror(errno)), Where{path, "", "", -1, -1},
+                    "check that the output folder is writable and the disk is not full");
+    const std::string h = header_json(decls_, metadata);
+    uint8_t len[8];
+    const uint64_t n = h.size();
+    for (int i = 0; i < 8; i++) len[i] = uint8_t(n >> (8 * i));
+    raw(len, 8, "__header__");
+    raw(h.data(), h.size(), "__header__");
+}
+
+StreamingSafetensorsWriter::~StreamingSafetensorsWriter() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+void StreamingSafetensorsWriter::raw(const void* p, size_t n, const std::string& tensor) {
+    const char* c = static_cast<const char*>(p);
+    while (n > 0) {
+        const ssize_t w = ::write(fd_, c, std::min(n, size_t(1) << 30));
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0)
+            throw Error("E_IO", HQ_MSG("writing " << path_ << " (tensor " << tensor << ") failed: "
+                                                  << (w < 0 ? std::strerror(errno) : "no progress")),
+                        Where{path_, tensor, "", int64_t(total_), -1},
+                        errno == ENOSPC ? "the disk is full: free space or choose another --out"
+                                        : "check the output folder and the disk");
+        c += w;
+        n -= size_t(w);
+        total_ += uint64_t(w);
+    }
+}
+
+void StreamingSafetensorsWriter::write(const std::string& name, const void* data, size_t bytes) {
+    HQ_ASSERT(fd_ >= 0);
+    HQ_ASSERT(next_ < decls_.size());
+    const TensorDecl& d = decls_[next_];
+    HQ_CHECK(d.name == name && d.bytes() == bytes, "E_INTERNAL",
+             "streaming writer for " << path_ << ": expected tensor " << d.name << " (" << d.bytes() << " bytes), got "
+                                     << name << " (" << bytes << " bytes)",
+             (Where{path_, name, "", -1, -1}), "please report this as a bug");
+    raw(data, bytes, name);
+    next_++;
+}
+
+void StreamingSafetensorsWriter::write_f32(const std::string& name, const float* data, size_t numel) {
+    HQ_ASSERT(next_ < decls_.size());
+    const DType dt = decls_[next_].dtype;
+    if (dt == DType::F32) return write(name, data, numel * 4);
+    HQ_CHECK(dt == DType::BF16 || dt == DType::F16, "E_INTERNAL", "cannot convert fp32 to " << dtype_name(dt),
+             (Where{path_, name, "", -1, -1}), "");
+    const TensorDecl& d = decls_[next_];
+    HQ_CHECK(d.name == name && d.bytes() == numel * 2, "E_INTERNAL",
+             "streaming writer for " << path_ << ": expected tensor " << d.name << ", got " << name,
+             (Where{path_, name, "", -1, -1}), "please report this as a bug");
+    std::vector<uint16_t> buf(std::min(numel, size_t(1) << 20));
+    for (size_t i0 = 0; i0 < numel; i0 += buf.size()) {
+        const size_t n = std::min(buf.size(), numel - i0);
+        for (size_t i = 0; i < n; i++) buf[i] = dt == DType::BF16 ? f32_to_bf16(data[i0 + i]) : f32_to_f16(data[i0 + i]);
+        raw(buf.data(), n * 2, name);
+    }
+    next_++;
+}
+
+void StreamingSafetensorsWriter::finish() {
+    HQ_CHECK(next_ == decls_.size(), "E_INTERNAL",
+             path_ << ": " << decls_.size() - next_ << " declared tensors were not written", (Where{path_, "", "", -1, -1}),
+             "please report this as a bug");
+    if (::fsync(fd_) != 0)
+        throw Error("E_IO", HQ_MSG("fsync " << path_ << ": " << std::strerror(errno)), Where{path_, "", "", -1, -1},
+                    "check the disk");
+    if (::close(fd_) != 0) {
+        fd_ = -1;
+        throw Error("E_IO", HQ_MSG("close " << path_ << ": " << std::strerror(errno)), Where{path_, "", "", -1, -1},
+                    "check the disk");
+    }
+    fd_ = -1;
+}
+
+}  // namespace hq

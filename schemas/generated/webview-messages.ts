@@ -1,0 +1,184 @@
+// GENERATED from schemas/webview-messages.schema.json by scripts/gen-types.mjs — do not edit.
+// Run `npm run gen:types` after changing the schema; test/unit/schemas.test.ts fails when this file is stale.
+/* eslint-disable */
+/**
+ * The postMessage protocol between the dashboard webview (webview/, sender of WebviewToHost) and the extension host (extension/dashboard/, sender of HostToWebview). Every WebviewToHost message is untrusted input: the host validates it against $defs.WebviewToHost and ignores it, with a log line, when it does not match. The host posts nothing before the webview's `ready`; after that it sends only what is new (metrics carry a reset flag when a run's history must be replaced).
+ */
+export type WebviewMessage = WebviewToHost | HostToWebview;
+/**
+ * Sent by the webview (webview/main.ts) to the extension host.
+ */
+export type WebviewToHost =
+  ReadyMessage | SelectRunMessage | SetOverlayMessage | RequestDiffMessage | RunActionMessage | WebviewLogMessage;
+/**
+ * A run's id: the absolute path of its run folder.
+ */
+export type RunId = string;
+/**
+ * Sent by the extension host (extension/dashboard/panel.ts) to the webview.
+ */
+export type HostToWebview = InitMessage | RunsMessage | MetricsMessage | OverlayMessage | DiffMessage;
+/**
+ * A metric value; null for a non-finite value (NaN, ±Infinity) that cannot be plotted.
+ */
+export type Value = number | null;
+
+/**
+ * Sent by the webview once its script has loaded and it can receive messages (the handshake: the host posts nothing before it). Also sent after a reload or a restore by the serializer.
+ */
+export interface ReadyMessage {
+  type: 'ready';
+}
+/**
+ * Sent by the webview when the user picks the run shown in the header and charts.
+ */
+export interface SelectRunMessage {
+  type: 'selectRun';
+  runId: RunId;
+}
+/**
+ * Sent by the webview when the set of runs whose loss curves are overlaid on the loss chart changes.
+ */
+export interface SetOverlayMessage {
+  type: 'setOverlay';
+  /**
+   * @maxItems 8
+   */
+  runIds: RunId[];
+}
+/**
+ * Sent by the webview to ask for the difference between the resolved configs (run.json) of two runs.
+ */
+export interface RequestDiffMessage {
+  type: 'requestDiff';
+  a: RunId;
+  b: RunId;
+}
+/**
+ * Sent by the webview when the user presses an action button for a run. The host runs the matching command only for a run it knows.
+ */
+export interface RunActionMessage {
+  type: 'action';
+  action: 'stop' | 'resume' | 'openFolder' | 'mergeLevels' | 'exportMerged';
+  runId: RunId;
+}
+/**
+ * Sent by the webview to report a script error or a Content-Security-Policy violation to the extension's log.
+ */
+export interface WebviewLogMessage {
+  type: 'log';
+  level: 'info' | 'warn' | 'error';
+  message: string;
+}
+/**
+ * Sent by the host in answer to `ready`: the runs, the selected run and the commands available. Followed by a MetricsMessage with reset=true for the selected run.
+ */
+export interface InitMessage {
+  type: 'init';
+  runs: RunSummary[];
+  selected: RunId | null;
+  commands: Commands;
+}
+/**
+ * One run as the dashboard lists it.
+ */
+export interface RunSummary {
+  id: RunId;
+  /**
+   * The run folder's name.
+   */
+  name: string;
+  status: 'preparing' | 'running' | 'completed' | 'stopped' | 'failed';
+  /**
+   * One line: what happened (for failures, why).
+   */
+  message: string;
+  step: number;
+  totalSteps: number;
+  /**
+   * Seconds left (from the last step event); null when unknown.
+   */
+  etaS: number | null;
+  /**
+   * Unix milliseconds when the run started.
+   */
+  startTime: number;
+  /**
+   * Seconds from start to the last event (or now, while running).
+   */
+  durationS: number;
+  /**
+   * Last training loss seen.
+   */
+  finalLoss: number | null;
+  backend: string;
+  /**
+   * Base model folder and architecture.
+   */
+  model: string;
+  /**
+   * Adapter levels, e.g. `r16/α16 + r4/α16`.
+   */
+  levels: string;
+  /**
+   * True while a trainer process of this run is alive.
+   */
+  live: boolean;
+}
+/**
+ * Which optional commands are registered (the merge/export buttons are disabled otherwise).
+ */
+export interface Commands {
+  mergeLevels: boolean;
+  exportMerged: boolean;
+}
+/**
+ * Sent by the host when a run starts, changes status or reports a step: the whole (small) runs list.
+ */
+export interface RunsMessage {
+  type: 'runs';
+  runs: RunSummary[];
+}
+/**
+ * Sent by the host: new points of the selected run since the previous MetricsMessage (reset=true: replace everything shown). steps has loss, lr, grad_norm, tokens_per_s, memory_bytes; evals has eval_loss; levels has level0, level1, … (delta_norm per level).
+ */
+export interface MetricsMessage {
+  type: 'metrics';
+  runId: RunId;
+  reset: boolean;
+  steps: Columns;
+  evals: Columns;
+  levels: Columns;
+}
+/**
+ * Column-wise series: `x` holds optimizer steps, every other array has the same length as `x`.
+ */
+export interface Columns {
+  x: number[];
+  [k: string]: Value[] | number[] | undefined;
+}
+/**
+ * Sent by the host after a SetOverlayMessage: the loss curves of the overlaid runs.
+ */
+export interface OverlayMessage {
+  type: 'overlay';
+  curves: {
+    runId: RunId;
+    name: string;
+    x: number[];
+    loss: Value[];
+  }[];
+}
+/**
+ * Sent by the host after a RequestDiffMessage: the config keys whose values differ between run a and run b.
+ */
+export interface DiffMessage {
+  type: 'diff';
+  a: RunId;
+  b: RunId;
+  rows: {
+    key: string;
+    a: string;
+    b: string;
+  }[];
+}
