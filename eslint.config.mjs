@@ -56,6 +56,20 @@ export default defineConfig(
     },
   },
   {
+    // The run-config language server runs in its own Node process: only its client may touch the vscode API.
+    files: ['extension/lsp/**/*.ts'],
+    ignores: ['extension/lsp/client.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [{ name: 'vscode', message: 'extension/lsp/ is the language server process (no vscode API); only client.ts runs in the host.' }],
+          patterns: [{ group: ['**/webview', '**/webview/**'], message: 'extension/ must not import webview/ (share types via schemas/).' }],
+        },
+      ],
+    },
+  },
+  {
     files: ['**/*.mjs'],
     languageOptions: {
       sourceType: 'module',

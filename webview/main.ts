@@ -98,7 +98,7 @@ function appendColumns(target: Record<string, unknown[]>, cols: Columns, keys: r
     for (let i = 0; src && i < src.length; i += 10000) dst.push(...src.slice(i, i + 10000));
   };
   add(target.x as unknown[], cols.x);
-  for (const k of keys) add(target[k] as unknown[], cols[k] as unknown[] | undefined);
+  for (const k of keys) add(target[k] as unknown[], cols[k]);
 }
 
 function onMetrics(m: MetricsMessage): void {
@@ -109,9 +109,9 @@ function onMetrics(m: MetricsMessage): void {
     data.levels = { x: [], series: [] };
     resmooth();
   }
-  appendColumns(data.steps as unknown as Record<string, unknown[]>, m.steps, STEP_KEYS);
+  appendColumns(data.steps, m.steps, STEP_KEYS);
   for (const v of (m.steps.loss ?? []) as Y) data.smooth.push(data.ema.push(v));
-  appendColumns(data.evals as unknown as Record<string, unknown[]>, m.evals, ['eval_loss']);
+  appendColumns(data.evals, m.evals, ['eval_loss']);
   const n = data.levels.x.length;
   data.levels.x.push(...m.levels.x);
   Object.keys(m.levels).filter((k) => k.startsWith('level')).forEach((k) => {
@@ -123,7 +123,7 @@ function onMetrics(m: MetricsMessage): void {
 }
 
 function drawLoss(): void {
-  const main: uPlot.AlignedData = [data.steps.x, data.steps.loss as number[], data.smooth as number[]];
+  const main: uPlot.AlignedData = [data.steps.x, data.steps.loss, data.smooth];
   if (!data.overlay.length) {
     charts.loss.setData(data.steps.x, [data.steps.loss, data.smooth]);
     return;

@@ -55,7 +55,7 @@ export class Dashboard implements vscode.Disposable {
     this.subs.push(
       vscode.window.registerWebviewPanelSerializer(VIEW_TYPE, {
         deserializeWebviewPanel: (panel, state: unknown) => {
-          const sel = state && typeof state === 'object' && 'selected' in state ? (state as { selected: unknown }).selected : undefined;
+          const sel = state && typeof state === 'object' && 'selected' in state ? (state).selected : undefined;
           this.attach(panel, typeof sel === 'string' ? sel : undefined);
           return Promise.resolve();
         },

@@ -13,8 +13,13 @@ const validateToWebview = ajv.compile<HostToWebview>({ $ref: `${webviewMessagesS
 export type ParseResult = { ok: true; message: WebviewToHost } | { ok: false; reason: string };
 
 export function parseWebviewMessage(value: unknown): ParseResult {
+  // postMessage data is structured-cloned: always a plain object. Anything else (e.g. an object whose prototype
+  // carries `type`, which ajv's property reads would see) is refused before validation.
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || Object.getPrototypeOf(value) !== Object.prototype) {
+    return { ok: false, reason: 'not a plain JSON object' };
+  }
   if (validateToHost(value)) return { ok: true, message: value };
-  const type = value && typeof value === 'object' && 'type' in value ? String((value as { type: unknown }).type).slice(0, 40) : '?';
+  const type = value && typeof value === 'object' && 'type' in value ? String((value).type).slice(0, 40) : '?';
   return { ok: false, reason: `type ${JSON.stringify(type)}: ${describeAjvErrors(validateToHost.errors).slice(0, 300)}` };
 }
 

@@ -83,6 +83,13 @@ export async function findRunDir(target: string): Promise<string> {
   return path.join(dir, runs[0].d);
 }
 
+/** Longest prompt the model takes (config.json max_position_embeddings), capped by `cap` when given. */
+export async function mcqMaxLen(modelDir: string, cap = Infinity): Promise<number> {
+  const cfg = JSON.parse(await readFile(path.join(modelDir, 'config.json'), 'utf8')) as { max_position_embeddings?: number };
+  const m = Math.min(cfg.max_position_embeddings ?? Infinity, cap);
+  return Number.isFinite(m) ? m : 4096;
+}
+
 /** Tokenizes the multiple-choice data of `run` into <run>/data/mcq-<split>-<k>shot.hqmcq; returns its path. */
 export async function prepareMcq(runDir: string, modelDir: string, maxLen: number,
   src: { path: string; shots: number; split: Split }, onPrepare?: (d: number, t: number) => void,
@@ -106,8 +113,7 @@ export async function evaluateRun(opts: EvalOptions): Promise<EvalOutcome> {
   const mcqPath = opts.mcq ? path.resolve(opts.mcq) : cfgMcq?.path;
   const shots = opts.shots ?? cfgMcq?.shots ?? 5;
   const split = opts.split ?? cfgMcq?.split ?? 'val';
-  const modelCfg = JSON.parse(await readFile(path.join(run.model.path, 'config.json'), 'utf8')) as { max_position_embeddings?: number };
-  const maxLen = modelCfg.max_position_embeddings ?? run.data.source_max_len + run.data.target_max_len;
+  const maxLen = await mcqMaxLen(run.model.path);
   const mcqFile = mcqPath ? await prepareMcq(runDir, run.model.path, maxLen, { path: mcqPath, shots, split }, opts.onPrepare, opts.onWarning) : 'none';
   opts.signal?.throwIfAborted();
 

@@ -26,7 +26,12 @@ export function startLanguageClient(context: vscode.ExtensionContext, serverModu
   const clientOptions: LanguageClientOptions = {
     documentSelector: [{ language: LANGUAGE_ID }],
     middleware: {
-      provideCodeLenses: async (doc, token, next) => (await next(doc, token))?.map(uriArgs),
+      // A lens whose command no part of the extension registers (yet) is hidden rather than failing on click.
+      provideCodeLenses: async (doc, token, next) => {
+        const [lenses, commands] = await Promise.all([next(doc, token), vscode.commands.getCommands(true)]);
+        const known = new Set(commands);
+        return lenses?.filter((l) => !l.command || known.has(l.command.command)).map(uriArgs);
+      },
     },
   };
   const client = new LanguageClient('hqlora.languageServer', 'H-QLoRA Run Config', serverOptions, clientOptions);

@@ -80,7 +80,7 @@ export class ConfigDoc {
       failure = deep.message;
     } else {
       try {
-        doc = parseDocument(text.getText(), { uniqueKeys: true, prettyErrors: false, strict: false });
+        doc = parseDocument(text.getText(), { uniqueKeys: true, prettyErrors: false, strict: false, logLevel: 'error' });
       } catch (err) {
         failure = err instanceof Error ? err.message : String(err);
       }

@@ -53,10 +53,9 @@ export function hover(cd: ConfigDoc, pos: Position, facts: Facts | null): Hover 
   const at = cd.pathAt(cd.text.offsetAt(pos));
   if (at.path.length === 0 || !at.node?.range) return null;
   const last = at.path[at.path.length - 1]!;
-  const keyPath = typeof last === 'number' ? at.path : at.path;
-  const named = [...keyPath].reverse().find((p): p is string => typeof p === 'string') ?? '';
-  const doc = schemaMarkdown(typeof last === 'number' ? `${named}[${last}]` : named, schemaAt(keyPath));
-  const computed = facts ? computedLines(keyPath, facts) : [];
+  const named = [...at.path].reverse().find((p): p is string => typeof p === 'string') ?? '';
+  const doc = schemaMarkdown(typeof last === 'number' ? `${named}[${last}]` : named, schemaAt(at.path));
+  const computed = facts ? computedLines(at.path, facts) : [];
   if (!doc && computed.length === 0) return null;
   const value = [doc, ...(computed.length ? ['', '---', '', ...computed] : [])].join('\n');
   const r = at.node.range;

@@ -6,6 +6,7 @@ import path from 'node:path';
 
 import { type PrepareProgress, type PrepareResult, prepareData } from '../data/prepare';
 import { dataSettings } from '../data/settings';
+import { mcqMaxLen, prepareMcq } from '../eval/evaluate';
 import { loadRunConfig } from './config';
 import { HqError } from './errors';
 import { launchTrainer, type TrainerProcess } from './launcher';
@@ -80,6 +81,12 @@ export async function prepareRun(opts: PrepareRunOptions): Promise<PreparedRun> 
   opts.signal?.throwIfAborted();
   c.data.train_tokens = data.trainTokens;
   c.data.eval_tokens = data.evalTokens ?? null;
+  if (c.eval.mcq) {
+    // eval.mcq: the questions tokenized once into <run>/data; the trainer scores them at every eval (mcq events).
+    const maxLen = await mcqMaxLen(c.model.path, c.data.source_max_len + c.data.target_max_len);
+    c.eval.mcq.tokens = await prepareMcq(run.runDir, c.model.path, maxLen,
+      { path: c.eval.mcq.path, shots: c.eval.mcq.shots ?? 5, split: c.eval.mcq.split ?? 'val' }, undefined, opts.onWarning);
+  }
   // group_by_length wrote the training order into the token file; the trainer's shuffle would undo it.
   if (c.data.group_by_length) c.training.shuffle = false;
   return { run, trainer, data };

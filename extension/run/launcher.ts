@@ -60,12 +60,17 @@ export function writeRunJson(run: ResolvedRun): string {
   return file;
 }
 
+/** hardware.gpu_ids as CUDA sees them: only those devices, numbered as nvidia-smi numbers them (PCI bus order). */
+export function gpuEnv(ids: readonly number[] | null | undefined): Record<string, string> {
+  return ids && ids.length > 0 ? { CUDA_DEVICE_ORDER: 'PCI_BUS_ID', CUDA_VISIBLE_DEVICES: ids.join(',') } : {};
+}
+
 export function launchTrainer(opts: LaunchOptions): TrainerProcess {
   const runJson = writeRunJson(opts.run);
   const args = ['--config', runJson, ...(opts.resume ? ['--resume'] : []), ...(opts.args ?? [])];
   const child = spawn(opts.trainer, args, {
     cwd: opts.run.runDir,
-    env: trainerEnv(opts.env),
+    env: trainerEnv({ ...gpuEnv(opts.run.config.hardware.gpu_ids), ...opts.env }),
     detached: true, // own process group: stop() signals -pid
     stdio: ['ignore', 'pipe', 'pipe'],
   });

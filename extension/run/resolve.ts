@@ -85,6 +85,7 @@ export function resolveRunConfig(loaded: LoadedRunConfig, opts: ResolveOptions =
   config.model = model.kind === 'cache' ? { path: model.dir, repo_id: model.repoId, revision: model.commit } : { path: model.dir };
   config.data.train = abs(config.data.train);
   if (config.data.eval != null) config.data.eval = abs(config.data.eval);
+  if (config.eval.mcq) config.eval.mcq.path = abs(config.eval.mcq.path);
   config.output.dir = abs(config.output.dir);
   const name = configName(file);
   config.output.run_name ??= opts.runName ?? `${name}-${timestamp(opts.now ?? new Date())}`;
@@ -92,6 +93,7 @@ export function resolveRunConfig(loaded: LoadedRunConfig, opts: ResolveOptions =
   checkModelFolder(loaded, config.model.path);
   checkExists(loaded, ['data', 'train'], config.data.train, 'training data');
   if (config.data.eval != null) checkExists(loaded, ['data', 'eval'], config.data.eval, 'eval data');
+  if (config.eval.mcq) checkExists(loaded, ['eval', 'mcq', 'path'], config.eval.mcq.path, 'multiple-choice data');
 
   return { configFile: file, name, runDir: path.join(config.output.dir, config.output.run_name), config };
 }

@@ -45,11 +45,13 @@ std::string adapter_file(const std::string& p) {
     return f;
 }
 
-// Level ranks/alphas, targets and rsLoRA from the adapter file's metadata (CONTRACTS §4).
-AdapterSpec adapter_spec_of(const std::string& file) {
+// Level ranks/alphas, targets and rsLoRA from the adapter file's metadata (CONTRACTS §4); a checkpoint's
+// adapter.safetensors has no hqlora.* metadata and was made with the run's own spec, `fallback`.
+AdapterSpec adapter_spec_of(const std::string& file, const AdapterSpec& fallback) {
     std::unique_ptr<SafeTensorsFile> st = SafeTensorsFile::open(file);
     const auto& md = st->metadata();
-    AdapterSpec spec;
+    if (!md.count("hqlora.levels")) return fallback;
+    AdapterSpec spec = fallback;
     try {
         spec.levels.clear();
         for (const auto& lv : nlohmann::json::parse(md.at("hqlora.levels")))
@@ -131,7 +133,7 @@ int run_eval(const EvalOptions& opt, EventSink& events) {
     AdapterSpec spec = cfg.adapter;
     if (has_adapter) {
         afile = adapter_file(adapter_arg);
-        spec = adapter_spec_of(afile);
+        spec = adapter_spec_of(afile, cfg.adapter);
     }
     const int L = static_cast<int>(spec.levels.size());
     const std::vector<int> rows = eval_rows(opt.levels, L, has_adapter);

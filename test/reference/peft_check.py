@@ -19,7 +19,8 @@ The script fails if PEFT did not load every lora tensor of the file exactly, or 
 native/tests/test_merge.cpp compares these logits with our hierarchical forward (max-abs <= 1e-5).
 
     native/build/bin/make_peft_inputs . native/build/peft_inputs        # here (our exports)
-    python3 test/reference/peft_check.py --inputs native/build/peft_inputs --out $OUT/peft   # GPU machine, ~30 s
+    python3 test/reference/peft_check.py --inputs native/build/peft_inputs --out $OUT/peft   # GPU machine (run tool,
+                                                          # carry native/build/peft_inputs), ~30 s
     cp $OUT/peft/*.safetensors test/golden/peft/
 """
 from __future__ import annotations

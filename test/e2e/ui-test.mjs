@@ -1,0 +1,93 @@
+// ui-test.mjs — the user's loop in a real VS Code (code-server) driven by Chromium: palette "Start H-QLoRA Run" →
+// status bar progress → dashboard charts receive points → window reload mid-run → the run is re-attached →
+// completed → adapter files on disk; then stop + resume from the palette. Screenshots go to test-results/e2e/.
+// usage: node test/e2e/ui-test.mjs   (after setup.sh and npm run build)
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { launchBrowser, makeWorkspace, runCommand, startCodeServer, statusBarItem, waitFor, waitForWorkbench, webview, workbenchUrl } from './lib.mjs';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const out = path.join(repo, 'test-results', 'e2e');
+const state = path.join(out, 'ui');
+const ws = makeWorkspace(path.join(state, 'workspace'), repo, { tiny: { steps: 600, accum: 2, evalEvery: 50, ckptEvery: 25 } });
+const t0 = Date.now();
+const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
+const cs = await startCodeServer(Number(process.env.HQLORA_E2E_PORT ?? 8312), path.join(state, 'cs'));
+const { page, close } = await launchBrowser();
+const shot = (name) => page.screenshot({ path: path.join(out, name) }).then(() => log('screenshot', name));
+const runDirs = () => fs.existsSync(path.join(ws, 'runs')) ? fs.readdirSync(path.join(ws, 'runs')).map((d) => path.join(ws, 'runs', d)) : [];
+const progress = /H-QLoRA (\d+)\/(\d+) · loss \d+\.\d{3} · .+ left/;
+const barStep = async () => Number(progress.exec(await statusBarItem(page, progress).first().innerText())?.[1] ?? -1);
+let ok = false;
+try {
+  page.on('pageerror', (e) => log('pageerror:', e.message));
+  await page.goto(workbenchUrl(cs.base, ws, { devPath: repo }));
+  await waitForWorkbench(page);
+  log('workbench visible');
+
+  await runCommand(page, 'H-QLoRA: Start H-QLoRA Run');
+  log('ran "H-QLoRA: Start H-QLoRA Run" from the palette');
+  await statusBarItem(page, progress).first().waitFor({ timeout: 120000 });
+  log('status bar:', await statusBarItem(page, progress).first().innerText());
+
+  let wv = webview(page);
+  await wv.locator('#chart-loss[data-points]').waitFor({ timeout: 60000 });
+  await waitFor('loss chart points', async () => Number(await wv.locator('#chart-loss').getAttribute('data-points')) >= 20, 60000);
+  log('dashboard loss chart points:', await wv.locator('#chart-loss').getAttribute('data-points'));
+  await shot('dashboard-running.png');
+
+  // Reload the window mid-run: the trainer keeps running (detached), the new extension host re-attaches.
+  const before = await barStep();
+  const [runDir] = runDirs();
+  await runCommand(page, 'Developer: Reload Window');
+  log(`reloaded the window at step ${before}`);
+  await waitForWorkbench(page);
+  await waitFor('status bar progress after the reload, beyond the step before it', async () => {
+    try { return (await barStep()) > before; } catch { return false; }
+  }, 90000);
+  log('re-attached after reload; status bar:', await statusBarItem(page, progress).first().innerText());
+  await runCommand(page, 'H-QLoRA: Open H-QLoRA Dashboard');
+  wv = webview(page);
+  await wv.locator('#run-status[data-status="completed"]').waitFor({ timeout: 180000 });
+  const points = Number(await wv.locator('#chart-loss').getAttribute('data-points'));
+  log(`completed; loss chart shows ${points} points (history re-read from events.jsonl after the reload)`);
+  if (points !== 600) throw new Error(`expected 600 loss points, got ${points}`);
+  for (const f of ['adapter/adapter.safetensors', 'adapter/adapter_metadata.json', 'peft/adapter_model.safetensors', 'peft/adapter_config.json']) {
+    if (!fs.existsSync(path.join(runDir, f))) throw new Error(`missing ${f} in ${runDir}`);
+  }
+  log('adapter files present in', runDir);
+  await shot('dashboard-completed.png');
+
+  // Stop and resume from the palette.
+  await runCommand(page, 'H-QLoRA: Start H-QLoRA Run');
+  await statusBarItem(page, progress).first().waitFor({ timeout: 120000 });
+  await waitFor('step 30', async () => (await barStep()) >= 30, 60000);
+  await runCommand(page, 'H-QLoRA: Stop H-QLoRA Run');
+  await statusBarItem(page, /H-QLoRA .*: stopped/).first().waitFor({ timeout: 90000 });
+  log('stopped:', await statusBarItem(page, /: stopped/).first().innerText());
+  await runCommand(page, 'H-QLoRA: Resume H-QLoRA Run');
+  await statusBarItem(page, progress).first().waitFor({ timeout: 120000 });
+  log('resumed:', await statusBarItem(page, progress).first().innerText());
+  await runCommand(page, 'H-QLoRA: Stop H-QLoRA Run');
+  await statusBarItem(page, /: stopped/).first().waitFor({ timeout: 90000 });
+  await runCommand(page, 'H-QLoRA: Open H-QLoRA Dashboard');
+  wv = webview(page);
+  await wv.locator('#runs tbody tr').nth(1).waitFor({ timeout: 30000 });
+  // Overlay the two runs' loss curves and compare their configs.
+  for (const i of [0, 1]) await wv.locator('#runs tbody tr').nth(i).locator('vscode-checkbox').click();
+  await wv.locator('#btn-diff').click();
+  await wv.locator('#config-diff p').waitFor({ timeout: 30000 });
+  log('config diff:', await wv.locator('#config-diff p').innerText());
+  await shot('dashboard-overlay-diff.png');
+  ok = true;
+} catch (e) {
+  console.error('UI TEST FAILED:', e);
+  await page.screenshot({ path: path.join(out, 'ui-failure.png') }).catch(() => {});
+} finally {
+  await close();
+  await cs.stop();
+}
+console.log(ok ? '1 passed, 0 failed' : '0 passed, 1 failed');
+process.exit(ok ? 0 : 1);
