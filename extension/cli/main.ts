@@ -1,5 +1,6 @@
 // main.ts — `hqlora`, the command-line face of the extension's run module (bundled to dist/cli.js).
 // Every failure prints one message (what, where, what to do) and exits non-zero; stack traces need HQLORA_DEBUG=1.
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 
 import pkg from '../../package.json';
@@ -8,6 +9,7 @@ import { findTrainer } from '../run/trainer';
 import { USAGE, UsageError, checkFlags, onePositional, parseArgs } from './args';
 import { evalCommand } from './eval';
 import { inspectCommand } from './inspect';
+import { exportCommand } from './merge';
 import { previewCommand } from './preview';
 import { warn } from './io';
 import { runCommand } from './run';
@@ -63,6 +65,10 @@ async function main(argv: string[]): Promise<number> {
         threads: numberFlag(args.flags.get('--threads'), '--threads'), trainerSetting,
       });
     }
+    case 'merge':
+    case 'export':
+    case 'combine':
+      return exportCommand({ command: args.command, words: argv.filter((_, i) => i !== argv.indexOf(args.command ?? '')), packageRoot, exists: existsSync });
     case undefined:
       throw new UsageError('no command given');
     default:

@@ -2,7 +2,7 @@
 // drive it with Debian's Chromium through playwright-core, run extension-host suites through the workbench's
 // test payload. Recipe: ../shared/e2e/README.md (code-server rejects --extensionDevelopmentPath; the `payload` URL
 // parameter carries extensionDevelopmentPath / extensionTestsPath instead).
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -36,6 +36,7 @@ export async function startCodeServer(port, stateDir) {
   fs.writeFileSync(path.join(stateDir, 'user-data/User/settings.json'), JSON.stringify({
     'workbench.startupEditor': 'none', 'telemetry.telemetryLevel': 'off', 'extensions.autoCheckUpdates': false,
     'workbench.enableExperiments': false, 'security.workspace.trust.enabled': false, 'window.restoreWindows': 'none',
+    'git.openRepositoryInParentFolders': 'never', 'git.enabled': false,
   }));
   const log = fs.openSync(path.join(stateDir, 'cs.log'), 'w');
   const child = spawn(CS_BIN, ['--auth', 'none', '--bind-addr', `127.0.0.1:${port}`, '--disable-telemetry', '--disable-update-check',
@@ -145,8 +146,4 @@ hardware: { threads: 1 }
 `);
   }
   return dir;
-}
-
-export function gitRoot() {
-  return execFileSync('git', ['rev-parse', '--show-toplevel'], { encoding: 'utf8' }).trim();
 }

@@ -11,7 +11,7 @@ import { launchBrowser, makeWorkspace, runCommand, startCodeServer, statusBarIte
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const out = path.join(repo, 'test-results', 'e2e');
 const state = path.join(out, 'ui');
-const ws = makeWorkspace(path.join(state, 'workspace'), repo, { tiny: { steps: 600, accum: 2, evalEvery: 50, ckptEvery: 25 } });
+const ws = makeWorkspace(path.join(state, 'workspace'), repo, { tiny: { steps: 600, accum: 8, evalEvery: 50, ckptEvery: 25 } });
 const t0 = Date.now();
 const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
 const cs = await startCodeServer(Number(process.env.HQLORA_E2E_PORT ?? 8312), path.join(state, 'cs'));

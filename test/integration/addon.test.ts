@@ -1,7 +1,7 @@
 // addon.test.ts — the REAL built hqlora.node (native/build/bin, or HQLORA_ADDON) through extension/native/addon.ts:
 // Promise API, progress callbacks from the worker thread, cancellation, and errors carrying code/where/hint.
 // The adapter is the golden hierarchical adapter (test/golden/tiny-llama.safetensors, levels 4/2/2, B != 0),
-// re-packed here into adapter.safetensors + adapter_metadata.json.
+// re-packed by golden-adapter.ts.
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -9,42 +9,10 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { type ExportProgress, type HqloraAddon, isNativeError, loadAddon } from '../../extension/native/addon';
+import { writeGoldenAdapter } from './golden-adapter';
 
 const root = process.cwd();
 const fixture = path.join(root, 'test', 'fixtures', 'models', 'tiny-llama');
-
-interface StEntry { dtype: string; shape: number[]; data_offsets: [number, number] }
-
-/** Copies the golden file's initial adapter tensors (and hqlora.* metadata) into a hierarchical adapter folder. */
-function writeGoldenAdapter(dir: string): void {
-  const buf = readFileSync(path.join(root, 'test', 'golden', 'tiny-llama.safetensors'));
-  const n = Number(buf.readBigUInt64LE(0));
-  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, unknown>;
-  const meta = header.__metadata__ as Record<string, string>;
-  const names = Object.keys(header).filter((k) => k.startsWith('model.layers.') && k.includes('.levels.')).sort();
-  const out: Record<string, unknown> = {
-    __metadata__: { format: 'pt', 'hqlora.version': '1', 'hqlora.levels': meta['hqlora.levels'],
-      'hqlora.target_modules': meta['hqlora.target_modules'], 'hqlora.rslora': meta['hqlora.rslora'] },
-  };
-  const parts: Buffer[] = [];
-  let off = 0;
-  for (const k of names) {
-    const e = header[k] as StEntry;
-    const bytes = buf.subarray(8 + n + e.data_offsets[0], 8 + n + e.data_offsets[1]);
-    out[k] = { dtype: e.dtype, shape: e.shape, data_offsets: [off, off + bytes.length] };
-    parts.push(bytes);
-    off += bytes.length;
-  }
-  let h = JSON.stringify(out);
-  while (h.length % 8) h += ' ';
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(h.length));
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(path.join(dir, 'adapter.safetensors'), Buffer.concat([len, Buffer.from(h), ...parts]));
-  writeFileSync(path.join(dir, 'adapter_metadata.json'), JSON.stringify({
-    format: 'hqlora-adapter', version: 1, base_model: { path: fixture, architecture: 'llama', config_sha256: null },
-  }));
-}
 
 describe('hqlora.node (real addon)', () => {
   let addon: HqloraAddon;
@@ -55,7 +23,7 @@ describe('hqlora.node (real addon)', () => {
     addon = loadAddon(root);
     tmp = mkdtempSync(path.join(os.tmpdir(), 'hq-addon-'));
     adapter = path.join(tmp, 'adapter');
-    writeGoldenAdapter(adapter);
+    writeGoldenAdapter(root, adapter);
   });
   after(() => rmSync(tmp, { recursive: true, force: true }));
 

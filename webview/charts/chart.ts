@@ -96,7 +96,7 @@ export class LineChart {
       scales: { x: { time: false }, y: this.opts.logY ? { distr: 3 } : {} },
       legend: { show: this.defs.length > 1 },
       cursor: { drag: { x: true, y: false } },
-      axes: [{ ...axis, label: 'step' }, { ...axis, values: (_u, vals) => vals.map((v) => fmt(v)), size: 60 }],
+      axes: [{ ...axis, label: 'step' }, { ...axis, values: (_u, vals) => vals.map((v) => (v == null ? '' : fmt(v))), size: 60 }],
       series: [
         { label: 'step' },
         ...this.defs.map((d) => ({ label: d.label, stroke: themeColor(d.color), width: d.width ?? 1.5, spanGaps: true, points: { show: false }, ...(d.dash ? { dash: d.dash } : {}) })),

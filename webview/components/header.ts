@@ -69,12 +69,14 @@ export class Header {
         ]
       : [];
     this.facts.replaceChildren(...facts.flatMap(([k, v]) => {
+      const item = document.createElement('div');
       const dt = document.createElement('dt');
       dt.textContent = k;
       const dd = document.createElement('dd');
       dd.textContent = v;
       dd.dataset.fact = k.toLowerCase();
-      return [dt, dd];
+      item.append(dt, dd);
+      return [item];
     }));
     const done = r?.status === 'completed';
     setDisabled(this.buttons.stop, !r?.live);
