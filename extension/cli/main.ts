@@ -9,7 +9,7 @@ import { findTrainer } from '../run/trainer';
 import { USAGE, UsageError, checkFlags, onePositional, parseArgs } from './args';
 import { evalCommand } from './eval';
 import { inspectCommand } from './inspect';
-import { exportCommand } from './merge';
+import { EXPORT_USAGE, exportCommand } from './merge';
 import { previewCommand } from './preview';
 import { warn } from './io';
 import { runCommand } from './run';
@@ -23,7 +23,7 @@ async function main(argv: string[]): Promise<number> {
   const trainerFlag = args.flags.get('--trainer');
   const trainerSetting = typeof trainerFlag === 'string' ? trainerFlag : undefined;
   if (args.flags.has('--help') || args.command === 'help') {
-    process.stdout.write(USAGE);
+    process.stdout.write(`${USAGE}\nMerge and export:\n${EXPORT_USAGE}`);
     return 0;
   }
   if (args.flags.has('--version') && args.command === undefined) {

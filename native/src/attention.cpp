@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "error.h"
+#include "hlora.h"
 
 namespace hq {
 
@@ -27,6 +28,18 @@ struct BlasSingleThread {
 
 static float attn_scale(int d) { return (float)(1.0 / std::sqrt((double)d)); }
 
+// Per-thread score buffers, kept between calls (no allocation per call).
+static float* scratch(std::vector<float>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+    return v.data();
+}
+static thread_local std::vector<float> tl_s, tl_p, tl_dp;
+
+// Parallel only when the score work (≈ B·H·T²·d/2 multiply-adds) is worth a fork/join.
+static bool attn_parallel(const AttnShape& s) {
+    return (double)s.B * s.H * s.T * s.T * s.d >= 2.0 * kGemmWorkPerThread;
+}
+
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const AttnShape& s) {
     const int B = s.B, T = s.T, H = s.H, KV = s.KV, d = s.d;
     HQ_ASSERT(KV > 0 && H % KV == 0);
@@ -36,9 +49,9 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
     const int64_t ntask = (int64_t)B * H * nqb;
     const int ldq = H * d, ldk = KV * d;
     BlasSingleThread one;
-#pragma omp parallel
+#pragma omp parallel if (attn_parallel(s))
     {
-        std::vector<float> S((size_t)kQBlock * T);   // [nq, nk] scores, then probabilities
+        float* S = scratch(tl_s, (size_t)kQBlock * T);   // [nq, nk] scores, then probabilities
 #pragma omp for schedule(dynamic)
         for (int64_t task = 0; task < ntask; task++) {
             const int b = (int)(task / ((int64_t)H * nqb));
@@ -53,9 +66,9 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
             float* O = out + ((int64_t)b * T + i0) * ldq + (int64_t)h * d;      // [nq, d] (ld H*d)
             float* L = lse + ((int64_t)b * H + h) * T + i0;                     // [nq]
             // S [nq, nk] = Q · Kᵀ
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d, 1.0f, Q, ldq, K, ldk, 0.0f, S.data(), nk);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d, 1.0f, Q, ldq, K, ldk, 0.0f, S, nk);
             for (int r = 0; r < nq; r++) {
-                float* row = S.data() + (int64_t)r * nk;
+                float* row = S + (int64_t)r * nk;
                 const int nvis = i0 + r + 1;
                 float m = -INFINITY;
                 for (int j = 0; j < nvis; j++) {
@@ -73,7 +86,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
                 L[r] = m + std::log(sum);
             }
             // O [nq, d] = P · V
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d, nk, 1.0f, S.data(), nk, V, ldk, 0.0f, O,
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d, nk, 1.0f, S, nk, V, ldk, 0.0f, O,
                         ldq);
         }
     }
@@ -88,19 +101,25 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     const int ldq = H * d, ldk = KV * d;
     // Per-query-head partial dk/dv: with G == 1 they are dk/dv themselves, otherwise [B, H, T, d] scratch that is
     // reduced over each group in head order below.
-    std::vector<float> dkp, dvp;
+    static thread_local std::vector<float> dkp, dvp;
     if (G > 1) {
-        dkp.assign((size_t)B * H * T * d, 0.0f);
-        dvp.assign((size_t)B * H * T * d, 0.0f);
+        const size_t n = (size_t)B * H * T * d;
+        if (dkp.size() < n) dkp.resize(n);
+        if (dvp.size() < n) dvp.resize(n);
+        std::fill(dkp.begin(), dkp.begin() + n, 0.0f);
+        std::fill(dvp.begin(), dvp.begin() + n, 0.0f);
     } else {
         std::memset(dk, 0, sizeof(float) * (size_t)B * T * KV * d);
         std::memset(dv, 0, sizeof(float) * (size_t)B * T * KV * d);
     }
     const int64_t ntask = (int64_t)B * H;
     BlasSingleThread one;
-#pragma omp parallel
+    float* dkp_ = dkp.data();
+    float* dvp_ = dvp.data();
+#pragma omp parallel if (attn_parallel(s))
     {
-        std::vector<float> P((size_t)kQBlock * T), dP((size_t)kQBlock * T);   // [nq, nk] each
+        float* P = scratch(tl_p, (size_t)kQBlock * T);     // [nq, nk]
+        float* dP = scratch(tl_dp, (size_t)kQBlock * T);   // [nq, nk]
 #pragma omp for schedule(dynamic)
         for (int64_t task = 0; task < ntask; task++) {
             const int b = (int)(task / H), h = (int)(task % H), kvh = h / G;
@@ -110,8 +129,8 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
             float* dV;
             int ldp;
             if (G > 1) {
-                dK = dkp.data() + ((int64_t)b * H + h) * T * d;
-                dV = dvp.data() + ((int64_t)b * H + h) * T * d;
+                dK = dkp_ + ((int64_t)b * H + h) * T * d;
+                dV = dvp_ + ((int64_t)b * H + h) * T * d;
                 ldp = d;
             } else {
                 dK = dk + (int64_t)b * T * ldk + (int64_t)kvh * d;
@@ -127,14 +146,14 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                 float* dQ = dq + rowoff;          // [nq, d]
                 const float* L = lse + ((int64_t)b * H + h) * T + i0;   // [nq]
                 // P [nq, nk] = exp(Q·Kᵀ·scale − lse), causal
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d, 1.0f, Q, ldq, K, ldk, 0.0f, P.data(),
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d, 1.0f, Q, ldq, K, ldk, 0.0f, P,
                             nk);
                 // dP [nq, nk] = dO · Vᵀ
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d, 1.0f, dO, ldq, V, ldk, 0.0f,
-                            dP.data(), nk);
+                            dP, nk);
                 for (int r = 0; r < nq; r++) {
-                    float* pr = P.data() + (int64_t)r * nk;
-                    float* dpr = dP.data() + (int64_t)r * nk;
+                    float* pr = P + (int64_t)r * nk;
+                    float* dpr = dP + (int64_t)r * nk;
                     const int nvis = i0 + r + 1;
                     float D = 0.0f;   // Σ_c dO·O = Σ_j P·dP
                     for (int c = 0; c < d; c++) D += dO[(int64_t)r * ldq + c] * O[(int64_t)r * ldq + c];
@@ -145,19 +164,19 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                     for (int j = nvis; j < nk; j++) pr[j] = dpr[j] = 0.0f;
                 }
                 // dQ [nq, d] = dS · K
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d, nk, 1.0f, dP.data(), nk, K, ldk, 0.0f,
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d, nk, 1.0f, dP, nk, K, ldk, 0.0f,
                             dQ, ldq);
                 // dK [nk, d] += dSᵀ · Q ;  dV [nk, d] += Pᵀ · dO
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, d, nq, 1.0f, dP.data(), nk, Q, ldq, 1.0f, dK,
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, d, nq, 1.0f, dP, nk, Q, ldq, 1.0f, dK,
                             ldp);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, d, nq, 1.0f, P.data(), nk, dO, ldq, 1.0f, dV,
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, d, nq, 1.0f, P, nk, dO, ldq, 1.0f, dV,
                             ldp);
             }
         }
     }
     if (G > 1) {
         // dk[b, t, kvh, :] = Σ_{g<G} dkp[b, kvh·G + g, t, :]  (fixed head order)
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if ((int64_t)B * T * H * d >= kParMinElems)
         for (int b = 0; b < B; b++) {
             for (int t = 0; t < T; t++) {
                 for (int kvh = 0; kvh < KV; kvh++) {
@@ -167,8 +186,8 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                     for (int g = 0; g < G; g++) {
                         const int64_t off = (((int64_t)b * H + kvh * G + g) * T + t) * d;
                         for (int c = 0; c < d; c++) {
-                            dkr[c] += dkp[off + c];
-                            dvr[c] += dvp[off + c];
+                            dkr[c] += dkp_[off + c];
+                            dvr[c] += dvp_[off + c];
                         }
                     }
                 }

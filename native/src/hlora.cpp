@@ -2,7 +2,9 @@
 #include "hlora.h"
 
 #include <cblas.h>
+#include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -26,7 +28,52 @@ int AdapterSpec::total_rank() const {
 size_t HLoraLinear::base_bytes() const { return quantized ? nf4_bytes(wq) : w.size() * sizeof(float); }
 
 size_t HLoraWorkspace::bytes() const {
-    return (w.capacity() + xd.capacity() + du.capacity() + t.capacity()) * sizeof(float);
+    size_t n = w.capacity() + xd.capacity() + du.capacity() + t.capacity();
+    for (const Slot& sl : slots) n += sl.w.capacity();
+    return n * sizeof(float);
+}
+
+BlasThreadScope::BlasThreadScope(int threads) : blas_prev_(openblas_get_num_threads()), omp_prev_(omp_get_max_threads()) {
+    if (blas_prev_ != 1) openblas_set_num_threads(1);
+    if (threads > 0 && threads < omp_prev_) omp_set_num_threads(threads);
+}
+
+BlasThreadScope::~BlasThreadScope() {
+    if (omp_get_max_threads() != omp_prev_) omp_set_num_threads(omp_prev_);
+    if (blas_prev_ != 1) openblas_set_num_threads(blas_prev_);
+}
+
+void par_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+               float beta, float* C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    const CBLAS_TRANSPOSE opA = ta ? CblasTrans : CblasNoTrans, opB = tb ? CblasTrans : CblasNoTrans;
+    const double work = (double)M * N * K;
+    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    nt = (int)std::min<double>(nt, std::max(1.0, work / kGemmWorkPerThread));
+    const bool split_n = N >= M;
+    const int D = split_n ? N : M;
+    constexpr int kAlign = 16;   // split points on multiples of the kernel's vector width
+    if (nt > 1 && D >= 2 * kAlign) {
+        int chunk = (D + nt - 1) / nt;
+        chunk = (chunk + kAlign - 1) / kAlign * kAlign;
+        const int parts = (D + chunk - 1) / chunk;
+        if (parts > 1) {
+#pragma omp parallel for num_threads(parts) schedule(static, 1)
+            for (int p = 0; p < parts; p++) {
+                const int d0 = p * chunk, dn = std::min(chunk, D - d0);
+                if (split_n) {
+                    const float* Bp = tb ? B + (int64_t)d0 * ldb : B + d0;
+                    cblas_sgemm(CblasRowMajor, opA, opB, M, dn, K, alpha, A, lda, Bp, ldb, beta, C + d0, ldc);
+                } else {
+                    const float* Ap = ta ? A + d0 : A + (int64_t)d0 * lda;
+                    cblas_sgemm(CblasRowMajor, opA, opB, dn, N, K, alpha, Ap, lda, B, ldb, beta,
+                                C + (int64_t)d0 * ldc, ldc);
+                }
+            }
+            return;
+        }
+    }
+    cblas_sgemm(CblasRowMajor, opA, opB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 static void ensure(std::vector<float>& v, size_t n) {
@@ -47,19 +94,49 @@ void hlora_base_weight(const HLoraLinear& L, float* out) {
     }
 }
 
-// W [out, in] pointer for this call: the fp32 copy, or the NF4 weight dequantized into ws.w.
+// NF4 dequantization of L's weight into out [out, in]; small weights on one thread (no fork/join per call).
+static void dequantize_into(const HLoraLinear& L, float* out) {
+    const int64_t n = (int64_t)L.out * L.in;
+    if (n >= 16 * kParMinElems) {
+        nf4_dequantize(L.wq, out);
+    } else {
+        BlasThreadScope one(1);
+        nf4_dequantize(L.wq, out);
+    }
+}
+
+// W [out, in] pointer for this call: the fp32 copy, or the NF4 weight dequantized (or found in the cache of ws).
 static const float* base_weight(const HLoraLinear& L, HLoraWorkspace& ws) {
     if (!L.quantized) return L.w.data();
-    ensure(ws.w, (size_t)L.out * L.in);
-    nf4_dequantize(L.wq, ws.w.data());
-    return ws.w.data();
+    if (ws.cache_slots <= 0) {
+        ensure(ws.w, (size_t)L.out * L.in);
+        dequantize_into(L, ws.w.data());
+        return ws.w.data();
+    }
+    if ((int)ws.slots.size() != ws.cache_slots) ws.slots.resize(ws.cache_slots);
+    HLoraWorkspace::Slot* victim = &ws.slots[0];
+    for (HLoraWorkspace::Slot& sl : ws.slots) {
+        if (sl.owner == &L && sl.data == L.wq.packed.data() && sl.rows == L.out && sl.cols == L.in) {
+            sl.used = ++ws.clock;
+            return sl.w.data();
+        }
+        if (sl.used < victim->used) victim = &sl;
+    }
+    victim->owner = &L;
+    victim->data = L.wq.packed.data();
+    victim->rows = L.out;
+    victim->cols = L.in;
+    victim->used = ++ws.clock;
+    victim->w.resize((size_t)L.out * L.in);
+    dequantize_into(L, victim->w.data());
+    return victim->w.data();
 }
 
 // xd [N, in] = x ⊙ m_j / (1 − p), the dropped-out adapter input of level j.
 static void dropout_input(float* xd, const float* x, int64_t N, int in, float p, uint64_t key) {
     const float keep_scale = 1.0f / (1.0f - p);
     const int64_t n = N * in;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParMinElems / 4)
     for (int64_t i = 0; i < n; i++) xd[i] = rng_uniform(key, (uint64_t)i) >= p ? x[i] * keep_scale : 0.0f;
 }
 
@@ -68,30 +145,30 @@ void hlora_forward(const HLoraLinear& L, const HLoraRun& run, const float* x, in
     const int in = L.in, out = L.out;
     const float* W = base_weight(L, ws);
     // y [N, out] = x · Wᵀ
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+    par_sgemm(false, true, (int)N, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
     const int Ra = hlora_active_rank(L, run);
     if (Ra == 0) return;
     if (run.dropout <= 0.0f) {
         // z [N, Ra] = x · A_actᵀ
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, Ra, in, 1.0f, x, in, L.A, in, 0.0f, z, Ra);
+        par_sgemm(false, true, (int)N, Ra, in, 1.0f, x, in, L.A, in, 0.0f, z, Ra);
     } else {
         ensure(ws.xd, (size_t)N * in);
         for (int j = 0; j < run.levels; j++) {
             const int o = L.offset[j], r = L.rank[j];
             dropout_input(ws.xd.data(), x, N, in, run.dropout, rng_key(run.mask_key, (uint64_t)j));
             // z[:, o:o+r] = x̃_j · A_jᵀ
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, r, in, 1.0f, ws.xd.data(), in,
+            par_sgemm(false, true, (int)N, r, in, 1.0f, ws.xd.data(), in,
                         L.A + (int64_t)o * in, in, 0.0f, z + o, Ra);
         }
     }
     const float* s = L.scale.data();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * Ra >= kParMinElems)
     for (int64_t n = 0; n < N; n++) {
         float* zr = z + n * Ra;
         for (int c = 0; c < Ra; c++) zr[c] *= s[c];
     }
     // y += z · B_actᵀ   (B [out, R], first Ra columns)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, out, Ra, 1.0f, z, Ra, L.B, L.R, 1.0f, y, out);
+    par_sgemm(false, true, (int)N, out, Ra, 1.0f, z, Ra, L.B, L.R, 1.0f, y, out);
 }
 
 void hlora_backward(const HLoraLinear& L, const HLoraRun& run, const float* x, const float* z, const float* dy,
@@ -99,26 +176,26 @@ void hlora_backward(const HLoraLinear& L, const HLoraRun& run, const float* x, c
     const int in = L.in, out = L.out;
     const float* W = base_weight(L, ws);
     // dx [N, in] (+)= dy · W
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, in, out, 1.0f, dy, out, W, in,
+    par_sgemm(false, false, (int)N, in, out, 1.0f, dy, out, W, in,
                 accumulate ? 1.0f : 0.0f, dx, in);
     const int Ra = hlora_active_rank(L, run);
     if (Ra == 0) return;
     // dB[:, :Ra] [out, Ra] += dyᵀ · z
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, Ra, (int)N, 1.0f, dy, out, z, Ra, 1.0f, L.dB, L.R);
+    par_sgemm(true, false, out, Ra, (int)N, 1.0f, dy, out, z, Ra, 1.0f, L.dB, L.R);
     // du [N, Ra] = (dy · B_act) ⊙ s
     ensure(ws.du, (size_t)N * Ra);
     float* du = ws.du.data();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, Ra, out, 1.0f, dy, out, L.B, L.R, 0.0f, du, Ra);
+    par_sgemm(false, false, (int)N, Ra, out, 1.0f, dy, out, L.B, L.R, 0.0f, du, Ra);
     const float* s = L.scale.data();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * Ra >= kParMinElems)
     for (int64_t n = 0; n < N; n++) {
         float* ur = du + n * Ra;
         for (int c = 0; c < Ra; c++) ur[c] *= s[c];
     }
     if (run.dropout <= 0.0f) {
         // dA[:Ra] [Ra, in] += duᵀ · x ;  dx += du · A_act
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Ra, in, (int)N, 1.0f, du, Ra, x, in, 1.0f, L.dA, in);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, in, Ra, 1.0f, du, Ra, L.A, in, 1.0f, dx, in);
+        par_sgemm(true, false, Ra, in, (int)N, 1.0f, du, Ra, x, in, 1.0f, L.dA, in);
+        par_sgemm(false, false, (int)N, in, Ra, 1.0f, du, Ra, L.A, in, 1.0f, dx, in);
         return;
     }
     ensure(ws.xd, (size_t)N * in);
@@ -129,15 +206,15 @@ void hlora_backward(const HLoraLinear& L, const HLoraRun& run, const float* x, c
         const uint64_t key = rng_key(run.mask_key, (uint64_t)j);
         dropout_input(ws.xd.data(), x, N, in, run.dropout, key);
         // dA_j [r, in] += du_jᵀ · x̃_j
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, (int)N, 1.0f, du + o, Ra, ws.xd.data(), in, 1.0f,
+        par_sgemm(true, false, r, in, (int)N, 1.0f, du + o, Ra, ws.xd.data(), in, 1.0f,
                     L.dA + (int64_t)o * in, in);
         // t [N, in] = du_j · A_j ;  dx += t ⊙ m_j / (1 − p)
         float* t = ws.t.data();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, in, r, 1.0f, du + o, Ra, L.A + (int64_t)o * in,
+        par_sgemm(false, false, (int)N, in, r, 1.0f, du + o, Ra, L.A + (int64_t)o * in,
                     in, 0.0f, t, in);
         const int64_t n = N * in;
         const float p = run.dropout;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParMinElems / 4)
         for (int64_t i = 0; i < n; i++)
             if (rng_uniform(key, (uint64_t)i) >= p) dx[i] += t[i] * keep_scale;
     }

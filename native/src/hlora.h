@@ -63,12 +63,51 @@ struct HLoraRun {
 };
 
 // Reused scratch of the adapted linears (one per model; calls are sequential).
+// Dequantized-weight cache: with cache_slots == 0 every call dequantizes its NF4 weight into `w`. With
+// cache_slots = k > 0 the last k dequantized weights are kept (least recently used evicted), keyed by the
+// projection and its packed storage; the weights are frozen, so a hit returns exactly the values a fresh
+// dequantization would. The model sets k = 7 (one decoder layer) when that fits its budget, so the backward reuses
+// the weights its forward (or checkpoint recompute) just dequantized.
 struct HLoraWorkspace {
-    std::vector<float> w;           // [out, in] dequantized W
+    std::vector<float> w;           // [out, in] dequantized W (cache_slots == 0)
     std::vector<float> xd;          // [N, in] dropped-out adapter input of one level
     std::vector<float> du;          // [N, R_a] adapter gradient
     std::vector<float> t;           // [N, in] per-level dx contribution (dropout)
+    int cache_slots = 0;
+    struct Slot {
+        const void* owner = nullptr;    // HLoraLinear
+        const void* data = nullptr;     // its packed NF4 storage
+        int64_t rows = 0, cols = 0;
+        uint64_t used = 0;              // LRU stamp
+        std::vector<float> w;           // [rows, cols]
+    };
+    std::vector<Slot> slots;
+    uint64_t clock = 0;
     size_t bytes() const;
+};
+
+// Row-major C [M, N] = alpha·op(A)·op(B) + beta·C (op = transpose when ta / tb), like cblas_sgemm, split over
+// OpenMP threads by output rows or columns (the larger of M and N; K is never split, so every element is one
+// sequential single-threaded BLAS reduction). Runs on one thread when the work is small (M·N·K below
+// kGemmWorkPerThread per thread) or when called inside a parallel region. OpenBLAS must be single-threaded
+// (BlasThreadScope) so that its own pthreads do not compete with the OpenMP team. The split depends only on the
+// shape and omp_get_max_threads(): results are deterministic for a fixed thread count.
+void par_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+               float beta, float* C, int ldc);
+constexpr double kGemmWorkPerThread = double(1 << 21);   // multiply-adds per thread worth a fork/join
+constexpr int64_t kParMinElems = int64_t(1) << 15;       // elementwise loops below this size run on one thread
+
+// Scope of one model call: OpenBLAS single-threaded (restored on exit), and the OpenMP team capped at
+// `threads` (<= 0: unchanged). Tiny models then run serially instead of waking and spinning idle threads.
+class BlasThreadScope {
+  public:
+    explicit BlasThreadScope(int threads = 0);
+    ~BlasThreadScope();
+    BlasThreadScope(const BlasThreadScope&) = delete;
+    BlasThreadScope& operator=(const BlasThreadScope&) = delete;
+
+  private:
+    int blas_prev_, omp_prev_;
 };
 
 // Rank rows used by `run`: offset[run.levels] (0 when not adapted).

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "error.h"
+#include "hlora.h"
 
 namespace hq {
 
@@ -51,8 +52,8 @@ LossOut cross_entropy_chunked(const float* h, const float* W, const int32_t* tar
         float* lg = ws.logits.data();   // [nc, V]
         for (int i = 0; i < nc; i++) std::memcpy(hc + (int64_t)i * C, h + ws.rows[m0 + i] * C, sizeof(float) * C);
         // logits [nc, V] = hc · Wᵀ
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nc, V, C, 1.0f, hc, C, W, C, 0.0f, lg, V);
-#pragma omp parallel for schedule(static)
+        par_sgemm(false, true, nc, V, C, 1.0f, hc, C, W, C, 0.0f, lg, V);
+#pragma omp parallel for schedule(static) if ((int64_t)nc * V >= kParMinElems / 4)
         for (int i = 0; i < nc; i++) {
             float* l = lg + (int64_t)i * V;
             const int32_t tgt = targets[ws.rows[m0 + i]];
@@ -70,7 +71,7 @@ LossOut cross_entropy_chunked(const float* h, const float* W, const int32_t* tar
         }
         if (dh) {
             // dhc [nc, C] = dlogits · W, scattered back to the target rows
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nc, C, V, 1.0f, lg, V, W, C, 0.0f, ws.dh.data(), C);
+            par_sgemm(false, false, nc, C, V, 1.0f, lg, V, W, C, 0.0f, ws.dh.data(), C);
             for (int i = 0; i < nc; i++)
                 std::memcpy(dh + ws.rows[m0 + i] * C, ws.dh.data() + (int64_t)i * C, sizeof(float) * C);
         }

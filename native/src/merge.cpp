@@ -278,8 +278,10 @@ json merge_into_base(const MergeIntoBaseOptions& o) {
                 const TensorInfo* t = mw.find(d.name, &f);
                 const bool fl = t->dtype == DType::F32 || t->dtype == DType::F16 || t->dtype == DType::BF16 ||
                                 t->dtype == DType::F64;
-                if (!fl) {
-                    w.write(d.name, f->data(*t), size_t(t->end - t->begin));   // non-float: copied as is
+                if (!fl || (t->dtype == d.dtype && !adapted.count(d.name))) {
+                    // Same dtype and no adapter (embeddings, norms, lm_head, untargeted projections), or non-float:
+                    // the bytes are copied as they are, chunk by chunk, dropping each chunk's mapped pages.
+                    w.write_chunked(d.name, f->data(*t), size_t(t->end - t->begin), release_mapped_range);
                 } else {
                     W.resize(size_t(t->numel()));
                     f->convert_f32(*t, W.data());
@@ -520,6 +522,9 @@ std::string export_summary(const json& r) {
             os << " max |Δlogit| " << v["max_abs_diff"].get<double>() << " mean " << v["mean_abs_diff"].get<double>()
                << " (tolerance " << v["tolerance"].get<double>() << (v.value("exact", true) ? "" : ", lossy export") << ")";
         if (v.contains("reason")) os << " (" << v["reason"].get<std::string>() << ")";
+        if (v.contains("vs_trainer_nf4"))
+            os << "\n        vs the NF4 model the adapter was trained on: max |Δlogit| "
+               << v["vs_trainer_nf4"]["max_abs_diff"].get<double>() << " (the original-vs-dequantized gap)";
     }
     return os.str();
 }

@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "hlora.h"
+
 namespace hq {
 
 static constexpr float kGeluBeta = 0.7978845608028654f;   // √(2/π)
@@ -10,13 +12,13 @@ static constexpr float kGeluKappa = 0.044715f;
 
 void glu_forward(float* h, const float* gate, const float* up, int64_t n, Act act) {
     if (act == Act::SiLU) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParMinElems / 4)
         for (int64_t i = 0; i < n; i++) {
             const float g = gate[i];
             h[i] = (g / (1.0f + std::exp(-g))) * up[i];
         }
     } else {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParMinElems / 4)
         for (int64_t i = 0; i < n; i++) {
             const float g = gate[i];
             const float inner = kGeluBeta * (g + kGeluKappa * g * g * g);
@@ -27,7 +29,7 @@ void glu_forward(float* h, const float* gate, const float* up, int64_t n, Act ac
 
 void glu_backward(float* dgate, float* dup, const float* dh, const float* gate, const float* up, int64_t n, Act act) {
     if (act == Act::SiLU) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParMinElems / 4)
         for (int64_t i = 0; i < n; i++) {
             const float g = gate[i];
             const float sg = 1.0f / (1.0f + std::exp(-g));        // σ(g)
@@ -37,7 +39,7 @@ void glu_backward(float* dgate, float* dup, const float* dh, const float* gate, 
             dgate[i] = dh[i] * up[i] * da;
         }
     } else {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParMinElems / 4)
         for (int64_t i = 0; i < n; i++) {
             const float g = gate[i];
             const float inner = kGeluBeta * (g + kGeluKappa * g * g * g);

@@ -3,10 +3,12 @@
 
 #include <cmath>
 
+#include "hlora.h"
+
 namespace hq {
 
 void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int64_t N, int C, float eps, bool gemma) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C >= kParMinElems)
     for (int64_t n = 0; n < N; n++) {
         const float* xr = x + n * C;   // [C]
         float* yr = y + n * C;         // [C]
@@ -25,7 +27,7 @@ void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int6
 
 void rmsnorm_backward(float* dx, const float* dy, const float* x, const float* w, const float* rstd, int64_t N,
                       int C, bool gemma) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C >= kParMinElems)
     for (int64_t n = 0; n < N; n++) {
         const float* xr = x + n * C;    // [C]
         const float* dyr = dy + n * C;  // [C]

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "error.h"
+#include "hlora.h"
 
 namespace hq {
 
@@ -37,7 +38,7 @@ std::vector<float> rope_inv_freq(int head_dim, float theta, const RopeScaling& s
 
 void rope_tables(float* cos, float* sin, const float* inv_freq, int T, int head_dim) {
     const int h = head_dim / 2;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)T * head_dim >= kParMinElems / 4)
     for (int t = 0; t < T; t++) {
         for (int i = 0; i < h; i++) {
             const float f = (float)t * inv_freq[i];
@@ -50,7 +51,7 @@ void rope_tables(float* cos, float* sin, const float* inv_freq, int T, int head_
 // Shared loop: sign = +1 applies the rotation, -1 its transpose (the backward).
 static void rope_apply(float* x, const float* cos, const float* sin, int B, int T, int nh, int d, float sign) {
     const int h = d / 2;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if ((int64_t)B * T * nh * d >= kParMinElems)
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
             const float* c = cos + (int64_t)t * h;   // [d/2]

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -93,6 +94,24 @@ void StreamingSafetensorsWriter::write(const std::string& name, const void* data
                                      << name << " (" << bytes << " bytes)",
              (Where{path_, name, "", -1, -1}), "please report this as a bug");
     raw(data, bytes, name);
+    next_++;
+}
+
+void StreamingSafetensorsWriter::write_chunked(const std::string& name, const uint8_t* data, size_t bytes,
+                                               const std::function<void(const uint8_t*, size_t)>& after_chunk) {
+    HQ_ASSERT(fd_ >= 0);
+    HQ_ASSERT(next_ < decls_.size());
+    const TensorDecl& d = decls_[next_];
+    HQ_CHECK(d.name == name && d.bytes() == bytes, "E_INTERNAL",
+             "streaming writer for " << path_ << ": expected tensor " << d.name << " (" << d.bytes() << " bytes), got "
+                                     << name << " (" << bytes << " bytes)",
+             (Where{path_, name, "", -1, -1}), "please report this as a bug");
+    const size_t chunk = size_t(64) << 20;
+    for (size_t o = 0; o < bytes; o += chunk) {
+        const size_t n = std::min(chunk, bytes - o);
+        raw(data + o, n, name);
+        if (after_chunk) after_chunk(data + o, n);
+    }
     next_++;
 }
 

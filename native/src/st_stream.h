@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -35,6 +36,10 @@ class StreamingSafetensorsWriter {
     void write(const std::string& name, const void* data, size_t bytes);
     // fp32 values converted to the declared dtype (F32 / F16 / BF16) on the fly, in chunks.
     void write_f32(const std::string& name, const float* data, size_t numel);
+    // The next declared tensor's bytes from a (mapped) buffer, written in 64 MiB chunks; `after_chunk(p, n)` runs
+    // after each chunk (e.g. to drop the mapped pages, keeping resident memory at one chunk).
+    void write_chunked(const std::string& name, const uint8_t* data, size_t bytes,
+                       const std::function<void(const uint8_t*, size_t)>& after_chunk);
     // fsync + close; throws if some declared tensor was not written.
     void finish();
     uint64_t total_bytes() const { return total_; }

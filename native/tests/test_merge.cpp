@@ -401,7 +401,7 @@ TEST_CASE("PEFT compatibility proof: PEFT-loaded flat export and transformers-lo
         for (const char* k : {"logits_peft", "logits_merged", "logits_peft_merged"}) {
             const std::vector<float> ref = g->read_f32(k);
             const double d = max_abs(ours, ref);
-            MESSAGE(m << ": max |ours(hierarchical) - " << k << "| = " << d);
+            MESSAGE(m << ": max |ours(hierarchical) - " << std::string(k) << "| = " << d);
             CHECK(d <= 1e-5);
         }
         // And the adapter matters: the base alone is far away.

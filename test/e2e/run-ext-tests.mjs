@@ -16,7 +16,7 @@ const t0 = Date.now();
 const cs = await startCodeServer(Number(process.env.HQLORA_E2E_PORT ?? 8311), path.join(state, 'cs'));
 const { page, close } = await launchBrowser();
 const noise = /Creating a socket|connection token|ChatModelSelection|Service Worker|builtin extensions cache|open-vsx|ENOTFOUND|grace-time|marketplace/;
-let code = 1;
+let code;
 try {
   await page.exposeFunction('codeAutomationLog', (level, args) => {
     const text = util.format(...(Array.isArray(args) ? args : [args]));

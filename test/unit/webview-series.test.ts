@@ -21,7 +21,7 @@ describe('decimateIndices', () => {
     assert.ok(idx.length <= 4 * 800, `${idx.length} indices`);
     assert.ok(idx.includes(54_321) && idx.includes(7) && idx.includes(0) && idx.includes(n - 1));
     assert.deepEqual([...idx].sort((a, b) => a - b), idx);
-    assert.ok(ms < 200);
+    assert.ok(ms < 1000, `${ms} ms`);
   });
 
   it('skips nulls (non-finite values)', () => {
