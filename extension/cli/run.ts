@@ -5,6 +5,7 @@ import path from 'node:path';
 
 import type { TrainerEvent } from '../../schemas/generated/trainer-events';
 import { formatBytes, formatDuration, formatEval, formatLoss, formatStart, formatStep, num } from '../run/format';
+import { formatMcqLine } from '../eval/table';
 import { startRun } from '../run/job';
 import type { RunResult, TrainerProcess } from '../run/launcher';
 import { warn } from './io';
@@ -111,6 +112,9 @@ export async function runCommand(opts: RunCommandOptions): Promise<number> {
           break;
         case 'eval':
           out.line(formatEval(e));
+          break;
+        case 'mcq':
+          out.line(formatMcqLine(e));
           break;
         case 'checkpoint':
           out.line(`checkpoint ${path.basename(e.path)} (${formatBytes(e.bytes)})`);

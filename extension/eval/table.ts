@@ -1,7 +1,7 @@
 // table.ts — the evaluation table as Markdown (eval.md, the CLI's output, the "Evaluate Adapter" view) and the
 // progress line. One row per configuration (base, then adapter levels), like the QLoRA paper's Tables 1/2:
 // eval loss, perplexity, multiple-choice accuracy (macro over subjects, and micro), then one column per subject.
-import type { EvalProgressEvent, EvalResultEvent, EvalRow } from '../../schemas/generated/trainer-events';
+import type { EvalProgressEvent, EvalResultEvent, EvalRow, McqEvent } from '../../schemas/generated/trainer-events';
 import { formatDuration, num } from '../run/format';
 
 const pct = (x: number | undefined): string => (x === undefined ? '–' : `${(100 * x).toFixed(1)}`);
@@ -47,4 +47,11 @@ export function formatProgress(e: EvalProgressEvent): string {
   const frac = e.total > 0 ? e.done / e.total : 1;
   const eta = e.eta_s === null ? '?' : formatDuration(num(e.eta_s));
   return `eval ${e.row + 1}/${e.rows} ${e.name}  ${(100 * frac).toFixed(0)}% · ${eta} left`;
+}
+
+/** One line per `mcq` event: "multiple choice @ step 40: 33.3% macro, 35.0% micro of 60 questions" (training), or
+ * "multiple choice base (NF4): ..." (a row of `hqlora-train eval`). */
+export function formatMcqLine(e: McqEvent): string {
+  const where = e.step !== null ? `@ step ${e.step}` : (e.config ?? '');
+  return `multiple choice ${where}: ${pct(e.macro_accuracy)}% macro, ${pct(e.accuracy)}% micro of ${e.n} questions`;
 }
