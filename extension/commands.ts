@@ -13,11 +13,14 @@ export type Cmd = (...args: unknown[]) => unknown;
 const CONFIG_GLOB = '**/*.hqlora.{yaml,yml}';
 const isConfig = (p: string): boolean => /\.hqlora\.ya?ml$/.test(p);
 
-/** Launching runs executes the native trainer on workspace paths: only in a trusted workspace. */
-async function requireTrust(): Promise<boolean> {
+/**
+ * Launching runs executes the native trainer on workspace paths, and exports run the native addon on them: only in a
+ * trusted workspace. `what` names the refused action in the message.
+ */
+export async function requireTrust(what = 'runs the native trainer hqlora-train on paths taken from this workspace, so it only starts runs'): Promise<boolean> {
   if (vscode.workspace.isTrusted) return true;
   const choice = await vscode.window.showErrorMessage(
-    'H-QLoRA runs the native trainer hqlora-train on paths taken from this workspace, so it only starts runs in a trusted workspace.',
+    `H-QLoRA ${what} in a trusted workspace.`,
     'Manage Workspace Trust',
   );
   if (choice) await vscode.commands.executeCommand('workbench.trust.manage');

@@ -6,7 +6,10 @@ import {
   type Cmd, notifyOnFinish, openDashboardCommand, resumeRunCommand, showLogCommand, showTrainerLogCommand, startRunCommand,
   stopRunCommand,
 } from './commands';
+import { evaluateCommand } from './commands/evaluate';
+import { combineAdaptersCommand, exportMergedCommand, mergeLevelsCommand } from './commands/merge';
 import { newConfigCommand } from './commands/newConfig';
+import { previewDataCommand } from './commands/previewData';
 import { Ctx } from './ctx';
 import { startLanguageClient } from './lsp/client';
 
@@ -18,6 +21,11 @@ const COMMANDS: Record<string, (ctx: Ctx) => Cmd> = {
   'hqlora.showTrainerLog': showTrainerLogCommand,
   'hqlora.showLog': showLogCommand,
   'hqlora.newConfig': newConfigCommand,
+  'hqlora.previewData': previewDataCommand,
+  'hqlora.mergeLevels': mergeLevelsCommand,
+  'hqlora.exportMerged': exportMergedCommand,
+  'hqlora.combineAdapters': combineAdaptersCommand,
+  'hqlora.evaluate': evaluateCommand,
 };
 
 /** What activate() returns: the Ctx, for the extension-host test suites (test/e2e/suite). */

@@ -6,7 +6,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
-import type { EvalProgressEvent, EvalResultEvent, McqEvent, TrainerEvent, WarningEvent } from '../../schemas/generated/trainer-events';
+import type { EvalProgressEvent, EvalResultEvent, McqEvent, TrainerEvent } from '../../schemas/generated/trainer-events';
 import { loadTokenizer } from '../data/tokenizer';
 import { HqError } from '../run/errors';
 import { LineSplitter } from '../run/lines';
@@ -171,7 +171,7 @@ function runTrainerEval(trainer: string, args: string[], cwd: string, opts: Eval
       const e = v;
       if (e.type === 'eval_progress') opts.onProgress?.(e);
       else if (e.type === 'mcq') opts.onMcq?.(e);
-      else if (e.type === 'warning') opts.onWarning?.(`${(e as WarningEvent).code}: ${(e as WarningEvent).message}`);
+      else if (e.type === 'warning') opts.onWarning?.(`${e.code}: ${e.message}`);
       else if (e.type === 'eval_result') result = e;
       else if (e.type === 'error') error = e;
     };

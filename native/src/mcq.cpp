@@ -197,6 +197,7 @@ int64_t choice_logits(Model& model, const std::vector<std::vector<int32_t>>& pro
     std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return len_of(a) > len_of(b); });
     std::vector<int32_t> ids;
     std::vector<float> logits;
+    std::vector<int32_t> last;   // [B] last prompt position of each row
     int64_t done = 0;
     for (size_t s = 0; s < order.size();) {
         const int T = static_cast<int>(len_of(order[s]));
@@ -210,11 +211,13 @@ int64_t choice_logits(Model& model, const std::vector<std::vector<int32_t>>& pro
             const int64_t L = len_of(order[s + r]);
             std::copy(p.end() - L, p.end(), ids.begin() + static_cast<size_t>(r) * T);   // keep the last L tokens
         }
-        logits.resize(static_cast<size_t>(B) * T * V);
-        model.forward_logits(ids.data(), B, T, logits.data());   // [B, T, V]
+        last.resize(static_cast<size_t>(B));
+        for (int r = 0; r < B; ++r) last[r] = static_cast<int32_t>(len_of(order[s + r]) - 1);
+        logits.resize(static_cast<size_t>(B) * V);
+        model.forward_logits_at(ids.data(), B, T, last.data(), logits.data());   // [B, V] at the last positions
         for (int r = 0; r < B; ++r) {
             const int64_t i = order[s + r];
-            const float* row = logits.data() + (static_cast<size_t>(r) * T + (len_of(i) - 1)) * V;
+            const float* row = logits.data() + static_cast<size_t>(r) * V;
             for (int k = 0; k < K; ++k) out[static_cast<size_t>(i) * K + k] = row[choice_ids[k]];
         }
         s += B;

@@ -57,9 +57,11 @@ json build_dir(const ExportCommon& o, const std::vector<std::string>& inputs, F 
     HQ_CHECK(!o.out_dir.empty(), "E_CONFIG", "no output folder given", (Where{"", "", "out", -1, -1}), "pass --out DIR");
     for (const std::string& in : inputs) {
         const std::string a = in + "/", b = o.out_dir + "/";
-        HQ_CHECK(a.compare(0, b.size(), b) != 0 && b.compare(0, a.size(), a) != 0, "E_CONFIG",
-                 "output folder " << o.out_dir << " overlaps the input " << in, (Where{o.out_dir, "", "out", -1, -1}),
-                 "choose an output folder outside the inputs");
+        // The output may live inside an input folder (e.g. <run>/peft-merged: we only add a new subfolder there),
+        // but an input may not live inside the output, which --force would replace.
+        HQ_CHECK(a.compare(0, b.size(), b) != 0, "E_CONFIG",
+                 "output folder " << o.out_dir << " contains the input " << in, (Where{o.out_dir, "", "out", -1, -1}),
+                 "choose an output folder that does not contain the inputs");
     }
     if (path_exists(o.out_dir) && !o.overwrite)
         throw Error("E_IO", HQ_MSG("output folder " << o.out_dir << " already exists"), Where{o.out_dir, "", "", -1, -1},

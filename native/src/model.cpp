@@ -107,6 +107,7 @@ class ModelImpl final : public Model {
     LossOut forward_backward(const int32_t* ids, const int32_t* labels, int B, int T, bool backward,
                              float grad_scale) override;
     void forward_logits(const int32_t* ids, int B, int T, float* logits_out) override;
+    void forward_logits_at(const int32_t* ids, int B, int T, const int32_t* positions, float* logits_out) override;
 
     void zero_grad() override { std::fill(pg_.begin(), pg_.end(), 0.0f); }
     void set_training(bool training, uint64_t dropout_seed) override {
@@ -143,6 +144,10 @@ class ModelImpl final : public Model {
     void forward_hidden(const int32_t* ids, int B, int T, bool keep);
     const float* out_weight() const { return cfg_.tie_word_embeddings ? embed_.data() : lm_head_.data(); }
     int loss_chunk(int64_t N) const;
+    // OpenMP threads worth using for a call on N tokens (BlasThreadScope cap).
+    int call_threads(int64_t N) const;
+    static constexpr size_t kLayerCacheBytes = (size_t)512 << 20;
+    static constexpr double kCallFlopsPerThread = 32e6;
 
     ModelConfig cfg_;
     AdapterSpec spec_;
@@ -188,6 +193,25 @@ ModelImpl::ModelImpl(const std::string& dir, const QuantSpec& quant, const Adapt
     inv_freq_ = rope_inv_freq(cfg_.head_dim, cfg_.rope_theta, cfg_.rope_scaling);
     load_weights(dir);
     build_adapters(seed);
+    // Keep one decoder layer of dequantized NF4 weights (7 projections) when that fits kLayerCacheBytes: the
+    // backward of a layer then reuses what its forward / checkpoint recompute dequantized just before.
+    size_t layer_bytes = 0;
+    bool any_nf4 = false;
+    if (!layers_.empty())
+        for (const HLoraLinear& P : layers_[0].proj) {
+            layer_bytes += (size_t)P.out * P.in * sizeof(float);
+            any_nf4 = any_nf4 || P.quantized;
+        }
+    if (any_nf4 && layer_bytes <= kLayerCacheBytes) hws_.cache_slots = P_COUNT;
+}
+
+int ModelImpl::call_threads(int64_t N) const {
+    // ≈ forward FLOPs of this call; below kCallFlopsPerThread per thread the extra threads cost more than they give.
+    double w = (double)cfg_.vocab_size * cfg_.hidden_size;
+    if (!layers_.empty())
+        for (const HLoraLinear& P : layers_[0].proj) w += (double)cfg_.num_layers * P.out * P.in;
+    const double flops = 2.0 * (double)N * w;
+    return (int)std::max(1.0, std::min(1e6, flops / kCallFlopsPerThread));
 }
 
 void ModelImpl::load_weights(const std::string& dir) {
@@ -388,14 +412,14 @@ void ModelImpl::layer_forward(int l, const float* x, float* y, LayerActs& a, int
     hlora_forward(L.proj[P_O], run_for(l, P_O), a.att.data(), N, tmpC_.data(), a.z[P_O].data(), hws_);
     float* xmid = a.xmid.data();
     const float* t = tmpC_.data();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C >= kParMinElems)
     for (int64_t i = 0; i < N * C; i++) xmid[i] = x[i] + t[i];
     rmsnorm_forward(a.xn2.data(), a.rstd2.data(), xmid, L.ln2.data(), N, (int)C, c.rms_norm_eps, gemma_);
     hlora_forward(L.proj[P_GATE], run_for(l, P_GATE), a.xn2.data(), N, a.g.data(), a.z[P_GATE].data(), hws_);
     hlora_forward(L.proj[P_UP], run_for(l, P_UP), a.xn2.data(), N, a.u.data(), a.z[P_UP].data(), hws_);
     glu_forward(a.h.data(), a.g.data(), a.u.data(), N * c.intermediate_size, act_);
     hlora_forward(L.proj[P_DOWN], run_for(l, P_DOWN), a.h.data(), N, tmpC_.data(), a.z[P_DOWN].data(), hws_);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C >= kParMinElems)
     for (int64_t i = 0; i < N * C; i++) y[i] = xmid[i] + t[i];
 }
 
@@ -478,6 +502,7 @@ LossOut ModelImpl::forward_backward(const int32_t* ids, const int32_t* labels, i
     const ModelConfig& c = cfg_;
     const int64_t N = (int64_t)B * T, C = c.hidden_size;
     const int nL = c.num_layers;
+    BlasThreadScope threads(call_threads(N));
     forward_hidden(ids, B, T, backward);
     targets_.resize(N);
     shift_labels(targets_.data(), labels, B, T);
@@ -506,10 +531,28 @@ LossOut ModelImpl::forward_backward(const int32_t* ids, const int32_t* labels, i
 
 void ModelImpl::forward_logits(const int32_t* ids, int B, int T, float* logits_out) {
     const int64_t N = (int64_t)B * T;
+    BlasThreadScope threads(call_threads(N));
     forward_hidden(ids, B, T, false);
     // logits [N, V] = xf · W_outᵀ
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, cfg_.vocab_size, cfg_.hidden_size, 1.0f, xf_.data(),
-                cfg_.hidden_size, out_weight(), cfg_.hidden_size, 0.0f, logits_out, cfg_.vocab_size);
+    par_sgemm(false, true, (int)N, cfg_.vocab_size, cfg_.hidden_size, 1.0f, xf_.data(), cfg_.hidden_size,
+              out_weight(), cfg_.hidden_size, 0.0f, logits_out, cfg_.vocab_size);
+}
+
+void ModelImpl::forward_logits_at(const int32_t* ids, int B, int T, const int32_t* positions, float* logits_out) {
+    for (int b = 0; b < B; b++)
+        HQ_CHECK(positions[b] >= 0 && positions[b] < T, "E_SHAPE",
+                 "logits position " << positions[b] << " of row " << b << " is outside [0, " << T << ")", Where{},
+                 "pass one position per row inside the sequence");
+    const int64_t N = (int64_t)B * T, C = cfg_.hidden_size;
+    BlasThreadScope threads(call_threads(N));
+    forward_hidden(ids, B, T, false);
+    // The final hidden state of each requested position, then logits [B, V] = rows · W_outᵀ (the same values as
+    // the matching rows of forward_logits up to the GEMM's blocking).
+    ensure(ytmp_, (size_t)B * C);
+    for (int b = 0; b < B; b++)
+        std::memcpy(ytmp_.data() + (int64_t)b * C, xf_.data() + ((int64_t)b * T + positions[b]) * C, sizeof(float) * C);
+    par_sgemm(false, true, B, cfg_.vocab_size, (int)C, 1.0f, ytmp_.data(), (int)C, out_weight(), (int)C, 0.0f,
+              logits_out, cfg_.vocab_size);
 }
 
 std::vector<float> ModelImpl::dequantized_weight(const std::string& module) const {

@@ -90,6 +90,10 @@ class Model {
 
     // Inference forward: logits_out [B, T, V]. For tests, verification and eval (small inputs).
     virtual void forward_logits(const int32_t* ids, int B, int T, float* logits_out) = 0;
+    // Inference forward that projects only one position per row: logits_out [B, V] are the logits of row b at
+    // positions[b] (in [0, T)), as forward_logits would give them at [b, positions[b], :]. For the MCQ evaluator.
+    virtual void forward_logits_at(const int32_t* ids, int B, int T, const int32_t* positions /*[B]*/,
+                                   float* logits_out /*[B,V]*/) = 0;
 
     virtual void zero_grad() = 0;
     // Training mode enables adapter dropout (mask stream seeded by `dropout_seed`, advanced per call).

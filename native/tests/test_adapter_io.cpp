@@ -77,6 +77,7 @@ class FakeModel : public Model {
     int64_t base_param_count() const override { return 0; }
     LossOut forward_backward(const int32_t*, const int32_t*, int, int, bool, float) override { return {}; }
     void forward_logits(const int32_t*, int, int, float*) override {}
+    void forward_logits_at(const int32_t*, int, int, const int32_t*, float*) override {}
     void zero_grad() override {}
     void set_training(bool, uint64_t) override {}
     void set_gradient_checkpointing(bool) override {}

@@ -1,0 +1,98 @@
+// commands.test.ts — extension-host suite for the merge/export and Preview Data commands, in a real VS Code with
+// the workspace made by test/e2e/run-ext-tests.mjs: a tiny run is trained to completion with the run manager, then
+// "Merge Adapter Levels" and "Merge Adapter into Base Model" export it (arguments given, so nothing prompts) and
+// "Preview Data" opens its marked document. Every figure is printed.
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+
+import * as vscode from 'vscode';
+
+import type { HqloraApi } from '../../../extension/extension';
+import type { ExportReport } from '../../../extension/native/addon';
+import type { Run } from '../../../extension/runs/run';
+
+const ws = (): string => vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? '';
+
+async function waitFor<T>(what: string, fn: () => T | undefined | false, ms = 60_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const readJson = (f: string): Record<string, unknown> => JSON.parse(readFileSync(f, 'utf8')) as Record<string, unknown>;
+
+let api: HqloraApi;
+let run: Run;
+
+suite('H-QLoRA merge/export and Preview Data commands', () => {
+  suiteSetup(async () => {
+    const ext = vscode.extensions.getExtension<HqloraApi>('hqlora.hqlora');
+    assert.ok(ext, 'extension hqlora.hqlora not found');
+    api = await ext.activate();
+  });
+
+  test('the commands are registered (the dashboard enables its Merge / Export buttons from this list)', async () => {
+    const all = new Set(await vscode.commands.getCommands(true));
+    for (const id of ['hqlora.mergeLevels', 'hqlora.exportMerged', 'hqlora.combineAdapters', 'hqlora.previewData']) {
+      assert.ok(all.has(id), `${id} is not registered`);
+    }
+  });
+
+  test('Merge Adapter Levels on a completed tiny run: PEFT folder + verify.json pass', async () => {
+    const t0 = Date.now();
+    const started = await api.runs.start(path.join(ws(), 'quick.hqlora.yaml'));
+    assert.ok(started, 'the run manager started no run');
+    run = started;
+    await api.runs.whenDone(run);
+    assert.equal(run.status, 'completed', run.record.message);
+    const trained = Date.now() - t0;
+
+    const t1 = Date.now();
+    const rep = await vscode.commands.executeCommand<ExportReport | undefined>('hqlora.mergeLevels', run.id, { rank: 0 });
+    assert.ok(rep, 'hqlora.mergeLevels returned no report (see the H-QLoRA log)');
+    const out = `${run.id}-peft-merged`;
+    assert.equal(rep.output, out);
+    assert.equal(rep.format, 'peft');
+    for (const f of ['adapter_config.json', 'adapter_model.safetensors', 'verify.json']) assert.ok(existsSync(path.join(out, f)), `missing ${f}`);
+    const cfg = readJson(path.join(out, 'adapter_config.json'));
+    assert.equal(cfg.r, rep.total_rank, 'exact merge: rank = Σ level ranks');
+    const verify = readJson(path.join(out, 'verify.json')) as { verification: { status: string; exact: boolean; max_abs_diff: number; mean_abs_diff: number; tolerance: number } };
+    assert.equal(verify.verification.status, 'pass');
+    assert.equal(verify.verification.exact, true);
+    assert.ok(verify.verification.max_abs_diff <= verify.verification.tolerance);
+    console.log(`merge levels: run trained in ${trained} ms, merged in ${Date.now() - t1} ms: rank ${String(cfg.r)}, ` +
+      `max |Δlogit| ${verify.verification.max_abs_diff}, mean ${verify.verification.mean_abs_diff} (tolerance ${verify.verification.tolerance})`);
+  });
+
+  test('Merge Adapter into Base Model (dequantized, fp32): HF model folder + verify.json pass', async () => {
+    const t0 = Date.now();
+    const rep = await vscode.commands.executeCommand<ExportReport | undefined>('hqlora.exportMerged', run.id, { base: 'dequantized', dtype: 'fp32' });
+    assert.ok(rep, 'hqlora.exportMerged returned no report (see the H-QLoRA log)');
+    assert.equal(rep.output, `${run.id}-merged-dequantized-fp32`);
+    assert.equal(rep.format, 'hf-model');
+    assert.ok(existsSync(path.join(rep.output, 'config.json')) && existsSync(path.join(rep.output, 'verify.json')));
+    const verify = readJson(path.join(rep.output, 'verify.json')) as { verification: { status: string; max_abs_diff: number } };
+    assert.equal(verify.verification.status, 'pass');
+    console.log(`merge into base: ${Date.now() - t0} ms, max |Δlogit| ${verify.verification.max_abs_diff}`);
+  });
+
+  test('Preview Data opens a read-only document with the trained parts marked', async () => {
+    const config = vscode.Uri.file(path.join(ws(), 'quick.hqlora.yaml'));
+    const uri = await vscode.commands.executeCommand<vscode.Uri | undefined>('hqlora.previewData', config, 3);
+    assert.ok(uri, 'hqlora.previewData returned no document (see the H-QLoRA log)');
+    const editor = await waitFor('the preview editor', () => vscode.window.visibleTextEditors.find((e) => e.document.uri.toString() === uri.toString()));
+    const text = editor.document.getText();
+    assert.match(text, /«trained» = tokens with loss/);
+    assert.match(text, /── example 1 .* \d+ tokens, \d+ trained/);
+    assert.ok(!text.includes('── example 4'), 'three examples asked for');
+    const marked = [...text.matchAll(/«([^«»]+)»/g)].slice(1); // after the header's «trained» legend
+    assert.ok(marked.length >= 1, 'no trained part is marked');
+    await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
+    console.log(`preview data: ${text.split('\n').length} lines, ${marked.length} trained parts marked`);
+  });
+});
