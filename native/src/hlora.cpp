@@ -50,30 +50,74 @@ void par_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* 
     const double work = (double)M * N * K;
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     nt = (int)std::min<double>(nt, std::max(1.0, work / kGemmWorkPerThread));
-    const bool split_n = N >= M;
-    const int D = split_n ? N : M;
-    constexpr int kAlign = 16;   // split points on multiples of the kernel's vector width
-    if (nt > 1 && D >= 2 * kAlign) {
-        int chunk = (D + nt - 1) / nt;
-        chunk = (chunk + kAlign - 1) / kAlign * kAlign;
-        const int parts = (D + chunk - 1) / chunk;
-        if (parts > 1) {
-#pragma omp parallel for num_threads(parts) schedule(static, 1)
-            for (int p = 0; p < parts; p++) {
-                const int d0 = p * chunk, dn = std::min(chunk, D - d0);
-                if (split_n) {
-                    const float* Bp = tb ? B + (int64_t)d0 * ldb : B + d0;
-                    cblas_sgemm(CblasRowMajor, opA, opB, M, dn, K, alpha, A, lda, Bp, ldb, beta, C + d0, ldc);
-                } else {
-                    const float* Ap = ta ? A + d0 : A + (int64_t)d0 * lda;
-                    cblas_sgemm(CblasRowMajor, opA, opB, dn, N, K, alpha, Ap, lda, B, ldb, beta,
-                                C + (int64_t)d0 * ldc, ldc);
-                }
+    if (nt <= 1 || K <= 0) {
+        cblas_sgemm(CblasRowMajor, opA, opB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    // Split the dimension whose extra parts cost the least duplicated work: each part of an N split packs all of A
+    // (M·K), of an M split all of B (N·K), of a K split writes and reduces an [M, N] partial (≈ 2·M·N).
+    // A K split keeps one partial per part: at most nt parts and kMaxPartialBytes of them.
+    const double dup[3] = {(double)M * K, (double)N * K, 2.0 * M * N};   // split N, M, K
+    const int dims[3] = {N, M, K};
+    constexpr double kMaxPartialBytes = double(128 << 20);
+    const int k_parts = (int)std::min<double>(nt, kMaxPartialBytes / (4.0 * M * N));
+    int axis = 0;
+    for (int c = 1; c < 3; c++)
+        if (dup[c] < dup[axis] && (c < 2 || k_parts >= 2)) axis = c;
+    const int D = dims[axis];
+    // Up to 4 parts per thread (dynamic scheduling evens out threads slowed by other processes), while the parts
+    // stay >= 64 wide and their duplicated work stays below 5% of the product.
+    constexpr int kAlign = 16, kMinPart = 64;
+    const int max_parts = std::max(1, std::min({axis == 2 ? k_parts : 4 * nt, D / kMinPart,
+                                                (int)std::min(1e6, 0.05 * work / dup[axis])}));
+    int parts = axis == 2 ? max_parts : std::max(std::min(nt, D / kMinPart), max_parts);
+    if (parts < 2) {
+        cblas_sgemm(CblasRowMajor, opA, opB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int chunk = (D + parts - 1) / parts;
+    chunk = (chunk + kAlign - 1) / kAlign * kAlign;
+    parts = (D + chunk - 1) / chunk;
+    BlasThreadScope blas_one;   // no-op under the model's scope; guards direct callers
+    if (axis < 2) {
+#pragma omp parallel for num_threads(std::min(nt, parts)) schedule(dynamic, 1)
+        for (int p = 0; p < parts; p++) {
+            const int d0 = p * chunk, dn = std::min(chunk, D - d0);
+            if (axis == 0) {
+                const float* Bp = tb ? B + (int64_t)d0 * ldb : B + d0;
+                cblas_sgemm(CblasRowMajor, opA, opB, M, dn, K, alpha, A, lda, Bp, ldb, beta, C + d0, ldc);
+            } else {
+                const float* Ap = ta ? A + d0 : A + (int64_t)d0 * lda;
+                cblas_sgemm(CblasRowMajor, opA, opB, dn, N, K, alpha, Ap, lda, B, ldb, beta, C + (int64_t)d0 * ldc,
+                            ldc);
             }
-            return;
+        }
+        return;
+    }
+    // K split: partial products into scratch, then C = beta·C + Σ_p partial_p in part order (deterministic).
+    static thread_local std::vector<float> partial;
+    const size_t mn = (size_t)M * N;
+    if (partial.size() < mn * parts) partial.resize(mn * parts);
+    float* P = partial.data();
+#pragma omp parallel num_threads(std::min(nt, parts))
+    {
+#pragma omp for schedule(dynamic, 1)
+        for (int p = 0; p < parts; p++) {
+            const int k0 = p * chunk, kn = std::min(chunk, K - k0);
+            const float* Ap = ta ? A + (int64_t)k0 * lda : A + k0;
+            const float* Bp = tb ? B + k0 : B + (int64_t)k0 * ldb;
+            cblas_sgemm(CblasRowMajor, opA, opB, M, N, kn, alpha, Ap, lda, Bp, ldb, 0.0f, P + mn * p, N);
+        }
+#pragma omp for schedule(static)
+        for (int i = 0; i < M; i++) {
+            float* c = C + (int64_t)i * ldc;
+            for (int j = 0; j < N; j++) {
+                float acc = P[(size_t)i * N + j];
+                for (int p = 1; p < parts; p++) acc += P[mn * p + (size_t)i * N + j];
+                c[j] = beta == 0.0f ? acc : beta * c[j] + acc;
+            }
         }
     }
-    cblas_sgemm(CblasRowMajor, opA, opB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 static void ensure(std::vector<float>& v, size_t n) {

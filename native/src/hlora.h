@@ -87,11 +87,13 @@ struct HLoraWorkspace {
 };
 
 // Row-major C [M, N] = alpha·op(A)·op(B) + beta·C (op = transpose when ta / tb), like cblas_sgemm, split over
-// OpenMP threads by output rows or columns (the larger of M and N; K is never split, so every element is one
-// sequential single-threaded BLAS reduction). Runs on one thread when the work is small (M·N·K below
-// kGemmWorkPerThread per thread) or when called inside a parallel region. OpenBLAS must be single-threaded
-// (BlasThreadScope) so that its own pthreads do not compete with the OpenMP team. The split depends only on the
-// shape and omp_get_max_threads(): results are deterministic for a fixed thread count.
+// OpenMP threads along the dimension whose parts duplicate the least work: N (each part packs A), M (each part
+// packs B) or K (each part writes an [M, N] partial; C = beta·C + Σ partials in part order). Runs on one thread
+// when the work is small (M·N·K below kGemmWorkPerThread per thread) or when called inside a parallel region.
+// Parts are scheduled dynamically (a thread slowed by other processes takes fewer), which does not change any
+// value: the split depends only on the shape and omp_get_max_threads(), so results are deterministic for a fixed
+// thread count. OpenBLAS must be single-threaded (BlasThreadScope) so that its own pthreads do not compete with
+// the OpenMP team.
 void par_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
                float beta, float* C, int ldc);
 constexpr double kGemmWorkPerThread = double(1 << 21);   // multiply-adds per thread worth a fork/join
