@@ -271,6 +271,13 @@ json merge_into_base(const MergeIntoBaseOptions& o) {
         int64_t done = 0, ntensors = 0;
         for (const auto& s : shards) ntensors += (int64_t)s.size();
         double gap_max = 0.0;
+        // Seconds per phase (reported as "timing"; bench_merge prints them).
+        double t_copy = 0, t_read = 0, t_quant = 0, t_deq = 0, t_gap = 0, t_adapter = 0, t_gemm = 0, t_write = 0,
+               t_finish = 0;
+        auto tick = [] { return std::chrono::steady_clock::now(); };
+        auto secs = [](std::chrono::steady_clock::time_point a) {
+            return std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
+        };
         for (size_t si = 0; si < S; si++) {
             const std::string file = path_join(tmp, shard_name(si));
             StreamingSafetensorsWriter w(file, shards[si], {{"format", "pt"}});
@@ -283,17 +290,26 @@ json merge_into_base(const MergeIntoBaseOptions& o) {
                 if (!fl || (t->dtype == d.dtype && !adapted.count(d.name))) {
                     // Same dtype and no adapter (embeddings, norms, lm_head, untargeted projections), or non-float:
                     // the bytes are copied as they are, chunk by chunk, dropping each chunk's mapped pages.
+                    auto tc = tick();
                     w.write_chunked(d.name, f->data(*t), size_t(t->end - t->begin), release_mapped_range);
+                    t_copy += secs(tc);
                 } else {
+                    auto tp = tick();
                     W.resize(size_t(t->numel()));
                     f->convert_f32(*t, W.data());
+                    t_read += secs(tp);
                     auto it = adapted.find(d.name);
                     if (it != adapted.end()) {
                         const SourceModule& m = *it->second;
                         // Difference between the original and the NF4-dequantized weight (what QLoRA merges lose).
+                        tp = tick();
                         const NF4Tensor nq = nf4_quantize(W.data(), m.out, m.in, q.blocksize, q.double_quant);
+                        t_quant += secs(tp);
+                        tp = tick();
                         Wq.resize(W.size());
                         nf4_dequantize(nq, Wq.data());
+                        t_deq += secs(tp);
+                        tp = tick();
                         double mx = 0, sum = 0;
                         for (size_t i = 0; i < W.size(); i++) {
                             const double dd = std::fabs(double(W[i]) - double(Wq[i]));
@@ -302,21 +318,30 @@ json merge_into_base(const MergeIntoBaseOptions& o) {
                         }
                         gap_max = std::max(gap_max, mx);
                         if (deq) W.swap(Wq);
+                        t_gap += secs(tp);
+                        tp = tick();
                         src.read_flat(m, &A, &Bm);
+                        t_adapter += secs(tp);
+                        tp = tick();
                         const int R = src.total_rank();
                         // W [out, in] += B [out, R] · A [R, in]
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m.out, m.in, R, 1.0f, Bm.data(), R,
                                     A.data(), m.in, 1.0f, W.data(), m.in);
+                        t_gemm += secs(tp);
                         mods.push_back({{"module", m.name}, {"nf4_gap_max_abs", mx},
                                         {"nf4_gap_mean_abs", sum / double(W.size())}});
                     }
+                    tp = tick();
                     w.write_f32(d.name, W.data(), W.size());
+                    t_write += secs(tp);
                 }
                 release_mapped_range(f->data(*t), size_t(t->end - t->begin));
                 weight_map[d.name] = shard_name(si);
                 report(o, "write", ++done, ntensors, d.name);
             }
+            const auto tf = tick();
             w.finish();
+            t_finish += secs(tf);
             W.clear(); W.shrink_to_fit(); Wq.clear(); Wq.shrink_to_fit();
         }
         src.release_pages();
@@ -342,7 +367,10 @@ json merge_into_base(const MergeIntoBaseOptions& o) {
         json rep = {{"operation", "merge_into_base"}, {"format", "hf-model"}, {"source", o.source},
                     {"base_model", base}, {"base", o.base}, {"dtype", o.dtype}, {"quantization", quant_json(q)},
                     {"shards", S}, {"total_bytes", total_bytes}, {"copied_files", copied},
-                    {"nf4_gap", {{"max_abs", gap_max}, {"modules", mods}}}, {"trainer_version", HQ_VERSION}};
+                    {"nf4_gap", {{"max_abs", gap_max}, {"modules", mods}}}, {"trainer_version", HQ_VERSION},
+                    {"timing", {{"copy_s", t_copy}, {"read_convert_s", t_read}, {"nf4_quantize_s", t_quant},
+                                {"nf4_dequantize_s", t_deq}, {"nf4_gap_s", t_gap}, {"adapter_read_s", t_adapter},
+                                {"delta_gemm_s", t_gemm}, {"convert_write_s", t_write}, {"fsync_s", t_finish}}}};
         // Verification: the merged folder (quant none, no adapter) vs the trainer forward on the chosen base.
         const double tol = out_dt == DType::F32 ? o.tolerance : out_dt == DType::F16 ? 2e-2 : 1e-1;
         QuantSpec ref_q = q;

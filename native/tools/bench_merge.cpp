@@ -163,6 +163,12 @@ int main(int argc, char** argv) {
         std::printf("  merge      : %8.1f MB/s  (%.0f MB written in %.2f s, %d shards, peak RSS %zu MiB)\n", merge_mbs,
                     out_bytes / 1e6, t_merge, rep["shards"].get<int>(), rss_merge);
         std::printf("  ratio merge/copy: %.2f (goal >= 0.8)\n", merge_mbs / copy_mbs);
+        if (rep.contains("timing")) {
+            std::printf("  merge phases (s):");
+            for (auto it = rep["timing"].begin(); it != rep["timing"].end(); ++it)
+                std::printf(" %s %.2f", it.key().c_str(), it.value().get<double>());
+            std::printf("\n");
+        }
     } catch (const Error& e) {
         std::fprintf(stderr, "bench_merge: %s [%s] %s\n", e.what(), e.code().c_str(), e.hint().c_str());
         if (!keep) remove_all(root);
