@@ -1,6 +1,7 @@
 // ui-test.mjs — the user's loop in a real VS Code (code-server) driven by Chromium: palette "Start H-QLoRA Run" →
 // status bar progress → dashboard charts receive points → window reload mid-run → the run is re-attached →
-// completed → adapter files on disk; then stop + resume from the palette. Screenshots go to test-results/e2e/.
+// completed → adapter files on disk; then stop + resume from the palette; then completion in the config editor.
+// Screenshots go to test-results/e2e/.
 // usage: node test/e2e/ui-test.mjs   (after setup.sh and npm run build)
 import fs from 'node:fs';
 import path from 'node:path';
@@ -11,7 +12,7 @@ import { launchBrowser, makeWorkspace, runCommand, startCodeServer, statusBarIte
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const out = path.join(repo, 'test-results', 'e2e');
 const state = path.join(out, 'ui');
-const ws = makeWorkspace(path.join(state, 'workspace'), repo, { tiny: { steps: 600, accum: 8, evalEvery: 50, ckptEvery: 25 } });
+const ws = makeWorkspace(path.join(state, 'workspace'), repo, { tiny: { steps: 600, accum: 32, evalEvery: 50, ckptEvery: 25 } });
 const t0 = Date.now();
 const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
 const cs = await startCodeServer(Number(process.env.HQLORA_E2E_PORT ?? 8312), path.join(state, 'cs'));
@@ -81,6 +82,25 @@ try {
   await wv.locator('#config-diff p').waitFor({ timeout: 30000 });
   log('config diff:', await wv.locator('#config-diff p').innerText());
   await shot('dashboard-overlay-diff.png');
+
+  // The run-config language server in the editor: typing a key prefix on a new line brings up the suggest widget
+  // with the schema key, and the half-typed line gets an error squiggle; then the file is reverted.
+  await runCommand(page, 'Go to File...');
+  await page.keyboard.type('tiny.hqlora.yaml');
+  await page.locator('.quick-input-list .monaco-list-row.focused', { hasText: 'tiny.hqlora.yaml' }).first().waitFor({ timeout: 30000 });
+  await page.keyboard.press('Enter');
+  const editor = page.locator('.editor-instance .monaco-editor[data-uri$="tiny.hqlora.yaml"]').first();
+  await editor.locator('.view-lines').click();
+  await page.keyboard.press('Control+End');
+  await page.keyboard.press('Enter');
+  await page.keyboard.type('qu');
+  await page.keyboard.press('Control+Space');
+  await page.locator('.suggest-widget.visible .monaco-list-row', { hasText: 'quantization' }).first().waitFor({ timeout: 30000 });
+  await editor.locator('.squiggly-error').first().waitFor({ timeout: 30000 });
+  log('suggest widget:', await page.locator('.suggest-widget.visible .monaco-list-row').allInnerTexts());
+  await shot('editor-suggest.png');
+  await page.keyboard.press('Escape');
+  await runCommand(page, 'File: Revert File');
   ok = true;
 } catch (e) {
   console.error('UI TEST FAILED:', e);

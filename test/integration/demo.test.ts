@@ -55,7 +55,7 @@ describe('npm start (the demo fine-tune)', () => {
     const evals = events.filter((e) => e.type === 'eval');
     const first = steps[0]?.loss ?? NaN;
     const last = steps[steps.length - 1]?.loss ?? NaN;
-    const final = evals[evals.length - 1] ?? {};
+    const final: Ev = evals[evals.length - 1] ?? { type: 'none' };
     console.log(`demo: loss ${first.toFixed(3)} -> ${last.toFixed(3)}, held-out per-letter accuracy ` +
       `${((final.accuracy ?? 0) * 100).toFixed(1)}%, exact match ${((final.exact_match ?? 0) * 100).toFixed(1)}%`);
     assert.ok(last < first / 4, `loss ${first} -> ${last} did not fall by 4x`);
