@@ -223,6 +223,8 @@ NF4Tensor nf4_quantize(const float* w, int64_t rows, int64_t cols, int blocksize
         const int64_t nb2 = (nb + t.nested_blocksize - 1) / t.nested_blocksize;
         t.qabsmax.assign(size_t(nb), 0);
         t.absmax2.assign(size_t(nb2), 0.0f);
+        // Groups are independent (the offset above is the only reduction and stays serial).
+#pragma omp parallel for schedule(static)
         for (int64_t g = 0; g < nb2; g++) {
             const int64_t b0 = g * t.nested_blocksize, b1 = std::min<int64_t>(b0 + t.nested_blocksize, nb);
             float amax2 = 0.0f;
@@ -244,6 +246,7 @@ HQ_NO_CONTRACT std::vector<float> nf4_block_scales(const NF4Tensor& t) {
     if (!t.double_quant) return t.absmax;
     const float* code = dynamic_map_signed8().data();
     std::vector<float> s(t.qabsmax.size());
+#pragma omp parallel for schedule(static)
     for (size_t b = 0; b < s.size(); b++) {
         // Two roundings like bnb: dequantize_blockwise (code * absmax2), then absmax += offset.
         volatile float p = code[t.qabsmax[b]] * t.absmax2[b / size_t(t.nested_blocksize)];

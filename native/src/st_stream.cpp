@@ -41,6 +41,14 @@ std::string header_json(const std::vector<TensorDecl>& decls, const std::map<std
     return s;
 }
 
+// dtype.cpp's f32_to_bf16 (round to nearest even, NaN kept quiet), inline here so the bulk loop vectorises.
+inline uint16_t bf16_rne(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x0040u);
+    return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
 }  // namespace
 
 uint64_t safetensors_file_size(const std::vector<TensorDecl>& decls, const std::map<std::string, std::string>& md) {
@@ -65,7 +73,15 @@ StreamingSafetensorsWriter::StreamingSafetensorsWriter(const std::string& path, 
 }
 
 StreamingSafetensorsWriter::~StreamingSafetensorsWriter() {
+    try {
+        wait_pending();
+    } catch (...) {
+    }
     if (fd_ >= 0) ::close(fd_);
+}
+
+void StreamingSafetensorsWriter::wait_pending() {
+    if (pending_.valid()) pending_.get();   // rethrows the background write's error
 }
 
 void StreamingSafetensorsWriter::raw(const void* p, size_t n, const std::string& tensor) {
@@ -86,6 +102,7 @@ void StreamingSafetensorsWriter::raw(const void* p, size_t n, const std::string&
 }
 
 void StreamingSafetensorsWriter::write(const std::string& name, const void* data, size_t bytes) {
+    wait_pending();
     HQ_ASSERT(fd_ >= 0);
     HQ_ASSERT(next_ < decls_.size());
     const TensorDecl& d = decls_[next_];
@@ -99,6 +116,7 @@ void StreamingSafetensorsWriter::write(const std::string& name, const void* data
 
 void StreamingSafetensorsWriter::write_chunked(const std::string& name, const uint8_t* data, size_t bytes,
                                                const std::function<void(const uint8_t*, size_t)>& after_chunk) {
+    wait_pending();
     HQ_ASSERT(fd_ >= 0);
     HQ_ASSERT(next_ < decls_.size());
     const TensorDecl& d = decls_[next_];
@@ -125,16 +143,32 @@ void StreamingSafetensorsWriter::write_f32(const std::string& name, const float*
     HQ_CHECK(d.name == name && d.bytes() == numel * 2, "E_INTERNAL",
              "streaming writer for " << path_ << ": expected tensor " << d.name << ", got " << name,
              (Where{path_, name, "", -1, -1}), "please report this as a bug");
-    std::vector<uint16_t> buf(std::min(numel, size_t(1) << 20));
-    for (size_t i0 = 0; i0 < numel; i0 += buf.size()) {
-        const size_t n = std::min(buf.size(), numel - i0);
-        for (size_t i = 0; i < n; i++) buf[i] = dt == DType::BF16 ? f32_to_bf16(data[i0 + i]) : f32_to_f16(data[i0 + i]);
-        raw(buf.data(), n * 2, name);
+    wait_pending();
+    HQ_ASSERT(fd_ >= 0);
+    pend_buf_.resize(numel);
+    uint16_t* out = pend_buf_.data();
+    const int64_t n = int64_t(numel);
+    if (dt == DType::BF16) {
+#pragma omp parallel for schedule(static) if (n >= (int64_t(1) << 15))
+        for (int64_t i = 0; i < n; i++) out[i] = bf16_rne(data[i]);
+    } else {
+#pragma omp parallel for schedule(static) if (n >= (int64_t(1) << 15))
+        for (int64_t i = 0; i < n; i++) out[i] = f32_to_f16(data[i]);
     }
     next_++;
+    pending_ = std::async(std::launch::async, [this, name]() {
+        const uint64_t at = total_;
+        raw(pend_buf_.data(), pend_buf_.size() * 2, name);
+#ifdef __linux__
+        // Start the writeback of these bytes now (non-blocking), so that it overlaps the next tensors' work instead
+        // of piling up for finish()'s fsync.
+        ::sync_file_range(fd_, off64_t(at), off64_t(total_ - at), SYNC_FILE_RANGE_WRITE);
+#endif
+    });
 }
 
 void StreamingSafetensorsWriter::finish() {
+    wait_pending();
     HQ_CHECK(next_ == decls_.size(), "E_INTERNAL",
              path_ << ": " << decls_.size() - next_ << " declared tensors were not written", (Where{path_, "", "", -1, -1}),
              "please report this as a bug");

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <future>
 #include <map>
 #include <string>
 #include <vector>
@@ -34,7 +35,9 @@ class StreamingSafetensorsWriter {
 
     // The next declared tensor's bytes; `name` must be that tensor and `bytes` its size.
     void write(const std::string& name, const void* data, size_t bytes);
-    // fp32 values converted to the declared dtype (F32 / F16 / BF16) on the fly, in chunks.
+    // fp32 values converted to the declared dtype (F32 / F16 / BF16). For F16 / BF16 the conversion runs in parallel
+    // into a buffer the writer owns, and the bytes are written in the background while the caller prepares the next
+    // tensor; a write error is thrown by the next call (or finish()).
     void write_f32(const std::string& name, const float* data, size_t numel);
     // The next declared tensor's bytes from a (mapped) buffer, written in 64 MiB chunks; `after_chunk(p, n)` runs
     // after each chunk (e.g. to drop the mapped pages, keeping resident memory at one chunk).
@@ -46,6 +49,9 @@ class StreamingSafetensorsWriter {
 
   private:
     void raw(const void* p, size_t n, const std::string& tensor);
+    void wait_pending();
+    std::vector<uint16_t> pend_buf_;   // converted bytes of the tensor being written by pending_
+    std::future<void> pending_;
     std::string path_;
     std::vector<TensorDecl> decls_;
     size_t next_ = 0;
