@@ -10,11 +10,6 @@
 #include "fsutil.h"
 #include "safetensors.h"
 
-// error.h's HQ_MSG static_casts an rvalue std::ostringstream, which GCC 12 rejects (the rvalue operator<< returns
-// ostringstream&&). Until error.h is fixed, this file uses an equivalent lambda form.
-#undef HQ_MSG
-#define HQ_MSG(expr) ([&]() { std::ostringstream hq_os_; hq_os_ << expr; return hq_os_.str(); }())
-
 #ifndef HQ_VERSION
 #define HQ_VERSION "0.0.0"
 #endif

@@ -7,11 +7,6 @@
 
 #include "error.h"
 
-// error.h's HQ_MSG static_casts an rvalue std::ostringstream, which GCC 12 rejects (the rvalue operator<< returns
-// ostringstream&&). Until error.h is fixed, this file uses an equivalent lambda form.
-#undef HQ_MSG
-#define HQ_MSG(expr) ([&]() { std::ostringstream hq_os_; hq_os_ << expr; return hq_os_.str(); }())
-
 // The scale reconstruction code*absmax2 + offset must round twice like bnb (dequantize_blockwise, then += offset);
 // forbid FMA contraction in this file's hot functions (GCC contracts by default in gnu++ mode with -march=native).
 #if defined(__clang__)

@@ -10,11 +10,6 @@
 
 #include "error.h"
 
-// error.h's HQ_MSG static_casts an rvalue std::ostringstream, which GCC 12 rejects when the first operand is a
-// string; this file uses the lambda form instead (same semantics).
-#undef HQ_MSG
-#define HQ_MSG(expr) ([&]() { std::ostringstream hq_os_; hq_os_ << expr; return hq_os_.str(); }())
-
 namespace hq {
 
 AdamW::AdamW(std::vector<Param>& params, AdamWConfig cfg) : params_(params), cfg_(cfg) {

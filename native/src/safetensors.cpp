@@ -28,10 +28,6 @@
 
 #include "error.h"
 
-// error.h's HQ_MSG static_casts an rvalue std::ostringstream, which GCC 12 rejects (the rvalue operator<< returns
-// ostringstream&&). Until error.h is fixed, this file uses an equivalent lambda form.
-#undef HQ_MSG
-#define HQ_MSG(expr) ([&]() { std::ostringstream hq_os_; hq_os_ << expr; return hq_os_.str(); }())
 #include "fsutil.h"
 
 namespace hq {

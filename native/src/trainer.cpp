@@ -18,11 +18,6 @@
 #include "optimizer.h"
 #include "run_config.h"
 
-// error.h's HQ_MSG static_casts an rvalue std::ostringstream, which GCC 12 rejects when the first operand is a
-// string; this file uses the lambda form instead (same semantics).
-#undef HQ_MSG
-#define HQ_MSG(expr) ([&]() { std::ostringstream hq_os_; hq_os_ << expr; return hq_os_.str(); }())
-
 extern "C" void openblas_set_num_threads(int num_threads);
 
 namespace hq {
