@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "fsutil.h"
+#include "le_bytes.h"
 
 namespace hq {
 
@@ -15,19 +16,11 @@ namespace {
 
 const char* kMcqHint = "re-create the question file with `hqlora eval` (it tokenizes the multiple-choice data)";
 
-uint32_t rd_u32(const std::string& b, size_t off) {
-    uint32_t v;
-    std::memcpy(&v, b.data() + off, 4);
-    return v;  // little-endian format on little-endian hosts (x86-64, aarch64)
-}
-uint64_t rd_u64(const std::string& b, size_t off) {
-    uint64_t v;
-    std::memcpy(&v, b.data() + off, 8);
-    return v;
-}
-void wr_u32(std::string& b, uint32_t v) { b.append(reinterpret_cast<const char*>(&v), 4); }
-void wr_u64(std::string& b, uint64_t v) { b.append(reinterpret_cast<const char*>(&v), 8); }
-uint64_t round8(uint64_t x) { return (x + 7) / 8 * 8; }
+using le::rd_u32;
+using le::rd_u64;
+using le::round8;
+using le::wr_u32;
+using le::wr_u64;
 
 [[noreturn]] void fail(const std::string& path, int64_t offset, const std::string& msg) {
     Where w;
