@@ -101,7 +101,8 @@ void StreamingSafetensorsWriter::raw(const void* p, size_t n, const std::string&
     }
 }
 
-void StreamingSafetensorsWriter::write(const std::string& name, const void* data, size_t bytes) {
+// Every write call must deliver the next declared tensor, whole: waits for the previous background write first.
+void StreamingSafetensorsWriter::expect_next(const std::string& name, size_t bytes) {
     wait_pending();
     HQ_ASSERT(fd_ >= 0);
     HQ_ASSERT(next_ < decls_.size());
@@ -110,20 +111,17 @@ void StreamingSafetensorsWriter::write(const std::string& name, const void* data
              "streaming writer for " << path_ << ": expected tensor " << d.name << " (" << d.bytes() << " bytes), got "
                                      << name << " (" << bytes << " bytes)",
              (Where{path_, name, "", -1, -1}), "please report this as a bug");
+}
+
+void StreamingSafetensorsWriter::write(const std::string& name, const void* data, size_t bytes) {
+    expect_next(name, bytes);
     raw(data, bytes, name);
     next_++;
 }
 
 void StreamingSafetensorsWriter::write_chunked(const std::string& name, const uint8_t* data, size_t bytes,
                                                const std::function<void(const uint8_t*, size_t)>& after_chunk) {
-    wait_pending();
-    HQ_ASSERT(fd_ >= 0);
-    HQ_ASSERT(next_ < decls_.size());
-    const TensorDecl& d = decls_[next_];
-    HQ_CHECK(d.name == name && d.bytes() == bytes, "E_INTERNAL",
-             "streaming writer for " << path_ << ": expected tensor " << d.name << " (" << d.bytes() << " bytes), got "
-                                     << name << " (" << bytes << " bytes)",
-             (Where{path_, name, "", -1, -1}), "please report this as a bug");
+    expect_next(name, bytes);
     const size_t chunk = size_t(64) << 20;
     for (size_t o = 0; o < bytes; o += chunk) {
         const size_t n = std::min(chunk, bytes - o);
@@ -139,12 +137,7 @@ void StreamingSafetensorsWriter::write_f32(const std::string& name, const float*
     if (dt == DType::F32) return write(name, data, numel * 4);
     HQ_CHECK(dt == DType::BF16 || dt == DType::F16, "E_INTERNAL", "cannot convert fp32 to " << dtype_name(dt),
              (Where{path_, name, "", -1, -1}), "");
-    const TensorDecl& d = decls_[next_];
-    HQ_CHECK(d.name == name && d.bytes() == numel * 2, "E_INTERNAL",
-             "streaming writer for " << path_ << ": expected tensor " << d.name << ", got " << name,
-             (Where{path_, name, "", -1, -1}), "please report this as a bug");
-    wait_pending();
-    HQ_ASSERT(fd_ >= 0);
+    expect_next(name, numel * 2);
     pend_buf_.resize(numel);
     uint16_t* out = pend_buf_.data();
     const int64_t n = int64_t(numel);

@@ -48,6 +48,7 @@ class StreamingSafetensorsWriter {
     uint64_t total_bytes() const { return total_; }
 
   private:
+    void expect_next(const std::string& name, size_t bytes);
     void raw(const void* p, size_t n, const std::string& tensor);
     void wait_pending();
     std::vector<uint16_t> pend_buf_;   // converted bytes of the tensor being written by pending_
