@@ -12,7 +12,7 @@ import { HqError } from '../run/errors';
 import { LineSplitter } from '../run/lines';
 import { loadRunConfig } from '../run/config';
 import { configName } from '../run/resolve';
-import { explainInvalidEvent, validateTrainerEvent } from '../run/schemas';
+import { parseEventLine } from '../run/schemas';
 import { findTrainer, trainerEnv } from '../run/trainer';
 import { type Split, loadMcq } from './mmlu';
 import { tokenizeMcq, writeMcqFile } from './mcqfile';
@@ -157,18 +157,14 @@ function runTrainerEval(trainer: string, args: string[], cwd: string, opts: Eval
     const out = new LineSplitter(), err = new LineSplitter();
     const onLine = (line: string): void => {
       if (!line.trim()) return;
-      let v: unknown;
-      try {
-        v = JSON.parse(line);
-      } catch {
-        opts.onWarning?.(`ignored non-JSON trainer output: ${line.slice(0, 160)}`);
+      const parsed = parseEventLine(line);
+      if ('invalid' in parsed) {
+        opts.onWarning?.(parsed.invalid === 'not JSON'
+          ? `ignored non-JSON trainer output: ${line.slice(0, 160)}`
+          : `ignored invalid trainer event (${parsed.invalid}): ${line.slice(0, 160)}`);
         return;
       }
-      if (!validateTrainerEvent(v)) {
-        opts.onWarning?.(`ignored invalid trainer event (${explainInvalidEvent(v)}): ${line.slice(0, 160)}`);
-        return;
-      }
-      const e = v;
+      const e = parsed.event;
       if (e.type === 'eval_progress') opts.onProgress?.(e);
       else if (e.type === 'mcq') opts.onMcq?.(e);
       else if (e.type === 'warning') opts.onWarning?.(`${e.code}: ${e.message}`);

@@ -13,7 +13,7 @@ import path from 'node:path';
 import type { DoneEvent, ErrorEvent, StartEvent, TrainerEvent } from '../../schemas/generated/trainer-events';
 import { LineSplitter } from './lines';
 import type { ResolvedRun } from './resolve';
-import { explainInvalidEvent, validateTrainerEvent } from './schemas';
+import { parseEventLine } from './schemas';
 import { trainerEnv } from './trainer';
 
 /** Exit codes of hqlora-train (CONTRACTS §1). */
@@ -166,17 +166,12 @@ export class TrainerProcess extends EventEmitter<TrainerProcessEvents> {
 
   private onLine(line: string): void {
     if (!line.trim()) return;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch {
-      this.emit('invalid', line, 'not JSON');
+    const parsed = parseEventLine(line);
+    if ('invalid' in parsed) {
+      this.emit('invalid', line, parsed.invalid);
       return;
     }
-    if (!validateTrainerEvent(value)) {
-      this.emit('invalid', line, explainInvalidEvent(value));
-      return;
-    }
+    const value = parsed.event;
     if (value.type === 'start') this.start_ = value;
     else if (value.type === 'done') this.done = value;
     else if (value.type === 'error') this.error = value;

@@ -34,6 +34,22 @@ export const validateTrainerEvent: ValidateFunction<TrainerEvent> = checking.com
  * Why `value` is not a valid trainer event, in a few words. A failed top-level oneOf reports every branch; when the
  * value names a known `type`, only that branch's errors are relevant.
  */
+/**
+ * One line of trainer output (stdout or events.jsonl) as received: the validated event, or why it was rejected
+ * ('not JSON', or the schema problem). Every receiver of trainer events goes through this.
+ */
+export type ParsedEventLine = { event: TrainerEvent } | { invalid: string };
+
+export function parseEventLine(line: string): ParsedEventLine {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return { invalid: 'not JSON' };
+  }
+  return validateTrainerEvent(value) ? { event: value } : { invalid: explainInvalidEvent(value) };
+}
+
 export function explainInvalidEvent(value: unknown): string {
   const type = value && typeof value === 'object' && 'type' in value ? value.type : undefined;
   if (typeof type !== 'string') return 'no "type" field';

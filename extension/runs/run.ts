@@ -12,7 +12,7 @@ import type { RunSummary } from '../../schemas/generated/webview-messages';
 import type { TrainerEvent } from '../../schemas/generated/trainer-events';
 import { num } from '../run/format';
 import { ExitCode } from '../run/launcher';
-import { explainInvalidEvent, validateTrainerEvent } from '../run/schemas';
+import { parseEventLine } from '../run/schemas';
 import { RunMetrics } from './metrics';
 import { isSameProcessAlive } from './proc';
 import { FileTailer } from './tail';
@@ -164,17 +164,12 @@ export class Run extends EventEmitter<RunEvents> {
     let changed = false;
     for (const line of lines) {
       if (!line.trim()) continue;
-      let value: unknown;
-      try {
-        value = JSON.parse(line);
-      } catch {
-        this.emit('invalid', line, 'not JSON');
+      const parsed = parseEventLine(line);
+      if ('invalid' in parsed) {
+        this.emit('invalid', line, parsed.invalid);
         continue;
       }
-      if (!validateTrainerEvent(value)) {
-        this.emit('invalid', line, explainInvalidEvent(value));
-        continue;
-      }
+      const value = parsed.event;
       this.metrics.add(value);
       changed ||= value.type !== 'adapter_stats';
       if (value.type === 'start' && this.record.status === 'preparing') this.record.status = 'running';
@@ -228,12 +223,8 @@ function earlyError(runDir: string): Extract<TrainerEvent, { type: 'error' }> | 
   const file = path.join(runDir, 'trainer.stdout.jsonl');
   if (!existsSync(file)) return undefined;
   for (const line of readFileSync(file, 'utf8').split('\n').reverse()) {
-    try {
-      const value: unknown = JSON.parse(line);
-      if (validateTrainerEvent(value) && value.type === 'error') return value;
-    } catch {
-      // not an event line
-    }
+    const parsed = parseEventLine(line);
+    if ('event' in parsed && parsed.event.type === 'error') return parsed.event;
   }
   return undefined;
 }
