@@ -1,6 +1,8 @@
 // eval_cmd.cpp — `hqlora-train eval` (see eval_cmd.h).
 #include "eval_cmd.h"
 
+#include "backend.h"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -133,7 +135,9 @@ int run_eval(const EvalOptions& opt, EventSink& events) {
     const int L = static_cast<int>(spec.levels.size());
     const std::vector<int> rows = eval_rows(opt.levels, L, has_adapter);
 
-    std::unique_ptr<Model> model = Model::load(cfg.model_path, cfg.quant, spec, cfg.training.seed);
+    LoadedModel loaded = load_model_on(cfg.device, cfg.model_path, cfg.quant, spec, cfg.training.seed, cfg.file);
+    if (!loaded.warning.empty()) std::fprintf(stderr, "[hqlora] warning: %s\n", loaded.warning.c_str());
+    std::unique_ptr<Model> model = std::move(loaded.model);
     if (has_adapter) load_hierarchical_adapter(*model, afile);
     model->set_training(false, 0);
 

@@ -9,11 +9,15 @@
 #include <new>
 #include <string>
 
+#include "backend.h"
 #include "error.h"
 #include "eval_cmd.h"
 #include "events.h"
 #include "inspect.h"
 #include "trainer.h"
+#ifdef HQ_WITH_CUDA
+#include "cuda_model.h"
+#endif
 
 namespace {
 
@@ -65,6 +69,9 @@ bool parse_int(const char* s, long long lo, long long* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef HQ_WITH_CUDA
+    hq::register_device_backend(hq::cuda::cuda_backend());
+#endif
     std::string cmd = "train";
     int i = 1;
     if (argc > 1 && argv[1][0] != '-') {
@@ -100,7 +107,7 @@ int main(int argc, char** argv) {
             usage(stdout);
             return hq::kExitDone;
         } else if (a == "--version") {
-            std::printf("hqlora-train %s\nbackends: cpu\n", HQ_VERSION);
+            std::printf("hqlora-train %s\nbackends: cpu%s\n", HQ_VERSION, hq::device_backend() ? ",cuda" : "");
             return hq::kExitDone;
         } else if (a == "--config") {
             const char* v = value("--config");

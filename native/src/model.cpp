@@ -132,6 +132,22 @@ class ModelImpl final : public Model {
     std::vector<float> dequantized_weight(const std::string& module) const override;
     size_t memory_bytes() const override;
 
+    HostWeights host_view() {
+        HostWeights h;
+        h.cfg = &cfg_;
+        h.gemma = gemma_;
+        h.act = act_;
+        h.embed = &embed_;
+        h.lm_head = &lm_head_;
+        h.norm = &norm_;
+        h.layers = &layers_;
+        h.inv_freq = &inv_freq_;
+        h.params_w = pw_.data();
+        h.params_g = pg_.data();
+        h.params_numel = pw_.size();
+        return h;
+    }
+
   private:
     void load_weights(const std::string& dir);
     void build_adapters(uint64_t seed);
@@ -585,6 +601,22 @@ size_t ModelImpl::memory_bytes() const {
 }
 
 }  // namespace
+
+HostWeights host_weights(Model& m) {
+    auto* impl = dynamic_cast<ModelImpl*>(&m);
+    HQ_ASSERT(impl != nullptr);
+    return impl->host_view();
+}
+
+float Model::device_clip_grad_norm(float) {
+    throw Error("E_INTERNAL", "device_clip_grad_norm called on the " + backend() + " backend", Where{},
+                "please report this as a bug with the trainer log");
+}
+
+bool Model::device_adamw_step(AdamW&, double) {
+    throw Error("E_INTERNAL", "device_adamw_step called on the " + backend() + " backend", Where{},
+                "please report this as a bug with the trainer log");
+}
 
 std::unique_ptr<Model> Model::load(const std::string& dir, const QuantSpec& quant, const AdapterSpec& adapter,
                                    uint64_t seed) {

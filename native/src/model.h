@@ -57,6 +57,8 @@ struct AdaptedModule {
     std::vector<int> level_offset;  // start row (A) / col (B) of each level, size = levels
 };
 
+class AdamW;   // optimizer.h
+
 struct LossOut {
     double loss_sum = 0.0;   // Σ of per-token CE over target positions (fp64 accumulate)
     int64_t n_tokens = 0;    // number of target positions (labels != -100 after the shift)
@@ -107,6 +109,25 @@ class Model {
     // Dequantized (what the forward uses) weight of a targeted projection, [out, in]; for tests and merge.
     virtual std::vector<float> dequantized_weight(const std::string& module) const = 0;
     virtual size_t memory_bytes() const = 0;    // resident bytes of weights + adapters + workspace
+
+    // ---- device-resident training (the CUDA backend) ----------------------------------------------------------
+    // The CPU backend computes on params() directly and answers false to device_resident(); the trainer then clips
+    // and steps with clip_grad_norm + AdamW::step on the host. A device backend keeps the trainable weights, their
+    // gradients and the optimizer moments on the device: the trainer clips and steps there, calls sync_to_host()
+    // before it reads params() (adapter stats, checkpoints, exports) and sync_from_host() after it writes them
+    // (checkpoint restore). params()' host arrays are then a mirror, current only after sync_to_host().
+    virtual std::string backend() const { return "cpu"; }
+    virtual bool device_resident() const { return false; }
+    // Global gradient L2 norm (fp64 accumulation) before clipping, and the clip, as clip_grad_norm does.
+    virtual float device_clip_grad_norm(float max_norm);
+    // One AdamW update with the optimizer's hyper-parameters and step counter (opt.t is incremented). Returns
+    // false when an updated weight is not finite.
+    virtual bool device_adamw_step(AdamW& opt, double lr);
+    // Device → host: adapter weights into params()[i].w, and the moments into opt->m / opt->v when opt is given;
+    // with grads, also the gradients into params()[i].g.
+    virtual void sync_to_host(AdamW* opt, bool grads = false) {}
+    // Host → device: the adapter weights (and the moments, when opt is given).
+    virtual void sync_from_host(const AdamW* opt) {}
 };
 
 }  // namespace hq

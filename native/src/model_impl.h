@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "hlora.h"
+#include "mlp.h"
+#include "model.h"
 
 namespace hq {
 
@@ -40,5 +42,23 @@ struct LayerActs {
     std::vector<float> z[P_COUNT];   // [N, R_a] adapter intermediates (empty for non-adapted projections)
     size_t bytes() const;
 };
+
+// Read-only view of a CPU-loaded model's frozen weights and adapter layout, for a device backend that uploads them
+// (native/cuda/cuda_model.cpp). The pointers live as long as the model.
+struct HostWeights {
+    const ModelConfig* cfg = nullptr;
+    bool gemma = false;
+    Act act = Act::SiLU;
+    const std::vector<float>* embed = nullptr;     // [V, C]
+    const std::vector<float>* lm_head = nullptr;   // [V, C]; empty when tied
+    const std::vector<float>* norm = nullptr;      // [C]
+    const std::vector<DecoderLayer>* layers = nullptr;
+    const std::vector<float>* inv_freq = nullptr;  // [d/2] rope inverse frequencies (scaling applied)
+    float* params_w = nullptr;                     // all adapter weights back to back (params() order)
+    float* params_g = nullptr;                     // their gradients
+    size_t params_numel = 0;
+};
+// Throws E_INTERNAL when `m` is not the CPU model of model.cpp.
+HostWeights host_weights(Model& m);
 
 }  // namespace hq

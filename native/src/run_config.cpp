@@ -217,8 +217,8 @@ RunConfig parse_run_config(const nlohmann::json& j, const std::string& file) {
 
     Section hw(j, "hardware", file, false);
     c.device = hw.str("device", "auto");
-    if (c.device != "auto" && c.device != "cpu")
-        hw.fail("hardware.device", HQ_MSG("\"" << c.device << "\" is not available in this build (backends: cpu)"));
+    if (c.device != "auto" && c.device != "cpu" && c.device != "cuda")
+        hw.fail("hardware.device", HQ_MSG("\"" << c.device << "\" is not one of auto, cpu, cuda"));
     c.threads = static_cast<int>(hw.integer("threads", 0, 0, 4096));
 
     Section lg(j, "logging", file, false);

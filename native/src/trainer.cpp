@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "adapter_io.h"
+#include "backend.h"
 #include "checkpoint.h"
 #include "error.h"
 #include "fsutil.h"
@@ -200,7 +201,9 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
     if (resume_from) check_checkpoint_compat(read_checkpoint_state(resume_from->path), compat_json(cfg),
                                              resume_from->path);
 
-    std::unique_ptr<Model> model = Model::load(cfg.model_path, cfg.quant, cfg.adapter, cfg.training.seed);
+    LoadedModel loaded = load_model_on(cfg.device, cfg.model_path, cfg.quant, cfg.adapter, cfg.training.seed, cfg.file);
+    std::unique_ptr<Model> model = std::move(loaded.model);
+    const bool on_device = model->device_resident();
     model->set_gradient_checkpointing(cfg.training.gradient_checkpointing);
     std::vector<Param>& params = model->params();
     AdamW adam(params, {cfg.training.learning_rate, cfg.training.adam_beta1, cfg.training.adam_beta2,
@@ -228,6 +231,7 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
     std::deque<double> loss_tail;
     if (resume_from) {
         nlohmann::json st = load_checkpoint(resume_from->path, *model, adam);
+        model->sync_from_host(&adam);
         step = st.at("step").get<int64_t>();
         tokens_seen = st.value("tokens_seen", int64_t(0));
         batcher.restore(DataCursor::from_json(st.at("data_cursor")));
@@ -246,6 +250,7 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
                                                       << " has no complete checkpoint; starting from step 0"));
     }
 
+    if (!loaded.warning.empty()) events.emit_warning("W_DEVICE_FALLBACK", loaded.warning);
     int64_t n_trunc = 0;
     for (int64_t i = 0; i < train.n_examples; ++i) n_trunc += train.length(i) > max_len;
     if (n_trunc > 0)
@@ -269,7 +274,7 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
                 {{"run_dir", run_dir}, {"trainer_version", HQ_VERSION}, {"config_hash", hash},
                  {"model", {{"path", cfg.model_path}, {"architecture", mc.model_type}, {"layers", mc.num_layers},
                             {"hidden", mc.hidden_size}, {"vocab", mc.vocab_size}, {"quantization", cfg.quant.type}}},
-                 {"backend", "cpu"}, {"threads", threads},
+                 {"backend", model->backend()}, {"threads", threads},
                  {"params", {{"total", model->base_param_count() + trainable}, {"trainable", trainable},
                              {"per_level", per_level}}},
                  {"total_steps", total},
@@ -295,6 +300,7 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
             {"tokens_seen", tokens_seen},
             {"trainer_version", HQ_VERSION},
             {"created", unix_time_s()}};
+        model->sync_to_host(&adam);
         SavedCheckpoint sc = save_checkpoint(ckpt_dir, step, *model, adam, state, cfg.checkpoints.keep);
         last_ckpt_step = step;
         last_ckpt_path = sc.path;
@@ -369,11 +375,18 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
         if (!std::isfinite(loss)) return non_finite("the training loss", loss);
         if (n_targets == 0)
             events.emit_warning("W_NO_TARGETS", HQ_MSG("step " << step + 1 << " has no target tokens; no update"));
-        const float grad_norm = clip_grad_norm(params, static_cast<float>(cfg.training.max_grad_norm));
+        const float max_norm = static_cast<float>(cfg.training.max_grad_norm);
+        const float grad_norm = on_device ? model->device_clip_grad_norm(max_norm) : clip_grad_norm(params, max_norm);
         if (!std::isfinite(grad_norm)) return non_finite("the gradient norm", grad_norm);
         const double lr = lr_at(sched, step);
-        adam.step(lr);
-        if (!params_finite(params)) return non_finite("an adapter weight after the update", std::nan(""));
+        bool finite = true;
+        if (on_device) {
+            finite = model->device_adamw_step(adam, lr);
+        } else {
+            adam.step(lr);
+            finite = params_finite(params);
+        }
+        if (!finite) return non_finite("an adapter weight after the update", std::nan(""));
         ++step;
         tokens_seen += n_targets;
         ran_step = true;
@@ -387,12 +400,13 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
             events.emit("step", {{"step", step}, {"total_steps", total}, {"epoch", batcher.epoch_progress()},
                                  {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm}, {"tokens", n_targets},
                                  {"tokens_per_s", n_tokens / std::max(dt, 1e-9)}, {"elapsed_s", elapsed},
-                                 {"eta_s", eta}, {"memory_bytes", model->memory_bytes() + optimizer_bytes(adam)}});
+                                 {"eta_s", eta}, {"memory_bytes", model->memory_bytes() + (on_device ? 0 : optimizer_bytes(adam))}});
             std::fprintf(stderr, "[hqlora] step %lld/%lld | loss %.4f | lr %.3e | gnorm %.4f | %.0f tok/s | eta %s\n",
                          (long long)step, (long long)total, loss, lr, grad_norm, n_tokens / std::max(dt, 1e-9),
                          fmt_duration(eta).c_str());
         }
         if (cfg.logging.adapter_stats_every > 0 && step % cfg.logging.adapter_stats_every == 0) {
+            model->sync_to_host(nullptr);
             nlohmann::json st = adapter_stats(*model);
             st["step"] = step;
             events.emit("adapter_stats", st);
@@ -417,6 +431,7 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
                            {"base_model", {{"path", cfg.model_path}}},
                            {"training", {{"steps", step}, {"final_loss", final_loss}, {"tokens", tokens_seen},
                                          {"config_hash", hash}, {"seed", cfg.training.seed}}}};
+    model->sync_to_host(nullptr);
     save_hierarchical_adapter(*model, adapter_dir, meta);
     export_peft(*model, peft_dir, cfg.model_path);
     events.emit("done", {{"step", step}, {"final_loss", final_loss},

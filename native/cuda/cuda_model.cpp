@@ -1,0 +1,751 @@
+// cuda_model.cpp — the CUDA backend's decoder: upload, forward, backward, loss, optimizer (see cuda_model.h).
+//
+// Layer by layer this mirrors ModelImpl in native/src/model.cpp; the differences are the storage types:
+//   residual stream, norm statistics, gradients w.r.t. activations ............ fp32
+//   GEMM inputs (normed activations, q/k/v, attention output, MLP hidden) ...... bf16
+//   frozen projection weights: NF4 on the device, dequantized to bf16 per call; embeddings and lm_head bf16
+//   adapters: fp32 master weights, gradients and moments; a bf16 shadow of the weights feeds the GEMMs
+// Adapter intermediates z = (x̃·Aᵀ)⊙s are kept in bf16 for the backward (as the CPU keeps them in fp32).
+#include "cuda_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gpu_attention.h"
+#include "cuda_common.h"
+#include "embedding.h"
+#include "error.h"
+#include "gemm.h"
+#include "kernels.h"
+#include "loss.h"
+#include "model_impl.h"
+#include "optimizer.h"
+#include "rope.h"
+
+namespace hq::cuda {
+
+namespace {
+
+// One frozen projection on the device, with its adapter's place in the flat parameter buffer.
+struct DevLinear {
+    int in = 0, out = 0;
+    bool quantized = false;
+    DeviceBuffer<uint8_t> packed, qabsmax;
+    DeviceBuffer<float> absmax2, absmax;
+    NF4View view;
+    DeviceBuffer<bf16> w;       // [out, in] when not quantized
+    int R = 0;                  // adapter rank (0: not adapted)
+    size_t a_off = 0, b_off = 0;   // offsets of A [R, in] and B [out, R] in the flat params
+};
+
+struct DevLayer {
+    DeviceBuffer<float> ln1, ln2;
+    DevLinear proj[P_COUNT];
+};
+
+// Saved activations of one layer for its backward.
+struct DevActs {
+    DeviceBuffer<bf16> xn1, q, k, v, att, P, xn2, g, u, h;
+    DeviceBuffer<float> rstd1, rstd2, xmid;
+    DeviceBuffer<bf16> z[P_COUNT];
+};
+
+template <typename T>
+void upload(DeviceBuffer<T>& d, const T* h, size_t n, cudaStream_t s) {
+    d.resize(n);
+    if (n) HQ_CUDA(cudaMemcpyAsync(d.data(), h, n * sizeof(T), cudaMemcpyHostToDevice, s));
+}
+
+// fp32 host array -> bf16 device buffer (through a staging fp32 device buffer).
+void upload_bf16(DeviceBuffer<bf16>& d, const float* h, size_t n, DeviceBuffer<float>& stage, cudaStream_t s) {
+    stage.resize(n);
+    HQ_CUDA(cudaMemcpyAsync(stage.data(), h, n * sizeof(float), cudaMemcpyHostToDevice, s));
+    d.resize(n);
+    f32_to_bf16(d.data(), stage.data(), (int64_t)n, s);
+    HQ_CUDA(cudaStreamSynchronize(s));   // the staging buffer is reused by the next upload
+}
+
+class CudaModel final : public Model {
+  public:
+    CudaModel(std::unique_ptr<Model> host);
+    ~CudaModel() override;
+
+    const ModelConfig& config() const override { return host_->config(); }
+    const AdapterSpec& adapter_spec() const override { return host_->adapter_spec(); }
+    std::vector<Param>& params() override { return host_->params(); }
+    std::vector<AdaptedModule>& modules() override { return host_->modules(); }
+    int64_t base_param_count() const override { return host_->base_param_count(); }
+
+    LossOut forward_backward(const int32_t* ids, const int32_t* labels, int B, int T, bool backward,
+                             float grad_scale) override;
+    void forward_logits(const int32_t* ids, int B, int T, float* logits_out) override;
+    void forward_logits_at(const int32_t* ids, int B, int T, const int32_t* positions, float* logits_out) override;
+
+    void zero_grad() override {
+        HQ_CUDA(cudaMemsetAsync(g32_.data(), 0, n_params_ * sizeof(float), stream_));
+    }
+    void set_training(bool training, uint64_t dropout_seed) override {
+        training_ = training;
+        dropout_seed_ = dropout_seed;
+        call_ = 0;
+        host_->set_training(training, dropout_seed);
+    }
+    void set_gradient_checkpointing(bool on) override {
+        ckpt_ = on;
+        if (on && acts_.size() > 1) acts_.resize(1);
+    }
+    void set_active_levels(int n) override {
+        host_->set_active_levels(n);   // validates
+        const int L = (int)spec().levels.size();
+        active_levels_ = n == 0 ? L : n;
+    }
+    void set_loss_chunk_rows(int rows) override {
+        host_->set_loss_chunk_rows(rows);   // validates
+        loss_chunk_ = rows;
+    }
+    std::vector<float> dequantized_weight(const std::string& module) const override {
+        return host_->dequantized_weight(module);
+    }
+    size_t memory_bytes() const override;
+
+    std::string backend() const override { return "cuda"; }
+    bool device_resident() const override { return true; }
+    float device_clip_grad_norm(float max_norm) override;
+    bool device_adamw_step(AdamW& opt, double lr) override;
+    void sync_to_host(AdamW* opt, bool grads) override;
+    void sync_from_host(const AdamW* opt) override;
+
+  private:
+    const AdapterSpec& spec() const { return host_->adapter_spec(); }
+    const ModelConfig& cfg() const { return host_->config(); }
+    void upload_all();
+    void refresh_shadow();   // bf16 shadow of the fp32 adapter weights
+    void ensure_rope(int T);
+    void ensure_acts(DevActs& a, int B, int T);
+    void ensure_scratch(int B, int T);
+    int active_rank(const DevLinear& L) const { return L.R > 0 ? level_offset_[active_levels_] : 0; }
+    float dropout() const { return training_ ? spec().dropout : 0.0f; }
+    uint64_t mask_key(int layer, int proj) const {
+        return rng_key(rng_key(dropout_seed_, call_), (uint64_t)layer * P_COUNT + proj);
+    }
+    const bf16* base_weight(const DevLinear& L);
+    // y [N, out] (bf16, or fp32 accumulated with beta) = x·Wᵀ + ((x̃·Aᵀ)⊙s)·Bᵀ ; z [N, Ra] saved (bf16).
+    void linear_forward(int layer, int proj, const bf16* x, int64_t N, void* y, DType yt, float beta, bf16* z);
+    // dy [N, out] bf16 -> dx [N, in] fp32 (overwritten, or accumulated); dA, dB += .
+    void linear_backward(int layer, int proj, const bf16* x, const bf16* z, const bf16* dy, int64_t N, float* dx,
+                         bool accumulate);
+    void layer_forward(int l, const float* x, float* y, DevActs& a, int B, int T);
+    void layer_backward(int l, const float* x, DevActs& a, const float* dy, float* dx, int B, int T);
+    void forward_hidden(const int32_t* ids, int B, int T, bool keep);
+    void check_ids(const int32_t* ids, int64_t N) const;
+    const bf16* out_weight() const { return cfg().tie_word_embeddings ? embed_.data() : lm_head_.data(); }
+    int loss_chunk(int64_t N) const;
+
+    std::unique_ptr<Model> host_;
+    HostWeights hw_;
+    cudaStream_t stream_ = nullptr;
+    std::unique_ptr<Gemm> gemm_;
+    bool gemma_ = false;
+    int act_ = 0;
+    float attn_scale_ = 1.0f;
+
+    DeviceBuffer<bf16> embed_, lm_head_;
+    DeviceBuffer<float> norm_;
+    std::vector<DevLayer> layers_;
+    std::vector<int> level_offset_;   // [levels + 1]
+    DeviceBuffer<float> scale_;       // [R] per-rank-row level scale
+    size_t n_params_ = 0;
+    DeviceBuffer<float> w32_, g32_, m_, v_;
+    DeviceBuffer<bf16> wbf_;
+    DeviceBuffer<double> dsum_;
+    DeviceBuffer<int> dcount_;
+
+    DeviceBuffer<float> cos_, sin_;
+    int rope_T_ = 0;
+
+    bool training_ = false, ckpt_ = false;
+    uint64_t dropout_seed_ = 0, call_ = 0;
+    int active_levels_ = 0;
+    int loss_chunk_ = 0;
+
+    std::vector<DevActs> acts_;
+    std::vector<DeviceBuffer<float>> xs_;
+    DeviceBuffer<bf16> wbuf_;                // dequantized weight [out, in] of the current projection
+    DeviceBuffer<float> zf_;                 // [N, R] fp32 adapter product
+    DeviceBuffer<bf16> xd_;                  // [N, in] dropped-out adapter input
+    DeviceBuffer<float> tf_;                 // [N, in] per-level dx contribution (dropout)
+    DeviceBuffer<bf16> qraw_, kraw_, vraw_;  // [N, H·d] / [N, KV·d] projection outputs before rope / layout
+    DeviceBuffer<float> attn_work_;
+    DeviceBuffer<float> ytmp_, dxa_, dxb_, dmid_, dxn_, dh_, datt_, dq_, dk_, dv_, dxf_;
+    DeviceBuffer<bf16> dybf_, dg_, du_, dqb_, dkb_, dvb_, dus_;
+    DeviceBuffer<bf16> xf_;                  // [N, C] final norm output
+    DeviceBuffer<float> rstdf_;
+    DeviceBuffer<float> logits_, row_loss_;
+    DeviceBuffer<bf16> dlogits_;
+    DeviceBuffer<int32_t> ids_, targets_;
+    std::vector<int32_t> targets_h_;
+    std::vector<float> row_loss_h_;
+    size_t weight_bytes_ = 0;
+};
+
+CudaModel::CudaModel(std::unique_ptr<Model> host) : host_(std::move(host)) {
+    hw_ = host_weights(*host_);
+    HQ_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    gemm_ = std::make_unique<Gemm>(stream_);
+    gemma_ = hw_.gemma;
+    act_ = hw_.act == Act::GeluTanh ? 1 : 0;
+    attn_scale_ = 1.0f / std::sqrt((float)cfg().head_dim);
+    active_levels_ = (int)spec().levels.size();
+    nf4_init_tables();
+    upload_all();
+}
+
+CudaModel::~CudaModel() {
+    if (stream_) {
+        cudaStreamSynchronize(stream_);
+        gemm_.reset();
+        cudaStreamDestroy(stream_);
+    }
+}
+
+void CudaModel::upload_all() {
+    const ModelConfig& c = cfg();
+    DeviceBuffer<float> stage;
+    upload_bf16(embed_, hw_.embed->data(), hw_.embed->size(), stage, stream_);
+    if (!c.tie_word_embeddings) upload_bf16(lm_head_, hw_.lm_head->data(), hw_.lm_head->size(), stage, stream_);
+    upload(norm_, hw_.norm->data(), hw_.norm->size(), stream_);
+    weight_bytes_ = embed_.bytes() + lm_head_.bytes() + norm_.bytes();
+
+    // Adapter layout: every adapted projection has the same levels (model.cpp build_adapters).
+    const int nlev = (int)spec().levels.size();
+    level_offset_.assign(nlev + 1, 0);
+    for (int j = 0; j < nlev; j++) level_offset_[j + 1] = level_offset_[j] + spec().levels[j].rank;
+    std::vector<float> scale((size_t)level_offset_[nlev]);
+    for (int j = 0; j < nlev; j++)
+        for (int i = level_offset_[j]; i < level_offset_[j + 1]; i++) scale[i] = spec().scale(j);
+    upload(scale_, scale.data(), scale.size(), stream_);
+
+    layers_.resize(hw_.layers->size());
+    for (size_t l = 0; l < layers_.size(); l++) {
+        const DecoderLayer& H = (*hw_.layers)[l];
+        DevLayer& D = layers_[l];
+        upload(D.ln1, H.ln1.data(), H.ln1.size(), stream_);
+        upload(D.ln2, H.ln2.data(), H.ln2.size(), stream_);
+        weight_bytes_ += D.ln1.bytes() + D.ln2.bytes();
+        for (int p = 0; p < P_COUNT; p++) {
+            const HLoraLinear& P = H.proj[p];
+            DevLinear& L = D.proj[p];
+            L.in = P.in;
+            L.out = P.out;
+            L.quantized = P.quantized;
+            if (P.quantized) {
+                const NF4Tensor& t = P.wq;
+                upload(L.packed, t.packed.data(), t.packed.size(), stream_);
+                L.view.packed = L.packed.data();
+                if (t.double_quant) {
+                    upload(L.qabsmax, t.qabsmax.data(), t.qabsmax.size(), stream_);
+                    upload(L.absmax2, t.absmax2.data(), t.absmax2.size(), stream_);
+                    L.view.qabsmax = L.qabsmax.data();
+                    L.view.absmax2 = L.absmax2.data();
+                } else {
+                    upload(L.absmax, t.absmax.data(), t.absmax.size(), stream_);
+                    L.view.absmax = L.absmax.data();
+                }
+                L.view.offset = t.offset;
+                L.view.n = t.numel();
+                L.view.blocksize = t.blocksize;
+                L.view.nested_blocksize = t.nested_blocksize;
+                L.view.double_quant = t.double_quant;
+                weight_bytes_ += L.packed.bytes() + L.qabsmax.bytes() + L.absmax2.bytes() + L.absmax.bytes();
+            } else {
+                upload_bf16(L.w, P.w.data(), P.w.size(), stage, stream_);
+                weight_bytes_ += L.w.bytes();
+            }
+            L.R = P.R;
+            if (P.R > 0) {
+                L.a_off = (size_t)(P.A - hw_.params_w);
+                L.b_off = (size_t)(P.B - hw_.params_w);
+            }
+        }
+    }
+    n_params_ = hw_.params_numel;
+    w32_.resize(n_params_);
+    g32_.resize(n_params_);
+    m_.resize(n_params_);
+    v_.resize(n_params_);
+    wbf_.resize(n_params_);
+    HQ_CUDA(cudaMemcpyAsync(w32_.data(), hw_.params_w, n_params_ * sizeof(float), cudaMemcpyHostToDevice, stream_));
+    HQ_CUDA(cudaMemsetAsync(g32_.data(), 0, n_params_ * sizeof(float), stream_));
+    HQ_CUDA(cudaMemsetAsync(m_.data(), 0, n_params_ * sizeof(float), stream_));
+    HQ_CUDA(cudaMemsetAsync(v_.data(), 0, n_params_ * sizeof(float), stream_));
+    refresh_shadow();
+    dsum_.resize(1);
+    dcount_.resize(1);
+    HQ_CUDA(cudaStreamSynchronize(stream_));
+}
+
+void CudaModel::refresh_shadow() { f32_to_bf16(wbf_.data(), w32_.data(), (int64_t)n_params_, stream_); }
+
+void CudaModel::ensure_rope(int T) {
+    if (T <= rope_T_) return;
+    const int h = cfg().head_dim / 2;
+    std::vector<float> c((size_t)T * h), s((size_t)T * h);
+    rope_tables(c.data(), s.data(), hw_.inv_freq->data(), T, cfg().head_dim);
+    cos_.release();
+    sin_.release();
+    upload(cos_, c.data(), c.size(), stream_);
+    upload(sin_, s.data(), s.size(), stream_);
+    HQ_CUDA(cudaStreamSynchronize(stream_));
+    rope_T_ = T;
+}
+
+void CudaModel::ensure_acts(DevActs& a, int B, int T) {
+    const ModelConfig& c = cfg();
+    const size_t N = (size_t)B * T, C = c.hidden_size, F = c.intermediate_size;
+    const size_t Hd = (size_t)c.num_heads * c.head_dim, KVd = (size_t)c.num_kv_heads * c.head_dim;
+    a.xn1.resize(N * C);
+    a.rstd1.resize(N);
+    a.q.resize(N * Hd);
+    a.k.resize(N * KVd);
+    a.v.resize(N * KVd);
+    a.att.resize(N * Hd);
+    a.P.resize((size_t)B * c.num_heads * T * T);
+    a.xmid.resize(N * C);
+    a.xn2.resize(N * C);
+    a.rstd2.resize(N);
+    a.g.resize(N * F);
+    a.u.resize(N * F);
+    a.h.resize(N * F);
+    const int Ra = level_offset_.back();
+    for (int j = 0; j < P_COUNT; j++)
+        if (layers_[0].proj[j].R > 0) a.z[j].resize(N * (size_t)Ra);
+}
+
+void CudaModel::ensure_scratch(int B, int T) {
+    const ModelConfig& c = cfg();
+    const size_t N = (size_t)B * T, C = c.hidden_size, F = c.intermediate_size;
+    const size_t Hd = (size_t)c.num_heads * c.head_dim, KVd = (size_t)c.num_kv_heads * c.head_dim;
+    const size_t R = (size_t)level_offset_.back();
+    size_t maxw = 0, maxin = 0;
+    for (const DevLinear& L : layers_[0].proj) {
+        maxw = std::max(maxw, (size_t)L.in * L.out);
+        maxin = std::max(maxin, (size_t)std::max(L.in, L.out));
+    }
+    wbuf_.resize(maxw);
+    zf_.resize(N * std::max<size_t>(R, 1));
+    dus_.resize(N * std::max<size_t>(R, 1));
+    if (spec().dropout > 0.0f) {
+        xd_.resize(N * maxin);
+        tf_.resize(N * maxin);
+    }
+    qraw_.resize(N * Hd);
+    kraw_.resize(N * KVd);
+    vraw_.resize(N * KVd);
+    AttnDims ad{B, T, c.num_heads, c.num_kv_heads, c.head_dim, attn_scale_};
+    attn_work_.resize(attention_workspace_floats(ad));
+    ytmp_.resize(N * C);
+    dxa_.resize(N * C);
+    dxb_.resize(N * C);
+    dmid_.resize(N * C);
+    dxn_.resize(N * C);
+    dh_.resize(N * F);
+    datt_.resize(N * Hd);
+    dq_.resize(N * Hd);
+    dk_.resize(N * KVd);
+    dv_.resize(N * KVd);
+    dxf_.resize(N * C);
+    dybf_.resize(N * std::max(C, Hd));
+    dg_.resize(N * F);
+    du_.resize(N * F);
+    dqb_.resize(N * Hd);
+    dkb_.resize(N * KVd);
+    dvb_.resize(N * KVd);
+    xf_.resize(N * C);
+    rstdf_.resize(N);
+    ids_.resize(N);
+    targets_.resize(N);
+    row_loss_.resize(N);
+}
+
+const bf16* CudaModel::base_weight(const DevLinear& L) {
+    if (!L.quantized) return L.w.data();
+    nf4_dequantize_bf16(wbuf_.data(), L.view, stream_);
+    return wbuf_.data();
+}
+
+void CudaModel::linear_forward(int layer, int proj, const bf16* x, int64_t N, void* y, DType yt, float beta, bf16* z) {
+    const DevLinear& L = layers_[layer].proj[proj];
+    const int in = L.in, out = L.out;
+    const bf16* W = base_weight(L);
+    gemm_->run(false, true, N, out, in, 1.0f, x, in, W, in, beta, y, yt, out);
+    const int Ra = active_rank(L);
+    if (Ra == 0) return;
+    const bf16* A = wbf_.data() + L.a_off;
+    const bf16* Bw = wbf_.data() + L.b_off;
+    const float p = dropout();
+    if (p <= 0.0f) {
+        gemm_->run(false, true, N, Ra, in, 1.0f, x, in, A, in, 0.0f, zf_.data(), DType::F32, Ra);
+    } else {
+        const uint64_t key = mask_key(layer, proj);
+        for (int j = 0; j < active_levels_; j++) {
+            const int o = level_offset_[j], r = level_offset_[j + 1] - o;
+            dropout_bf16(xd_.data(), x, N * in, p, rng_key(key, (uint64_t)j), stream_);
+            gemm_->run(false, true, N, r, in, 1.0f, xd_.data(), in, A + (int64_t)o * in, in, 0.0f, zf_.data() + o,
+                       DType::F32, Ra);
+        }
+    }
+    scale_cols_to_bf16(z, zf_.data(), N, Ra, scale_.data(), stream_);
+    // y += z · B_actᵀ   (B [out, R], first Ra columns)
+    gemm_->run(false, true, N, out, Ra, 1.0f, z, Ra, Bw, L.R, 1.0f, y, yt, out);
+}
+
+void CudaModel::linear_backward(int layer, int proj, const bf16* x, const bf16* z, const bf16* dy, int64_t N,
+                                float* dx, bool accumulate) {
+    const DevLinear& L = layers_[layer].proj[proj];
+    const int in = L.in, out = L.out;
+    const bf16* W = base_weight(L);
+    // dx [N, in] = dy · W
+    gemm_->run(false, false, N, in, out, 1.0f, dy, out, W, in, accumulate ? 1.0f : 0.0f, dx, DType::F32, in);
+    const int Ra = active_rank(L);
+    if (Ra == 0) return;
+    const bf16* A = wbf_.data() + L.a_off;
+    const bf16* Bw = wbf_.data() + L.b_off;
+    float* dA = g32_.data() + L.a_off;
+    float* dB = g32_.data() + L.b_off;
+    // dB [out, Ra] += dyᵀ · z
+    gemm_->run(true, false, out, Ra, N, 1.0f, dy, out, z, Ra, 1.0f, dB, DType::F32, L.R);
+    // du [N, Ra] = (dy · B_act) ⊙ s
+    gemm_->run(false, false, N, Ra, out, 1.0f, dy, out, Bw, L.R, 0.0f, zf_.data(), DType::F32, Ra);
+    scale_cols_to_bf16(dus_.data(), zf_.data(), N, Ra, scale_.data(), stream_);
+    const float p = dropout();
+    if (p <= 0.0f) {
+        // dA [Ra, in] += duᵀ · x ; dx += du · A
+        gemm_->run(true, false, Ra, in, N, 1.0f, dus_.data(), Ra, x, in, 1.0f, dA, DType::F32, in);
+        gemm_->run(false, false, N, in, Ra, 1.0f, dus_.data(), Ra, A, in, 1.0f, dx, DType::F32, in);
+        return;
+    }
+    const uint64_t key = mask_key(layer, proj);
+    for (int j = 0; j < active_levels_; j++) {
+        const int o = level_offset_[j], r = level_offset_[j + 1] - o;
+        const uint64_t kj = rng_key(key, (uint64_t)j);
+        dropout_bf16(xd_.data(), x, N * in, p, kj, stream_);
+        // dA_j [r, in] += du_jᵀ · x̃_j
+        gemm_->run(true, false, r, in, N, 1.0f, dus_.data() + o, Ra, xd_.data(), in, 1.0f, dA + (int64_t)o * in,
+                   DType::F32, in);
+        // dx += (du_j · A_j) ⊙ m_j / (1 − p)
+        gemm_->run(false, false, N, in, r, 1.0f, dus_.data() + o, Ra, A + (int64_t)o * in, in, 0.0f, tf_.data(),
+                   DType::F32, in);
+        dropout_accumulate(dx, tf_.data(), N * in, p, kj, stream_);
+    }
+}
+
+void CudaModel::layer_forward(int l, const float* x, float* y, DevActs& a, int B, int T) {
+    const ModelConfig& c = cfg();
+    const int64_t N = (int64_t)B * T, C = c.hidden_size;
+    DevLayer& D = layers_[l];
+    ensure_acts(a, B, T);
+    rmsnorm_forward(a.xn1.data(), a.rstd1.data(), x, D.ln1.data(), N, (int)C, c.rms_norm_eps, gemma_, stream_);
+    linear_forward(l, P_Q, a.xn1.data(), N, qraw_.data(), DType::BF16, 0.0f, a.z[P_Q].data());
+    linear_forward(l, P_K, a.xn1.data(), N, kraw_.data(), DType::BF16, 0.0f, a.z[P_K].data());
+    linear_forward(l, P_V, a.xn1.data(), N, vraw_.data(), DType::BF16, 0.0f, a.z[P_V].data());
+    rope_forward_to_bhtd(a.q.data(), qraw_.data(), cos_.data(), sin_.data(), B, T, c.num_heads, c.head_dim, stream_);
+    rope_forward_to_bhtd(a.k.data(), kraw_.data(), cos_.data(), sin_.data(), B, T, c.num_kv_heads, c.head_dim,
+                         stream_);
+    bthd_to_bhtd(a.v.data(), vraw_.data(), B, T, c.num_kv_heads, c.head_dim, stream_);
+    const AttnDims ad{B, T, c.num_heads, c.num_kv_heads, c.head_dim, attn_scale_};
+    attention_forward(*gemm_, a.att.data(), a.P.data(), a.q.data(), a.k.data(), a.v.data(), attn_work_.data(), ad);
+    // xmid = x + o(att)
+    HQ_CUDA(cudaMemcpyAsync(a.xmid.data(), x, sizeof(float) * N * C, cudaMemcpyDeviceToDevice, stream_));
+    linear_forward(l, P_O, a.att.data(), N, a.xmid.data(), DType::F32, 1.0f, a.z[P_O].data());
+    rmsnorm_forward(a.xn2.data(), a.rstd2.data(), a.xmid.data(), D.ln2.data(), N, (int)C, c.rms_norm_eps, gemma_,
+                    stream_);
+    linear_forward(l, P_GATE, a.xn2.data(), N, a.g.data(), DType::BF16, 0.0f, a.z[P_GATE].data());
+    linear_forward(l, P_UP, a.xn2.data(), N, a.u.data(), DType::BF16, 0.0f, a.z[P_UP].data());
+    glu_forward(a.h.data(), a.g.data(), a.u.data(), N * c.intermediate_size, act_, stream_);
+    // y = xmid + down(h)
+    HQ_CUDA(cudaMemcpyAsync(y, a.xmid.data(), sizeof(float) * N * C, cudaMemcpyDeviceToDevice, stream_));
+    linear_forward(l, P_DOWN, a.h.data(), N, y, DType::F32, 1.0f, a.z[P_DOWN].data());
+}
+
+void CudaModel::layer_backward(int l, const float* x, DevActs& a, const float* dy, float* dx, int B, int T) {
+    const ModelConfig& c = cfg();
+    const int64_t N = (int64_t)B * T, C = c.hidden_size, F = c.intermediate_size;
+    DevLayer& D = layers_[l];
+    // MLP block: y = xmid + down(act(g) ⊙ u)
+    f32_to_bf16(dybf_.data(), dy, N * C, stream_);
+    linear_backward(l, P_DOWN, a.h.data(), a.z[P_DOWN].data(), dybf_.data(), N, dh_.data(), false);
+    glu_backward(dg_.data(), du_.data(), dh_.data(), a.g.data(), a.u.data(), N * F, act_, stream_);
+    linear_backward(l, P_GATE, a.xn2.data(), a.z[P_GATE].data(), dg_.data(), N, dxn_.data(), false);
+    linear_backward(l, P_UP, a.xn2.data(), a.z[P_UP].data(), du_.data(), N, dxn_.data(), true);
+    HQ_CUDA(cudaMemcpyAsync(dmid_.data(), dy, sizeof(float) * N * C, cudaMemcpyDeviceToDevice, stream_));
+    rmsnorm_backward(dmid_.data(), dxn_.data(), a.xmid.data(), D.ln2.data(), a.rstd2.data(), N, (int)C, gemma_,
+                     stream_);
+    // Attention block: xmid = x + o(attn(rope(q), rope(k), v))
+    f32_to_bf16(dybf_.data(), dmid_.data(), N * C, stream_);
+    linear_backward(l, P_O, a.att.data(), a.z[P_O].data(), dybf_.data(), N, datt_.data(), false);
+    const AttnDims ad{B, T, c.num_heads, c.num_kv_heads, c.head_dim, attn_scale_};
+    attention_backward(*gemm_, dq_.data(), dk_.data(), dv_.data(), datt_.data(), a.q.data(), a.k.data(), a.v.data(),
+                       a.P.data(), attn_work_.data(), ad);
+    rope_backward_from_bhtd(dqb_.data(), dq_.data(), cos_.data(), sin_.data(), B, T, c.num_heads, c.head_dim, stream_);
+    rope_backward_from_bhtd(dkb_.data(), dk_.data(), cos_.data(), sin_.data(), B, T, c.num_kv_heads, c.head_dim,
+                            stream_);
+    bhtd_to_bthd_f32_to_bf16(dvb_.data(), dv_.data(), B, T, c.num_kv_heads, c.head_dim, stream_);
+    linear_backward(l, P_Q, a.xn1.data(), a.z[P_Q].data(), dqb_.data(), N, dxn_.data(), false);
+    linear_backward(l, P_K, a.xn1.data(), a.z[P_K].data(), dkb_.data(), N, dxn_.data(), true);
+    linear_backward(l, P_V, a.xn1.data(), a.z[P_V].data(), dvb_.data(), N, dxn_.data(), true);
+    HQ_CUDA(cudaMemcpyAsync(dx, dmid_.data(), sizeof(float) * N * C, cudaMemcpyDeviceToDevice, stream_));
+    rmsnorm_backward(dx, dxn_.data(), x, D.ln1.data(), a.rstd1.data(), N, (int)C, gemma_, stream_);
+}
+
+void CudaModel::check_ids(const int32_t* ids, int64_t N) const {
+    const int V = cfg().vocab_size;
+    for (int64_t i = 0; i < N; i++)
+        HQ_CHECK(ids[i] >= 0 && ids[i] < V, "E_TOKENS", "token id " << ids[i] << " at position " << i
+                                                                     << " is outside the vocabulary [0, " << V << ")",
+                 Where{}, "the token file was made with another tokenizer; prepare the data again for this model");
+}
+
+void CudaModel::forward_hidden(const int32_t* ids, int B, int T, bool keep) {
+    HQ_CHECK(B > 0 && T > 0, "E_INTERNAL", "empty micro-batch B=" << B << " T=" << T, Where{},
+             "micro-batches need at least one token");
+    const ModelConfig& c = cfg();
+    const int64_t N = (int64_t)B * T, C = c.hidden_size;
+    const int nL = c.num_layers;
+    check_ids(ids, N);
+    if (training_) call_++;
+    ensure_rope(T);
+    ensure_scratch(B, T);
+    const size_t nx = keep ? (size_t)nL + 1 : 2;
+    if (xs_.size() < nx) xs_.resize(nx);
+    for (size_t i = 0; i < nx; i++) xs_[i].resize((size_t)N * C);
+    const size_t nacts = keep && !ckpt_ ? (size_t)nL : 1;
+    if (acts_.size() < nacts) acts_.resize(nacts);
+    HQ_CUDA(cudaMemcpyAsync(ids_.data(), ids, sizeof(int32_t) * N, cudaMemcpyHostToDevice, stream_));
+    embedding_forward(xs_[0].data(), embed_.data(), ids_.data(), N, (int)C, embedding_scale(gemma_, (int)C), stream_);
+    for (int l = 0; l < nL; l++) {
+        const float* x = keep ? xs_[l].data() : xs_[l % 2].data();
+        float* y = keep ? xs_[l + 1].data() : xs_[(l + 1) % 2].data();
+        layer_forward(l, x, y, acts_[keep && !ckpt_ ? l : 0], B, T);
+    }
+    const float* xl = keep ? xs_[nL].data() : xs_[nL % 2].data();
+    rmsnorm_forward(xf_.data(), rstdf_.data(), xl, norm_.data(), N, (int)C, c.rms_norm_eps, gemma_, stream_);
+}
+
+int CudaModel::loss_chunk(int64_t N) const {
+    if (loss_chunk_ > 0) return loss_chunk_;
+    // At most 256 MiB of fp32 logits per chunk (Gemma's 256k vocab: 256 rows), between 16 and 4096 rows.
+    const int64_t rows = ((int64_t)256 << 20) / ((int64_t)4 * cfg().vocab_size);
+    return (int)std::max<int64_t>(1, std::min<int64_t>({N, 4096, std::max<int64_t>(16, rows)}));
+}
+
+LossOut CudaModel::forward_backward(const int32_t* ids, const int32_t* labels, int B, int T, bool backward,
+                                    float grad_scale) {
+    const ModelConfig& c = cfg();
+    const int64_t N = (int64_t)B * T, C = c.hidden_size;
+    const int V = c.vocab_size, nL = c.num_layers;
+    forward_hidden(ids, B, T, backward);
+    targets_h_.resize(N);
+    shift_labels(targets_h_.data(), labels, B, T);
+    LossOut res;
+    for (int64_t i = 0; i < N; i++) {
+        const int32_t y = targets_h_[i];
+        if (y == -100) continue;
+        HQ_CHECK(y >= 0 && y < V, "E_TOKENS", "label " << y << " at position " << i << " is outside the vocabulary [0, "
+                                                       << V << ")",
+                 Where{}, "the token file was made with another tokenizer; prepare the data again for this model");
+        res.n_tokens++;
+    }
+    HQ_CUDA(cudaMemcpyAsync(targets_.data(), targets_h_.data(), sizeof(int32_t) * N, cudaMemcpyHostToDevice, stream_));
+    const int chunk = loss_chunk(N);
+    logits_.resize((size_t)chunk * V);
+    if (backward) dlogits_.resize((size_t)chunk * V);
+    const bf16* W = out_weight();
+    for (int64_t r0 = 0; r0 < N; r0 += chunk) {
+        const int64_t rows = std::min<int64_t>(chunk, N - r0);
+        gemm_->run(false, true, rows, V, C, 1.0f, xf_.data() + r0 * C, C, W, C, 0.0f, logits_.data(), DType::F32, V);
+        cross_entropy_rows(row_loss_.data() + r0, backward ? dlogits_.data() : nullptr, logits_.data(),
+                           targets_.data() + r0, rows, V, grad_scale, stream_);
+        if (backward)
+            gemm_->run(false, false, rows, C, V, 1.0f, dlogits_.data(), V, W, C, 0.0f, dxf_.data() + r0 * C,
+                       DType::F32, C);
+    }
+    row_loss_h_.resize(N);
+    HQ_CUDA(cudaMemcpyAsync(row_loss_h_.data(), row_loss_.data(), sizeof(float) * N, cudaMemcpyDeviceToHost, stream_));
+    if (backward) {
+        HQ_CUDA(cudaMemsetAsync(dxa_.data(), 0, sizeof(float) * N * C, stream_));
+        rmsnorm_backward(dxa_.data(), dxf_.data(), xs_[nL].data(), norm_.data(), rstdf_.data(), N, (int)C, gemma_,
+                         stream_);
+        float* dy = dxa_.data();
+        float* dx = dxb_.data();
+        for (int l = nL - 1; l >= 0; l--) {
+            DevActs& a = acts_[ckpt_ ? 0 : l];
+            if (ckpt_ && l != nL - 1) layer_forward(l, xs_[l].data(), ytmp_.data(), a, B, T);
+            layer_backward(l, xs_[l].data(), a, dy, dx, B, T);
+            std::swap(dy, dx);
+        }
+    }
+    HQ_CUDA(cudaStreamSynchronize(stream_));
+    for (int64_t i = 0; i < N; i++)
+        if (targets_h_[i] != -100) res.loss_sum += (double)row_loss_h_[i];
+    return res;
+}
+
+void CudaModel::forward_logits(const int32_t* ids, int B, int T, float* logits_out) {
+    const ModelConfig& c = cfg();
+    const int64_t N = (int64_t)B * T, C = c.hidden_size;
+    const int V = c.vocab_size;
+    forward_hidden(ids, B, T, false);
+    const int chunk = loss_chunk(N);
+    logits_.resize((size_t)chunk * V);
+    for (int64_t r0 = 0; r0 < N; r0 += chunk) {
+        const int64_t rows = std::min<int64_t>(chunk, N - r0);
+        gemm_->run(false, true, rows, V, C, 1.0f, xf_.data() + r0 * C, C, out_weight(), C, 0.0f, logits_.data(),
+                   DType::F32, V);
+        HQ_CUDA(cudaMemcpyAsync(logits_out + r0 * V, logits_.data(), sizeof(float) * rows * V, cudaMemcpyDeviceToHost,
+                                stream_));
+        HQ_CUDA(cudaStreamSynchronize(stream_));
+    }
+}
+
+void CudaModel::forward_logits_at(const int32_t* ids, int B, int T, const int32_t* positions, float* logits_out) {
+    for (int b = 0; b < B; b++)
+        HQ_CHECK(positions[b] >= 0 && positions[b] < T, "E_SHAPE",
+                 "logits position " << positions[b] << " of row " << b << " is outside [0, " << T << ")", Where{},
+                 "pass one position per row inside the sequence");
+    const ModelConfig& c = cfg();
+    const int64_t C = c.hidden_size;
+    const int V = c.vocab_size;
+    forward_hidden(ids, B, T, false);
+    // Gather the requested rows of the final hidden state, then logits [B, V] = rows · W_outᵀ.
+    DeviceBuffer<bf16> rows((size_t)B * C);
+    for (int b = 0; b < B; b++)
+        HQ_CUDA(cudaMemcpyAsync(rows.data() + (int64_t)b * C, xf_.data() + ((int64_t)b * T + positions[b]) * C,
+                                sizeof(bf16) * C, cudaMemcpyDeviceToDevice, stream_));
+    logits_.resize((size_t)B * V);
+    gemm_->run(false, true, B, V, C, 1.0f, rows.data(), C, out_weight(), C, 0.0f, logits_.data(), DType::F32, V);
+    HQ_CUDA(cudaMemcpyAsync(logits_out, logits_.data(), sizeof(float) * B * V, cudaMemcpyDeviceToHost, stream_));
+    HQ_CUDA(cudaStreamSynchronize(stream_));
+}
+
+float CudaModel::device_clip_grad_norm(float max_norm) {
+    sum_squares(dsum_.data(), g32_.data(), (int64_t)n_params_, stream_);
+    double ss = 0.0;
+    HQ_CUDA(cudaMemcpyAsync(&ss, dsum_.data(), sizeof(double), cudaMemcpyDeviceToHost, stream_));
+    HQ_CUDA(cudaStreamSynchronize(stream_));
+    const float norm = static_cast<float>(std::sqrt(ss));
+    if (max_norm > 0.0f && std::isfinite(norm)) {
+        const float coef = max_norm / (norm + 1e-6f);
+        if (coef < 1.0f) scale_inplace(g32_.data(), (int64_t)n_params_, coef, stream_);
+    }
+    return norm;
+}
+
+bool CudaModel::device_adamw_step(AdamW& opt, double lr) {
+    const AdamWConfig& cf = opt.config();
+    opt.t += 1;
+    const double step = static_cast<double>(opt.t);
+    AdamWArgs a;
+    a.one_minus_lr_wd = cf.weight_decay != 0.0 ? static_cast<float>(1.0 - lr * cf.weight_decay) : 1.0f;
+    a.one_minus_b1 = static_cast<float>(1.0 - cf.beta1);
+    a.b2 = static_cast<float>(cf.beta2);
+    a.one_minus_b2 = static_cast<float>(1.0 - cf.beta2);
+    const double bc1 = 1.0 - std::pow(cf.beta1, step);
+    const double bc2 = 1.0 - std::pow(cf.beta2, step);
+    a.neg_step_size = static_cast<float>(-(lr / bc1));
+    a.bc2_sqrt = static_cast<float>(std::sqrt(bc2));
+    a.eps = static_cast<float>(cf.eps);
+    adamw_step(w32_.data(), g32_.data(), m_.data(), v_.data(), (int64_t)n_params_, a, stream_);
+    refresh_shadow();
+    count_nonfinite(dcount_.data(), w32_.data(), (int64_t)n_params_, stream_);
+    int bad = 0;
+    HQ_CUDA(cudaMemcpyAsync(&bad, dcount_.data(), sizeof(int), cudaMemcpyDeviceToHost, stream_));
+    HQ_CUDA(cudaStreamSynchronize(stream_));
+    return bad == 0;
+}
+
+void CudaModel::sync_to_host(AdamW* opt, bool grads) {
+    HQ_CUDA(cudaMemcpyAsync(hw_.params_w, w32_.data(), n_params_ * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    if (grads)
+        HQ_CUDA(cudaMemcpyAsync(hw_.params_g, g32_.data(), n_params_ * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    if (opt) {
+        std::vector<Param>& ps = host_->params();
+        size_t off = 0;
+        for (size_t i = 0; i < ps.size(); i++) {
+            opt->m[i].resize(ps[i].numel);
+            opt->v[i].resize(ps[i].numel);
+            HQ_CUDA(cudaMemcpyAsync(opt->m[i].data(), m_.data() + off, ps[i].numel * sizeof(float),
+                                    cudaMemcpyDeviceToHost, stream_));
+            HQ_CUDA(cudaMemcpyAsync(opt->v[i].data(), v_.data() + off, ps[i].numel * sizeof(float),
+                                    cudaMemcpyDeviceToHost, stream_));
+            off += ps[i].numel;
+        }
+    }
+    HQ_CUDA(cudaStreamSynchronize(stream_));
+}
+
+void CudaModel::sync_from_host(const AdamW* opt) {
+    HQ_CUDA(cudaMemcpyAsync(w32_.data(), hw_.params_w, n_params_ * sizeof(float), cudaMemcpyHostToDevice, stream_));
+    if (opt) {
+        std::vector<Param>& ps = host_->params();
+        size_t off = 0;
+        for (size_t i = 0; i < ps.size(); i++) {
+            HQ_ASSERT(opt->m[i].size() == ps[i].numel && opt->v[i].size() == ps[i].numel);
+            HQ_CUDA(cudaMemcpyAsync(m_.data() + off, opt->m[i].data(), ps[i].numel * sizeof(float),
+                                    cudaMemcpyHostToDevice, stream_));
+            HQ_CUDA(cudaMemcpyAsync(v_.data() + off, opt->v[i].data(), ps[i].numel * sizeof(float),
+                                    cudaMemcpyHostToDevice, stream_));
+            off += ps[i].numel;
+        }
+    }
+    refresh_shadow();
+    HQ_CUDA(cudaStreamSynchronize(stream_));
+}
+
+size_t CudaModel::memory_bytes() const {
+    size_t n = weight_bytes_ + scale_.bytes();
+    n += w32_.bytes() + g32_.bytes() + m_.bytes() + v_.bytes() + wbf_.bytes();
+    for (const DevActs& a : acts_) {
+        for (const auto* b : {&a.xn1, &a.q, &a.k, &a.v, &a.att, &a.P, &a.xn2, &a.g, &a.u, &a.h}) n += b->bytes();
+        for (const auto* b : {&a.rstd1, &a.rstd2, &a.xmid}) n += b->bytes();
+        for (const auto& z : a.z) n += z.bytes();
+    }
+    for (const auto& x : xs_) n += x.bytes();
+    for (const auto* b : {&wbuf_, &xd_, &qraw_, &kraw_, &vraw_, &dybf_, &dg_, &du_, &dqb_, &dkb_, &dvb_, &dus_, &xf_,
+                          &dlogits_})
+        n += b->bytes();
+    for (const auto* b : {&zf_, &tf_, &attn_work_, &ytmp_, &dxa_, &dxb_, &dmid_, &dxn_, &dh_, &datt_, &dq_, &dk_, &dv_,
+                          &dxf_, &rstdf_, &logits_, &row_loss_, &cos_, &sin_})
+        n += b->bytes();
+    return n;
+}
+
+bool available(std::string* why) {
+    if (!device_available(why)) return false;
+    try {
+        cublaslt_load();
+    } catch (const Error& e) {
+        if (why) *why = e.what();
+        return false;
+    }
+    return true;
+}
+
+std::unique_ptr<Model> load(const std::string& dir, const QuantSpec& quant, const AdapterSpec& adapter,
+                            uint64_t seed) {
+    return std::make_unique<CudaModel>(Model::load(dir, quant, adapter, seed));
+}
+
+}  // namespace
+
+DeviceBackend cuda_backend() {
+    DeviceBackend b;
+    b.name = "cuda";
+    b.available = &available;
+    b.load = &load;
+    return b;
+}
+
+}  // namespace hq::cuda

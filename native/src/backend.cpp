@@ -1,0 +1,49 @@
+// backend.cpp — see backend.h.
+#include "backend.h"
+
+#include "error.h"
+
+namespace hq {
+
+namespace {
+DeviceBackend g_backend;
+bool g_registered = false;
+}  // namespace
+
+void register_device_backend(const DeviceBackend& b) {
+    g_backend = b;
+    g_registered = true;
+}
+
+const DeviceBackend* device_backend() { return g_registered ? &g_backend : nullptr; }
+
+LoadedModel load_model_on(const std::string& device, const std::string& dir, const QuantSpec& quant,
+                          const AdapterSpec& adapter, uint64_t seed, const std::string& config_file) {
+    Where w;
+    w.file = config_file;
+    w.key = "hardware.device";
+    LoadedModel r;
+    if (device == "cuda" || device == "auto") {
+        const DeviceBackend* b = device_backend();
+        std::string why;
+        if (!b) why = "this build of hqlora-train has no CUDA backend (it was built without the CUDA toolkit)";
+        else if (!b->available(&why)) {}
+        else {
+            r.model = b->load(dir, quant, adapter, seed);
+            r.backend = b->name;
+            return r;
+        }
+        if (device == "cuda")
+            throw Error("E_CUDA", HQ_MSG("hardware.device is \"cuda\" but " << why), w,
+                        "set hardware.device to \"cpu\" (or \"auto\" to use a GPU only when one is usable)");
+        r.warning = HQ_MSG("no usable GPU (" << why << "); training on the CPU");
+    } else if (device != "cpu") {
+        throw Error("E_CONFIG", HQ_MSG("hardware.device \"" << device << "\" is not one of cpu, cuda, auto"), w,
+                    "set hardware.device to cpu, cuda or auto");
+    }
+    r.model = Model::load(dir, quant, adapter, seed);
+    r.backend = "cpu";
+    return r;
+}
+
+}  // namespace hq

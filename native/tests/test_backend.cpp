@@ -1,0 +1,100 @@
+// test_backend.cpp — hardware.device selection (backend.h): cpu, cuda and auto, with and without a usable GPU.
+// Runs everywhere: on a machine without a GPU (CI) "cuda" must fail with E_CUDA naming the reason and the fix, and
+// "auto" must fall back to the CPU with a warning; with a GPU, "auto" picks CUDA.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "backend.h"
+#include "error.h"
+#include "run_config.h"
+#ifdef HQ_WITH_CUDA
+#include "cuda_common.h"
+#include "cuda_model.h"
+#endif
+
+using namespace hq;
+
+namespace {
+
+const std::string kFixture = std::string(HQ_REPO_ROOT) + "/test/fixtures/models/tiny-llama";
+
+bool gpu_usable(std::string* why) {
+    const DeviceBackend* b = device_backend();
+    if (!b) {
+        *why = "no CUDA backend in this build";
+        return false;
+    }
+    return b->available(why);
+}
+
+}  // namespace
+
+TEST_CASE("backend: cpu loads the CPU model") {
+    LoadedModel m = load_model_on("cpu", kFixture, QuantSpec{}, AdapterSpec{}, 0, "run.json");
+    REQUIRE(m.model);
+    CHECK(m.backend == "cpu");
+    CHECK(m.model->backend() == "cpu");
+    CHECK_FALSE(m.model->device_resident());
+    CHECK(m.warning.empty());
+}
+
+TEST_CASE("backend: an unknown device is a config error naming the key") {
+    try {
+        load_model_on("tpu", kFixture, QuantSpec{}, AdapterSpec{}, 0, "run.json");
+        FAIL("expected E_CONFIG");
+    } catch (const Error& e) {
+        CHECK(e.code() == "E_CONFIG");
+        CHECK(e.where().key == "hardware.device");
+        CHECK(e.where().file == "run.json");
+    }
+}
+
+TEST_CASE("backend: cuda and auto with and without a usable GPU") {
+#ifdef HQ_WITH_CUDA
+    register_device_backend(cuda::cuda_backend());
+#endif
+    std::string why;
+    const bool gpu = gpu_usable(&why);
+    if (!gpu) {
+        MESSAGE("no usable GPU here: " << why);
+        CHECK_FALSE(why.empty());
+        try {
+            load_model_on("cuda", kFixture, QuantSpec{}, AdapterSpec{}, 0, "run.json");
+            FAIL("expected E_CUDA");
+        } catch (const Error& e) {
+            CHECK(e.code() == "E_CUDA");
+            CHECK(e.where().key == "hardware.device");
+            CHECK(std::string(e.what()).find(why) != std::string::npos);
+            CHECK(e.hint().find("cpu") != std::string::npos);
+        }
+        LoadedModel m = load_model_on("auto", kFixture, QuantSpec{}, AdapterSpec{}, 0, "run.json");
+        REQUIRE(m.model);
+        CHECK(m.backend == "cpu");
+        CHECK(m.warning.find(why) != std::string::npos);
+    } else {
+        LoadedModel m = load_model_on("auto", kFixture, QuantSpec{}, AdapterSpec{}, 0, "run.json");
+        REQUIRE(m.model);
+        CHECK(m.backend == "cuda");
+        CHECK(m.model->backend() == "cuda");
+        CHECK(m.model->device_resident());
+        CHECK(m.warning.empty());
+    }
+}
+
+TEST_CASE("backend: run.json accepts hardware.device cpu, cuda and auto only") {
+    auto cfg = [](const char* dev) {
+        return nlohmann::json{{"model", {{"path", kFixture}}},
+                              {"data", {{"train_tokens", "/tmp/x.hqtok"}}},
+                              {"output", {{"dir", "/tmp"}, {"run_name", "r"}}},
+                              {"hardware", {{"device", dev}}}};
+    };
+    for (const char* d : {"cpu", "cuda", "auto"}) CHECK(parse_run_config(cfg(d), "run.json").device == d);
+    try {
+        parse_run_config(cfg("gpu"), "run.json");
+        FAIL("expected E_CONFIG");
+    } catch (const Error& e) {
+        CHECK(e.code() == "E_CONFIG");
+        CHECK(e.where().key == "hardware.device");
+    }
+}
