@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -46,11 +48,73 @@ struct DevLayer {
     DevLinear proj[P_COUNT];
 };
 
-// Saved activations of one layer for its backward.
+// Saved activations of one layer for its backward. The normed inputs, the attention probabilities and the MLP
+// hidden act(g)⊙u are not kept: the backward recomputes them (same kernels on the same inputs: the same bits), which
+// saves 2·C + H·T + F bf16 values per token and layer (≈ 160 MiB per 7B layer at 4 × 512 tokens).
 struct DevActs {
-    DeviceBuffer<bf16> xn1, q, k, v, att, P, xn2, g, u, h;
+    DeviceBuffer<bf16> q, k, v, att, g, u;
     DeviceBuffer<float> rstd1, rstd2, xmid;
     DeviceBuffer<bf16> z[P_COUNT];
+};
+
+// HQ_CUDA_PROFILE=1: device time per category, measured with CUDA events on the model's one stream (mark(c) starts
+// category c at that point of the stream), printed to stderr when the model is destroyed. Off: no events at all.
+enum ProfCat { PC_DEQUANT, PC_GEMM, PC_LORA, PC_ATTN, PC_ELEM, PC_LOSS, PC_OPT, PC_COUNT };
+const char* const kProfNames[PC_COUNT] = {"nf4 dequant", "base GEMMs", "adapter (LoRA)", "attention",
+                                          "norms/rope/glu/copies", "loss (lm_head + CE)", "optimizer"};
+
+class Profiler {
+  public:
+    explicit Profiler(cudaStream_t s) : s_(s) {
+        const char* e = std::getenv("HQ_CUDA_PROFILE");
+        on_ = e && *e && std::string(e) != "0";
+    }
+    ~Profiler() {
+        if (!on_) return;
+        flush();
+        double total = 0;
+        for (double m : ms_) total += m;
+        std::fprintf(stderr, "[hqlora] cuda profile over %lld flushes (device ms, share):\n", (long long)flushes_);
+        for (int c = 0; c < PC_COUNT; c++)
+            std::fprintf(stderr, "[hqlora]   %-24s %10.1f ms %5.1f%%\n", kProfNames[c], ms_[c],
+                         total > 0 ? 100.0 * ms_[c] / total : 0.0);
+        for (cudaEvent_t ev : pool_) cudaEventDestroy(ev);
+        for (auto& m : marks_) cudaEventDestroy(m.second);
+    }
+    void mark(int cat) {
+        if (!on_) return;
+        cudaEvent_t ev;
+        if (!pool_.empty()) {
+            ev = pool_.back();
+            pool_.pop_back();
+        } else {
+            HQ_CUDA(cudaEventCreate(&ev));
+        }
+        HQ_CUDA(cudaEventRecord(ev, s_));
+        marks_.push_back({cat, ev});
+    }
+    // Ends the current category and adds up the intervals (synchronises the stream).
+    void flush() {
+        if (!on_ || marks_.empty()) return;
+        mark(PC_COUNT);
+        HQ_CUDA(cudaEventSynchronize(marks_.back().second));
+        for (size_t i = 0; i + 1 < marks_.size(); i++) {
+            float t = 0;
+            HQ_CUDA(cudaEventElapsedTime(&t, marks_[i].second, marks_[i + 1].second));
+            if (marks_[i].first < PC_COUNT) ms_[marks_[i].first] += t;
+        }
+        for (auto& m : marks_) pool_.push_back(m.second);
+        marks_.clear();
+        flushes_++;
+    }
+
+  private:
+    cudaStream_t s_;
+    bool on_ = false;
+    std::vector<cudaEvent_t> pool_;
+    std::vector<std::pair<int, cudaEvent_t>> marks_;
+    double ms_[PC_COUNT] = {};
+    int64_t flushes_ = 0;
 };
 
 template <typename T>
@@ -148,6 +212,7 @@ class CudaModel final : public Model {
     HostWeights hw_;
     cudaStream_t stream_ = nullptr;
     std::unique_ptr<Gemm> gemm_;
+    std::unique_ptr<Profiler> prof_;
     bool gemma_ = false;
     int act_ = 0;
     float attn_scale_ = 1.0f;
@@ -178,6 +243,7 @@ class CudaModel final : public Model {
     DeviceBuffer<bf16> xd_;                  // [N, in] dropped-out adapter input
     DeviceBuffer<float> tf_;                 // [N, in] per-level dx contribution (dropout)
     DeviceBuffer<bf16> qraw_, kraw_, vraw_;  // [N, H·d] / [N, KV·d] projection outputs before rope / layout
+    DeviceBuffer<bf16> xnb_, hb_, pb_;       // normed input [N, C], MLP hidden [N, F], probabilities [B, H, T, T]
     DeviceBuffer<float> attn_work_;
     DeviceBuffer<float> ytmp_, dxa_, dxb_, dmid_, dxn_, dh_, datt_, dq_, dk_, dv_, dxf_;
     DeviceBuffer<bf16> dybf_, dg_, du_, dqb_, dkb_, dvb_, dus_;
@@ -195,6 +261,7 @@ CudaModel::CudaModel(std::unique_ptr<Model> host) : host_(std::move(host)) {
     hw_ = host_weights(*host_);
     HQ_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     gemm_ = std::make_unique<Gemm>(stream_);
+    prof_ = std::make_unique<Profiler>(stream_);
     gemma_ = hw_.gemma;
     act_ = hw_.act == Act::GeluTanh ? 1 : 0;
     attn_scale_ = 1.0f / std::sqrt((float)cfg().head_dim);
@@ -206,6 +273,7 @@ CudaModel::CudaModel(std::unique_ptr<Model> host) : host_(std::move(host)) {
 CudaModel::~CudaModel() {
     if (stream_) {
         cudaStreamSynchronize(stream_);
+        prof_.reset();
         gemm_.reset();
         cudaStreamDestroy(stream_);
     }
@@ -306,19 +374,15 @@ void CudaModel::ensure_acts(DevActs& a, int B, int T) {
     const ModelConfig& c = cfg();
     const size_t N = (size_t)B * T, C = c.hidden_size, F = c.intermediate_size;
     const size_t Hd = (size_t)c.num_heads * c.head_dim, KVd = (size_t)c.num_kv_heads * c.head_dim;
-    a.xn1.resize(N * C);
     a.rstd1.resize(N);
     a.q.resize(N * Hd);
     a.k.resize(N * KVd);
     a.v.resize(N * KVd);
     a.att.resize(N * Hd);
-    a.P.resize((size_t)B * c.num_heads * T * T);
     a.xmid.resize(N * C);
-    a.xn2.resize(N * C);
     a.rstd2.resize(N);
     a.g.resize(N * F);
     a.u.resize(N * F);
-    a.h.resize(N * F);
     const int Ra = level_offset_.back();
     for (int j = 0; j < P_COUNT; j++)
         if (layers_[0].proj[j].R > 0) a.z[j].resize(N * (size_t)Ra);
@@ -341,6 +405,9 @@ void CudaModel::ensure_scratch(int B, int T) {
         xd_.resize(N * maxin);
         tf_.resize(N * maxin);
     }
+    xnb_.resize(N * C);
+    hb_.resize(N * F);
+    pb_.resize((size_t)B * c.num_heads * T * T);
     qraw_.resize(N * Hd);
     kraw_.resize(N * KVd);
     vraw_.resize(N * KVd);
@@ -372,6 +439,7 @@ void CudaModel::ensure_scratch(int B, int T) {
 
 const bf16* CudaModel::base_weight(const DevLinear& L) {
     if (!L.quantized) return L.w.data();
+    prof_->mark(PC_DEQUANT);
     nf4_dequantize_bf16(wbuf_.data(), L.view, stream_);
     return wbuf_.data();
 }
@@ -380,9 +448,11 @@ void CudaModel::linear_forward(int layer, int proj, const bf16* x, int64_t N, vo
     const DevLinear& L = layers_[layer].proj[proj];
     const int in = L.in, out = L.out;
     const bf16* W = base_weight(L);
+    prof_->mark(PC_GEMM);
     gemm_->run(false, true, N, out, in, 1.0f, x, in, W, in, beta, y, yt, out);
     const int Ra = active_rank(L);
     if (Ra == 0) return;
+    prof_->mark(PC_LORA);
     const bf16* A = wbf_.data() + L.a_off;
     const bf16* Bw = wbf_.data() + L.b_off;
     const float p = dropout();
@@ -407,10 +477,12 @@ void CudaModel::linear_backward(int layer, int proj, const bf16* x, const bf16* 
     const DevLinear& L = layers_[layer].proj[proj];
     const int in = L.in, out = L.out;
     const bf16* W = base_weight(L);
+    prof_->mark(PC_GEMM);
     // dx [N, in] = dy · W
     gemm_->run(false, false, N, in, out, 1.0f, dy, out, W, in, accumulate ? 1.0f : 0.0f, dx, DType::F32, in);
     const int Ra = active_rank(L);
     if (Ra == 0) return;
+    prof_->mark(PC_LORA);
     const bf16* A = wbf_.data() + L.a_off;
     const bf16* Bw = wbf_.data() + L.b_off;
     float* dA = g32_.data() + L.a_off;
@@ -447,27 +519,34 @@ void CudaModel::layer_forward(int l, const float* x, float* y, DevActs& a, int B
     const int64_t N = (int64_t)B * T, C = c.hidden_size;
     DevLayer& D = layers_[l];
     ensure_acts(a, B, T);
-    rmsnorm_forward(a.xn1.data(), a.rstd1.data(), x, D.ln1.data(), N, (int)C, c.rms_norm_eps, gemma_, stream_);
-    linear_forward(l, P_Q, a.xn1.data(), N, qraw_.data(), DType::BF16, 0.0f, a.z[P_Q].data());
-    linear_forward(l, P_K, a.xn1.data(), N, kraw_.data(), DType::BF16, 0.0f, a.z[P_K].data());
-    linear_forward(l, P_V, a.xn1.data(), N, vraw_.data(), DType::BF16, 0.0f, a.z[P_V].data());
+    prof_->mark(PC_ELEM);
+    rmsnorm_forward(xnb_.data(), a.rstd1.data(), x, D.ln1.data(), N, (int)C, c.rms_norm_eps, gemma_, stream_);
+    linear_forward(l, P_Q, xnb_.data(), N, qraw_.data(), DType::BF16, 0.0f, a.z[P_Q].data());
+    linear_forward(l, P_K, xnb_.data(), N, kraw_.data(), DType::BF16, 0.0f, a.z[P_K].data());
+    linear_forward(l, P_V, xnb_.data(), N, vraw_.data(), DType::BF16, 0.0f, a.z[P_V].data());
+    prof_->mark(PC_ELEM);
     rope_forward_to_bhtd(a.q.data(), qraw_.data(), cos_.data(), sin_.data(), B, T, c.num_heads, c.head_dim, stream_);
     rope_forward_to_bhtd(a.k.data(), kraw_.data(), cos_.data(), sin_.data(), B, T, c.num_kv_heads, c.head_dim,
                          stream_);
     bthd_to_bhtd(a.v.data(), vraw_.data(), B, T, c.num_kv_heads, c.head_dim, stream_);
     const AttnDims ad{B, T, c.num_heads, c.num_kv_heads, c.head_dim, attn_scale_};
-    attention_forward(*gemm_, a.att.data(), a.P.data(), a.q.data(), a.k.data(), a.v.data(), attn_work_.data(), ad);
+    prof_->mark(PC_ATTN);
+    attention_forward(*gemm_, a.att.data(), pb_.data(), a.q.data(), a.k.data(), a.v.data(), attn_work_.data(), ad);
     // xmid = x + o(att)
+    prof_->mark(PC_ELEM);
     HQ_CUDA(cudaMemcpyAsync(a.xmid.data(), x, sizeof(float) * N * C, cudaMemcpyDeviceToDevice, stream_));
     linear_forward(l, P_O, a.att.data(), N, a.xmid.data(), DType::F32, 1.0f, a.z[P_O].data());
-    rmsnorm_forward(a.xn2.data(), a.rstd2.data(), a.xmid.data(), D.ln2.data(), N, (int)C, c.rms_norm_eps, gemma_,
+    prof_->mark(PC_ELEM);
+    rmsnorm_forward(xnb_.data(), a.rstd2.data(), a.xmid.data(), D.ln2.data(), N, (int)C, c.rms_norm_eps, gemma_,
                     stream_);
-    linear_forward(l, P_GATE, a.xn2.data(), N, a.g.data(), DType::BF16, 0.0f, a.z[P_GATE].data());
-    linear_forward(l, P_UP, a.xn2.data(), N, a.u.data(), DType::BF16, 0.0f, a.z[P_UP].data());
-    glu_forward(a.h.data(), a.g.data(), a.u.data(), N * c.intermediate_size, act_, stream_);
+    linear_forward(l, P_GATE, xnb_.data(), N, a.g.data(), DType::BF16, 0.0f, a.z[P_GATE].data());
+    linear_forward(l, P_UP, xnb_.data(), N, a.u.data(), DType::BF16, 0.0f, a.z[P_UP].data());
+    prof_->mark(PC_ELEM);
+    glu_forward(hb_.data(), a.g.data(), a.u.data(), N * c.intermediate_size, act_, stream_);
     // y = xmid + down(h)
+    prof_->mark(PC_ELEM);
     HQ_CUDA(cudaMemcpyAsync(y, a.xmid.data(), sizeof(float) * N * C, cudaMemcpyDeviceToDevice, stream_));
-    linear_forward(l, P_DOWN, a.h.data(), N, y, DType::F32, 1.0f, a.z[P_DOWN].data());
+    linear_forward(l, P_DOWN, hb_.data(), N, y, DType::F32, 1.0f, a.z[P_DOWN].data());
 }
 
 void CudaModel::layer_backward(int l, const float* x, DevActs& a, const float* dy, float* dx, int B, int T) {
@@ -475,11 +554,17 @@ void CudaModel::layer_backward(int l, const float* x, DevActs& a, const float* d
     const int64_t N = (int64_t)B * T, C = c.hidden_size, F = c.intermediate_size;
     DevLayer& D = layers_[l];
     // MLP block: y = xmid + down(act(g) ⊙ u)
+    prof_->mark(PC_ELEM);
     f32_to_bf16(dybf_.data(), dy, N * C, stream_);
-    linear_backward(l, P_DOWN, a.h.data(), a.z[P_DOWN].data(), dybf_.data(), N, dh_.data(), false);
+    glu_forward(hb_.data(), a.g.data(), a.u.data(), N * F, act_, stream_);   // the down_proj input, recomputed
+    linear_backward(l, P_DOWN, hb_.data(), a.z[P_DOWN].data(), dybf_.data(), N, dh_.data(), false);
+    prof_->mark(PC_ELEM);
     glu_backward(dg_.data(), du_.data(), dh_.data(), a.g.data(), a.u.data(), N * F, act_, stream_);
-    linear_backward(l, P_GATE, a.xn2.data(), a.z[P_GATE].data(), dg_.data(), N, dxn_.data(), false);
-    linear_backward(l, P_UP, a.xn2.data(), a.z[P_UP].data(), du_.data(), N, dxn_.data(), true);
+    prof_->mark(PC_ELEM);
+    rmsnorm_forward(xnb_.data(), nullptr, a.xmid.data(), D.ln2.data(), N, (int)C, c.rms_norm_eps, gemma_, stream_);
+    linear_backward(l, P_GATE, xnb_.data(), a.z[P_GATE].data(), dg_.data(), N, dxn_.data(), false);
+    linear_backward(l, P_UP, xnb_.data(), a.z[P_UP].data(), du_.data(), N, dxn_.data(), true);
+    prof_->mark(PC_ELEM);
     HQ_CUDA(cudaMemcpyAsync(dmid_.data(), dy, sizeof(float) * N * C, cudaMemcpyDeviceToDevice, stream_));
     rmsnorm_backward(dmid_.data(), dxn_.data(), a.xmid.data(), D.ln2.data(), a.rstd2.data(), N, (int)C, gemma_,
                      stream_);
@@ -487,15 +572,20 @@ void CudaModel::layer_backward(int l, const float* x, DevActs& a, const float* d
     f32_to_bf16(dybf_.data(), dmid_.data(), N * C, stream_);
     linear_backward(l, P_O, a.att.data(), a.z[P_O].data(), dybf_.data(), N, datt_.data(), false);
     const AttnDims ad{B, T, c.num_heads, c.num_kv_heads, c.head_dim, attn_scale_};
+    prof_->mark(PC_ATTN);
+    attention_probs(*gemm_, pb_.data(), a.q.data(), a.k.data(), attn_work_.data(), ad);
     attention_backward(*gemm_, dq_.data(), dk_.data(), dv_.data(), datt_.data(), a.q.data(), a.k.data(), a.v.data(),
-                       a.P.data(), attn_work_.data(), ad);
+                       pb_.data(), attn_work_.data(), ad);
+    prof_->mark(PC_ELEM);
     rope_backward_from_bhtd(dqb_.data(), dq_.data(), cos_.data(), sin_.data(), B, T, c.num_heads, c.head_dim, stream_);
     rope_backward_from_bhtd(dkb_.data(), dk_.data(), cos_.data(), sin_.data(), B, T, c.num_kv_heads, c.head_dim,
                             stream_);
     bhtd_to_bthd_f32_to_bf16(dvb_.data(), dv_.data(), B, T, c.num_kv_heads, c.head_dim, stream_);
-    linear_backward(l, P_Q, a.xn1.data(), a.z[P_Q].data(), dqb_.data(), N, dxn_.data(), false);
-    linear_backward(l, P_K, a.xn1.data(), a.z[P_K].data(), dkb_.data(), N, dxn_.data(), true);
-    linear_backward(l, P_V, a.xn1.data(), a.z[P_V].data(), dvb_.data(), N, dxn_.data(), true);
+    rmsnorm_forward(xnb_.data(), nullptr, x, D.ln1.data(), N, (int)C, c.rms_norm_eps, gemma_, stream_);
+    linear_backward(l, P_Q, xnb_.data(), a.z[P_Q].data(), dqb_.data(), N, dxn_.data(), false);
+    linear_backward(l, P_K, xnb_.data(), a.z[P_K].data(), dkb_.data(), N, dxn_.data(), true);
+    linear_backward(l, P_V, xnb_.data(), a.z[P_V].data(), dvb_.data(), N, dxn_.data(), true);
+    prof_->mark(PC_ELEM);
     HQ_CUDA(cudaMemcpyAsync(dx, dmid_.data(), sizeof(float) * N * C, cudaMemcpyDeviceToDevice, stream_));
     rmsnorm_backward(dx, dxn_.data(), x, D.ln1.data(), a.rstd1.data(), N, (int)C, gemma_, stream_);
 }
@@ -523,6 +613,7 @@ void CudaModel::forward_hidden(const int32_t* ids, int B, int T, bool keep) {
     for (size_t i = 0; i < nx; i++) xs_[i].resize((size_t)N * C);
     const size_t nacts = keep && !ckpt_ ? (size_t)nL : 1;
     if (acts_.size() < nacts) acts_.resize(nacts);
+    prof_->mark(PC_ELEM);
     HQ_CUDA(cudaMemcpyAsync(ids_.data(), ids, sizeof(int32_t) * N, cudaMemcpyHostToDevice, stream_));
     embedding_forward(xs_[0].data(), embed_.data(), ids_.data(), N, (int)C, embedding_scale(gemma_, (int)C), stream_);
     for (int l = 0; l < nL; l++) {
@@ -531,13 +622,14 @@ void CudaModel::forward_hidden(const int32_t* ids, int B, int T, bool keep) {
         layer_forward(l, x, y, acts_[keep && !ckpt_ ? l : 0], B, T);
     }
     const float* xl = keep ? xs_[nL].data() : xs_[nL % 2].data();
+    prof_->mark(PC_ELEM);
     rmsnorm_forward(xf_.data(), rstdf_.data(), xl, norm_.data(), N, (int)C, c.rms_norm_eps, gemma_, stream_);
 }
 
 int CudaModel::loss_chunk(int64_t N) const {
     if (loss_chunk_ > 0) return loss_chunk_;
-    // At most 256 MiB of fp32 logits per chunk (Gemma's 256k vocab: 256 rows), between 16 and 4096 rows.
-    const int64_t rows = ((int64_t)256 << 20) / ((int64_t)4 * cfg().vocab_size);
+    // At most 64 MiB of fp32 logits per chunk (Gemma's 256k vocab: 64 rows), between 16 and 4096 rows.
+    const int64_t rows = ((int64_t)64 << 20) / ((int64_t)4 * cfg().vocab_size);
     return (int)std::max<int64_t>(1, std::min<int64_t>({N, 4096, std::max<int64_t>(16, rows)}));
 }
 
@@ -563,6 +655,7 @@ LossOut CudaModel::forward_backward(const int32_t* ids, const int32_t* labels, i
     logits_.resize((size_t)chunk * V);
     if (backward) dlogits_.resize((size_t)chunk * V);
     const bf16* W = out_weight();
+    prof_->mark(PC_LOSS);
     for (int64_t r0 = 0; r0 < N; r0 += chunk) {
         const int64_t rows = std::min<int64_t>(chunk, N - r0);
         gemm_->run(false, true, rows, V, C, 1.0f, xf_.data() + r0 * C, C, W, C, 0.0f, logits_.data(), DType::F32, V);
@@ -575,6 +668,7 @@ LossOut CudaModel::forward_backward(const int32_t* ids, const int32_t* labels, i
     row_loss_h_.resize(N);
     HQ_CUDA(cudaMemcpyAsync(row_loss_h_.data(), row_loss_.data(), sizeof(float) * N, cudaMemcpyDeviceToHost, stream_));
     if (backward) {
+        prof_->mark(PC_ELEM);
         HQ_CUDA(cudaMemsetAsync(dxa_.data(), 0, sizeof(float) * N * C, stream_));
         rmsnorm_backward(dxa_.data(), dxf_.data(), xs_[nL].data(), norm_.data(), rstdf_.data(), N, (int)C, gemma_,
                          stream_);
@@ -587,6 +681,7 @@ LossOut CudaModel::forward_backward(const int32_t* ids, const int32_t* labels, i
             std::swap(dy, dx);
         }
     }
+    prof_->flush();
     HQ_CUDA(cudaStreamSynchronize(stream_));
     for (int64_t i = 0; i < N; i++)
         if (targets_h_[i] != -100) res.loss_sum += (double)row_loss_h_[i];
@@ -631,6 +726,7 @@ void CudaModel::forward_logits_at(const int32_t* ids, int B, int T, const int32_
 }
 
 float CudaModel::device_clip_grad_norm(float max_norm) {
+    prof_->mark(PC_OPT);
     sum_squares(dsum_.data(), g32_.data(), (int64_t)n_params_, stream_);
     double ss = 0.0;
     HQ_CUDA(cudaMemcpyAsync(&ss, dsum_.data(), sizeof(double), cudaMemcpyDeviceToHost, stream_));
@@ -660,6 +756,7 @@ bool CudaModel::device_adamw_step(AdamW& opt, double lr) {
     adamw_step(w32_.data(), g32_.data(), m_.data(), v_.data(), (int64_t)n_params_, a, stream_);
     refresh_shadow();
     count_nonfinite(dcount_.data(), w32_.data(), (int64_t)n_params_, stream_);
+    prof_->flush();
     int bad = 0;
     HQ_CUDA(cudaMemcpyAsync(&bad, dcount_.data(), sizeof(int), cudaMemcpyDeviceToHost, stream_));
     HQ_CUDA(cudaStreamSynchronize(stream_));
@@ -708,12 +805,12 @@ size_t CudaModel::memory_bytes() const {
     size_t n = weight_bytes_ + scale_.bytes();
     n += w32_.bytes() + g32_.bytes() + m_.bytes() + v_.bytes() + wbf_.bytes();
     for (const DevActs& a : acts_) {
-        for (const auto* b : {&a.xn1, &a.q, &a.k, &a.v, &a.att, &a.P, &a.xn2, &a.g, &a.u, &a.h}) n += b->bytes();
+        for (const auto* b : {&a.q, &a.k, &a.v, &a.att, &a.g, &a.u}) n += b->bytes();
         for (const auto* b : {&a.rstd1, &a.rstd2, &a.xmid}) n += b->bytes();
         for (const auto& z : a.z) n += z.bytes();
     }
     for (const auto& x : xs_) n += x.bytes();
-    for (const auto* b : {&wbuf_, &xd_, &qraw_, &kraw_, &vraw_, &dybf_, &dg_, &du_, &dqb_, &dkb_, &dvb_, &dus_, &xf_,
+    for (const auto* b : {&wbuf_, &xnb_, &hb_, &pb_, &xd_, &qraw_, &kraw_, &vraw_, &dybf_, &dg_, &du_, &dqb_, &dkb_, &dvb_, &dus_, &xf_,
                           &dlogits_})
         n += b->bytes();
     for (const auto* b : {&zf_, &tf_, &attn_work_, &ytmp_, &dxa_, &dxb_, &dmid_, &dxn_, &dh_, &datt_, &dq_, &dk_, &dv_,

@@ -137,6 +137,15 @@ void attention_forward(Gemm& g, bf16* out, bf16* P, const bf16* q, const bf16* k
     HQ_CUDA_LAUNCH("bhtd_to_bthd_bf16_kernel");
 }
 
+void attention_probs(Gemm& g, bf16* P, const bf16* q, const bf16* k, float* work, const AttnDims& a) {
+    check_dims(a);
+    const int64_t B = a.B, T = a.T, H = a.H, KV = a.KV, d = a.d, G = H / KV;
+    const WorkLayout w = work_layout(a);
+    float* S = work + w.s;
+    g.run(false, true, G * T, T, d, 1.0f, q, d, k, d, 0.0f, S, DType::F32, T, int(B * KV), G * T * d, T * d, G * T * T);
+    causal_softmax_forward(P, S, B * H * T, a.T, a.scale, g.stream());
+}
+
 void attention_backward(Gemm& g, float* dq, float* dk, float* dv, const float* dout, const bf16* q, const bf16* k,
                         const bf16* v, const bf16* P, float* work, const AttnDims& a) {
     check_dims(a);

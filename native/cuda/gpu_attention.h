@@ -24,6 +24,10 @@ size_t attention_workspace_floats(const AttnDims& a);   // fp32 elements for S /
 void attention_forward(Gemm& g, bf16* out, bf16* P, const bf16* q, const bf16* k, const bf16* v, float* work,
                        const AttnDims& a);
 
+// P only (S = q·kᵀ and the causal softmax): the backward's P recomputed from the saved q and k, so the forward
+// need not keep the [B, H, T, T] probabilities of every layer. Same bits as attention_forward's P.
+void attention_probs(Gemm& g, bf16* P, const bf16* q, const bf16* k, float* work, const AttnDims& a);
+
 // dout [B, T, H, d] fp32 -> dq [B, H, T, d], dk, dv [B, KV, T, d] fp32 (overwritten). Needs the forward's P.
 void attention_backward(Gemm& g, float* dq, float* dk, float* dv, const float* dout, const bf16* q, const bf16* k,
                         const bf16* v, const bf16* P, float* work, const AttnDims& a);

@@ -8,7 +8,7 @@
 // compound over the layers. Stated bounds (relative L2 norm ‖gpu − cpu‖ / ‖cpu‖):
 //   logits 1.5e-2, loss 2e-3, adapter gradients 4e-2 per tensor, grad norm 2e-2, trajectory losses 2e-3 per step,
 //   final adapter weights 1e-2. Measured on an H200 (2026-11-28): logits ≤ 4.1e-3, loss ≤ 1.3e-4, gradients
-//   ≤ 1.0e-2, trajectory ≤ 1.2e-4, weights ≤ 2.2e-3 (bench/gpu/results/parity.log).
+//   ≤ 1.0e-2, trajectory ≤ 1.2e-4, weights ≤ 2.2e-3 (bench/gpu/results/parity-2026-11-28-h200.log).
 //   GPU-vs-GPU invariants (checkpointing on/off, resume) are exact or 1e-6.
 #include <doctest/doctest.h>
 

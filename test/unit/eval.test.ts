@@ -1,7 +1,7 @@
 // eval.test.ts — the multiple-choice readers and prompts (extension/eval/*): the prompt text and token ids the
 // golden letter-logit test scores (test/golden/mcq-tiny-llama.json, made with transformers by
 // test/reference/make_mcq_golden.py), RFC-4180 CSV quoting, malformed rows with file:line errors, k-shot prompt
-// exactness, the .hqmcq layout, the eval table, and the committed fixture set against its generator.
+// exactness, the .hqmcq layout, the eval table, and the committed fixture sets against their generator.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -248,7 +248,7 @@ describe('eval table', () => {
 });
 
 describe('fixtures', () => {
-  it('test/fixtures/mcq matches make-mcq.mjs byte for byte', () => {
+  it('test/fixtures/mcq and mcq-own-number match make-mcq.mjs byte for byte', () => {
     const r = spawnSync(process.execPath, [path.join(ROOT, 'test/fixtures/make-mcq.mjs'), '--check'], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /make-mcq: \d+ files match/);
