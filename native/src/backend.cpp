@@ -18,12 +18,19 @@ void register_device_backend(const DeviceBackend& b) {
 const DeviceBackend* device_backend() { return g_registered ? &g_backend : nullptr; }
 
 LoadedModel load_model_on(const std::string& device, const std::string& dir, const QuantSpec& quant,
-                          const AdapterSpec& adapter, uint64_t seed, const std::string& config_file) {
+                          const AdapterSpec& adapter, uint64_t seed, const std::string& config_file,
+                          const std::string& compute_dtype) {
     Where w;
     w.file = config_file;
     w.key = "hardware.device";
     LoadedModel r;
-    if (device == "cuda" || device == "auto") {
+    if (compute_dtype == "float32" && device == "cuda") {
+        Where wd = w;
+        wd.key = "quantization.compute_dtype";
+        throw Error("E_CONFIG", "quantization.compute_dtype is float32 but the CUDA backend computes in bfloat16", wd,
+                    "set quantization.compute_dtype to auto or bfloat16, or hardware.device to cpu (float32)");
+    }
+    if ((device == "cuda" || device == "auto") && compute_dtype != "float32") {
         const DeviceBackend* b = device_backend();
         std::string why;
         if (!b) why = "this build of hqlora-train has no CUDA backend (it was built without the CUDA toolkit)";
@@ -37,7 +44,7 @@ LoadedModel load_model_on(const std::string& device, const std::string& dir, con
             throw Error("E_CUDA", HQ_MSG("hardware.device is \"cuda\" but " << why), w,
                         "set hardware.device to \"cpu\" (or \"auto\" to use a GPU only when one is usable)");
         r.warning = HQ_MSG("no usable GPU (" << why << "); training on the CPU");
-    } else if (device != "cpu") {
+    } else if (device != "cpu" && device != "auto") {
         throw Error("E_CONFIG", HQ_MSG("hardware.device \"" << device << "\" is not one of cpu, cuda, auto"), w,
                     "set hardware.device to cpu, cuda or auto");
     }

@@ -7,6 +7,8 @@
 //   cuda : the CUDA backend; E_CUDA when this build has none or no GPU/driver/cuBLASLt is usable (the error says
 //          which, and how to switch).
 //   auto : CUDA when it is built and usable, else the CPU backend, with a warning that says why.
+// compute_dtype (quantization.compute_dtype): the CUDA backend computes in bfloat16, the CPU backend in float32.
+// "float32" with device cuda is a config error; with auto it selects the CPU backend.
 #pragma once
 #include <memory>
 #include <string>
@@ -35,6 +37,7 @@ struct LoadedModel {
 
 // Loads the model on the backend `device` asks for. `config_file` names the run config in errors.
 LoadedModel load_model_on(const std::string& device, const std::string& dir, const QuantSpec& quant,
-                          const AdapterSpec& adapter, uint64_t seed, const std::string& config_file = {});
+                          const AdapterSpec& adapter, uint64_t seed, const std::string& config_file = {},
+                          const std::string& compute_dtype = "auto");
 
 }  // namespace hq

@@ -135,7 +135,8 @@ int run_eval(const EvalOptions& opt, EventSink& events) {
     const int L = static_cast<int>(spec.levels.size());
     const std::vector<int> rows = eval_rows(opt.levels, L, has_adapter);
 
-    LoadedModel loaded = load_model_on(cfg.device, cfg.model_path, cfg.quant, spec, cfg.training.seed, cfg.file);
+    LoadedModel loaded = load_model_on(cfg.device, cfg.model_path, cfg.quant, spec, cfg.training.seed, cfg.file,
+                                      cfg.compute_dtype);
     if (!loaded.warning.empty()) std::fprintf(stderr, "[hqlora] warning: %s\n", loaded.warning.c_str());
     std::unique_ptr<Model> model = std::move(loaded.model);
     if (has_adapter) load_hierarchical_adapter(*model, afile);

@@ -125,6 +125,10 @@ RunConfig parse_run_config(const nlohmann::json& j, const std::string& file) {
     c.quant.blocksize = static_cast<int>(q.integer("blocksize", 64, 32, 4096));
     if (c.quant.blocksize & (c.quant.blocksize - 1))
         q.fail("quantization.blocksize", HQ_MSG("must be a power of two, got " << c.quant.blocksize));
+    c.compute_dtype = q.str("compute_dtype", "auto");
+    if (c.compute_dtype != "auto" && c.compute_dtype != "bfloat16" && c.compute_dtype != "float32")
+        q.fail("quantization.compute_dtype",
+               HQ_MSG("must be \"auto\", \"bfloat16\" or \"float32\", got \"" << c.compute_dtype << "\""));
 
     Section a(j, "adapter", file, false);
     if (const nlohmann::json* tm = a.get("target_modules")) {

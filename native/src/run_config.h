@@ -70,6 +70,7 @@ struct RunConfig {
     CheckpointConfig checkpoints;
     std::string output_dir, run_name;
     std::string device = "auto";
+    std::string compute_dtype = "auto";   // quantization.compute_dtype: auto | bfloat16 | float32
     int threads = 0;               // 0 = all cores
     LoggingConfig logging;
     nlohmann::json raw;            // the parsed run.json

@@ -201,7 +201,8 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
     if (resume_from) check_checkpoint_compat(read_checkpoint_state(resume_from->path), compat_json(cfg),
                                              resume_from->path);
 
-    LoadedModel loaded = load_model_on(cfg.device, cfg.model_path, cfg.quant, cfg.adapter, cfg.training.seed, cfg.file);
+    LoadedModel loaded = load_model_on(cfg.device, cfg.model_path, cfg.quant, cfg.adapter, cfg.training.seed, cfg.file,
+                                      cfg.compute_dtype);
     std::unique_ptr<Model> model = std::move(loaded.model);
     const bool on_device = model->device_resident();
     model->set_gradient_checkpointing(cfg.training.gradient_checkpointing);

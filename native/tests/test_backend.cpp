@@ -98,3 +98,17 @@ TEST_CASE("backend: run.json accepts hardware.device cpu, cuda and auto only") {
         CHECK(e.where().key == "hardware.device");
     }
 }
+
+TEST_CASE("backend: compute_dtype float32 selects the CPU under auto and is an error under cuda") {
+    LoadedModel m = load_model_on("auto", kFixture, QuantSpec{}, AdapterSpec{}, 0, "run.json", "float32");
+    REQUIRE(m.model);
+    CHECK(m.backend == "cpu");
+    try {
+        load_model_on("cuda", kFixture, QuantSpec{}, AdapterSpec{}, 0, "run.json", "float32");
+        FAIL("expected E_CONFIG");
+    } catch (const Error& e) {
+        CHECK(e.code() == "E_CONFIG");
+        CHECK(e.where().key == "quantization.compute_dtype");
+    }
+}
+

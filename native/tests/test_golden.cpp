@@ -14,6 +14,15 @@
 //                 betas (0.9, 0.999), eps 1e-8, weight_decay 0.01): loss of every step |d| / |ref| <= 1e-3;
 //                 pre-clip grad norm of every step rel <= 1e-3; final adapter weights max-rel <= 1e-3 per tensor
 // Measured differences are printed with MESSAGE. HQ_GOLDEN_DIR / HQ_FIXTURES_DIR override the folders.
+//
+// The CUDA backend (builds with CUDA, on a machine with a usable GPU; skipped otherwise) is checked against the same
+// golden files with bf16 tolerances: its GEMMs take bf16 inputs (relative rounding 2^-9) with fp32 accumulation.
+//   logits max-abs <= 2e-2 · max|ref|; loss rel <= 2e-3; grads max-rel <= 6e-2 per tensor;
+//   trajectory loss rel <= 2e-3, grad-norm rel <= 2e-2 per step; final weights max-rel <= 5e-2 per tensor (AdamW's
+//   normalised update turns small gradient differences of tiny entries into full-size steps).
+// Measured on an H200 (2026-11-28, bench/gpu/results/golden-cuda-2026-11-28-h200.log): logits max-abs <= 1.1e-2
+// (max |ref| 2.7-7.6), loss rel <= 2.7e-4, grads max-rel <= 1.7e-2, trajectory loss rel <= 5.9e-4, grad-norm rel
+// <= 5.8e-3, final weights max-rel <= 3.4e-2.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -27,6 +36,10 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#ifdef HQ_WITH_CUDA
+#include "cuda_model.h"
+#endif
 
 #include "dtype.h"
 #include "model.h"
@@ -199,15 +212,38 @@ int64_t count_targets(const std::vector<int32_t>& labels, int B, int T) {
     return n;
 }
 
-void check_model(const std::string& name) {
+struct Tol {
+    double base = 1e-6, logits_abs = 1e-4, logits_rel_max = 0.0, loss = 1e-5, grads = 1e-3, traj_loss = 1e-3,
+           traj_norm = 1e-3, final_w = 1e-3;
+};
+
+void check_model(const std::string& name, bool cuda = false) {
     Golden g = open_golden(name);
+    Tol tol;
+    if (cuda) {
+        tol.logits_abs = 0.0;
+        tol.logits_rel_max = 2e-2;
+        tol.loss = 2e-3;
+        tol.grads = 6e-2;
+        tol.traj_loss = 2e-3;
+        tol.traj_norm = 2e-2;
+        tol.final_w = 5e-2;
+    }
+    const std::string backend = cuda ? " [cuda]" : "";
     const std::string dir = fixtures_dir() + "/" + name;
     CAPTURE(dir);
     QuantSpec quant;
     quant.type = "nf4";
     quant.double_quant = true;
     quant.blocksize = 64;
-    std::unique_ptr<Model> model = Model::load(dir, quant, g.spec, 1234);
+    std::unique_ptr<Model> model;
+    if (cuda) {
+#ifdef HQ_WITH_CUDA
+        model = cuda::cuda_backend().load(dir, quant, g.spec, 1234);
+#endif
+    } else {
+        model = Model::load(dir, quant, g.spec, 1234);
+    }
     REQUIRE(model);
     const ModelConfig& cfg = model->config();
     const int V = cfg.vocab_size;
@@ -222,6 +258,7 @@ void check_model(const std::string& name) {
         CHECK(m.B->name == m.name + ".lora_B");
     }
     load_adapters(*model, g);
+    model->sync_from_host(nullptr);
 
     // The frozen base: the dequantized NF4 weights the reference model used (lut[code] * scale).
     double base_rel = 0.0;
@@ -252,8 +289,10 @@ void check_model(const std::string& name) {
     model->set_training(false, 0);
     model->forward_logits(ids.data(), B, T, logits.data());
     const double logit_err = max_abs(logits, ref_logits);
-    MESSAGE(name << ": logits max-abs " << logit_err);
-    CHECK(logit_err <= 1e-4);
+    double ref_max = 0.0;
+    for (float x : ref_logits) ref_max = std::max(ref_max, std::fabs(double(x)));
+    MESSAGE(name << backend << ": logits max-abs " << logit_err << " (max |ref| " << ref_max << ")");
+    CHECK(logit_err <= tol.logits_abs + tol.logits_rel_max * ref_max);
 
     // Loss and grads, with gradient checkpointing off and on.
     const float ref_loss = gf32(*g.file, "loss").at(0);
@@ -266,17 +305,19 @@ void check_model(const std::string& name) {
         CHECK(lo.n_tokens == g.n_target);
         const double loss = lo.loss_sum / double(lo.n_tokens);
         const double loss_rel = std::fabs(loss - ref_loss) / std::fabs(double(ref_loss));
+        model->sync_to_host(nullptr, true);
         std::string worst;
         const double grad_rel = compare_adapters(*model, g, "grad.", true, &worst);
-        MESSAGE(name << std::string(ckpt ? " (checkpointing)" : "") << ": loss " << loss << " vs " << ref_loss << " rel "
+        MESSAGE(name << backend << std::string(ckpt ? " (checkpointing)" : "") << ": loss " << loss << " vs " << ref_loss << " rel "
                      << loss_rel << "; grads worst max-rel " << grad_rel << " (" << worst << ")");
-        CHECK(loss_rel <= 1e-5);
-        CHECK(grad_rel <= 1e-3);
+        CHECK(loss_rel <= tol.loss);
+        CHECK(grad_rel <= tol.grads);
     }
     model->set_gradient_checkpointing(false);
 
     // 20-step trajectory from the same init.
     load_adapters(*model, g);
+    model->sync_from_host(nullptr);
     std::vector<int64_t> tshp;
     const std::vector<int32_t> t_ids = gi32(*g.file, "traj.ids", &tshp);
     const std::vector<int32_t> t_labels = gi32(*g.file, "traj.labels");
@@ -306,21 +347,28 @@ void check_model(const std::string& name) {
         const LossOut lo = model->forward_backward(bi, bl, B2, T2, true, 1.0f / float(n));
         REQUIRE(lo.n_tokens == n);
         const double loss = lo.loss_sum / double(n);
-        const float norm = clip_grad_norm(model->params(), max_norm);
-        opt.step(oc.lr);
+        float norm;
+        if (model->device_resident()) {
+            norm = model->device_clip_grad_norm(max_norm);
+            REQUIRE(model->device_adamw_step(opt, oc.lr));
+        } else {
+            norm = clip_grad_norm(model->params(), max_norm);
+            opt.step(oc.lr);
+        }
         const double lr = std::fabs(loss - t_loss[size_t(s)]) / std::fabs(double(t_loss[size_t(s)]));
         const double nr = std::fabs(double(norm) - t_norm[size_t(s)]) / std::fabs(double(t_norm[size_t(s)]));
         worst_loss = std::max(worst_loss, lr);
         worst_norm = std::max(worst_norm, nr);
-        CHECK_MESSAGE(lr <= 1e-3, "step " << s << " loss " << loss << " vs " << t_loss[size_t(s)]);
-        CHECK_MESSAGE(nr <= 1e-3, "step " << s << " grad norm " << norm << " vs " << t_norm[size_t(s)]);
+        CHECK_MESSAGE(lr <= tol.traj_loss, "step " << s << " loss " << loss << " vs " << t_loss[size_t(s)]);
+        CHECK_MESSAGE(nr <= tol.traj_norm, "step " << s << " grad norm " << norm << " vs " << t_norm[size_t(s)]);
     }
     std::string worst;
+    model->sync_to_host(&opt);
     const double final_rel = compare_adapters(*model, g, "final.", false, &worst);
-    MESSAGE(name << ": trajectory " << S << " steps: loss " << t_loss.front() << " -> " << t_loss.back()
+    MESSAGE(name << backend << ": trajectory " << S << " steps: loss " << t_loss.front() << " -> " << t_loss.back()
                  << "; worst step loss rel " << worst_loss << ", grad-norm rel " << worst_norm
                  << "; final weights worst max-rel " << final_rel << " (" << worst << ")");
-    CHECK(final_rel <= 1e-3);
+    CHECK(final_rel <= tol.final_w);
 }
 
 }  // namespace
@@ -334,3 +382,22 @@ TEST_CASE("golden: tiny-llama3 (llama3 rope scaling, BF16, tied) matches transfo
 TEST_CASE("golden: tiny-gemma (MQA, head_dim 32, tanh-GELU, BF16, tied) matches transformers + PEFT") {
     check_model("tiny-gemma");
 }
+
+#ifdef HQ_WITH_CUDA
+namespace {
+bool cuda_usable() {
+    std::string why;
+    if (cuda::cuda_backend().available(&why)) return true;
+    MESSAGE("[test_golden] CUDA backend skipped: " << why);
+    return false;
+}
+}  // namespace
+
+TEST_CASE("golden [cuda]: tiny-llama, tiny-llama3 and tiny-gemma on the CUDA backend match transformers + PEFT") {
+    if (!cuda_usable()) return;
+    for (const char* m : {"tiny-llama", "tiny-llama3", "tiny-gemma"}) {
+        CAPTURE(std::string(m));
+        check_model(m, true);
+    }
+}
+#endif
