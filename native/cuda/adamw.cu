@@ -15,6 +15,7 @@
 // sum_squares calls must not run concurrently on different streams.
 #include <cstdint>
 
+#include "cuda_util.cuh"
 #include "kernels.h"
 
 namespace hq::cuda {
@@ -25,12 +26,9 @@ constexpr int kPartials = 1024;   // max blocks of the sum_squares first pass (=
 
 __device__ double g_partials[kPartials];
 
-int grid_for(int64_t work) {
-    const int64_t b = (work + kThreads - 1) / kThreads;
-    return (int)(b < 1 ? 1 : (b > 8192 ? 8192 : b));
-}
+int grid_for(int64_t work) { return util::grid_for(work, kThreads); }
 
-bool aligned(const void* p, uintptr_t al) { return (reinterpret_cast<uintptr_t>(p) & (al - 1)) == 0; }
+using util::aligned;
 
 // Fixed-order block sum (blockDim.x a multiple of 32); the result is valid in every thread.
 template <typename T>

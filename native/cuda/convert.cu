@@ -7,6 +7,7 @@
 // otherwise one element per step; grid-stride loops.
 #include <cstdint>
 
+#include "cuda_util.cuh"
 #include "kernels.h"
 
 namespace hq::cuda {
@@ -14,15 +15,9 @@ namespace {
 
 constexpr int kThreads = 256;
 
-int grid_for(int64_t work) {
-    const int64_t b = (work + kThreads - 1) / kThreads;
-    return (int)(b < 1 ? 1 : (b > 8192 ? 8192 : b));
-}
+int grid_for(int64_t work) { return util::grid_for(work, kThreads); }
 
-__device__ __forceinline__ uint32_t pack_bf16x2(float a, float b) {   // a -> low half (element 0)
-    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(a)) |
-           ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(b)) << 16);
-}
+using util::pack_bf16x2;
 
 // vec: 4 elements per step for i < n/4, then the tail element-wise.
 __global__ void f32_to_bf16_kernel(bf16* __restrict__ out, const float* __restrict__ in, int64_t n, bool vec) {

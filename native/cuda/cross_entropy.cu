@@ -14,17 +14,15 @@
 // 4 logits per thread step (16-byte loads, 8-byte bf16 stores) when V % 4 == 0 and the pointers allow it.
 #include <cstdint>
 
+#include "cuda_util.cuh"
 #include "kernels.h"
 
 namespace hq::cuda {
 namespace {
 
-bool aligned(const void* p, uintptr_t al) { return (reinterpret_cast<uintptr_t>(p) & (al - 1)) == 0; }
+using util::aligned;
 
-__device__ __forceinline__ uint32_t pack_bf16x2(float a, float b) {   // a -> low half (element 0)
-    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(a)) |
-           ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(b)) << 16);
-}
+using util::pack_bf16x2;
 
 // (m, l) ⊕ (m2, l2) for l = Σ exp(x − m); an empty side has m = −inf, l = 0. Unfused and symmetric.
 __device__ __forceinline__ void merge(float& m, float& l, float m2, float l2) {

@@ -7,6 +7,7 @@
 // when C % 8 == 0 and the pointers allow it.
 #include <cstdint>
 
+#include "cuda_util.cuh"
 #include "kernels.h"
 
 namespace hq::cuda {
@@ -42,7 +43,7 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-bool aligned(const void* p, uintptr_t al) { return (reinterpret_cast<uintptr_t>(p) & (al - 1)) == 0; }
+using util::aligned;
 
 }  // namespace
 

@@ -10,6 +10,7 @@
 // 4 elements per thread step (8-byte bf16 / 16-byte fp32 accesses) when the pointers allow, then the tail.
 #include <cstdint>
 
+#include "cuda_util.cuh"
 #include "kernels.h"
 
 namespace hq::cuda {
@@ -20,17 +21,11 @@ constexpr float kGeluBeta = 0.7978845608028654f;   // √(2/π)
 constexpr float kGeluKappa = 0.044715f;
 constexpr float kGeluKappa3 = 3.0f * kGeluKappa;   // as the CPU's `3.0f * kGeluKappa * g * g` groups it
 
-int grid_for(int64_t work) {
-    const int64_t b = (work + kThreads - 1) / kThreads;
-    return (int)(b < 1 ? 1 : (b > 8192 ? 8192 : b));
-}
+int grid_for(int64_t work) { return util::grid_for(work, kThreads); }
 
-bool aligned(const void* p, uintptr_t al) { return (reinterpret_cast<uintptr_t>(p) & (al - 1)) == 0; }
+using util::aligned;
 
-__device__ __forceinline__ uint32_t pack_bf16x2(float a, float b) {   // a -> low half (element 0)
-    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(a)) |
-           ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(b)) << 16);
-}
+using util::pack_bf16x2;
 __device__ __forceinline__ void unpack4(uint2 u, float (&f)[4]) {
     f[0] = __uint_as_float(u.x << 16);
     f[1] = __uint_as_float(u.x & 0xFFFF0000u);

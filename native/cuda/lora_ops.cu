@@ -10,6 +10,7 @@
 // 4 elements per thread step (8-byte bf16 / 16-byte fp32 accesses) when the shape and pointers allow.
 #include <cstdint>
 
+#include "cuda_util.cuh"
 #include "kernels.h"
 
 namespace hq::cuda {
@@ -17,17 +18,11 @@ namespace {
 
 constexpr int kThreads = 256;
 
-int grid_for(int64_t work) {
-    const int64_t b = (work + kThreads - 1) / kThreads;
-    return (int)(b < 1 ? 1 : (b > 8192 ? 8192 : b));
-}
+int grid_for(int64_t work) { return util::grid_for(work, kThreads); }
 
-bool aligned(const void* p, uintptr_t al) { return (reinterpret_cast<uintptr_t>(p) & (al - 1)) == 0; }
+using util::aligned;
 
-__device__ __forceinline__ uint32_t pack_bf16x2(float a, float b) {   // a -> low half (element 0)
-    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(a)) |
-           ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(b)) << 16);
-}
+using util::pack_bf16x2;
 
 // hlora.h mix64 (SplitMix64 finaliser) and rng_uniform, bit for bit.
 __device__ __forceinline__ uint64_t mix64(uint64_t x) {

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <mutex>
 
+#include "cuda_util.cuh"
 #include "kernels.h"
 #include "nf4.h"
 
@@ -25,10 +26,7 @@ __constant__ float c_dyn8[256];
 
 constexpr int kThreads = 256;
 
-int grid_for(int64_t work) {
-    const int64_t b = (work + kThreads - 1) / kThreads;
-    return (int)(b < 1 ? 1 : (b > 8192 ? 8192 : b));
-}
+int grid_for(int64_t work) { return util::grid_for(work, kThreads); }
 
 int log2_exact(int v) {   // -1 unless v is a power of two
     if (v <= 0 || (v & (v - 1)) != 0) return -1;
@@ -48,10 +46,7 @@ struct Args {
     int nested_shift;   // log2(nested_blocksize)
 };
 
-__device__ __forceinline__ uint32_t pack_bf16x2(float a, float b) {   // a -> low half (element 0)
-    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(a)) |
-           ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(b)) << 16);
-}
+using util::pack_bf16x2;
 
 // The two weights of one packed byte as a bf16 pair: high nibble first (lower address).
 __device__ __forceinline__ uint32_t byte_to_bf16x2(uint32_t byte, const float* lut, float scale) {
@@ -111,7 +106,7 @@ __global__ void __launch_bounds__(kThreads) nf4_dequant_kernel(bf16* __restrict_
     }
 }
 
-bool aligned(const void* p, uintptr_t al) { return (reinterpret_cast<uintptr_t>(p) & (al - 1)) == 0; }
+using util::aligned;
 
 }  // namespace
 

@@ -9,6 +9,7 @@
 // 4 columns per thread step (16-byte accesses) when C % 4 == 0 and the pointers allow it.
 #include <cstdint>
 
+#include "cuda_util.cuh"
 #include "kernels.h"
 
 namespace hq::cuda {
@@ -129,7 +130,7 @@ __global__ void __launch_bounds__(1024) rmsnorm_backward_kernel(float* __restric
     }
 }
 
-bool aligned(const void* p, uintptr_t al) { return (reinterpret_cast<uintptr_t>(p) & (al - 1)) == 0; }
+using util::aligned;
 
 // About four column steps per thread: 32 threads for small rows, 256 for C = 4096, 512 for 8192, at most 1024.
 int threads_for(int C, bool vec) {

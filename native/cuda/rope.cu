@@ -11,6 +11,7 @@
 // or 1 as d/2 and the pointers allow (8-byte bf16 / 16-byte fp32 accesses at V = 4).
 #include <cstdint>
 
+#include "cuda_util.cuh"
 #include "kernels.h"
 
 namespace hq::cuda {
@@ -18,12 +19,9 @@ namespace {
 
 constexpr int kThreads = 256;
 
-int grid_for(int64_t work) {
-    const int64_t b = (work + kThreads - 1) / kThreads;
-    return (int)(b < 1 ? 1 : (b > 8192 ? 8192 : b));
-}
+int grid_for(int64_t work) { return util::grid_for(work, kThreads); }
 
-bool aligned(const void* p, uintptr_t al) { return (reinterpret_cast<uintptr_t>(p) & (al - 1)) == 0; }
+using util::aligned;
 
 // ---- V-wide loads and stores (V = 1, 2, 4 elements) -------------------------------------------------------------
 template <int V>
@@ -43,10 +41,7 @@ __device__ __forceinline__ void load_bf16(const bf16* p, float (&f)[V]) {
     }
 }
 
-__device__ __forceinline__ uint32_t pack_bf16x2(float a, float b) {   // a -> low half (element 0)
-    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(a)) |
-           ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(b)) << 16);
-}
+using util::pack_bf16x2;
 
 template <int V>
 __device__ __forceinline__ void store_bf16(bf16* p, const float (&f)[V]) {

@@ -12,6 +12,7 @@
 // lane step (16-byte fp32 / 8-byte bf16 accesses) when T % 4 == 0 and the pointers allow it.
 #include <cstdint>
 
+#include "cuda_util.cuh"
 #include "kernels.h"
 
 namespace hq::cuda {
@@ -20,17 +21,14 @@ namespace {
 constexpr int kThreads = 256;   // 8 warps = 8 rows per block
 constexpr int kRowsPerBlock = kThreads / 32;
 
-bool aligned(const void* p, uintptr_t al) { return (reinterpret_cast<uintptr_t>(p) & (al - 1)) == 0; }
+using util::aligned;
 
 int grid_rows(int64_t rows) {
     const int64_t b = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
     return (int)(b > (int64_t(1) << 20) ? (int64_t(1) << 20) : b);
 }
 
-__device__ __forceinline__ uint32_t pack_bf16x2(float a, float b) {   // a -> low half (element 0)
-    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(a)) |
-           ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(b)) << 16);
-}
+using util::pack_bf16x2;
 
 template <int V>
 __device__ __forceinline__ void load_f32(const float* p, float (&f)[V]) {
