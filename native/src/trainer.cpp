@@ -251,7 +251,6 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
                                                       << " has no complete checkpoint; starting from step 0"));
     }
 
-    if (!loaded.warning.empty()) events.emit_warning("W_DEVICE_FALLBACK", loaded.warning);
     int64_t n_trunc = 0;
     for (int64_t i = 0; i < train.n_examples; ++i) n_trunc += train.length(i) > max_len;
     if (n_trunc > 0)
@@ -282,6 +281,10 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
                  {"resumed_from_step", resume_from ? nlohmann::json(step) : nlohmann::json()},
                  {"tokens_per_step", tokens_per_step}, {"examples_per_step", ex_per_step},
                  {"train_examples", train.n_examples}, {"eval_examples", eval_file ? eval_file->n_examples : 0}});
+    if (!loaded.warning.empty()) {   // after `start`: the start event is always the first one (CONTRACTS §2)
+        events.emit_warning("W_DEVICE_FALLBACK", loaded.warning);
+        std::fprintf(stderr, "[hqlora] warning: %s\n", loaded.warning.c_str());
+    }
     std::fprintf(stderr, "[hqlora] %s: %s, %d layers, %lld trainable params, %lld steps, %d threads\n",
                  run_dir.c_str(), mc.model_type.c_str(), mc.num_layers, (long long)trainable, (long long)total, threads);
 

@@ -185,7 +185,11 @@ TEST_CASE("--version, --help and usage errors") {
     CHECK(wait_child(c) == 0);
     std::string out = read_file(c.out_path);
     CHECK(out.rfind("hqlora-train ", 0) == 0);
+#ifdef HQ_WITH_CUDA
+    CHECK(out.find("\nbackends: cpu,cuda\n") != std::string::npos);
+#else
     CHECK(out.find("\nbackends: cpu\n") != std::string::npos);
+#endif
     Child h = spawn({"--help"}, d + "/help.out");
     CHECK(wait_child(h) == 0);
     std::string help = read_file(h.out_path);
