@@ -14,8 +14,10 @@
 //                  (x·Aᵀ per module); with gradient checkpointing only h per layer (the layer input) is kept, plus one
 //                  layer's full set during its recompute; all × compute bytes × B·T, plus fp32 logits and their
 //                  gradient (2 × 4 B × B·T·V)
-//   runtime        0.5 GiB CUDA context and workspace on the GPU, nothing on the CPU
-// It is an estimate: allocator fragmentation and kernel workspaces are not modelled.
+//   runtime        nothing on the CPU
+// That is the CPU backend's (fp32) picture. On CUDA the estimate follows the CUDA backend's own buffers instead
+// (cudaEstimate below, calibrated against nvidia-smi on an H200). It is an estimate: allocator fragmentation is not
+// modelled.
 import { execFile } from 'node:child_process';
 
 export interface Dims {
@@ -100,6 +102,7 @@ export function estimateMemory(x: MemoryInputs): MemoryEstimate {
   const quantized = x.quant.type === 'nf4' ? base.targeted : 0;
   const weights = (quantized * nf4BitsPerParam(x.quant.blocksize, x.quant.doubleQuant)) / 8 + (base.total - quantized) * x.computeBytes;
   const trainable = trainableParams(d, x.modules, x.ranks).total;
+  if (x.cuda) return withTotal({ ...cudaEstimate(x, trainable), weights, trainable });
   const R = x.ranks.reduce((a, b) => a + b, 0);
   const tokens = x.microBatch * x.seqLen;
   const hq = d.heads * d.headDim;
@@ -107,12 +110,44 @@ export function estimateMemory(x: MemoryInputs): MemoryEstimate {
   const perLayerToken = 4 * d.hidden + 2 * hq + 2 * hkv + 4 * d.intermediate + d.heads * x.seqLen + x.modules.length * R;
   const stored = x.checkpointing ? d.layers * d.hidden + perLayerToken : d.layers * perLayerToken;
   const activations = stored * x.computeBytes * tokens + 2 * 4 * tokens * d.vocab;
-  const adapters = 4 * trainable;
-  const optimizer = 8 * trainable;
-  const gradients = 4 * trainable;
-  const runtime = x.cuda ? CUDA_RUNTIME_BYTES : 0;
-  return { weights, adapters, optimizer, gradients, activations, runtime, trainable,
-    total: weights + adapters + optimizer + gradients + activations + runtime };
+  return withTotal({ weights, adapters: 4 * trainable, optimizer: 8 * trainable, gradients: 4 * trainable, activations, runtime: 0, trainable });
+}
+
+function withTotal(e: Omit<MemoryEstimate, 'total'>): MemoryEstimate {
+  return { ...e, total: e.weights + e.adapters + e.optimizer + e.gradients + e.activations + e.runtime };
+}
+
+/** cuBLASLt workspace of the CUDA backend (native/cuda/gemm.h). */
+export const CUBLASLT_WORKSPACE_BYTES = 64 * 2 ** 20;
+
+/**
+ * The CUDA backend's buffers (native/cuda/cuda_model.cpp), per token N = B·T, for everything but the weights:
+ *   adapters: fp32 master + bf16 shadow (6 B/param); gradients fp32; AdamW moments fp32.
+ *   kept per layer for the backward: the layer input and xmid (fp32), q, k, v and the attention output (bf16), gate
+ *   and up (bf16), the adapter products z (bf16, R per module): 8h + 4hq + 4hkv + 4i + 2·modules·R bytes (the normed
+ *   inputs, probabilities and MLP hidden are recomputed). With checkpointing only the fp32 layer inputs are kept,
+ *   plus one layer's set.
+ *   one layer's scratch: gradients of the residual stream and projections (fp32), scores S (fp32) and P, dS (bf16)
+ *   of T keys per head, layout copies: 30h + 10i + 8·heads·T + 14hq + 16hkv bytes; the dequantized weight of the
+ *   largest projection (bf16); the loss chunk of min(N, 64 MiB / 4V) rows: fp32 logits + bf16 gradient.
+ *   runtime: the CUDA context (~512 MiB) and the cuBLASLt workspace.
+ * Calibrated against nvidia-smi on an H200 (bench/gpu/results/, 2026-11-28): LLaMA-2-7B, 4 × 512 tokens,
+ * levels 32,8,8,8,8: 14.86 GiB without and 9.24 GiB with gradient checkpointing (test/lsp/units.test.ts).
+ */
+function cudaEstimate(x: MemoryInputs, trainable: number): Omit<MemoryEstimate, 'total' | 'weights' | 'trainable'> {
+  const d = x.dims;
+  const R = x.ranks.reduce((a, b) => a + b, 0);
+  const N = x.microBatch * x.seqLen;
+  const hq = d.heads * d.headDim;
+  const hkv = d.kvHeads * d.headDim;
+  const kept = 8 * d.hidden + 4 * hq + 4 * hkv + 4 * d.intermediate + 2 * x.modules.length * R + 8;
+  const stored = x.checkpointing ? (d.layers + 1) * 4 * d.hidden + (kept - 4 * d.hidden) : d.layers * kept + 4 * d.hidden;
+  const scratch = 30 * d.hidden + 10 * d.intermediate + 8 * d.heads * x.seqLen + 14 * hq + 16 * hkv;
+  const maxProj = Math.max(...ALL_MODULES.map((m) => moduleShape(d, m)[0] * moduleShape(d, m)[1]));
+  const chunk = Math.min(N, 4096, Math.max(16, Math.floor((64 * 2 ** 20) / (4 * d.vocab))));
+  const activations = (stored + scratch) * N + 2 * maxProj + chunk * d.vocab * 6;
+  return { adapters: 6 * trainable, optimizer: 8 * trainable, gradients: 4 * trainable, activations,
+    runtime: CUDA_RUNTIME_BYTES + CUBLASLT_WORKSPACE_BYTES };
 }
 
 /** `1.23 GiB`, `512 MiB`, `12 KiB`. */

@@ -161,7 +161,9 @@ describe('lsp diagnostics: memory against the GPU', () => {
   after(() => ws.cleanup());
   const cfg = 'model: models/llama-7b\ndata: {train: data/three.jsonl}\nhardware: {device: cuda}\n';
 
-  for (const [gib, fits] of [[8, true], [2, false]] as const) {
+  // The CUDA backend (calibrated estimate, extension/lsp/memory.ts) needs about 8.6 GiB for a 7B model at the
+  // defaults (1 x 1280 tokens, checkpointing, levels 32,8,8,8,8).
+  for (const [gib, fits] of [[12, true], [8, false]] as const) {
     it(`a 7B model with NF4 weights ${fits ? 'fits' : 'does not fit'} in a ${gib} GiB GPU`, async () => {
       const h = await LspHarness.start({ gpus: Promise.resolve([{ index: 0, name: 'Test GPU', totalBytes: gib * GiB }]) });
       try {
@@ -171,7 +173,7 @@ describe('lsp diagnostics: memory against the GPU', () => {
         else {
           assert.ok(mem, JSON.stringify(ds.map((d) => d.message)));
           assert.equal(mem.severity, DiagnosticSeverity.Warning);
-          assert.match(mem.message, /will not fit: estimated [\d.]+ GiB .* > 2\.00 GiB of GPU 0 \(Test GPU\)/);
+          assert.match(mem.message, /will not fit: estimated [\d.]+ GiB .* > 8\.00 GiB of GPU 0 \(Test GPU\)/);
           assert.equal(rangeText(cfg, mem), 'device');
         }
       } finally {
