@@ -270,11 +270,15 @@ void hlora_init(HLoraLinear& L, const std::string& init, uint64_t seed, uint64_t
     const int in = L.in;
     if (init == "kaiming") {
         const float bound = 1.0f / std::sqrt((float)in);   // kaiming_uniform_(a=√5): gain·√(3/fan_in) = 1/√in
-        for (int64_t i = 0; i < (int64_t)L.R * in; i++) L.A[i] = (2.0f * rng_uniform(key, (uint64_t)i) - 1.0f) * bound;
+        const int64_t n = (int64_t)L.R * in;
+#pragma omp parallel for schedule(static) if (n >= kParMinElems)
+        for (int64_t i = 0; i < n; i++) L.A[i] = (2.0f * rng_uniform(key, (uint64_t)i) - 1.0f) * bound;
     } else if (init == "gaussian") {
         for (size_t j = 0; j < L.rank.size(); j++) {
             const float std_ = 1.0f / (float)L.rank[j];     // PEFT: normal_(A, std=1/r)
-            for (int64_t i = (int64_t)L.offset[j] * in; i < (int64_t)L.offset[j + 1] * in; i++) {
+            const int64_t i0 = (int64_t)L.offset[j] * in, i1 = (int64_t)L.offset[j + 1] * in;
+#pragma omp parallel for schedule(static) if (i1 - i0 >= kParMinElems)
+            for (int64_t i = i0; i < i1; i++) {
                 // Box-Muller from two counter-based uniforms; u1 in (0, 1].
                 const double u1 = 1.0 - (double)rng_uniform(key, 2 * (uint64_t)i);
                 const double u2 = (double)rng_uniform(key, 2 * (uint64_t)i + 1);

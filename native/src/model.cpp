@@ -299,6 +299,7 @@ void ModelImpl::load_weights(const std::string& dir) {
     base_params_ = (int64_t)embed_.size() + (int64_t)norm_.size() + (int64_t)lm_head_.size();
     std::set<std::string> targets(spec_.target_modules.begin(), spec_.target_modules.end());
     layers_.resize(c.num_layers);
+    std::vector<float> stage;
     for (int l = 0; l < c.num_layers; l++) {
         DecoderLayer& L = layers_[l];
         const std::string p = HQ_MSG("model.layers." << l << ".");
@@ -311,12 +312,16 @@ void ModelImpl::load_weights(const std::string& dir) {
             P.out = (int)pshape[j][0];
             P.in = (int)pshape[j][1];
             base_params_ += (int64_t)P.out * P.in;
-            std::vector<float> w = mw.read_f32(P.name + ".weight");   // [out, in]
             if (targets.count(kProjNames[j]) && quant_.type == "nf4") {
+                // One reused fp32 staging buffer for every quantized projection: no allocation and zero-fill per
+                // tensor (7B: 6.5B weights pass through it).
+                const size_t numel = (size_t)P.out * P.in;
+                if (stage.size() < numel) stage.resize(numel);
+                mw.read_f32_into(P.name + ".weight", stage.data(), numel);   // [out, in]
                 P.quantized = true;
-                P.wq = nf4_quantize(w.data(), P.out, P.in, quant_.blocksize, quant_.double_quant);
+                P.wq = nf4_quantize(stage.data(), P.out, P.in, quant_.blocksize, quant_.double_quant);
             } else {
-                P.w = std::move(w);
+                P.w = mw.read_f32(P.name + ".weight");
             }
         }
     }

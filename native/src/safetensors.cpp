@@ -98,28 +98,39 @@ std::string similar_names(const std::string& want, const std::vector<std::string
     return out;
 }
 
+// Element-wise and independent, so large tensors are converted by all OpenMP threads (the first touch of the mapped
+// file's pages then happens in parallel too); the values do not depend on the thread count.
 void convert_to_f32(const uint8_t* src, DType dt, size_t n, float* out) {
     if (n == 0) return;  // empty tensor: `out` may be null (empty vector)
+    const int64_t N = int64_t(n);
+    const bool par = N >= (int64_t(1) << 20);
     switch (dt) {
-        case DType::F32:
-            std::memcpy(out, src, n * 4);
+        case DType::F32: {
+            const int64_t chunk = int64_t(1) << 18;
+#pragma omp parallel for schedule(static) if (par)
+            for (int64_t c = 0; c < (N + chunk - 1) / chunk; c++)
+                std::memcpy(out + c * chunk, src + 4 * c * chunk, size_t(std::min(chunk, N - c * chunk)) * 4);
             break;
+        }
         case DType::F16:
-            for (size_t i = 0; i < n; i++) {
+#pragma omp parallel for schedule(static) if (par)
+            for (int64_t i = 0; i < N; i++) {
                 uint16_t h;
                 std::memcpy(&h, src + 2 * i, 2);
                 out[i] = f16_to_f32(h);
             }
             break;
         case DType::BF16:
-            for (size_t i = 0; i < n; i++) {
+#pragma omp parallel for schedule(static) if (par)
+            for (int64_t i = 0; i < N; i++) {
                 uint16_t h;
                 std::memcpy(&h, src + 2 * i, 2);
                 out[i] = bf16_to_f32(h);
             }
             break;
         case DType::F64:
-            for (size_t i = 0; i < n; i++) {
+#pragma omp parallel for schedule(static) if (par)
+            for (int64_t i = 0; i < N; i++) {
                 double d;
                 std::memcpy(&d, src + 8 * i, 8);
                 out[i] = float(d);
