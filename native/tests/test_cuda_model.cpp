@@ -12,7 +12,6 @@
 //   GPU-vs-GPU invariants (checkpointing on/off, resume) are exact or 1e-6.
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -33,6 +32,7 @@
 #include "model.h"
 #include "optimizer.h"
 #include "tokens.h"
+#include "trainer_child.h"
 
 using namespace hq;
 using json = nlohmann::json;
@@ -226,36 +226,11 @@ TEST_CASE("cuda model: dropout masks equal the CPU's, checkpointing changes noth
 namespace {
 
 int run_trainer(const std::vector<std::string>& args, const std::string& out) {
-    pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        FILE* f = std::freopen(out.c_str(), "w", stdout);
-        FILE* e = std::freopen((out + ".err").c_str(), "w", stderr);
-        (void)f;
-        (void)e;
-        std::vector<char*> argv;
-        std::string bin = HQ_TRAIN_BIN;
-        argv.push_back(bin.data());
-        std::vector<std::string> copy = args;
-        for (auto& a : copy) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        execv(bin.c_str(), argv.data());
-        _exit(127);
-    }
-    int st = 0;
-    REQUIRE(waitpid(pid, &st, 0) == pid);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return hq_test::wait_child(hq_test::spawn(args, out));
 }
 
 std::vector<json> events_of(const std::string& path, const std::string& type) {
-    std::vector<json> r;
-    std::ifstream in(path);
-    std::string line;
-    while (std::getline(in, line)) {
-        json j = json::parse(line, nullptr, false);
-        if (!j.is_discarded() && j.value("type", "") == type) r.push_back(j);
-    }
-    return r;
+    return hq_test::of_type(hq_test::read_events(path), type);
 }
 
 }  // namespace

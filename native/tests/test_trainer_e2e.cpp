@@ -21,60 +21,20 @@
 #include "fsutil.h"
 #include "safetensors.h"
 #include "tokens.h"
+#include "trainer_child.h"
 
 using namespace hq;
 using json = nlohmann::json;
+using hq_test::Child;
+using hq_test::of_type;
+using hq_test::read_events;
+using hq_test::spawn;
+using hq_test::wait_child;
 
 namespace {
 
 const std::string kRepo = HQ_REPO_ROOT;
-const std::string kBin = HQ_TRAIN_BIN;
 const std::string kFixture = kRepo + "/test/fixtures/models/tiny-llama";
-
-struct Child {
-    pid_t pid = -1;
-    std::string out_path;
-};
-
-Child spawn(const std::vector<std::string>& args, const std::string& out_path) {
-    Child c;
-    c.out_path = out_path;
-    c.pid = fork();
-    REQUIRE(c.pid >= 0);
-    if (c.pid == 0) {
-        int fd = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        int err = open((out_path + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(err, 2);
-        std::vector<char*> argv;
-        argv.push_back(const_cast<char*>(kBin.c_str()));
-        for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-        argv.push_back(nullptr);
-        execv(kBin.c_str(), argv.data());
-        _exit(127);
-    }
-    return c;
-}
-
-// Exit code, or 128 + signal.
-int wait_child(const Child& c) {
-    int st = 0;
-    REQUIRE(waitpid(c.pid, &st, 0) == c.pid);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-std::vector<json> read_events(const std::string& path) {
-    std::vector<json> ev;
-    std::ifstream in(path);
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.empty()) continue;
-        json j = json::parse(line, nullptr, false);
-        CHECK_MESSAGE(!j.is_discarded(), "not a JSON line: " << line);
-        if (!j.is_discarded()) ev.push_back(j);
-    }
-    return ev;
-}
 
 // Polls (no fixed sleeps) until `pred(events)` holds or the child exits; returns whether it held.
 template <class Pred>
@@ -89,12 +49,6 @@ bool poll_events(const Child& c, Pred pred, double timeout_s = 60) {
     return false;
 }
 
-std::vector<json> of_type(const std::vector<json>& ev, const std::string& t) {
-    std::vector<json> r;
-    for (const auto& e : ev)
-        if (e.value("type", "") == t) r.push_back(e);
-    return r;
-}
 
 // Checks an event against schemas/trainer-events.schema.json: known type, required keys present, no unknown keys.
 void check_schema(const json& schema, const json& ev) {
