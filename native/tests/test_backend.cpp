@@ -82,7 +82,7 @@ TEST_CASE("backend: cuda and auto with and without a usable GPU") {
     }
 }
 
-TEST_CASE("backend: run.json accepts hardware.device cpu, cuda and auto only") {
+TEST_CASE("backend: run.json accepts hardware.device cpu, cuda and auto, and compute_dtype auto, bfloat16, float32") {
     auto cfg = [](const char* dev) {
         return nlohmann::json{{"model", {{"path", kFixture}}},
                               {"data", {{"train_tokens", "/tmp/x.hqtok"}}},
@@ -90,6 +90,20 @@ TEST_CASE("backend: run.json accepts hardware.device cpu, cuda and auto only") {
                               {"hardware", {{"device", dev}}}};
     };
     for (const char* d : {"cpu", "cuda", "auto"}) CHECK(parse_run_config(cfg(d), "run.json").device == d);
+    nlohmann::json dt = cfg("cuda");
+    for (const char* d : {"auto", "bfloat16", "float32"}) {
+        dt["quantization"] = {{"compute_dtype", d}};
+        CHECK(parse_run_config(dt, "run.json").compute_dtype == d);
+    }
+    dt["quantization"] = {{"compute_dtype", "fp8"}};
+    try {
+        parse_run_config(dt, "run.json");
+        FAIL("expected E_CONFIG");
+    } catch (const Error& e) {
+        CHECK(e.code() == "E_CONFIG");
+        CHECK(e.where().key == "quantization.compute_dtype");
+        CHECK(std::string(e.what()).find("fp8") != std::string::npos);
+    }
     try {
         parse_run_config(cfg("gpu"), "run.json");
         FAIL("expected E_CONFIG");
