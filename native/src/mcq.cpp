@@ -20,7 +20,7 @@ using le::rd_u32;
 using le::rd_u64;
 using le::round8;
 using le::wr_u32;
-using le::wr_u64;
+using le::frame_rows;
 
 [[noreturn]] void fail(const std::string& path, int64_t offset, const std::string& msg) {
     Where w;
@@ -139,17 +139,7 @@ std::string encode_mcq_file(const std::vector<std::vector<uint32_t>>& prompts, c
     header["version"] = 1;
     header["n_questions"] = prompts.size();
     header["n_tokens"] = nt;
-    const std::string hj = header.dump();
-    std::string b(kHqmcqMagic, 8);
-    wr_u32(b, 1);
-    wr_u32(b, static_cast<uint32_t>(hj.size()));
-    b += hj;
-    b.append(round8(b.size()) - b.size(), ' ');
-    uint64_t o = 0;
-    wr_u64(b, 0);
-    for (const auto& p : prompts) wr_u64(b, o += p.size());
-    for (const auto& p : prompts)
-        for (uint32_t id : p) wr_u32(b, id);
+    std::string b = frame_rows(kHqmcqMagic, header.dump(), prompts);
     for (uint32_t a : answers) wr_u32(b, a);
     for (uint32_t s : subjects) wr_u32(b, s);
     b.append(round8(b.size()) - b.size(), '\0');

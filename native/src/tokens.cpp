@@ -17,8 +17,7 @@ const char* kTokHint = "re-create the token file (the extension's data preparati
 using le::rd_u32;
 using le::rd_u64;
 using le::round8;
-using le::wr_u32;
-using le::wr_u64;
+using le::frame_rows;
 
 [[noreturn]] void fail(const std::string& path, int64_t offset, const std::string& msg,
                        const std::string& hint = kTokHint) {
@@ -180,17 +179,7 @@ std::string encode_token_file(const std::vector<std::vector<uint32_t>>& examples
             for (uint32_t id : e) mx = std::max(mx, id);
         header["vocab_size"] = mx + 1;
     }
-    std::string hj = header.dump();
-    std::string b(kHqtokMagic, 8);
-    wr_u32(b, 1);
-    wr_u32(b, static_cast<uint32_t>(hj.size()));
-    b += hj;
-    b.append(round8(b.size()) - b.size(), ' ');
-    uint64_t o = 0;
-    wr_u64(b, 0);
-    for (const auto& e : examples) wr_u64(b, o += e.size());
-    for (const auto& e : examples)
-        for (uint32_t id : e) wr_u32(b, id);
+    std::string b = frame_rows(kHqtokMagic, header.dump(), examples);
     for (const auto& m : masks) b.append(reinterpret_cast<const char*>(m.data()), m.size());
     b.append(round8(b.size()) - b.size(), '\0');
     return b;
