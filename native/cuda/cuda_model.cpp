@@ -248,6 +248,7 @@ class CudaModel final : public Model {
     DeviceBuffer<float> ytmp_, dxa_, dxb_, dmid_, dxn_, dh_, datt_, dq_, dk_, dv_, dxf_;
     DeviceBuffer<bf16> dybf_, dg_, du_, dqb_, dkb_, dvb_, dus_;
     DeviceBuffer<bf16> xf_;                  // [N, C] final norm output
+    DeviceBuffer<bf16> rows_;                // [B, C] the rows forward_logits_at projects (reused across calls)
     DeviceBuffer<float> rstdf_;
     DeviceBuffer<float> logits_, row_loss_;
     DeviceBuffer<bf16> dlogits_;
@@ -715,12 +716,12 @@ void CudaModel::forward_logits_at(const int32_t* ids, int B, int T, const int32_
     const int V = c.vocab_size;
     forward_hidden(ids, B, T, false);
     // Gather the requested rows of the final hidden state, then logits [B, V] = rows · W_outᵀ.
-    DeviceBuffer<bf16> rows((size_t)B * C);
+    rows_.resize((size_t)B * C);
     for (int b = 0; b < B; b++)
-        HQ_CUDA(cudaMemcpyAsync(rows.data() + (int64_t)b * C, xf_.data() + ((int64_t)b * T + positions[b]) * C,
+        HQ_CUDA(cudaMemcpyAsync(rows_.data() + (int64_t)b * C, xf_.data() + ((int64_t)b * T + positions[b]) * C,
                                 sizeof(bf16) * C, cudaMemcpyDeviceToDevice, stream_));
     logits_.resize((size_t)B * V);
-    gemm_->run(false, true, B, V, C, 1.0f, rows.data(), C, out_weight(), C, 0.0f, logits_.data(), DType::F32, V);
+    gemm_->run(false, true, B, V, C, 1.0f, rows_.data(), C, out_weight(), C, 0.0f, logits_.data(), DType::F32, V);
     HQ_CUDA(cudaMemcpyAsync(logits_out, logits_.data(), sizeof(float) * B * V, cudaMemcpyDeviceToHost, stream_));
     HQ_CUDA(cudaStreamSynchronize(stream_));
 }
@@ -811,7 +812,7 @@ size_t CudaModel::memory_bytes() const {
     }
     for (const auto& x : xs_) n += x.bytes();
     for (const auto* b : {&wbuf_, &xnb_, &hb_, &pb_, &xd_, &qraw_, &kraw_, &vraw_, &dybf_, &dg_, &du_, &dqb_, &dkb_, &dvb_, &dus_, &xf_,
-                          &dlogits_})
+                          &rows_, &dlogits_})
         n += b->bytes();
     for (const auto* b : {&zf_, &tf_, &attn_work_, &ytmp_, &dxa_, &dxb_, &dmid_, &dxn_, &dh_, &datt_, &dq_, &dk_, &dv_,
                           &dxf_, &rstdf_, &logits_, &row_loss_, &cos_, &sin_})

@@ -33,9 +33,9 @@ LoadedModel load_model_on(const std::string& device, const std::string& dir, con
     if ((device == "cuda" || device == "auto") && compute_dtype != "float32") {
         const DeviceBackend* b = device_backend();
         std::string why;
-        if (!b) why = "this build of hqlora-train has no CUDA backend (it was built without the CUDA toolkit)";
-        else if (!b->available(&why)) {}
-        else {
+        if (!b) {
+            why = "this build of hqlora-train has no CUDA backend (it was built without the CUDA toolkit)";
+        } else if (b->available(&why)) {
             r.model = b->load(dir, quant, adapter, seed);
             r.backend = b->name;
             return r;
