@@ -94,21 +94,26 @@ export async function waitForWorkbench(page, timeout = 90000) {
   await page.locator('#workbench\\.parts\\.statusbar').waitFor({ timeout });
 }
 
-/** Runs a palette command by its full title ("Category: Title"); retries while the command is not yet contributed. */
+/**
+ * Runs a palette command by its full title ("Category: Title"). Each attempt opens the palette afresh and uses short
+ * timeouts, so a palette closed under us (a webview or notification taking focus while the window restores) or a
+ * command not yet contributed costs one retry, not the test.
+ */
 export async function runCommand(page, title, timeout = 60000) {
   const end = Date.now() + timeout;
   for (;;) {
-    await page.keyboard.press('Escape');
-    await page.keyboard.press('F1');
-    const input = page.locator('.quick-input-widget .quick-input-box input');
-    await input.waitFor({ state: 'visible', timeout });
-    await input.fill('>' + title);
     try {
+      await page.keyboard.press('Escape');
+      await page.keyboard.press('F1');
+      const input = page.locator('.quick-input-widget .quick-input-box input');
+      await input.waitFor({ state: 'visible', timeout: 5000 });
+      await input.fill('>' + title, { timeout: 5000 });
       await page.locator('.quick-input-list .monaco-list-row.focused', { hasText: title }).first().waitFor({ timeout: 5000 });
       await page.keyboard.press('Enter');
       return;
     } catch (e) {
       if (Date.now() > end) throw e;
+      await page.waitForTimeout(500);
     }
   }
 }
