@@ -27,6 +27,7 @@ Measurements
 
 Environment (defaults in brackets)
   HQ_TRAIN [native/build/bin/hqlora-train]  SHAPES [llama2-7b gemma-2b]  CKPTS [0 1]  RANKS [64 32,8,8,8,8]
+  PEER_RANKS [$RANKS]: the peer's rank sets (e.g. 64 alone: the ratio's reference, without the slow multi-adapter run)
   MB [4]  SEQ [512]  WARMUP [3]  STEPS [10]  DEVICE [cuda]  COMPUTE_DTYPE [bfloat16]  THREADS [0]
   WORK [/tmp/hqbench]  CKPT_ROOT [$WORK/ckpt]  OUT [unset: no files]  PEER [1]  OURS [1]
   BUDGET_S [480]: no new measurement starts after this many seconds; HARD_S [560]: every child process gets
@@ -69,6 +70,7 @@ CFG = {
     "shapes": env("SHAPES", "llama2-7b gemma-2b").split(),
     "ckpts": [int(c) for c in env("CKPTS", "0 1").replace(",", " ").split()],
     "ranks": env("RANKS", "64 32,8,8,8,8").split(),
+    "peer_ranks": env("PEER_RANKS", env("RANKS", "64 32,8,8,8,8")).split(),
     "mb": int(env("MB", "4")),
     "seq": int(env("SEQ", "512")),
     "warmup": int(env("WARMUP", "3")),
@@ -354,7 +356,7 @@ def run_ours(shape_name, model_dir, tokens, label, ck):
 # ---- PEFT peer ----------------------------------------------------------------------------------------------------
 
 def run_peer(shape_name, model_dir, ck):
-    labels = CFG["ranks"]
+    labels = CFG["peer_ranks"]
     base = smi.used_mib()
     r = run_proc([CFG["python"], os.path.join(HERE, "peft_peer.py"), model_dir, str(CFG["mb"]), str(CFG["seq"]),
                   str(CFG["steps"]), str(ck), "/".join(labels), "--warmup", str(CFG["warmup"]),
@@ -514,7 +516,7 @@ def main():
             base = {"shape": sh, "ckpt": ck}
             if model_dir is None:
                 for system in (["hqlora"] if CFG["ours"] else []) + (["peft"] if CFG["peer"] else []):
-                    for label in CFG["ranks"]:
+                    for label in CFG["ranks" if system == "hqlora" else "peer_ranks"]:
                         add(dict(base, system=system, ranks=label, error="checkpoint or token file not written"))
                 continue
             if CFG["ours"]:
@@ -525,7 +527,7 @@ def main():
                     add(run_ours(sh, model_dir, tokens, label, ck))
             if CFG["peer"]:
                 if elapsed() > CFG["budget_s"]:
-                    for label in CFG["ranks"]:
+                    for label in CFG["peer_ranks"]:
                         add(dict(base, system="peft", ranks=label, skipped="time budget"))
                     continue
                 for res in run_peer(sh, model_dir, ck):

@@ -127,12 +127,14 @@ export const CUBLASLT_WORKSPACE_BYTES = 64 * 2 ** 20;
  *   and up (bf16), the adapter products z (bf16, R per module): 8h + 4hq + 4hkv + 4i + 2·modules·R bytes (the normed
  *   inputs, probabilities and MLP hidden are recomputed). With checkpointing only the fp32 layer inputs are kept,
  *   plus one layer's set.
- *   one layer's scratch: gradients of the residual stream and projections (fp32), scores S (fp32) and P, dS (bf16)
- *   of T keys per head, layout copies: 30h + 10i + 8·heads·T + 14hq + 16hkv bytes; the dequantized weight of the
- *   largest projection (bf16); the loss chunk of min(N, 64 MiB / 4V) rows: fp32 logits + bf16 gradient.
+ *   one layer's scratch: gradients of the residual stream and projections (fp32), layout copies: 28h + 6i + 12hq +
+ *   12hkv bytes; one group's output gradients side by side with the adapters' du (bf16: q|k|v, gate|up, o or down,
+ *   each plus R per adapted module); attention over one chunk of kv groups whose fp32 scores fit 256 MiB (S fp32,
+ *   P and dS bf16) plus O / dO (bf16); the stacked dequantized weights of the largest group with the adapters' A rows
+ *   (bf16); the loss chunk of min(N, 64 MiB / 4V) rows: fp32 logits + bf16 gradient.
  *   runtime: the CUDA context (~512 MiB) and the cuBLASLt workspace.
- * Calibrated against nvidia-smi on an H200 (bench/gpu/results/, 2026-11-28): LLaMA-2-7B, 4 × 512 tokens,
- * levels 32,8,8,8,8: 14.86 GiB without and 9.24 GiB with gradient checkpointing (test/lsp/units.test.ts).
+ * Calibrated against nvidia-smi on an H200 (bench/gpu/results/*-2026-11-28b-*): LLaMA-2-7B, 4 × 512 tokens,
+ * levels 32,8,8,8,8: 14.89 GiB without and 9.26 GiB with gradient checkpointing (test/lsp/units.test.ts).
  */
 function cudaEstimate(x: MemoryInputs, trainable: number): Omit<MemoryEstimate, 'total' | 'weights' | 'trainable'> {
   const d = x.dims;
@@ -142,10 +144,22 @@ function cudaEstimate(x: MemoryInputs, trainable: number): Omit<MemoryEstimate, 
   const hkv = d.kvHeads * d.headDim;
   const kept = 8 * d.hidden + 4 * hq + 4 * hkv + 4 * d.intermediate + 2 * x.modules.length * R + 8;
   const stored = x.checkpointing ? (d.layers + 1) * 4 * d.hidden + (kept - 4 * d.hidden) : d.layers * kept + 4 * d.hidden;
-  const scratch = 30 * d.hidden + 10 * d.intermediate + 8 * d.heads * x.seqLen + 14 * hq + 16 * hkv;
-  const maxProj = Math.max(...ALL_MODULES.map((m) => moduleShape(d, m)[0] * moduleShape(d, m)[1]));
+  const scratch = 28 * d.hidden + 6 * d.intermediate + 12 * hq + 12 * hkv;
+  // native/cuda/cuda_model.cpp group_backward: the projections that share an input, their adapters' A rows stacked.
+  const groups: [string, ...string[]][] = [['q_proj', 'k_proj', 'v_proj'], ['o_proj'], ['gate_proj', 'up_proj'], ['down_proj']];
+  let maxCols = 0;
+  let maxStacked = 0;
+  for (const g of groups) {
+    const cols = g.reduce((a, m) => a + moduleShape(d, m)[1] + (x.modules.includes(m) ? R : 0), 0);
+    maxCols = Math.max(maxCols, cols);
+    maxStacked = Math.max(maxStacked, cols * moduleShape(d, g[0])[0]);
+  }
+  // native/cuda/gpu_attention.cu: kv groups per chunk so that the chunk's fp32 scores fit 256 MiB.
+  const G = d.heads / d.kvHeads;
+  const perGroup = G * x.seqLen * x.seqLen;
+  const attnChunk = Math.min(Math.max(1, Math.floor((256 * 2 ** 20) / (4 * perGroup))), x.microBatch * d.kvHeads) * perGroup;
   const chunk = Math.min(N, 4096, Math.max(16, Math.floor((64 * 2 ** 20) / (4 * d.vocab))));
-  const activations = (stored + scratch) * N + 2 * maxProj + chunk * d.vocab * 6;
+  const activations = (stored + scratch + 2 * maxCols + 2 * hq) * N + 8 * attnChunk + 2 * maxStacked + chunk * d.vocab * 6;
   return { adapters: 6 * trainable, optimizer: 8 * trainable, gradients: 4 * trainable, activations,
     runtime: CUDA_RUNTIME_BYTES + CUBLASLT_WORKSPACE_BYTES };
 }

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -196,11 +197,21 @@ class CudaModel final : public Model {
         return rng_key(rng_key(dropout_seed_, call_), (uint64_t)layer * P_COUNT + proj);
     }
     const bf16* base_weight(const DevLinear& L);
-    // y [N, out] (bf16, or fp32 accumulated with beta) = x·Wᵀ + ((x̃·Aᵀ)⊙s)·Bᵀ ; z [N, Ra] saved (bf16).
-    void linear_forward(int layer, int proj, const bf16* x, int64_t N, void* y, DType yt, float beta, bf16* z);
-    // dy [N, out] bf16 -> dx [N, in] fp32 (overwritten, or accumulated); dA, dB += .
-    void linear_backward(int layer, int proj, const bf16* x, const bf16* z, const bf16* dy, int64_t N, float* dx,
-                         bool accumulate);
+    // y [N, out] (bf16, or fp32 accumulated with beta) = x·Wᵀ + ((x̃·Aᵀ)⊙s)·Bᵀ (+ yin, a residual read instead
+    // of y when given) ; z [N, Ra] saved (bf16).
+    void linear_forward(int layer, int proj, const bf16* x, int64_t N, void* y, DType yt, float beta, bf16* z,
+                        const float* yin = nullptr);
+    // Row stride of the bf16 gradient matrix of a group of projections sharing one input: their output gradients
+    // side by side, then one active-rank block per adapted projection (the adapters' du, see group_backward).
+    int64_t group_ld(std::initializer_list<int> ps) const;
+    // Backward of the projections ps, which share the input x [N, in]: dy [N, ld] bf16 holds their output
+    // gradients side by side (dy_p after the earlier projections' widths). dx [N, in] fp32 = (or +=) Σ_p dL/dx;
+    // dA, dB += . Without dropout the adapters' dx terms ride in one GEMM with the base's:
+    //   dx = [dy_1 … dy_k | du_1 … du_k] · [W_1; …; W_k; A_1; …; A_k],  du_p = (dy_p·B_p)⊙s  (K = Σ out + k·Ra)
+    // (du_p is written into dy's trailing columns, the A_p rows are stacked under the dequantized W_p), so dx is
+    // written once instead of once per projection and adapter.
+    void group_backward(int layer, std::initializer_list<int> ps, const bf16* x, const DevActs& a, bf16* dy,
+                        int64_t ld, int64_t N, float* dx, bool accumulate);
     void layer_forward(int l, const float* x, float* y, DevActs& a, int B, int T);
     void layer_backward(int l, const float* x, DevActs& a, const float* dy, float* dx, int B, int T);
     void forward_hidden(const int32_t* ids, int B, int T, bool keep);
@@ -243,10 +254,10 @@ class CudaModel final : public Model {
     DeviceBuffer<bf16> xd_;                  // [N, in] dropped-out adapter input
     DeviceBuffer<float> tf_;                 // [N, in] per-level dx contribution (dropout)
     DeviceBuffer<bf16> qraw_, kraw_, vraw_;  // [N, H·d] / [N, KV·d] projection outputs before rope / layout
-    DeviceBuffer<bf16> xnb_, hb_, pb_;       // normed input [N, C], MLP hidden [N, F], probabilities [B, H, T, T]
+    DeviceBuffer<bf16> xnb_, hb_;            // normed input [N, C], MLP hidden [N, F]
     DeviceBuffer<float> attn_work_;
     DeviceBuffer<float> ytmp_, dxa_, dxb_, dmid_, dxn_, dh_, datt_, dq_, dk_, dv_, dxf_;
-    DeviceBuffer<bf16> dybf_, dg_, du_, dqb_, dkb_, dvb_, dus_;
+    DeviceBuffer<bf16> dcat_, dus_;          // a group's output gradients and adapter du (group_ld), du scratch
     DeviceBuffer<bf16> xf_;                  // [N, C] final norm output
     DeviceBuffer<bf16> rows_;                // [B, C] the rows forward_logits_at projects (reused across calls)
     DeviceBuffer<float> rstdf_;
@@ -394,10 +405,17 @@ void CudaModel::ensure_scratch(int B, int T) {
     const size_t N = (size_t)B * T, C = c.hidden_size, F = c.intermediate_size;
     const size_t Hd = (size_t)c.num_heads * c.head_dim, KVd = (size_t)c.num_kv_heads * c.head_dim;
     const size_t R = (size_t)level_offset_.back();
-    size_t maxw = 0, maxin = 0;
-    for (const DevLinear& L : layers_[0].proj) {
-        maxw = std::max(maxw, (size_t)L.in * L.out);
-        maxin = std::max(maxin, (size_t)std::max(L.in, L.out));
+    size_t maxin = 0;
+    for (const DevLinear& L : layers_[0].proj) maxin = std::max(maxin, (size_t)std::max(L.in, L.out));
+    // wbuf_: the largest stacked group weight (group_backward), which also covers any single projection.
+    size_t maxw = 0, maxld = 0;
+    const DevLinear* P = layers_[0].proj;
+    const std::vector<std::vector<int>> groups = {{P_Q, P_K, P_V}, {P_O}, {P_GATE, P_UP}, {P_DOWN}};
+    for (const std::vector<int>& g : groups) {
+        size_t rows = 0;
+        for (int p : g) rows += (size_t)P[p].out + (P[p].R > 0 ? R : 0);
+        maxw = std::max(maxw, rows * (size_t)P[g[0]].in);
+        maxld = std::max(maxld, rows);
     }
     wbuf_.resize(maxw);
     zf_.resize(N * std::max<size_t>(R, 1));
@@ -408,7 +426,6 @@ void CudaModel::ensure_scratch(int B, int T) {
     }
     xnb_.resize(N * C);
     hb_.resize(N * F);
-    pb_.resize((size_t)B * c.num_heads * T * T);
     qraw_.resize(N * Hd);
     kraw_.resize(N * KVd);
     vraw_.resize(N * KVd);
@@ -425,12 +442,7 @@ void CudaModel::ensure_scratch(int B, int T) {
     dk_.resize(N * KVd);
     dv_.resize(N * KVd);
     dxf_.resize(N * C);
-    dybf_.resize(N * std::max(C, Hd));
-    dg_.resize(N * F);
-    du_.resize(N * F);
-    dqb_.resize(N * Hd);
-    dkb_.resize(N * KVd);
-    dvb_.resize(N * KVd);
+    dcat_.resize(N * maxld);
     xf_.resize(N * C);
     rstdf_.resize(N);
     ids_.resize(N);
@@ -445,12 +457,13 @@ const bf16* CudaModel::base_weight(const DevLinear& L) {
     return wbuf_.data();
 }
 
-void CudaModel::linear_forward(int layer, int proj, const bf16* x, int64_t N, void* y, DType yt, float beta, bf16* z) {
+void CudaModel::linear_forward(int layer, int proj, const bf16* x, int64_t N, void* y, DType yt, float beta, bf16* z,
+                               const float* yin) {
     const DevLinear& L = layers_[layer].proj[proj];
     const int in = L.in, out = L.out;
     const bf16* W = base_weight(L);
     prof_->mark(PC_GEMM);
-    gemm_->run(false, true, N, out, in, 1.0f, x, in, W, in, beta, y, yt, out);
+    gemm_->run(false, true, N, out, in, 1.0f, x, in, W, in, yin ? 1.0f : beta, y, yt, out, 1, 0, 0, 0, yin);
     const int Ra = active_rank(L);
     if (Ra == 0) return;
     prof_->mark(PC_LORA);
@@ -473,46 +486,101 @@ void CudaModel::linear_forward(int layer, int proj, const bf16* x, int64_t N, vo
     gemm_->run(false, true, N, out, Ra, 1.0f, z, Ra, Bw, L.R, 1.0f, y, yt, out);
 }
 
-void CudaModel::linear_backward(int layer, int proj, const bf16* x, const bf16* z, const bf16* dy, int64_t N,
-                                float* dx, bool accumulate) {
-    const DevLinear& L = layers_[layer].proj[proj];
-    const int in = L.in, out = L.out;
-    const bf16* W = base_weight(L);
-    prof_->mark(PC_GEMM);
-    // dx [N, in] = dy · W
-    gemm_->run(false, false, N, in, out, 1.0f, dy, out, W, in, accumulate ? 1.0f : 0.0f, dx, DType::F32, in);
-    const int Ra = active_rank(L);
-    if (Ra == 0) return;
-    prof_->mark(PC_LORA);
-    const bf16* A = wbf_.data() + L.a_off;
-    const bf16* Bw = wbf_.data() + L.b_off;
-    float* dA = g32_.data() + L.a_off;
-    float* dB = g32_.data() + L.b_off;
-    // dB [out, Ra] += dyᵀ · z
-    gemm_->run(true, false, out, Ra, N, 1.0f, dy, out, z, Ra, 1.0f, dB, DType::F32, L.R);
-    // du [N, Ra] = (dy · B_act) ⊙ s
-    gemm_->run(false, false, N, Ra, out, 1.0f, dy, out, Bw, L.R, 0.0f, zf_.data(), DType::F32, Ra);
-    scale_cols_to_bf16(dus_.data(), zf_.data(), N, Ra, scale_.data(), stream_);
+int64_t CudaModel::group_ld(std::initializer_list<int> ps) const {
+    const DevLayer& D = layers_[0];
+    int64_t ld = 0;
+    for (int p : ps) ld += D.proj[p].out + active_rank(D.proj[p]);
+    return ld;
+}
+
+void CudaModel::group_backward(int layer, std::initializer_list<int> ps, const bf16* x, const DevActs& a, bf16* dy,
+                               int64_t ld, int64_t N, float* dx, bool accumulate) {
+    const DevLayer& D = layers_[layer];
+    const int in = D.proj[*ps.begin()].in;
+    const int Ra = level_offset_[active_levels_];
     const float p = dropout();
-    if (p <= 0.0f) {
-        // dA [Ra, in] += duᵀ · x ; dx += du · A
-        gemm_->run(true, false, Ra, in, N, 1.0f, dus_.data(), Ra, x, in, 1.0f, dA, DType::F32, in);
-        gemm_->run(false, false, N, in, Ra, 1.0f, dus_.data(), Ra, A, in, 1.0f, dx, DType::F32, in);
-        return;
+    int64_t cols = 0;
+    int adapted = 0;
+    for (int q : ps) {
+        HQ_ASSERT(D.proj[q].in == in);
+        cols += D.proj[q].out;
+        if (active_rank(D.proj[q]) > 0) adapted++;
     }
-    const uint64_t key = mask_key(layer, proj);
-    for (int j = 0; j < active_levels_; j++) {
-        const int o = level_offset_[j], r = level_offset_[j + 1] - o;
-        const uint64_t kj = rng_key(key, (uint64_t)j);
-        dropout_bf16(xd_.data(), x, N * in, p, kj, stream_);
-        // dA_j [r, in] += du_jᵀ · x̃_j
-        gemm_->run(true, false, r, in, N, 1.0f, dus_.data() + o, Ra, xd_.data(), in, 1.0f, dA + (int64_t)o * in,
-                   DType::F32, in);
-        // dx += (du_j · A_j) ⊙ m_j / (1 − p)
-        gemm_->run(false, false, N, in, r, 1.0f, dus_.data() + o, Ra, A + (int64_t)o * in, in, 0.0f, tf_.data(),
-                   DType::F32, in);
-        dropout_accumulate(dx, tf_.data(), N * in, p, kj, stream_);
+    HQ_ASSERT(ld == cols + (int64_t)adapted * Ra);
+    const bool fold = adapted > 0 && p <= 0.0f;
+
+    // The stacked weight [W_1; …; W_k] (bf16, dequantized) and, when folding, the active A_p rows under it.
+    const bf16* W = nullptr;
+    const DevLinear& L0 = D.proj[*ps.begin()];
+    if (ps.size() == 1 && !fold && !L0.quantized) {
+        W = L0.w.data();
+    } else {
+        prof_->mark(PC_DEQUANT);
+        int64_t row = 0;
+        for (int q : ps) {
+            const DevLinear& L = D.proj[q];
+            bf16* dst = wbuf_.data() + row * in;
+            if (L.quantized)
+                nf4_dequantize_bf16(dst, L.view, stream_);
+            else
+                HQ_CUDA(cudaMemcpyAsync(dst, L.w.data(), sizeof(bf16) * L.out * in, cudaMemcpyDeviceToDevice, stream_));
+            row += L.out;
+        }
+        W = wbuf_.data();
     }
+
+    // Adapters: dB_p += dy_pᵀ·z_p ; du_p = (dy_p·B_p)⊙s ; dA_p += du_pᵀ·x (with dropout: per level, on x̃_j, and
+    // their dx terms after the base GEMM below).
+    auto adapters = [&](bool folded) {
+        int64_t col = 0;
+        int k = 0;
+        for (int q : ps) {
+            const DevLinear& L = D.proj[q];
+            const bf16* dyq = dy + col;
+            col += L.out;
+            if (active_rank(L) == 0) continue;
+            prof_->mark(PC_LORA);
+            const bf16* A = wbf_.data() + L.a_off;
+            const bf16* Bw = wbf_.data() + L.b_off;
+            float* dA = g32_.data() + L.a_off;
+            float* dB = g32_.data() + L.b_off;
+            const bf16* z = a.z[q].data();
+            // dB [out, Ra] += dy_qᵀ · z
+            gemm_->run(true, false, L.out, Ra, N, 1.0f, dyq, ld, z, Ra, 1.0f, dB, DType::F32, L.R);
+            // du [N, Ra] = (dy_q · B_act) ⊙ s
+            gemm_->run(false, false, N, Ra, L.out, 1.0f, dyq, ld, Bw, L.R, 0.0f, zf_.data(), DType::F32, Ra);
+            bf16* du = folded ? dy + cols + (int64_t)k * Ra : dus_.data();
+            const int64_t ldu = folded ? ld : Ra;
+            scale_cols_to_bf16(du, zf_.data(), N, Ra, scale_.data(), stream_, ldu);
+            if (folded) {
+                // dA [Ra, in] += duᵀ · x ; A's active rows join the stacked weight
+                gemm_->run(true, false, Ra, in, N, 1.0f, du, ldu, x, in, 1.0f, dA, DType::F32, in);
+                HQ_CUDA(cudaMemcpyAsync(wbuf_.data() + (cols + (int64_t)k * Ra) * in, A, sizeof(bf16) * Ra * in,
+                                        cudaMemcpyDeviceToDevice, stream_));
+                k++;
+                continue;
+            }
+            const uint64_t key = mask_key(layer, q);
+            for (int j = 0; j < active_levels_; j++) {
+                const int o = level_offset_[j], r = level_offset_[j + 1] - o;
+                const uint64_t kj = rng_key(key, (uint64_t)j);
+                dropout_bf16(xd_.data(), x, N * in, p, kj, stream_);
+                // dA_j [r, in] += du_jᵀ · x̃_j
+                gemm_->run(true, false, r, in, N, 1.0f, du + o, Ra, xd_.data(), in, 1.0f, dA + (int64_t)o * in,
+                           DType::F32, in);
+                // dx += (du_j · A_j) ⊙ m_j / (1 − p)
+                gemm_->run(false, false, N, in, r, 1.0f, du + o, Ra, A + (int64_t)o * in, in, 0.0f, tf_.data(),
+                           DType::F32, in);
+                dropout_accumulate(dx, tf_.data(), N * in, p, kj, stream_);
+            }
+        }
+    };
+    if (fold) adapters(true);
+    // dx [N, in] (=, +=) dy[:, :K] · W_stacked[:K, :]
+    prof_->mark(PC_GEMM);
+    const int64_t K = fold ? ld : cols;
+    gemm_->run(false, false, N, in, K, 1.0f, dy, ld, W, in, accumulate ? 1.0f : 0.0f, dx, DType::F32, in);
+    if (!fold && adapted > 0) adapters(false);
 }
 
 void CudaModel::layer_forward(int l, const float* x, float* y, DevActs& a, int B, int T) {
@@ -532,11 +600,9 @@ void CudaModel::layer_forward(int l, const float* x, float* y, DevActs& a, int B
     bthd_to_bhtd(a.v.data(), vraw_.data(), B, T, c.num_kv_heads, c.head_dim, stream_);
     const AttnDims ad{B, T, c.num_heads, c.num_kv_heads, c.head_dim, attn_scale_};
     prof_->mark(PC_ATTN);
-    attention_forward(*gemm_, a.att.data(), pb_.data(), a.q.data(), a.k.data(), a.v.data(), attn_work_.data(), ad);
+    attention_forward(*gemm_, a.att.data(), nullptr, a.q.data(), a.k.data(), a.v.data(), attn_work_.data(), ad);
     // xmid = x + o(att)
-    prof_->mark(PC_ELEM);
-    HQ_CUDA(cudaMemcpyAsync(a.xmid.data(), x, sizeof(float) * N * C, cudaMemcpyDeviceToDevice, stream_));
-    linear_forward(l, P_O, a.att.data(), N, a.xmid.data(), DType::F32, 1.0f, a.z[P_O].data());
+    linear_forward(l, P_O, a.att.data(), N, a.xmid.data(), DType::F32, 1.0f, a.z[P_O].data(), x);
     prof_->mark(PC_ELEM);
     rmsnorm_forward(xnb_.data(), a.rstd2.data(), a.xmid.data(), D.ln2.data(), N, (int)C, c.rms_norm_eps, gemma_,
                     stream_);
@@ -545,50 +611,49 @@ void CudaModel::layer_forward(int l, const float* x, float* y, DevActs& a, int B
     prof_->mark(PC_ELEM);
     glu_forward(hb_.data(), a.g.data(), a.u.data(), N * c.intermediate_size, act_, stream_);
     // y = xmid + down(h)
-    prof_->mark(PC_ELEM);
-    HQ_CUDA(cudaMemcpyAsync(y, a.xmid.data(), sizeof(float) * N * C, cudaMemcpyDeviceToDevice, stream_));
-    linear_forward(l, P_DOWN, hb_.data(), N, y, DType::F32, 1.0f, a.z[P_DOWN].data());
+    linear_forward(l, P_DOWN, hb_.data(), N, y, DType::F32, 1.0f, a.z[P_DOWN].data(), a.xmid.data());
 }
 
 void CudaModel::layer_backward(int l, const float* x, DevActs& a, const float* dy, float* dx, int B, int T) {
+    // dy [N, C] fp32 is the gradient w.r.t. the layer output; its bf16 copy is already in dcat_ (rows
+    // group_ld({P_DOWN}) apart), written by the RMSNorm backward that produced dy.
     const ModelConfig& c = cfg();
     const int64_t N = (int64_t)B * T, C = c.hidden_size, F = c.intermediate_size;
+    const int64_t Hd = (int64_t)c.num_heads * c.head_dim, KVd = (int64_t)c.num_kv_heads * c.head_dim;
     DevLayer& D = layers_[l];
+    bf16* dcat = dcat_.data();
+    const int64_t ld_down = group_ld({P_DOWN}), ld_gu = group_ld({P_GATE, P_UP}), ld_o = group_ld({P_O}),
+                  ld_qkv = group_ld({P_Q, P_K, P_V});
     // MLP block: y = xmid + down(act(g) ⊙ u)
     prof_->mark(PC_ELEM);
-    f32_to_bf16(dybf_.data(), dy, N * C, stream_);
     glu_forward(hb_.data(), a.g.data(), a.u.data(), N * F, act_, stream_);   // the down_proj input, recomputed
-    linear_backward(l, P_DOWN, hb_.data(), a.z[P_DOWN].data(), dybf_.data(), N, dh_.data(), false);
+    group_backward(l, {P_DOWN}, hb_.data(), a, dcat, ld_down, N, dh_.data(), false);
     prof_->mark(PC_ELEM);
-    glu_backward(dg_.data(), du_.data(), dh_.data(), a.g.data(), a.u.data(), N * F, act_, stream_);
-    prof_->mark(PC_ELEM);
+    glu_backward(dcat, dcat + F, dh_.data(), a.g.data(), a.u.data(), N * F, act_, stream_, F, ld_gu);
     rmsnorm_forward(xnb_.data(), nullptr, a.xmid.data(), D.ln2.data(), N, (int)C, c.rms_norm_eps, gemma_, stream_);
-    linear_backward(l, P_GATE, xnb_.data(), a.z[P_GATE].data(), dg_.data(), N, dxn_.data(), false);
-    linear_backward(l, P_UP, xnb_.data(), a.z[P_UP].data(), du_.data(), N, dxn_.data(), true);
+    group_backward(l, {P_GATE, P_UP}, xnb_.data(), a, dcat, ld_gu, N, dxn_.data(), false);
+    // dmid = dy + ln2 backward (and its bf16 copy, o_proj's output gradient)
     prof_->mark(PC_ELEM);
-    HQ_CUDA(cudaMemcpyAsync(dmid_.data(), dy, sizeof(float) * N * C, cudaMemcpyDeviceToDevice, stream_));
     rmsnorm_backward(dmid_.data(), dxn_.data(), a.xmid.data(), D.ln2.data(), a.rstd2.data(), N, (int)C, gemma_,
-                     stream_);
+                     stream_, dy, dcat, ld_o);
     // Attention block: xmid = x + o(attn(rope(q), rope(k), v))
-    f32_to_bf16(dybf_.data(), dmid_.data(), N * C, stream_);
-    linear_backward(l, P_O, a.att.data(), a.z[P_O].data(), dybf_.data(), N, datt_.data(), false);
+    group_backward(l, {P_O}, a.att.data(), a, dcat, ld_o, N, datt_.data(), false);
     const AttnDims ad{B, T, c.num_heads, c.num_kv_heads, c.head_dim, attn_scale_};
     prof_->mark(PC_ATTN);
-    attention_probs(*gemm_, pb_.data(), a.q.data(), a.k.data(), attn_work_.data(), ad);
     attention_backward(*gemm_, dq_.data(), dk_.data(), dv_.data(), datt_.data(), a.q.data(), a.k.data(), a.v.data(),
-                       pb_.data(), attn_work_.data(), ad);
+                       nullptr, attn_work_.data(), ad);
     prof_->mark(PC_ELEM);
-    rope_backward_from_bhtd(dqb_.data(), dq_.data(), cos_.data(), sin_.data(), B, T, c.num_heads, c.head_dim, stream_);
-    rope_backward_from_bhtd(dkb_.data(), dk_.data(), cos_.data(), sin_.data(), B, T, c.num_kv_heads, c.head_dim,
-                            stream_);
-    bhtd_to_bthd_f32_to_bf16(dvb_.data(), dv_.data(), B, T, c.num_kv_heads, c.head_dim, stream_);
+    rope_backward_from_bhtd(dcat, dq_.data(), cos_.data(), sin_.data(), B, T, c.num_heads, c.head_dim, stream_,
+                            ld_qkv);
+    rope_backward_from_bhtd(dcat + Hd, dk_.data(), cos_.data(), sin_.data(), B, T, c.num_kv_heads, c.head_dim,
+                            stream_, ld_qkv);
+    bhtd_to_bthd_f32_to_bf16(dcat + Hd + KVd, dv_.data(), B, T, c.num_kv_heads, c.head_dim, stream_, ld_qkv);
     rmsnorm_forward(xnb_.data(), nullptr, x, D.ln1.data(), N, (int)C, c.rms_norm_eps, gemma_, stream_);
-    linear_backward(l, P_Q, xnb_.data(), a.z[P_Q].data(), dqb_.data(), N, dxn_.data(), false);
-    linear_backward(l, P_K, xnb_.data(), a.z[P_K].data(), dkb_.data(), N, dxn_.data(), true);
-    linear_backward(l, P_V, xnb_.data(), a.z[P_V].data(), dvb_.data(), N, dxn_.data(), true);
+    group_backward(l, {P_Q, P_K, P_V}, xnb_.data(), a, dcat, ld_qkv, N, dxn_.data(), false);
+    // dx = dmid + ln1 backward, and its bf16 copy for the layer below (its down_proj's output gradient)
     prof_->mark(PC_ELEM);
-    HQ_CUDA(cudaMemcpyAsync(dx, dmid_.data(), sizeof(float) * N * C, cudaMemcpyDeviceToDevice, stream_));
-    rmsnorm_backward(dx, dxn_.data(), x, D.ln1.data(), a.rstd1.data(), N, (int)C, gemma_, stream_);
+    rmsnorm_backward(dx, dxn_.data(), x, D.ln1.data(), a.rstd1.data(), N, (int)C, gemma_, stream_, dmid_.data(),
+                     l > 0 ? dcat : nullptr, ld_down);
 }
 
 void CudaModel::check_ids(const int32_t* ids, int64_t N) const {
@@ -672,7 +737,7 @@ LossOut CudaModel::forward_backward(const int32_t* ids, const int32_t* labels, i
         prof_->mark(PC_ELEM);
         HQ_CUDA(cudaMemsetAsync(dxa_.data(), 0, sizeof(float) * N * C, stream_));
         rmsnorm_backward(dxa_.data(), dxf_.data(), xs_[nL].data(), norm_.data(), rstdf_.data(), N, (int)C, gemma_,
-                         stream_);
+                         stream_, nullptr, dcat_.data(), group_ld({P_DOWN}));
         float* dy = dxa_.data();
         float* dx = dxb_.data();
         for (int l = nL - 1; l >= 0; l--) {
@@ -811,8 +876,8 @@ size_t CudaModel::memory_bytes() const {
         for (const auto& z : a.z) n += z.bytes();
     }
     for (const auto& x : xs_) n += x.bytes();
-    for (const auto* b : {&wbuf_, &xnb_, &hb_, &pb_, &xd_, &qraw_, &kraw_, &vraw_, &dybf_, &dg_, &du_, &dqb_, &dkb_, &dvb_, &dus_, &xf_,
-                          &rows_, &dlogits_})
+    for (const auto* b : {&wbuf_, &xnb_, &hb_, &xd_, &qraw_, &kraw_, &vraw_, &dcat_, &dus_, &xf_, &rows_,
+                          &dlogits_})
         n += b->bytes();
     for (const auto* b : {&zf_, &tf_, &attn_work_, &ytmp_, &dxa_, &dxb_, &dmid_, &dxn_, &dh_, &datt_, &dq_, &dk_, &dv_,
                           &dxf_, &rstdf_, &logits_, &row_loss_, &cos_, &sin_})

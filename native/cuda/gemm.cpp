@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 #include <type_traits>
@@ -376,18 +377,20 @@ Gemm::~Gemm() = default;
 
 void Gemm::run(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A, int64_t lda,
                const bf16* B, int64_t ldb, float beta, void* C, DType ct, int64_t ldc, int batch, int64_t strideA,
-               int64_t strideB, int64_t strideC) {
+               int64_t strideB, int64_t strideC, const void* Cin) {
     if (M == 0 || N == 0 || batch == 0) return;
+    if (!Cin) Cin = C;
     HQ_ASSERT(M > 0 && N > 0 && K > 0 && batch > 0);
     HQ_ASSERT(lda >= (ta ? M : K) && ldb >= (tb ? K : N) && ldc >= N);
     if (batch == 1) strideA = strideB = strideC = 0;   // not part of the problem: keep the cache key canonical
-    const uint32_t al_a = ptr_alignment(A), al_b = ptr_alignment(B), al_c = ptr_alignment(C);
+    const uint32_t al_a = ptr_alignment(A), al_b = ptr_alignment(B),
+                   al_c = std::min(ptr_alignment(C), ptr_alignment(Cin));
     const PlanKey key{{ta, tb, M, N, K, lda, ldb, ldc, ct == DType::F32, batch, strideA, strideB, strideC,
                        int64_t(al_a) << 32 | al_b, al_c}};
     const Plan& p = impl_->plan(key, ta, tb, M, N, K, lda, ldb, ldc, ct, batch, strideA, strideB, strideC, al_a, al_b,
                                 al_c);
     const Api& a = loaded().api;
-    const cublasStatus_t st = a.matmul(impl_->handle, p.desc, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &p.algo,
+    const cublasStatus_t st = a.matmul(impl_->handle, p.desc, &alpha, B, p.a, A, p.b, &beta, Cin, p.c, C, p.c, &p.algo,
                                        p.workspace ? impl_->workspace.data() : nullptr, p.workspace, stream_);
     if (st != CUBLAS_STATUS_SUCCESS)
         check(st, "cublasLtMatmul", shape_text(ta, tb, M, N, K, lda, ldb, ldc, ct, batch));

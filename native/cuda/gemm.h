@@ -2,6 +2,7 @@
 // toolkit has no cuBLAS (CI) and fails with a clear error where the library is missing at run time.
 //
 //   C [M, N] = alpha · op(A) · op(B) + beta · C        op(A) [M, K], op(B) [K, N]
+//   (with Cin: C = alpha · op(A) · op(B) + beta · Cin, Cin laid out as C, e.g. a residual added on the way)
 //   A is stored [M, K] (ta = false, lda >= K) or [K, M] (ta = true, lda >= M); likewise B: [K, N] or [N, K].
 // Types: A and B bf16; C (and D = C) bf16 or fp32; compute in fp32 (CUBLAS_COMPUTE_32F). Strided batches: element
 // i of the batch uses A + i·strideA, B + i·strideB, C + i·strideC (in elements).
@@ -32,7 +33,7 @@ class Gemm {
 
     void run(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A, int64_t lda,
              const bf16* B, int64_t ldb, float beta, void* C, DType ct, int64_t ldc, int batch = 1,
-             int64_t strideA = 0, int64_t strideB = 0, int64_t strideC = 0);
+             int64_t strideA = 0, int64_t strideB = 0, int64_t strideC = 0, const void* Cin = nullptr);
     cudaStream_t stream() const { return stream_; }
 
   private:

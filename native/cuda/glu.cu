@@ -91,13 +91,16 @@ template <int ACT>
 __global__ void __launch_bounds__(kThreads) glu_backward_kernel(bf16* __restrict__ dgate, bf16* __restrict__ dup,
                                                                 const float* __restrict__ dh,
                                                                 const bf16* __restrict__ gate,
-                                                                const bf16* __restrict__ up, int64_t n, bool vec) {
+                                                                const bf16* __restrict__ up, int64_t n, bool vec,
+                                                                int64_t cols, int64_t ldo) {
+    // Element k of the [n / cols, cols] inputs goes to (k / cols)·ldo + k % cols of the outputs.
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     const int64_t i0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     int64_t done = 0;
-    if (vec) {
+    if (vec) {   // cols and ldo are multiples of 4: a 4-step never crosses a row
         const int64_t nv = n / 4;
         for (int64_t k = i0; k < nv; k += stride) {
+            const int64_t r = (4 * k) / cols, o = (r * ldo + (4 * k - r * cols)) / 4;
             float g[4], u[4], dg[4], du[4];
             unpack4(reinterpret_cast<const uint2*>(gate)[k], g);
             unpack4(reinterpret_cast<const uint2*>(up)[k], u);
@@ -106,16 +109,17 @@ __global__ void __launch_bounds__(kThreads) glu_backward_kernel(bf16* __restrict
             glu_bwd<ACT>(d.y, g[1], u[1], dg[1], du[1]);
             glu_bwd<ACT>(d.z, g[2], u[2], dg[2], du[2]);
             glu_bwd<ACT>(d.w, g[3], u[3], dg[3], du[3]);
-            reinterpret_cast<uint2*>(dgate)[k] = make_uint2(pack_bf16x2(dg[0], dg[1]), pack_bf16x2(dg[2], dg[3]));
-            reinterpret_cast<uint2*>(dup)[k] = make_uint2(pack_bf16x2(du[0], du[1]), pack_bf16x2(du[2], du[3]));
+            reinterpret_cast<uint2*>(dgate)[o] = make_uint2(pack_bf16x2(dg[0], dg[1]), pack_bf16x2(dg[2], dg[3]));
+            reinterpret_cast<uint2*>(dup)[o] = make_uint2(pack_bf16x2(du[0], du[1]), pack_bf16x2(du[2], du[3]));
         }
         done = nv * 4;
     }
     for (int64_t k = done + i0; k < n; k += stride) {
         float dg, du;
         glu_bwd<ACT>(dh[k], __bfloat162float(gate[k]), __bfloat162float(up[k]), dg, du);
-        dgate[k] = __float2bfloat16_rn(dg);
-        dup[k] = __float2bfloat16_rn(du);
+        const int64_t o = (k / cols) * ldo + k % cols;
+        dgate[o] = __float2bfloat16_rn(dg);
+        dup[o] = __float2bfloat16_rn(du);
     }
 }
 
@@ -139,15 +143,18 @@ void glu_forward(bf16* h, const bf16* gate, const bf16* up, int64_t n, int act, 
 }
 
 void glu_backward(bf16* dgate, bf16* dup, const float* dh, const bf16* gate, const bf16* up, int64_t n, int act,
-                  cudaStream_t s) {
+                  cudaStream_t s, int64_t cols, int64_t ldo) {
     if (n <= 0) return;
     check_act(act, "glu_backward");
-    const bool vec = aligned(dgate, 8) && aligned(dup, 8) && aligned(dh, 16) && aligned(gate, 8) && aligned(up, 8);
+    if (cols == 0) cols = ldo = n;
+    HQ_ASSERT(n % cols == 0 && ldo >= cols);
+    const bool vec = cols % 4 == 0 && ldo % 4 == 0 && aligned(dgate, 8) && aligned(dup, 8) && aligned(dh, 16) &&
+                     aligned(gate, 8) && aligned(up, 8);
     const int grid = grid_for(vec ? n / 4 + 1 : n);
     if (act == 0)
-        glu_backward_kernel<0><<<grid, kThreads, 0, s>>>(dgate, dup, dh, gate, up, n, vec);
+        glu_backward_kernel<0><<<grid, kThreads, 0, s>>>(dgate, dup, dh, gate, up, n, vec, cols, ldo);
     else
-        glu_backward_kernel<1><<<grid, kThreads, 0, s>>>(dgate, dup, dh, gate, up, n, vec);
+        glu_backward_kernel<1><<<grid, kThreads, 0, s>>>(dgate, dup, dh, gate, up, n, vec, cols, ldo);
     HQ_CUDA_LAUNCH("glu_backward");
 }
 

@@ -15,20 +15,23 @@ namespace hq::cuda {
 struct AttnDims {
     int B = 0, T = 0, H = 0, KV = 0, d = 0;
     float scale = 1.0f;   // head_dim^-0.5 (or the model's query_pre_attn_scalar^-0.5)
+    // kv groups (one (b, kv head) pair and its H/KV query heads) per chunk; 0: as many as keep a chunk's fp32
+    // scores within HQ_ATTN_CHUNK_MB (default 256 MiB; <= 0: no limit), which bounds the workspace at long T.
+    int chunk = 0;
 };
 
-// Scratch the caller owns and reuses: sized by attention_workspace_floats(dims).
-size_t attention_workspace_floats(const AttnDims& a);   // fp32 elements for S / dP (one [B·H·T, T] block) + dO
+// Scratch the caller owns and reuses: sized by attention_workspace_floats(dims): one chunk's S / dP (fp32), dS and
+// P (bf16), and the full O / dO (bf16).
+size_t attention_workspace_floats(const AttnDims& a);
 
-// out [B, T, H, d] bf16; P [B, H, T, T] bf16 (saved for the backward).
+// out [B, T, H, d] bf16. P [B, H, T, T] bf16 is written when given (tests); nullptr keeps only a chunk's P in the
+// workspace (training: the backward recomputes it).
 void attention_forward(Gemm& g, bf16* out, bf16* P, const bf16* q, const bf16* k, const bf16* v, float* work,
                        const AttnDims& a);
 
-// P only (S = q·kᵀ and the causal softmax): the backward's P recomputed from the saved q and k, so the forward
-// need not keep the [B, H, T, T] probabilities of every layer. Same bits as attention_forward's P.
-void attention_probs(Gemm& g, bf16* P, const bf16* q, const bf16* k, float* work, const AttnDims& a);
-
-// dout [B, T, H, d] fp32 -> dq [B, H, T, d], dk, dv [B, KV, T, d] fp32 (overwritten). Needs the forward's P.
+// dout [B, T, H, d] fp32 -> dq [B, H, T, d], dk, dv [B, KV, T, d] fp32 (overwritten). P is the forward's, or
+// nullptr: recomputed chunk by chunk from q and k (the same kernels on the same inputs: the same bits), so the
+// forward need not keep the [B, H, T, T] probabilities of every layer.
 void attention_backward(Gemm& g, float* dq, float* dk, float* dv, const float* dout, const bf16* q, const bf16* k,
                         const bf16* v, const bf16* P, float* work, const AttnDims& a);
 

@@ -13,6 +13,8 @@ namespace hq::cuda {
 
 // ---- conversions -----------------------------------------------------------------------------------------------
 void f32_to_bf16(bf16* out, const float* in, int64_t n, cudaStream_t s);
+// out [rows, ldo-strided] bf16 = in [rows, cols] fp32 (out a column block of a wider matrix).
+void f32_to_bf16_rows(bf16* out, int64_t ldo, const float* in, int64_t rows, int64_t cols, cudaStream_t s);
 void bf16_to_f32(float* out, const bf16* in, int64_t n, cudaStream_t s);
 
 // ---- NF4 (reference: nf4_dequantize in nf4.cpp) --------------------------------------------------------------
@@ -44,9 +46,12 @@ void rmsnorm_forward(bf16* y, float* rstd, const float* x, const float* w, int64
 // Same, fp32 output (final norm before the loss when an fp32 copy is wanted).
 void rmsnorm_forward_f32(float* y, float* rstd, const float* x, const float* w, int64_t N, int C, float eps,
                          bool gemma, cudaStream_t s);
-// dx [N, C] += dL/dx from dy [N, C] fp32, the forward input x and rstd.
+// dx [N, C] += dL/dx from dy [N, C] fp32, the forward input x and rstd. With dres, dx = dres + dL/dx instead
+// (the residual branch's gradient; dx's old values are not read; dres may equal dx). With dxb, a bf16 copy of the
+// new dx is also written, rows ldb elements apart (the next GEMM's input).
 void rmsnorm_backward(float* dx, const float* dy, const float* x, const float* w, const float* rstd, int64_t N,
-                      int C, bool gemma, cudaStream_t s);
+                      int C, bool gemma, cudaStream_t s, const float* dres = nullptr, bf16* dxb = nullptr,
+                      int64_t ldb = 0);
 
 // ---- RoPE and head layouts (reference: rope_forward / rope_backward in rope.cpp) -------------------------------
 // cos, sin [T, d/2] fp32 tables (rope_tables). Layouts: "bthd" = [B, T, nh, d] (a projection's [N, nh·d] output),
@@ -54,22 +59,27 @@ void rmsnorm_backward(float* dx, const float* dy, const float* x, const float* w
 // out bhtd bf16 = rope(in bthd bf16).
 void rope_forward_to_bhtd(bf16* out, const bf16* in, const float* cos, const float* sin, int B, int T, int nh, int d,
                           cudaStream_t s);
-// dx bthd bf16 = rope_backward(dy bhtd fp32)  (the transposed rotation, then the layout change).
+// dx bthd bf16 = rope_backward(dy bhtd fp32)  (the transposed rotation, then the layout change). The output rows
+// (one per token) are ldo elements apart (0: nh·d), so dx can be a column block of a wider matrix.
 void rope_backward_from_bhtd(bf16* dx, const float* dy, const float* cos, const float* sin, int B, int T, int nh,
-                             int d, cudaStream_t s);
+                             int d, cudaStream_t s, int64_t ldo = 0);
 // Layout changes without rotation (v and dv).
 void bthd_to_bhtd(bf16* out, const bf16* in, int B, int T, int nh, int d, cudaStream_t s);
-void bhtd_to_bthd_f32_to_bf16(bf16* out, const float* in, int B, int T, int nh, int d, cudaStream_t s);
+void bhtd_to_bthd_f32_to_bf16(bf16* out, const float* in, int B, int T, int nh, int d, cudaStream_t s,
+                              int64_t ldo = 0);   // output rows ldo apart (0: nh·d)
 
 // ---- gated MLP (reference: glu_forward / glu_backward in mlp.cpp); act: 0 = SiLU, 1 = tanh-GELU ----------------
 void glu_forward(bf16* h, const bf16* gate, const bf16* up, int64_t n, int act, cudaStream_t s);
-// dh fp32 -> dgate, dup bf16 (overwritten).
+// dh fp32 -> dgate, dup bf16 (overwritten). With cols > 0 the inputs are [n / cols, cols] and the outputs' rows
+// are ldo elements apart (column blocks of a wider matrix); cols = 0: all flat.
 void glu_backward(bf16* dgate, bf16* dup, const float* dh, const bf16* gate, const bf16* up, int64_t n, int act,
-                  cudaStream_t s);
+                  cudaStream_t s, int64_t cols = 0, int64_t ldo = 0);
 
 // ---- hierarchical-LoRA helpers (reference: hlora.cpp) ------------------------------------------------------------
 // out [N, R] bf16 = z [N, ldz-strided, first R columns] ⊙ scale[R] (per-rank-row level scales s_j).
-void scale_cols_to_bf16(bf16* out, const float* z, int64_t N, int R, const float* scale, cudaStream_t s);
+// out's rows are ldo elements apart (0: R), so out can be a column block of a wider matrix.
+void scale_cols_to_bf16(bf16* out, const float* z, int64_t N, int R, const float* scale, cudaStream_t s,
+                        int64_t ldo = 0);
 // Inverted dropout of the adapter input of one level, same mask as the CPU (hlora.cpp dropout_input):
 //   out[i] = rng_uniform(key, i) >= p ? x[i] / (1 - p) : 0,  i over the flat [N, in] array.
 void dropout_bf16(bf16* out, const bf16* x, int64_t n, float p, uint64_t key, cudaStream_t s);

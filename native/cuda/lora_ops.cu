@@ -37,21 +37,25 @@ __device__ __forceinline__ float rng_uniform(uint64_t key, uint64_t ctr) {
 
 __global__ void __launch_bounds__(kThreads) scale_cols_kernel(bf16* __restrict__ out, const float* __restrict__ z,
                                                               int64_t N, int R, const float* __restrict__ scale,
-                                                              bool vec) {
+                                                              bool vec, int64_t ldo) {
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     const int64_t i0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (vec) {   // R % 4 == 0: a 4-step never crosses a row
+    if (vec) {   // R and ldo multiples of 4: a 4-step never crosses a row
         const int rv = R / 4;
-        const int64_t nv = N * rv;
+        const int64_t nv = N * rv, lv = ldo / 4;
         for (int64_t k = i0; k < nv; k += stride) {
+            const int64_t r = k / rv;
+            const int c = (int)(k - r * rv);
             const float4 v = reinterpret_cast<const float4*>(z)[k];
-            const float4 sc = reinterpret_cast<const float4*>(scale)[k % rv];
-            reinterpret_cast<uint2*>(out)[k] = make_uint2(pack_bf16x2(__fmul_rn(v.x, sc.x), __fmul_rn(v.y, sc.y)),
-                                                          pack_bf16x2(__fmul_rn(v.z, sc.z), __fmul_rn(v.w, sc.w)));
+            const float4 sc = reinterpret_cast<const float4*>(scale)[c];
+            reinterpret_cast<uint2*>(out)[r * lv + c] =
+                make_uint2(pack_bf16x2(__fmul_rn(v.x, sc.x), __fmul_rn(v.y, sc.y)),
+                           pack_bf16x2(__fmul_rn(v.z, sc.z), __fmul_rn(v.w, sc.w)));
         }
     } else {
         const int64_t n = N * R;
-        for (int64_t k = i0; k < n; k += stride) out[k] = __float2bfloat16_rn(__fmul_rn(z[k], scale[k % R]));
+        for (int64_t k = i0; k < n; k += stride)
+            out[(k / R) * ldo + k % R] = __float2bfloat16_rn(__fmul_rn(z[k], scale[k % R]));
     }
 }
 
@@ -91,11 +95,14 @@ __global__ void __launch_bounds__(kThreads) dropout_accumulate_kernel(float* __r
 
 }  // namespace
 
-void scale_cols_to_bf16(bf16* out, const float* z, int64_t N, int R, const float* scale, cudaStream_t s) {
+void scale_cols_to_bf16(bf16* out, const float* z, int64_t N, int R, const float* scale, cudaStream_t s,
+                        int64_t ldo) {
     const int64_t n = N * R;
     if (n <= 0) return;
-    const bool vec = R % 4 == 0 && aligned(out, 8) && aligned(z, 16) && aligned(scale, 16);
-    scale_cols_kernel<<<grid_for(vec ? n / 4 : n), kThreads, 0, s>>>(out, z, N, R, scale, vec);
+    if (ldo == 0) ldo = R;
+    HQ_ASSERT(ldo >= R);
+    const bool vec = R % 4 == 0 && ldo % 4 == 0 && aligned(out, 8) && aligned(z, 16) && aligned(scale, 16);
+    scale_cols_kernel<<<grid_for(vec ? n / 4 : n), kThreads, 0, s>>>(out, z, N, R, scale, vec, ldo);
     HQ_CUDA_LAUNCH("scale_cols_to_bf16");
 }
 

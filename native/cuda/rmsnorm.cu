@@ -90,12 +90,15 @@ __global__ void __launch_bounds__(1024) rmsnorm_backward_kernel(float* __restric
                                                                 const float* __restrict__ x,
                                                                 const float* __restrict__ w,
                                                                 const float* __restrict__ rstd, int64_t N, int C,
-                                                                bool gemma, bool vec) {
+                                                                bool gemma, bool vec, const float* dres,
+                                                                bf16* __restrict__ dxb, int64_t ldb) {
     __shared__ double sh[32];
     for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
         const float* xr = x + n * C;     // [C]
         const float* dyr = dy + n * C;   // [C]
         float* dxr = dx + n * C;         // [C]
+        const float* srcr = (dres ? dres : dx) + n * C;   // the gradient added to (residual branch, or dx itself)
+        bf16* dbr = dxb ? dxb + n * ldb : nullptr;
         const float r = rstd[n];
         double dot = 0.0;
         if (vec) {
@@ -116,16 +119,22 @@ __global__ void __launch_bounds__(1024) rmsnorm_backward_kernel(float* __restric
                 const float4 v = *reinterpret_cast<const float4*>(xr + c);
                 const float4 d = *reinterpret_cast<const float4*>(dyr + c);
                 const float4 g = *reinterpret_cast<const float4*>(w + c);
-                float4 o = *reinterpret_cast<const float4*>(dxr + c);
+                float4 o = *reinterpret_cast<const float4*>(srcr + c);
                 o.x = dx_term(o.x, d.x, gain(g.x, gemma), v.x, r, k);
                 o.y = dx_term(o.y, d.y, gain(g.y, gemma), v.y, r, k);
                 o.z = dx_term(o.z, d.z, gain(g.z, gemma), v.z, r, k);
                 o.w = dx_term(o.w, d.w, gain(g.w, gemma), v.w, r, k);
                 *reinterpret_cast<float4*>(dxr + c) = o;
+                if (dbr)
+                    *reinterpret_cast<uint2*>(dbr + c) =
+                        make_uint2(util::pack_bf16x2(o.x, o.y), util::pack_bf16x2(o.z, o.w));
             }
         } else {
-            for (int c = threadIdx.x; c < C; c += blockDim.x)
-                dxr[c] = dx_term(dxr[c], dyr[c], gain(w[c], gemma), xr[c], r, k);
+            for (int c = threadIdx.x; c < C; c += blockDim.x) {
+                const float o = dx_term(srcr[c], dyr[c], gain(w[c], gemma), xr[c], r, k);
+                dxr[c] = o;
+                if (dbr) dbr[c] = __float2bfloat16_rn(o);
+            }
         }
     }
 }
@@ -163,10 +172,14 @@ void rmsnorm_forward_f32(float* y, float* rstd, const float* x, const float* w, 
 }
 
 void rmsnorm_backward(float* dx, const float* dy, const float* x, const float* w, const float* rstd, int64_t N,
-                      int C, bool gemma, cudaStream_t s) {
+                      int C, bool gemma, cudaStream_t s, const float* dres, bf16* dxb, int64_t ldb) {
     if (N <= 0 || C <= 0) return;
-    const bool vec = C % 4 == 0 && aligned(dx, 16) && aligned(dy, 16) && aligned(x, 16) && aligned(w, 16);
-    rmsnorm_backward_kernel<<<grid_rows(N), threads_for(C, vec), 0, s>>>(dx, dy, x, w, rstd, N, C, gemma, vec);
+    if (dxb && ldb == 0) ldb = C;
+    HQ_ASSERT(!dxb || ldb >= C);
+    const bool vec = C % 4 == 0 && aligned(dx, 16) && aligned(dy, 16) && aligned(x, 16) && aligned(w, 16) &&
+                     (!dres || aligned(dres, 16)) && (!dxb || (aligned(dxb, 8) && ldb % 4 == 0));
+    rmsnorm_backward_kernel<<<grid_rows(N), threads_for(C, vec), 0, s>>>(dx, dy, x, w, rstd, N, C, gemma, vec, dres,
+                                                                         dxb, ldb);
     HQ_CUDA_LAUNCH("rmsnorm_backward");
 }
 

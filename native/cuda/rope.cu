@@ -10,6 +10,7 @@
 // One thread step handles V consecutive lanes i of one (b, t, head) row and their partners i + d/2, with V = 4, 2
 // or 1 as d/2 and the pointers allow (8-byte bf16 / 16-byte fp32 accesses at V = 4).
 #include <cstdint>
+#include <numeric>
 
 #include "cuda_util.cuh"
 #include "kernels.h"
@@ -110,7 +111,7 @@ template <int V>
 __global__ void __launch_bounds__(kThreads) rope_backward_kernel(bf16* __restrict__ dx, const float* __restrict__ dy,
                                                                  const float* __restrict__ cos,
                                                                  const float* __restrict__ sin, int B, int T, int nh,
-                                                                 int d) {
+                                                                 int d, int64_t ldo) {
     const int h = d / 2, hv = h / V;
     const int64_t total = (int64_t)B * nh * T * hv;
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
@@ -122,7 +123,7 @@ __global__ void __launch_bounds__(kThreads) rope_backward_kernel(bf16* __restric
         const int hh = (int)(rest % nh);
         const int b = (int)(rest / nh);
         const float* g = dy + (((int64_t)b * nh + hh) * T + t) * d;   // [d] of bhtd
-        bf16* o = dx + (((int64_t)b * T + t) * nh + hh) * d;          // [d] of bthd
+        bf16* o = dx + ((int64_t)b * T + t) * ldo + (int64_t)hh * d;  // [d] of bthd (rows ldo apart)
         float g1[V], g2[V], c[V], s[V], o1[V], o2[V];
         load_f32<V>(g + i, g1);
         load_f32<V>(g + i + h, g2);
@@ -169,7 +170,7 @@ __global__ void __launch_bounds__(kThreads) bthd_to_bhtd_kernel(bf16* __restrict
 // fp32 bhtd -> bf16 bthd, V elements per step.
 template <int V>
 __global__ void __launch_bounds__(kThreads) bhtd_to_bthd_kernel(bf16* __restrict__ out, const float* __restrict__ in,
-                                                                int B, int T, int nh, int d) {
+                                                                int B, int T, int nh, int d, int64_t ldo) {
     const int dv = d / V;
     const int64_t total = (int64_t)B * nh * T * dv;
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
@@ -182,7 +183,7 @@ __global__ void __launch_bounds__(kThreads) bhtd_to_bthd_kernel(bf16* __restrict
         const int b = (int)(rest / nh);
         float f[V];
         load_f32<V>(in + (((int64_t)b * nh + hh) * T + t) * d + i, f);
-        store_bf16<V>(out + (((int64_t)b * T + t) * nh + hh) * d + i, f);
+        store_bf16<V>(out + ((int64_t)b * T + t) * ldo + (int64_t)hh * d + i, f);
     }
 }
 
@@ -197,6 +198,9 @@ int pick_vec4(int n, const void* b16a, const void* b16b, const float* f1, const 
     }
     return 1;
 }
+
+// n reduced so that a vector width dividing it (at most 4) also divides the row stride ldo.
+int with_ld(int n, int64_t ldo) { return std::gcd(n, ldo % 4 == 0 ? 4 : (ldo % 2 == 0 ? 2 : 1)); }
 
 }  // namespace
 
@@ -217,18 +221,21 @@ void rope_forward_to_bhtd(bf16* out, const bf16* in, const float* cos, const flo
 }
 
 void rope_backward_from_bhtd(bf16* dx, const float* dy, const float* cos, const float* sin, int B, int T, int nh,
-                             int d, cudaStream_t s) {
+                             int d, cudaStream_t s, int64_t ldo) {
     const int64_t pairs = (int64_t)B * T * nh * (d / 2);
     if (pairs <= 0) return;
     HQ_CHECK(d % 2 == 0, "E_INTERNAL", "rope_backward_from_bhtd: odd head_dim " << d, Where{},
              "rotary embeddings need an even head_dim; this is a bug in the caller");
-    const int v = pick_vec4(d / 2, dx, dx, dy, cos, sin);
+    if (ldo == 0) ldo = (int64_t)nh * d;
+    HQ_ASSERT(ldo >= (int64_t)nh * d);
+    // Each output row starts ldo elements after the last: V must divide ldo too for aligned vector stores.
+    const int v = pick_vec4(with_ld(d / 2, ldo), dx, dx, dy, cos, sin);
     if (v == 4)
-        rope_backward_kernel<4><<<grid_for(pairs / 4), kThreads, 0, s>>>(dx, dy, cos, sin, B, T, nh, d);
+        rope_backward_kernel<4><<<grid_for(pairs / 4), kThreads, 0, s>>>(dx, dy, cos, sin, B, T, nh, d, ldo);
     else if (v == 2)
-        rope_backward_kernel<2><<<grid_for(pairs / 2), kThreads, 0, s>>>(dx, dy, cos, sin, B, T, nh, d);
+        rope_backward_kernel<2><<<grid_for(pairs / 2), kThreads, 0, s>>>(dx, dy, cos, sin, B, T, nh, d, ldo);
     else
-        rope_backward_kernel<1><<<grid_for(pairs), kThreads, 0, s>>>(dx, dy, cos, sin, B, T, nh, d);
+        rope_backward_kernel<1><<<grid_for(pairs), kThreads, 0, s>>>(dx, dy, cos, sin, B, T, nh, d, ldo);
     HQ_CUDA_LAUNCH("rope_backward_from_bhtd");
 }
 
@@ -248,16 +255,18 @@ void bthd_to_bhtd(bf16* out, const bf16* in, int B, int T, int nh, int d, cudaSt
     HQ_CUDA_LAUNCH("bthd_to_bhtd");
 }
 
-void bhtd_to_bthd_f32_to_bf16(bf16* out, const float* in, int B, int T, int nh, int d, cudaStream_t s) {
+void bhtd_to_bthd_f32_to_bf16(bf16* out, const float* in, int B, int T, int nh, int d, cudaStream_t s, int64_t ldo) {
     const int64_t n = (int64_t)B * T * nh * d;
     if (n <= 0) return;
-    const int v = pick_vec4(d, out, out, in, nullptr, nullptr);
+    if (ldo == 0) ldo = (int64_t)nh * d;
+    HQ_ASSERT(ldo >= (int64_t)nh * d);
+    const int v = pick_vec4(with_ld(d, ldo), out, out, in, nullptr, nullptr);
     if (v == 4)
-        bhtd_to_bthd_kernel<4><<<grid_for(n / 4), kThreads, 0, s>>>(out, in, B, T, nh, d);
+        bhtd_to_bthd_kernel<4><<<grid_for(n / 4), kThreads, 0, s>>>(out, in, B, T, nh, d, ldo);
     else if (v == 2)
-        bhtd_to_bthd_kernel<2><<<grid_for(n / 2), kThreads, 0, s>>>(out, in, B, T, nh, d);
+        bhtd_to_bthd_kernel<2><<<grid_for(n / 2), kThreads, 0, s>>>(out, in, B, T, nh, d, ldo);
     else
-        bhtd_to_bthd_kernel<1><<<grid_for(n), kThreads, 0, s>>>(out, in, B, T, nh, d);
+        bhtd_to_bthd_kernel<1><<<grid_for(n), kThreads, 0, s>>>(out, in, B, T, nh, d, ldo);
     HQ_CUDA_LAUNCH("bhtd_to_bthd_f32_to_bf16");
 }
 

@@ -257,7 +257,10 @@ void check_close(const char* name, const std::vector<float>& got, const std::vec
     CHECK(c.err <= rtol * c.ref + 1e-4 * std::sqrt(double(c.n)));
 }
 
-void check_attention(hq::cuda::Gemm& g, int B, int T, int H, int KV, int d) {
+// chunk: kv groups per chunk (0: the default budget); recompute: the backward recomputes P instead of reading it.
+void check_attention(hq::cuda::Gemm& g, int B, int T, int H, int KV, int d, int chunk = 0, bool recompute = false) {
+    CAPTURE(chunk);
+    CAPTURE(recompute);
     CAPTURE(B);
     CAPTURE(T);
     CAPTURE(H);
@@ -289,6 +292,7 @@ void check_attention(hq::cuda::Gemm& g, int B, int T, int H, int KV, int d) {
     a.KV = KV;
     a.d = d;
     a.scale = float(1.0 / std::sqrt(double(d)));   // the CPU reference's scale
+    a.chunk = chunk;
     Dev<bf16> dq_in(nq), dk_in(nk), dv_in(nk), out(nq), P(nP);
     Dev<float> work(hq::cuda::attention_workspace_floats(a)), ddout(nq), dq(nq), dk(nk), dv(nk);
     dq_in.put(q.bits);
@@ -296,8 +300,8 @@ void check_attention(hq::cuda::Gemm& g, int B, int T, int H, int KV, int d) {
     dv_in.put(v.bits);
     ddout.put(dout);
     hq::cuda::attention_forward(g, out.p(), P.p(), dq_in.p(), dk_in.p(), dv_in.p(), work.p(), a);
-    hq::cuda::attention_backward(g, dq.p(), dk.p(), dv.p(), ddout.p(), dq_in.p(), dk_in.p(), dv_in.p(), P.p(),
-                                 work.p(), a);
+    hq::cuda::attention_backward(g, dq.p(), dk.p(), dv.p(), ddout.p(), dq_in.p(), dk_in.p(), dv_in.p(),
+                                 recompute ? nullptr : P.p(), work.p(), a);
     HQ_CUDA(cudaStreamSynchronize(g.stream()));
 
     std::vector<float> outf(nq);
@@ -366,7 +370,7 @@ TEST_CASE("cuda gemm: strided batches with gaps, and pointers misaligned by one 
             }
 }
 
-TEST_CASE("cuda attention: forward and backward vs the CPU reference (MHA, GQA, MQA; d 64/256; T 1/7/128)") {
+TEST_CASE("cuda attention: forward and backward vs the CPU reference (MHA, GQA, MQA; d 64/256; T 1/7/128; chunked)") {
     std::string why;
     if (!hq::cuda::device_available(&why)) {
         MESSAGE("skipped: " << why);
@@ -377,6 +381,10 @@ TEST_CASE("cuda attention: forward and backward vs the CPU reference (MHA, GQA, 
     hq::cuda::Gemm g(st.s);
     const int heads[3][2] = {{4, 4}, {8, 2}, {4, 1}};   // MHA, GQA (G = 4), MQA
     for (const auto& hk : heads)
-        for (int d : {64, 256})
+        for (int d : {64, 256}) {
             for (int T : {1, 7, 128}) check_attention(g, 2, T, hk[0], hk[1], d);
+            // chunked over kv groups (uneven last chunk), with P recomputed in the backward as training does
+            check_attention(g, 3, 37, hk[0], hk[1], d, 2, true);
+            check_attention(g, 3, 37, hk[0], hk[1], d, 1, false);
+        }
 }

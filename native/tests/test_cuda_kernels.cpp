@@ -501,6 +501,141 @@ TEST_CASE("cuda scale_cols_to_bf16 and dropout_bf16 reproduce hlora.cpp exactly"
     }
 }
 
+// ---- row-strided outputs (group_backward's gradient matrix) --------------------------------------------------------
+// Each strided variant must write the contiguous variant's bits into its column block [off, off + cols) of a wider
+// [rows, ld] matrix and leave every other column alone.
+void check_block(const char* what, const std::vector<uint16_t>& wide, const std::vector<uint16_t>& want, int64_t rows,
+                 int64_t cols, int64_t ld, int64_t off) {
+    CAPTURE(what);
+    size_t bad = 0, outside = 0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < ld; c++) {
+            const uint16_t v = wide[(size_t)(r * ld + c)];
+            if (c >= off && c < off + cols)
+                bad += v != want[(size_t)(r * cols + c - off)];
+            else
+                outside += v != 0xFFFF;
+        }
+    CHECK(bad == 0);
+    CHECK(outside == 0);
+}
+
+TEST_CASE("cuda kernels with row-strided bf16 outputs write the contiguous bits into a column block only") {
+    SKIP_WITHOUT_GPU();
+    for (int64_t pad : {0, 24, 7}) {   // 24: 4-wide paths; 7: an odd stride forces the element paths
+        CAPTURE(pad);
+        // f32_to_bf16_rows: [rows, cols] into columns [off, off + cols) of [rows, ld]
+        {
+            const int64_t rows = 33, cols = 96, off = 8, ld = off + cols + pad;
+            const std::vector<float> x = randn((size_t)(rows * cols), 81);
+            DeviceBuffer<float> dx = upload<float>(x);
+            DeviceBuffer<bf16> wide((size_t)(rows * ld));
+            poison(wide);
+            hq::cuda::f32_to_bf16_rows(wide.data() + off, ld, dx.data(), rows, cols, nullptr);
+            check_block("f32_to_bf16_rows", download<uint16_t>(wide.data(), wide.size()), to_bf16(x), rows, cols, ld,
+                        off);
+        }
+        // rope backward and the dv layout change, as the q and v blocks of a [N, q | k | v] matrix
+        {
+            const int B = 2, T = 9, nh = 3, d = 16;
+            const int64_t N = (int64_t)B * T, cols = (int64_t)nh * d, ld = 3 * cols + pad;
+            const size_t n = (size_t)(N * cols);
+            std::vector<float> cs((size_t)T * d / 2), sn((size_t)T * d / 2);
+            for (size_t i = 0; i < cs.size(); i++) {
+                cs[i] = std::cos(0.1f * (float)i);
+                sn[i] = std::sin(0.1f * (float)i);
+            }
+            const std::vector<float> dy = randn(n, 82, 0.7f);
+            DeviceBuffer<float> ddy = upload<float>(dy), dcos = upload<float>(cs), dsin = upload<float>(sn);
+            DeviceBuffer<bf16> flat(n), wide((size_t)(N * ld));
+            hq::cuda::rope_backward_from_bhtd(flat.data(), ddy.data(), dcos.data(), dsin.data(), B, T, nh, d, nullptr);
+            poison(wide);
+            hq::cuda::rope_backward_from_bhtd(wide.data(), ddy.data(), dcos.data(), dsin.data(), B, T, nh, d, nullptr,
+                                              ld);
+            check_block("rope_backward_from_bhtd", download<uint16_t>(wide.data(), wide.size()),
+                        download<uint16_t>(flat.data(), n), N, cols, ld, 0);
+            hq::cuda::bhtd_to_bthd_f32_to_bf16(flat.data(), ddy.data(), B, T, nh, d, nullptr);
+            poison(wide);
+            hq::cuda::bhtd_to_bthd_f32_to_bf16(wide.data() + 2 * cols, ddy.data(), B, T, nh, d, nullptr, ld);
+            check_block("bhtd_to_bthd_f32_to_bf16", download<uint16_t>(wide.data(), wide.size()),
+                        download<uint16_t>(flat.data(), n), N, cols, ld, 2 * cols);
+        }
+        // glu backward: dgate and dup as the two column blocks of [N, F | F | pad]
+        {
+            const int64_t N = 21, F = 40, ld = 2 * F + pad;
+            const size_t n = (size_t)(N * F);
+            const std::vector<uint16_t> gh = to_bf16(randn(n, 83, 2.0f)), uh = to_bf16(randn(n, 84));
+            const std::vector<float> dh = randn(n, 85, 0.3f);
+            DeviceBuffer<bf16> dg = upload<bf16>(gh), du = upload<bf16>(uh), fg(n), fu(n), wide((size_t)(N * ld));
+            DeviceBuffer<float> ddh = upload<float>(dh);
+            for (int act : {0, 1}) {
+                CAPTURE(act);
+                hq::cuda::glu_backward(fg.data(), fu.data(), ddh.data(), dg.data(), du.data(), (int64_t)n, act, nullptr);
+                poison(wide);
+                hq::cuda::glu_backward(wide.data(), wide.data() + F, ddh.data(), dg.data(), du.data(), (int64_t)n, act,
+                                       nullptr, F, ld);
+                const std::vector<uint16_t> w = download<uint16_t>(wide.data(), wide.size()),
+                                            wg = download<uint16_t>(fg.data(), n), wu = download<uint16_t>(fu.data(), n);
+                std::vector<uint16_t> both((size_t)(N * 2 * F));
+                for (int64_t r = 0; r < N; r++)
+                    for (int64_t c = 0; c < F; c++) {
+                        both[(size_t)(r * 2 * F + c)] = wg[(size_t)(r * F + c)];
+                        both[(size_t)(r * 2 * F + F + c)] = wu[(size_t)(r * F + c)];
+                    }
+                check_block("glu_backward", w, both, N, 2 * F, ld, 0);
+            }
+        }
+        // scale_cols_to_bf16: the adapter's du block after the projections' columns
+        {
+            const int64_t N = 19, off = 64;
+            for (int R : {24, 10}) {
+                CAPTURE(R);
+                const int64_t ld = off + R + pad;
+                const std::vector<float> z = randn((size_t)(N * R), 86), sc = randn((size_t)R, 87, 0.5f, 2.0f);
+                DeviceBuffer<float> dz = upload<float>(z), ds = upload<float>(sc);
+                DeviceBuffer<bf16> flat((size_t)(N * R)), wide((size_t)(N * ld));
+                hq::cuda::scale_cols_to_bf16(flat.data(), dz.data(), N, R, ds.data(), nullptr);
+                poison(wide);
+                hq::cuda::scale_cols_to_bf16(wide.data() + off, dz.data(), N, R, ds.data(), nullptr, ld);
+                check_block("scale_cols_to_bf16", download<uint16_t>(wide.data(), wide.size()),
+                            download<uint16_t>(flat.data(), (size_t)(N * R)), N, R, ld, off);
+            }
+        }
+    }
+}
+
+TEST_CASE("cuda rmsnorm_backward with a residual input and a bf16 copy equals copy-then-accumulate") {
+    SKIP_WITHOUT_GPU();
+    const int64_t N = 17;
+    for (int C : {256, 30}) {
+        CAPTURE(C);
+        const size_t n = (size_t)(N * C);
+        const std::vector<float> x = randn(n, 91), w = randn((size_t)C, 92, 0.5f, 1.5f), g = randn(n, 93),
+                                 res = randn(n, 94, 0.5f);
+        std::vector<float> rstd((size_t)N);
+        for (int64_t r = 0; r < N; r++) {
+            double ss = 0;
+            for (int c = 0; c < C; c++) ss += (double)x[(size_t)(r * C + c)] * x[(size_t)(r * C + c)];
+            rstd[(size_t)r] = (float)(1.0 / std::sqrt(ss / C + 1e-6));
+        }
+        DeviceBuffer<float> dx_ = upload<float>(x), dw = upload<float>(w), dg = upload<float>(g),
+                            dres = upload<float>(res), drs = upload<float>(rstd);
+        // reference: dx = res (copied), then accumulated into
+        DeviceBuffer<float> acc = upload<float>(res), out(n);
+        hq::cuda::rmsnorm_backward(acc.data(), dg.data(), dx_.data(), dw.data(), drs.data(), N, C, false, nullptr);
+        const int64_t ld = C + 8;
+        DeviceBuffer<bf16> wide((size_t)(N * ld));
+        poison(out);
+        poison(wide);
+        hq::cuda::rmsnorm_backward(out.data(), dg.data(), dx_.data(), dw.data(), drs.data(), N, C, false, nullptr,
+                                   dres.data(), wide.data(), ld);
+        const std::vector<float> want = download<float>(acc.data(), n), got = download<float>(out.data(), n);
+        CHECK(std::memcmp(want.data(), got.data(), n * sizeof(float)) == 0);
+        check_block("rmsnorm_backward bf16 copy", download<uint16_t>(wide.data(), wide.size()), to_bf16(want), N, C, ld,
+                    0);
+    }
+}
+
 // ---- causal softmax -----------------------------------------------------------------------------------------------
 namespace {
 // The per-row loop of attention_forward (attention.cpp): scale, max, exp, fp32 sum, one reciprocal.

@@ -54,12 +54,12 @@ describe('memory.ts', () => {
     assert.ok(off.activations > 2 * on.activations && off.activations - on.activations > 1.4e9, `${off.activations} vs ${on.activations}`);
   });
 
-  it('matches the CUDA backend\'s peak memory measured on an H200 within 8% (bench/gpu/results, 2026-11-28)', () => {
+  it('matches the CUDA backend\'s peak memory measured on an H200 within 8% (bench/gpu/results/*-2026-11-28b-*)', () => {
     const GEMMA_2B: Dims = { hidden: 2048, intermediate: 16384, layers: 18, heads: 8, kvHeads: 1, headDim: 256, vocab: 256000, tied: true };
     const run = { modules: ALL_MODULES, ranks: [32, 8, 8, 8, 8], quant: { type: 'nf4' as const, blocksize: 64, doubleQuant: true },
       computeBytes: 2, microBatch: 4, seqLen: 512, cuda: true };
     // nvidia-smi peak minus the idle reading, micro-batch 4 x 512, levels 32,8,8,8,8 (bench/gpu/run.sh).
-    const measured: [Dims, boolean, number][] = [[LLAMA_7B, false, 14.86], [LLAMA_7B, true, 9.24], [GEMMA_2B, false, 7.72], [GEMMA_2B, true, 5.0]];
+    const measured: [Dims, boolean, number][] = [[LLAMA_7B, false, 14.89], [LLAMA_7B, true, 9.26], [GEMMA_2B, false, 7.77], [GEMMA_2B, true, 5.05]];
     for (const [dims, checkpointing, gib] of measured) {
       const est = estimateMemory({ ...run, dims, checkpointing }).total / 2 ** 30;
       assert.ok(Math.abs(est - gib) / gib < 0.08, `${dims.layers} layers, checkpointing ${checkpointing}: estimated ${est.toFixed(2)} GiB, measured ${gib} GiB`);
