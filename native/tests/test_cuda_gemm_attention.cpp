@@ -38,7 +38,13 @@ namespace {
 static_assert(sizeof(bf16) == 2, "bf16 is 2 bytes");
 
 // True when cuBLASLt loads; otherwise prints why (the caller returns: the test passes by skipping).
+// A GPU and cuBLASLt are there; otherwise the test case says why it is skipped (and passes).
 bool cublaslt_ready() {
+    std::string why;
+    if (!hq::cuda::device_available(&why)) {
+        MESSAGE("skipped: " << why);
+        return false;
+    }
     try {
         const std::string path = hq::cuda::cublaslt_load();
         MESSAGE("cuBLASLt: " << path);
@@ -336,11 +342,6 @@ void check_attention(hq::cuda::Gemm& g, int B, int T, int H, int KV, int d, int 
 }  // namespace
 
 TEST_CASE("cuda gemm: every transpose, fp32/bf16 C, beta 0/1, odd sizes, padded leading dims") {
-    std::string why;
-    if (!hq::cuda::device_available(&why)) {
-        MESSAGE("skipped: " << why);
-        return;
-    }
     if (!cublaslt_ready()) return;
     Stream st;
     hq::cuda::Gemm g(st.s);
@@ -354,11 +355,6 @@ TEST_CASE("cuda gemm: every transpose, fp32/bf16 C, beta 0/1, odd sizes, padded 
 }
 
 TEST_CASE("cuda gemm: strided batches with gaps, and pointers misaligned by one element") {
-    std::string why;
-    if (!hq::cuda::device_available(&why)) {
-        MESSAGE("skipped: " << why);
-        return;
-    }
     if (!cublaslt_ready()) return;
     Stream st;
     hq::cuda::Gemm g(st.s);
@@ -371,11 +367,6 @@ TEST_CASE("cuda gemm: strided batches with gaps, and pointers misaligned by one 
 }
 
 TEST_CASE("cuda attention: forward and backward vs the CPU reference (MHA, GQA, MQA; d 64/256; T 1/7/128; chunked)") {
-    std::string why;
-    if (!hq::cuda::device_available(&why)) {
-        MESSAGE("skipped: " << why);
-        return;
-    }
     if (!cublaslt_ready()) return;
     Stream st;
     hq::cuda::Gemm g(st.s);

@@ -42,6 +42,7 @@
 #endif
 
 #include "dtype.h"
+#include "golden_files.h"
 #include "model.h"
 #include "nf4.h"
 #include "optimizer.h"
@@ -51,38 +52,11 @@ using namespace hq;
 
 namespace {
 
-std::string golden_dir() {
-    const char* e = std::getenv("HQ_GOLDEN_DIR");
-    return e && *e ? std::string(e) : std::string(HQ_REPO_ROOT) + "/test/golden";
-}
-std::string fixtures_dir() {
-    const char* e = std::getenv("HQ_FIXTURES_DIR");
-    return e && *e ? std::string(e) : std::string(HQ_REPO_ROOT) + "/test/fixtures/models";
-}
-
-std::vector<float> gf32(const SafeTensorsFile& g, const std::string& name) {
-    REQUIRE_MESSAGE(g.find(name) != nullptr, "golden tensor missing: " << name);
-    return g.read_f32(name);
-}
-
-std::vector<int32_t> gi32(const SafeTensorsFile& g, const std::string& name, std::vector<int64_t>* shape = nullptr) {
-    const TensorInfo* t = g.find(name);
-    REQUIRE_MESSAGE(t != nullptr, "golden tensor missing: " << name);
-    REQUIRE_MESSAGE(t->dtype == DType::I32, name << " is not I32");
-    std::vector<int32_t> out(size_t(t->numel()));
-    if (!out.empty()) std::memcpy(out.data(), g.data(*t), out.size() * sizeof(int32_t));
-    if (shape) *shape = t->shape;
-    return out;
-}
-
-std::vector<uint8_t> gu8(const SafeTensorsFile& g, const std::string& name) {
-    const TensorInfo* t = g.find(name);
-    REQUIRE_MESSAGE(t != nullptr, "golden tensor missing: " << name);
-    REQUIRE_MESSAGE(t->dtype == DType::U8, name << " is not U8");
-    std::vector<uint8_t> out(size_t(t->numel()));
-    if (!out.empty()) std::memcpy(out.data(), g.data(*t), out.size());
-    return out;
-}
+using hq_test::fixtures_dir;
+using hq_test::gf32;
+using hq_test::gi32;
+using hq_test::golden_dir;
+using hq_test::gu8;
 
 // max_i |a_i - b_i| / max(max_i |b_i|, 1e-6), b = reference.
 double max_rel(const std::vector<float>& a, const std::vector<float>& b) {

@@ -28,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dtype.h"
+#include "golden_files.h"
 #include "nf4.h"
 #include "safetensors.h"
 
@@ -35,14 +36,8 @@ using namespace hq;
 
 namespace {
 
-std::string golden_dir() {
-    const char* e = std::getenv("HQ_GOLDEN_DIR");
-    return e && *e ? std::string(e) : std::string(HQ_REPO_ROOT) + "/test/golden";
-}
-std::string fixtures_dir() {
-    const char* e = std::getenv("HQ_FIXTURES_DIR");
-    return e && *e ? std::string(e) : std::string(HQ_REPO_ROOT) + "/test/fixtures/models";
-}
+using hq_test::fixtures_dir;
+using hq_test::golden_dir;
 
 // Distance in units in the last place between two finite floats (0 for +0 / -0).
 int64_t ulps(float a, float b) {
@@ -53,20 +48,6 @@ int64_t ulps(float a, float b) {
     };
     int64_t d = ord(a) - ord(b);
     return d < 0 ? -d : d;
-}
-
-std::vector<uint8_t> read_u8(const SafeTensorsFile& f, const std::string& name) {
-    const TensorInfo* t = f.find(name);
-    REQUIRE_MESSAGE(t != nullptr, "golden tensor missing: " << name);
-    REQUIRE_MESSAGE(t->dtype == DType::U8, name << " is not U8");
-    std::vector<uint8_t> out(size_t(t->numel()));
-    if (!out.empty()) std::memcpy(out.data(), f.data(*t), out.size());
-    return out;
-}
-
-std::vector<float> read_f32(const SafeTensorsFile& f, const std::string& name) {
-    REQUIRE_MESSAGE(f.find(name) != nullptr, "golden tensor missing: " << name);
-    return f.read_f32(name);
 }
 
 struct UlpStats {
@@ -92,12 +73,12 @@ struct ModelStats {
 void check_tensor(const SafeTensorsFile& g, const std::string& prefix, const std::vector<float>& w, int64_t rows,
                   int64_t cols, ModelStats& st) {
     CAPTURE(prefix);
-    const std::vector<uint8_t> g_packed = read_u8(g, prefix + ".packed");
-    const std::vector<uint8_t> g_q = read_u8(g, prefix + ".qabsmax");
-    const std::vector<float> g_absmax = read_f32(g, prefix + ".absmax");
-    const std::vector<float> g_absmax2 = read_f32(g, prefix + ".absmax2");
-    const std::vector<float> g_offset = read_f32(g, prefix + ".offset");
-    const std::vector<float> g_scales = read_f32(g, prefix + ".scales");
+    const std::vector<uint8_t> g_packed = hq_test::gu8(g, prefix + ".packed");
+    const std::vector<uint8_t> g_q = hq_test::gu8(g, prefix + ".qabsmax");
+    const std::vector<float> g_absmax = hq_test::gf32(g, prefix + ".absmax");
+    const std::vector<float> g_absmax2 = hq_test::gf32(g, prefix + ".absmax2");
+    const std::vector<float> g_offset = hq_test::gf32(g, prefix + ".offset");
+    const std::vector<float> g_scales = hq_test::gf32(g, prefix + ".scales");
     REQUIRE(g_offset.size() == 1);
 
     // Without double quant: the codes and the fp32 absmax.
@@ -215,7 +196,7 @@ void check_model(const std::string& model) {
     ModelWeights weights = ModelWeights::open_dir(fdir);
 
     // The tables.
-    const std::vector<float> g_map = read_f32(*g, "nf4.dynamic_map");
+    const std::vector<float> g_map = hq_test::gf32(*g, "nf4.dynamic_map");
     REQUIRE(g_map.size() == 256);
     const std::array<float, 256>& map = dynamic_map_signed8();
     int map_bad = 0;
@@ -226,7 +207,7 @@ void check_model(const std::string& model) {
         }
     }
     CHECK(map_bad == 0);
-    const std::vector<float> g_code = read_f32(*g, "nf4.code");
+    const std::vector<float> g_code = hq_test::gf32(*g, "nf4.code");
     REQUIRE(g_code.size() == 16);
     for (int i = 0; i < 16; i++) CHECK(ulps(kNF4Code[i], g_code[size_t(i)]) == 0);
 

@@ -12,17 +12,7 @@ import type { HqloraApi } from '../../../extension/extension';
 import type { ExportReport } from '../../../extension/native/addon';
 import type { Run } from '../../../extension/runs/run';
 
-const ws = (): string => vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? '';
-
-async function waitFor<T>(what: string, fn: () => T | undefined | false, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+import { activate, waitFor, ws } from './host';
 
 const readJson = (f: string): Record<string, unknown> => JSON.parse(readFileSync(f, 'utf8')) as Record<string, unknown>;
 
@@ -31,9 +21,7 @@ let run: Run;
 
 suite('H-QLoRA merge/export and Preview Data commands', () => {
   suiteSetup(async () => {
-    const ext = vscode.extensions.getExtension<HqloraApi>('hqlora.hqlora');
-    assert.ok(ext, 'extension hqlora.hqlora not found');
-    api = await ext.activate();
+    ({ api } = await activate());
   });
 
   test('the commands are registered (the dashboard enables its Merge / Export buttons from this list)', async () => {

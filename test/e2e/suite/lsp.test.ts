@@ -10,19 +10,7 @@ import path from 'node:path';
 
 import * as vscode from 'vscode';
 
-import type { HqloraApi } from '../../../extension/extension';
-
-const ws = (): string => vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? '';
-
-async function waitFor<T>(what: string, fn: () => T | undefined | false, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+import { activate, waitFor, ws } from './host';
 
 const codeOf = (d: vscode.Diagnostic): string => String(typeof d.code === 'object' ? d.code.value : d.code);
 const ours = (uri: vscode.Uri): vscode.Diagnostic[] => vscode.languages.getDiagnostics(uri).filter((d) => d.source === 'hqlora');
@@ -55,10 +43,7 @@ let doc: vscode.TextDocument;
 
 suite('H-QLoRA run-config language server', () => {
   suiteSetup(async () => {
-    const ext = vscode.extensions.getExtension<HqloraApi>('hqlora.hqlora');
-    assert.ok(ext, 'extension hqlora.hqlora not found');
-    await ext.activate();
-    repo = ext.extensionUri.fsPath;
+    repo = (await activate()).ext.extensionUri.fsPath;
     const fx = path.join(repo, 'test', 'fixtures');
     file = path.join(ws(), 'lsp-e2e.hqlora.yaml');
     writeFileSync(file, `# E2E: language server diagnostics, completion and hover

@@ -12,25 +12,15 @@ import { prepareRun } from '../../../extension/run/job';
 import { isSameProcessAlive, processesInGroup } from '../../../extension/runs/proc';
 import type { Run } from '../../../extension/runs/run';
 
-const ws = (): string => vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? '';
+import { activate, waitFor, ws } from './host';
 
-async function waitFor<T>(what: string, fn: () => T | undefined | false, ms = 120_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const LONG = 120_000; // waits on trainer runs: longer on 2 CI cores
 
 let api: HqloraApi;
 
 suite('H-QLoRA extension in a real extension host', () => {
   suiteSetup(async () => {
-    const ext = vscode.extensions.getExtension<HqloraApi>('hqlora.hqlora');
-    assert.ok(ext, 'extension hqlora.hqlora not found');
-    api = await ext.activate();
+    ({ api } = await activate());
   });
 
   test('commands are registered', async () => {
@@ -70,17 +60,17 @@ suite('H-QLoRA extension in a real extension host', () => {
     const config = vscode.Uri.file(path.join(ws(), 'long.hqlora.yaml'));
     const id = (await vscode.commands.executeCommand<string | undefined>('hqlora.startRun', config)) ?? '';
     const run = api.runs.get(id) as Run;
-    await waitFor('step 12', () => (run.metrics.lastStep?.step ?? 0) >= 12);
+    await waitFor('step 12', () => (run.metrics.lastStep?.step ?? 0) >= 12, LONG);
     await vscode.commands.executeCommand('hqlora.stopRun', id);
     assert.equal(run.status, 'stopped', run.record.message);
     const stoppedAt = run.metrics.done?.step ?? 0;
     assert.ok(stoppedAt >= 12 && existsSync(path.join(id, 'checkpoints')), `stopped at ${stoppedAt}`);
     const resumed = await vscode.commands.executeCommand<string | undefined>('hqlora.resumeRun', id);
     assert.equal(resumed, id);
-    await waitFor('resumed start event', () => run.metrics.start?.resumed_from_step != null);
+    await waitFor('resumed start event', () => run.metrics.start?.resumed_from_step != null, LONG);
     const from = run.metrics.start?.resumed_from_step ?? -1;
     assert.ok(from >= 10 && from <= stoppedAt, `resumed from ${from}, stopped at ${stoppedAt}`);
-    await waitFor('a step after the resume', () => (run.metrics.lastStep?.step ?? 0) > from);
+    await waitFor('a step after the resume', () => (run.metrics.lastStep?.step ?? 0) > from, LONG);
     await api.runs.stop(run);
     assert.equal(run.status, 'stopped');
     console.log(`stopped at step ${stoppedAt}, resumed from checkpoint step ${from}, stopped again at ${run.metrics.done?.step ?? '?'}`);
