@@ -2,6 +2,7 @@
 #include "events.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -54,11 +55,21 @@ EventSink::~EventSink() { close_log(); }
 void EventSink::open_log(const std::string& path) {
     std::lock_guard<std::mutex> lock(mu_);
     if (log_fd_ >= 0) ::close(log_fd_);
-    log_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    log_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (log_fd_ < 0)
         throw Error("E_IO", HQ_MSG("cannot open event log " << path << ": " << std::strerror(errno)),
                     Where{path, "", "", -1, -1}, "check that the run folder is writable");
     log_path_ = path;
+    // A run killed inside a write (or a full disk) can leave a last line without its newline. The next event must not
+    // be glued onto it: end that line first, so readers skip one malformed line and keep every later event.
+    struct stat st;
+    char last = '\n';
+    if (::fstat(log_fd_, &st) == 0 && st.st_size > 0 && ::pread(log_fd_, &last, 1, st.st_size - 1) == 1 &&
+        last != '\n') {
+        ssize_t n;
+        do n = ::write(log_fd_, "\n", 1);
+        while (n < 0 && errno == EINTR);
+    }
 }
 
 void EventSink::close_log() {

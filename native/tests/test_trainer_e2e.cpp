@@ -1,6 +1,7 @@
 // test_trainer_e2e.cpp — runs the real hqlora-train binary as a child process on a tiny model:
-// event stream vs schema, loss falls, SIGKILL + --resume reproduces the loss curve bit for bit, SIGTERM ->
-// checkpoint + exit 3, non-finite loss -> E_NONFINITE + exit 4, bad inputs -> error event + exit 1.
+// event stream vs schema, loss falls, SIGKILL + --resume reproduces the loss curve bit for bit, a storm of random
+// SIGKILLs (during start-up, steps, checkpoint writes and the final export) loses nothing, SIGTERM -> checkpoint +
+// exit 3, non-finite loss -> E_NONFINITE + exit 4, bad inputs -> error event + exit 1.
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
@@ -11,6 +12,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -228,6 +230,137 @@ TEST_CASE("a run emits schema-valid events, its loss falls, and SIGKILL + --resu
     CHECK(mev[0]["code"] == "E_CHECKPOINT");
     CHECK(mev[0]["where"]["key"] == "adapter.levels");
     CHECK(read_file(e.dir + "/runs/killed/events.jsonl") == before_log);
+    remove_all(e.dir);
+}
+
+// Kill storm: SIGKILL at K pseudo-random moments (seeded), each followed by --resume, so kills land in start-up,
+// in steps, inside checkpoint writes (one per step) and inside the final export. When an attempt completes instead,
+// its adapter is compared and the storm starts a fresh run. Bars: no attempt reports an error; none resumes from
+// before a checkpoint an earlier attempt announced; every step loss ever reported (replays included) and every final
+// adapter equal the uninterrupted run's bit for bit; events.jsonl stays one JSON object per line.
+// K = HQ_KILL_STORM (default 200).
+TEST_CASE("kill storm: random SIGKILLs with --resume never lose, corrupt or change the run") {
+    const char* ks = std::getenv("HQ_KILL_STORM");
+    const int K = ks && *ks ? std::atoi(ks) : 200;
+    Env e = make_env();
+    json cfg = base_config(e, "ref");
+    const int64_t steps = 16;
+    cfg["training"]["max_steps"] = steps;
+    cfg["checkpoints"] = {{"every_steps", 1}, {"keep", 2}};
+    const auto t0 = std::chrono::steady_clock::now();
+    Child a = spawn({"--config", write_config(e, "ref", cfg), "--threads", "1"}, e.dir + "/ref.out");
+    REQUIRE(wait_child(a) == 0);
+    const double full_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const std::vector<double> ref = step_losses(read_events(a.out_path));
+    REQUIRE(ref.size() == static_cast<size_t>(steps));
+    auto ref_adapter = SafeTensorsFile::open(e.dir + "/runs/ref/adapter/adapter.safetensors");
+
+    cfg["output"]["run_name"] = "storm";
+    const std::string scfg = write_config(e, "storm", cfg);
+    const std::string run = e.dir + "/runs/storm";
+    std::mt19937_64 rng(20261128);
+    // Kill delays up to a third of an uninterrupted run: most attempts get a few steps further, some die in start-up.
+    std::uniform_real_distribution<double> delay_s(0.0, full_s / 3);
+    int kills = 0, attempts = 0, completions = 0, fresh_starts = 1, replayed = 0, resumes_without_ckpt = 0;
+    int64_t announced = 0;   // newest checkpoint step announced by an event of this storm run so far
+    std::vector<int> seen(static_cast<size_t>(steps) + 1, 0);   // how often each step was reported in this run
+    bool fresh = true;
+    while (kills < K) {
+        // A child killed before it opened its stdout leaves no file: never read an earlier attempt's events.
+        const std::string out = e.dir + "/storm.out";
+        remove_all(out);
+        std::vector<std::string> args = {"--config", scfg, "--threads", "1"};
+        if (!fresh) args.push_back("--resume");
+        Child c = spawn(args, out);
+        ++attempts;
+        std::this_thread::sleep_for(std::chrono::duration<double>(delay_s(rng)));
+        kill(c.pid, SIGKILL);
+        const int rc = wait_child(c);
+        const std::vector<json> ev = read_events(out);
+        for (const auto& x : ev)
+            CHECK_MESSAGE(x["type"] != "error", "attempt " << attempts << ": " << x.dump());
+        const std::vector<json> starts = of_type(ev, "start");
+        if (!fresh && !starts.empty()) {
+            if (starts[0]["resumed_from_step"].is_null()) {
+                CHECK_MESSAGE(announced == 0, "attempt " << attempts << " restarted from step 0 after checkpoint "
+                                                         << announced << " was announced");
+                ++resumes_without_ckpt;
+            } else {
+                CHECK_MESSAGE(starts[0]["resumed_from_step"].get<int64_t>() >= announced, "attempt " << attempts);
+            }
+        }
+        for (const auto& st : of_type(ev, "step")) {
+            const int64_t k = st["step"].get<int64_t>();
+            REQUIRE(k >= 1);
+            REQUIRE(k <= steps);
+            CHECK_MESSAGE(st["loss"].get<double>() == ref[static_cast<size_t>(k - 1)], "attempt " << attempts
+                                                                                            << ", step " << k);
+            if (seen[static_cast<size_t>(k)]++ > 0) ++replayed;
+        }
+        for (const auto& ck : of_type(ev, "checkpoint")) announced = std::max(announced, ck["step"].get<int64_t>());
+        fresh = false;
+        if (rc == 0) {   // finished before the kill: same adapter as the uninterrupted run, then a fresh storm run
+            ++completions;
+            CHECK(!of_type(ev, "done").empty());
+            auto got = SafeTensorsFile::open(run + "/adapter/adapter.safetensors");
+            REQUIRE(got->tensors().size() == ref_adapter->tensors().size());
+            for (const auto& t : ref_adapter->tensors()) CHECK(got->read_f32(t.name) == ref_adapter->read_f32(t.name));
+            remove_all(run);
+            announced = 0;
+            std::fill(seen.begin(), seen.end(), 0);
+            fresh = true;
+            ++fresh_starts;
+            continue;
+        }
+        CHECK(rc == 128 + SIGKILL);
+        ++kills;
+    }
+    // Finish the last storm run and compare it too.
+    if (!fresh) {
+        Child c = spawn({"--config", scfg, "--threads", "1", "--resume"}, e.dir + "/storm-final.out");
+        REQUIRE(wait_child(c) == 0);
+        for (const auto& st : of_type(read_events(c.out_path), "step"))
+            CHECK(st["loss"].get<double>() == ref[static_cast<size_t>(st["step"].get<int64_t>() - 1)]);
+        auto got = SafeTensorsFile::open(run + "/adapter/adapter.safetensors");
+        for (const auto& t : ref_adapter->tensors()) CHECK(got->read_f32(t.name) == ref_adapter->read_f32(t.name));
+        ++completions;
+        // Every line of the run's event log is one JSON object, across all the attempts it took.
+        auto log_lines = [&](size_t& bad) {
+            std::istringstream log(read_file(run + "/events.jsonl"));
+            std::vector<std::string> lines;
+            for (std::string line; std::getline(log, line);) lines.push_back(line);
+            bad = 0;
+            for (const std::string& l : lines) bad += !json::accept(l);
+            return lines;
+        };
+        size_t bad = 0;
+        CHECK(!log_lines(bad).empty());
+        CHECK(bad == 0);
+        // A log cut inside a line (a kill inside write(2), a full disk): the next attempt ends that line first, so
+        // only that line is lost and every later event stays whole.
+        {
+            std::ofstream f(run + "/events.jsonl", std::ios::app);
+            f << "{\"v\":1,\"type\":\"st";
+        }
+        Child again = spawn({"--config", scfg, "--threads", "1", "--resume"}, e.dir + "/storm-again.out");
+        REQUIRE(wait_child(again) == 0);
+        const std::vector<std::string> lines = log_lines(bad);
+        CHECK(bad == 1);
+        size_t cut = 0;
+        while (cut < lines.size() && json::accept(lines[cut])) ++cut;
+        REQUIRE(cut + 1 < lines.size());
+        CHECK(lines[cut] == "{\"v\":1,\"type\":\"st");               // the cut line, alone
+        CHECK(json::parse(lines[cut + 1])["type"] == "start");          // the next attempt's first event, whole
+        CHECK(json::parse(lines.back())["type"] == "done");
+        // Only complete checkpoints remain (keep 2), no temp folders.
+        const std::vector<std::string> left = list_dir(run + "/checkpoints");
+        CHECK(left.size() == 2);
+        for (const std::string& n : left) CHECK(n.rfind(".tmp", 0) != 0);
+    }
+    MESSAGE("kill storm: " << kills << " SIGKILLs over " << attempts << " attempts (uninterrupted run " << full_s
+                           << " s); " << completions << " completed runs, " << fresh_starts << " fresh starts, "
+                           << replayed << " steps run again after a kill, " << resumes_without_ckpt
+                           << " resumes before the first checkpoint");
     remove_all(e.dir);
 }
 
