@@ -73,31 +73,39 @@ SavedCheckpoint save_checkpoint(const std::string& ckpt_dir, int64_t step, Model
     const std::string final_dir = path_join(ckpt_dir, name);
     remove_all(tmp);
     make_dirs(tmp);
+    try {
+        // adapter.safetensors: hierarchical layout, loadable by load_hierarchical_adapter and `inspect`.
+        SafeTensorsWriter aw;
+        add_hierarchical_tensors(model, aw);
+        aw.set_metadata("format", "pt");
+        aw.set_metadata("hqlora.checkpoint_step", std::to_string(step));
+        aw.write_atomic(path_join(tmp, "adapter.safetensors"));
 
-    // adapter.safetensors: hierarchical layout, loadable by load_hierarchical_adapter and `inspect`.
-    SafeTensorsWriter aw;
-    add_hierarchical_tensors(model, aw);
-    aw.set_metadata("format", "pt");
-    aw.set_metadata("hqlora.checkpoint_step", std::to_string(step));
-    aw.write_atomic(path_join(tmp, "adapter.safetensors"));
+        // optimizer.safetensors: exact fp32 m/v of every trainable tensor.
+        SafeTensorsWriter ow;
+        std::vector<Param>& params = const_cast<AdamW&>(opt).params();
+        for (size_t i = 0; i < params.size(); ++i) {
+            ow.add_f32("m." + params[i].name, params[i].shape, opt.m[i].data());
+            ow.add_f32("v." + params[i].name, params[i].shape, opt.v[i].data());
+        }
+        ow.set_metadata("format", "pt");
+        ow.set_metadata("adam_t", std::to_string(opt.t));
+        ow.write_atomic(path_join(tmp, "optimizer.safetensors"));
 
-    // optimizer.safetensors: exact fp32 m/v of every trainable tensor.
-    SafeTensorsWriter ow;
-    std::vector<Param>& params = const_cast<AdamW&>(opt).params();
-    for (size_t i = 0; i < params.size(); ++i) {
-        ow.add_f32("m." + params[i].name, params[i].shape, opt.m[i].data());
-        ow.add_f32("v." + params[i].name, params[i].shape, opt.v[i].data());
+        state["step"] = step;
+        state["optimizer"] = {{"t", opt.t}, {"type", "adamw"}};
+        state["files"] = {"adapter.safetensors", "optimizer.safetensors"};
+        write_file_atomic(path_join(tmp, "state.json"), state.dump(2) + "\n");  // last: marks completeness
+
+        publish_dir(tmp, final_dir);
+    } catch (...) {
+        // Nothing partial stays behind (readers ignore ".tmp-*" anyway, and a full disk gets its space back).
+        try {
+            remove_all(tmp);
+        } catch (...) {
+        }
+        throw;
     }
-    ow.set_metadata("format", "pt");
-    ow.set_metadata("adam_t", std::to_string(opt.t));
-    ow.write_atomic(path_join(tmp, "optimizer.safetensors"));
-
-    state["step"] = step;
-    state["optimizer"] = {{"t", opt.t}, {"type", "adamw"}};
-    state["files"] = {"adapter.safetensors", "optimizer.safetensors"};
-    write_file_atomic(path_join(tmp, "state.json"), state.dump(2) + "\n");  // last: marks completeness
-
-    publish_dir(tmp, final_dir);
 
     SavedCheckpoint out;
     out.path = final_dir;

@@ -305,7 +305,18 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
             {"trainer_version", HQ_VERSION},
             {"created", unix_time_s()}};
         model->sync_to_host(&adam);
-        SavedCheckpoint sc = save_checkpoint(ckpt_dir, step, *model, adam, state, cfg.checkpoints.keep);
+        SavedCheckpoint sc;
+        try {
+            sc = save_checkpoint(ckpt_dir, step, *model, adam, state, cfg.checkpoints.keep);
+        } catch (const Error& e) {   // a full disk, say: say which checkpoint is still good
+            throw Error(e.code(), HQ_MSG("the checkpoint of step " << step << " was not written: " << e.what()),
+                        e.where(),
+                        HQ_MSG(e.hint() << "; " << (last_ckpt_path.empty()
+                                                        ? std::string("there is no earlier checkpoint: the run starts "
+                                                                      "again from step 0")
+                                                        : "the last complete checkpoint " + last_ckpt_path +
+                                                              " is kept: make room, then continue with --resume")));
+        }
         last_ckpt_step = step;
         last_ckpt_path = sc.path;
         events.emit("checkpoint", {{"step", step}, {"path", sc.path}, {"bytes", sc.bytes}, {"kept", sc.kept},

@@ -1,6 +1,7 @@
 // test_trainer_e2e.cpp — runs the real hqlora-train binary as a child process on a tiny model:
 // event stream vs schema, loss falls, SIGKILL + --resume reproduces the loss curve bit for bit, a storm of random
-// SIGKILLs (during start-up, steps, checkpoint writes and the final export) loses nothing, SIGTERM -> checkpoint +
+// SIGKILLs (during start-up, steps, checkpoint writes and the final export) loses nothing, a disk full inside a
+// checkpoint write keeps the previous checkpoint and resumes exactly, SIGTERM -> checkpoint +
 // exit 3, non-finite loss -> E_NONFINITE + exit 4, bad inputs -> error event + exit 1.
 #include <doctest/doctest.h>
 
@@ -361,6 +362,55 @@ TEST_CASE("kill storm: random SIGKILLs with --resume never lose, corrupt or chan
                            << " s); " << completions << " completed runs, " << fresh_starts << " fresh starts, "
                            << replayed << " steps run again after a kill, " << resumes_without_ckpt
                            << " resumes before the first checkpoint");
+    remove_all(e.dir);
+}
+
+// A disk that fills up inside a checkpoint write (LD_PRELOAD fault_shim.c: writes into the step-8 checkpoint write
+// half, then fail with ENOSPC): the run stops with one E_IO error naming the file and the last good checkpoint, step 4
+// stays complete, nothing of step 8 is left that a resume would pick, and --resume (space back) continues from step 4
+// to the same losses and adapter as an uninterrupted run, bit for bit.
+TEST_CASE("disk full inside a checkpoint write: E_IO, the previous checkpoint intact, --resume replays exactly") {
+    Env e = make_env();
+    json cfg = base_config(e, "ref");
+    Child a = spawn({"--config", write_config(e, "ref", cfg), "--threads", "2"}, e.dir + "/ref.out");
+    REQUIRE(wait_child(a) == 0);
+    const std::vector<double> ref = step_losses(read_events(a.out_path));
+    REQUIRE(ref.size() == 12);
+
+    cfg["output"]["run_name"] = "full";
+    const std::string fcfg = write_config(e, "full", cfg);
+    const std::string run = e.dir + "/runs/full";
+    setenv("LD_PRELOAD", HQ_FAULT_SHIM, 1);
+    setenv("HQ_FAULT_WRITE_MATCH", "step-000008", 1);
+    Child b = spawn({"--config", fcfg, "--threads", "2"}, e.dir + "/full.out");
+    unsetenv("LD_PRELOAD");
+    unsetenv("HQ_FAULT_WRITE_MATCH");
+    CHECK(wait_child(b) == 1);
+    const std::vector<json> ev = read_events(b.out_path);
+    const std::vector<json> errors = of_type(ev, "error");
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0]["code"] == "E_IO");
+    CHECK(errors[0]["message"].get<std::string>().find("No space left on device") != std::string::npos);
+    CHECK(errors[0]["where"]["file"].get<std::string>().find("step-000008") != std::string::npos);
+    CHECK_MESSAGE(errors[0]["hint"].get<std::string>().find("step-000004") != std::string::npos,
+                  "the hint names the last good checkpoint: " << errors[0]["hint"]);
+    CHECK(of_type(ev, "done").empty());
+    CHECK(step_losses(ev).size() == 8);
+    CHECK(path_exists(run + "/checkpoints/step-000004/state.json"));
+    for (const std::string& n : list_dir(run + "/checkpoints"))   // the partial step-8 folder is gone
+        CHECK_MESSAGE(n == "step-000004", "left in checkpoints/: " << n);
+
+    Child r = spawn({"--config", fcfg, "--threads", "2", "--resume"}, e.dir + "/resumed.out");
+    REQUIRE(wait_child(r) == 0);
+    const std::vector<json> after = read_events(r.out_path);
+    REQUIRE(!after.empty());
+    CHECK(after.front()["resumed_from_step"] == 4);
+    const std::vector<double> resumed = step_losses(after);
+    REQUIRE(resumed.size() == 8);
+    for (size_t i = 0; i < resumed.size(); ++i) CHECK_MESSAGE(resumed[i] == ref[4 + i], "step " << 5 + i);
+    auto fa = SafeTensorsFile::open(e.dir + "/runs/ref/adapter/adapter.safetensors");
+    auto fb = SafeTensorsFile::open(run + "/adapter/adapter.safetensors");
+    for (const auto& t : fa->tensors()) CHECK(fa->read_f32(t.name) == fb->read_f32(t.name));
     remove_all(e.dir);
 }
 
