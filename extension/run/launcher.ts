@@ -19,6 +19,35 @@ import { trainerEnv } from './trainer';
 /** Exit codes of hqlora-train (CONTRACTS §1). */
 export const ExitCode = { done: 0, error: 1, usage: 2, stopped: 3, nonFinite: 4 } as const;
 
+/**
+ * Why a trainer that nobody asked to stop ended on `signal`, and what to do: the message of a failed run (CLI and
+ * extension alike; `resume` is how the user resumes there). The last complete checkpoint is always kept, so every
+ * case can be resumed.
+ */
+export function explainSignal(signal: string, resume = '--resume'): string {
+  switch (signal) {
+    case 'SIGKILL':
+      return 'hqlora-train was killed by SIGKILL from outside H-QLoRA, on Linux most often by the out-of-memory killer '
+        + '(`dmesg` or `journalctl -k` says so). Lower training.micro_batch_size or data.source_max_len / target_max_len, '
+        + `or turn on training.gradient_checkpointing; ${resume} continues from the last checkpoint`;
+    case 'SIGSEGV':
+    case 'SIGBUS':
+    case 'SIGILL':
+    case 'SIGFPE':
+    case 'SIGABRT':
+      return `hqlora-train crashed (${signal}). This is a bug in H-QLoRA: please report it with trainer.log; `
+        + `${resume} continues from the last checkpoint`;
+    case 'SIGTERM':
+    case 'SIGINT':
+    case 'SIGHUP':
+    case 'SIGQUIT':
+      return `hqlora-train was stopped from outside (${signal}) before it could write a checkpoint; `
+        + `${resume} continues from the last checkpoint, if there is one`;
+    default:
+      return `hqlora-train was killed by ${signal}; ${resume} continues from the last checkpoint`;
+  }
+}
+
 export type RunStatus = 'running' | 'completed' | 'stopped' | 'failed';
 
 export interface RunResult {
@@ -194,7 +223,7 @@ export class TrainerProcess extends EventEmitter<TrainerProcessEvents> {
     const logHint = `see ${this.logFile}`;
     if (signal) {
       if (this.stopRequested) return { ...base, status: 'stopped', message: `stopped (${signal})` };
-      return { ...base, status: 'failed', message: `hqlora-train was killed by ${signal}`, hint: logHint };
+      return { ...base, status: 'failed', message: explainSignal(signal), hint: logHint };
     }
     switch (code) {
       case ExitCode.done:

@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { RunSummary } from '../../schemas/generated/webview-messages';
 import type { TrainerEvent } from '../../schemas/generated/trainer-events';
 import { num } from '../run/format';
-import { ExitCode } from '../run/launcher';
+import { ExitCode, explainSignal } from '../run/launcher';
 import { parseEventLine } from '../run/schemas';
 import { RunMetrics } from './metrics';
 import { isSameProcessAlive } from './proc';
@@ -210,7 +210,7 @@ export function classify(m: RunMetrics, exit: ExitInfo | undefined, stopRequeste
   if (exit?.signal) {
     return stopRequested
       ? { status: 'stopped', message: `stopped (${exit.signal})` }
-      : { status: 'failed', message: `hqlora-train was killed by ${exit.signal}; see trainer.log` };
+      : { status: 'failed', message: `${explainSignal(exit.signal, 'Resume')}; see trainer.log` };
   }
   if (stopRequested) return { status: 'stopped', message: 'stopped' };
   if (exit?.code === ExitCode.done) return { status: 'completed', message: 'completed' };

@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 
 import type { TrainerEvent } from '../../schemas/generated/trainer-events';
 import { startRun } from '../../extension/run/job';
+import { explainSignal } from '../../extension/run/launcher';
 import { fixtures, requireBuilds, root, tinyConfig } from './helpers';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'hqlora-launch-'));
@@ -53,6 +54,33 @@ describe('launcher', () => {
     assert.equal(done.status, 'completed', done.message);
     assert.ok(resumedFrom !== null && resumedFrom !== undefined && resumedFrom >= 1, `resumed_from_step ${resumedFrom}`);
     assert.ok(existsSync(path.join(first.run.runDir, 'peft', 'adapter_model.safetensors')));
+  });
+
+  it('explains a trainer killed from outside (the OOM killer\'s SIGKILL, a crash) and the run resumes', async () => {
+    const config = tinyConfig(tmp, 'oom');
+    writeFileSync(config, readFileSync(config, 'utf8').replace('max_steps: 4', 'max_steps: 400'));
+    const first = await startRun({ configPath: config, packageRoot: root });
+    await new Promise<void>((resolve) => {
+      first.proc.on('event', (e: TrainerEvent) => {
+        if (e.type === 'checkpoint') resolve();
+      });
+    });
+    assert.ok(first.proc.pid !== undefined);
+    process.kill(first.proc.pid, 'SIGKILL'); // as the kernel's OOM killer does: not through stop()
+    const killed = await first.proc.result;
+    assert.equal(killed.status, 'failed');
+    assert.equal(killed.signal, 'SIGKILL');
+    assert.match(killed.message, /out-of-memory killer/);
+    assert.match(killed.message, /--resume continues from the last checkpoint/);
+
+    writeFileSync(config, readFileSync(config, 'utf8').replace('max_steps: 400', 'max_steps: 8'));
+    const second = await startRun({ configPath: config, packageRoot: root, resume: true });
+    assert.equal(second.run.runDir, first.run.runDir);
+    const done = await second.proc.result;
+    assert.equal(done.status, 'completed', done.message);
+
+    assert.match(explainSignal('SIGSEGV', 'Resume'), /crashed \(SIGSEGV\)\. This is a bug .* Resume continues/);
+    assert.match(explainSignal('SIGTERM'), /stopped from outside \(SIGTERM\)/);
   });
 
   it('maps a trainer error to failed with the error event message and where', async () => {
