@@ -89,6 +89,30 @@ export function stopRunCommand(ctx: Ctx): Cmd {
   };
 }
 
+/**
+ * "Save Checkpoint Now": the running trainer writes a checkpoint after its current step and goes on training (for an
+ * evaluation or a merge mid-run, or before something risky). Returns the checkpoint folder, or undefined.
+ */
+export function saveCheckpointCommand(ctx: Ctx): Cmd {
+  return async (arg?: unknown): Promise<string | undefined> => {
+    const run = await pickRun(ctx, arg, ctx.runs.liveRuns, 'Save a Checkpoint of an H-QLoRA Run');
+    if (!run || !run.live) {
+      void vscode.window.showInformationMessage('No H-QLoRA run is training.');
+      return undefined;
+    }
+    const ckpt = await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Window, title: `H-QLoRA: checkpoint of ${run.name} after the current step` },
+      () => ctx.runs.saveCheckpoint(run),
+    );
+    if (!ckpt) {
+      void vscode.window.showWarningMessage(`H-QLoRA ${run.name} ended before it wrote the checkpoint: ${run.record.message}`);
+      return undefined;
+    }
+    void vscode.window.showInformationMessage(`H-QLoRA ${run.name}: checkpoint of step ${ckpt.step} written to ${ckpt.path}`);
+    return ckpt.path;
+  };
+}
+
 /** "Resume Run": continues a stopped (or failed) run from its newest complete checkpoint, in the same folder. */
 export function resumeRunCommand(ctx: Ctx): Cmd {
   return async (arg?: unknown): Promise<string | undefined> => {

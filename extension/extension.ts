@@ -3,8 +3,8 @@
 import * as vscode from 'vscode';
 
 import {
-  type Cmd, notifyOnFinish, openDashboardCommand, resumeRunCommand, showLogCommand, showTrainerLogCommand, startRunCommand,
-  stopRunCommand,
+  type Cmd, notifyOnFinish, openDashboardCommand, resumeRunCommand, saveCheckpointCommand, showLogCommand,
+  showTrainerLogCommand, startRunCommand, stopRunCommand,
 } from './commands';
 import { evaluateCommand } from './commands/evaluate';
 import { combineAdaptersCommand, exportMergedCommand, mergeLevelsCommand } from './commands/merge';
@@ -16,6 +16,7 @@ import { startLanguageClient } from './lsp/client';
 const COMMANDS: Record<string, (ctx: Ctx) => Cmd> = {
   'hqlora.startRun': startRunCommand,
   'hqlora.stopRun': stopRunCommand,
+  'hqlora.saveCheckpoint': saveCheckpointCommand,
   'hqlora.resumeRun': resumeRunCommand,
   'hqlora.openDashboard': openDashboardCommand,
   'hqlora.showTrainerLog': showTrainerLogCommand,

@@ -23,6 +23,7 @@ const THROTTLE_MS = 250;
 /** Commands the dashboard's action buttons run, by action (all take the run folder path). */
 export const ACTION_COMMANDS = {
   stop: 'hqlora.stopRun',
+  saveCheckpoint: 'hqlora.saveCheckpoint',
   resume: 'hqlora.resumeRun',
   openFolder: 'revealFileInOS',
   mergeLevels: 'hqlora.mergeLevels',

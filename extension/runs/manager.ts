@@ -15,7 +15,7 @@ import { trainerEnv } from '../run/trainer';
 import type { Settings } from '../settings';
 import { procStartTime } from './proc';
 import { RunRegistry, scanRunFolders } from './registry';
-import { Run, type RunRecord } from './run';
+import { type CheckpointEvent, Run, type RunRecord } from './run';
 
 export interface Preparing {
   name: string;
@@ -205,6 +205,31 @@ export class RunManager implements vscode.Disposable {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * "Save checkpoint now": SIGUSR1 asks the trainer for a checkpoint after its current step, and training goes on.
+   * Resolves with that checkpoint (reason "requested", which keep-K pruning leaves alone; "final" or "signal" when the
+   * run ends or stops first), or undefined if the run ends without one. Periodic checkpoints read meanwhile are not it.
+   */
+  saveCheckpoint(run: Run): Promise<CheckpointEvent | undefined> {
+    if (!run.live) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      const done = (e: CheckpointEvent | undefined): void => {
+        run.off('checkpoint', onCheckpoint);
+        sub.dispose();
+        resolve(e);
+      };
+      const onCheckpoint = (e: CheckpointEvent): void => {
+        if (e.reason !== 'periodic') done(e);
+      };
+      const sub = this.onDidChange((r) => {
+        if (r === run && !run.live) done(undefined);
+      });
+      run.on('checkpoint', onCheckpoint);
+      this.log.info(`${run.name}: checkpoint requested (SIGUSR1)`);
+      if (!run.signal('SIGUSR1')) done(undefined);
+    });
   }
 
   /** Resolves once `run` is no longer live. */

@@ -42,7 +42,11 @@ export interface RunEvents {
   invalid: [line: string, reason: string];
   /** Lines of trainer.log (only while the run is followed live). */
   log: [lines: string[]];
+  /** A checkpoint was published (periodic, requested, on stop or final). */
+  checkpoint: [event: CheckpointEvent];
 }
+
+export type CheckpointEvent = Extract<TrainerEvent, { type: 'checkpoint' }>;
 
 export interface ExitInfo {
   code: number | null;
@@ -115,7 +119,10 @@ export class Run extends EventEmitter<RunEvents> {
     return pid !== undefined && isSameProcessAlive(pid, pidStart);
   }
 
-  /** SIGTERM (graceful: the trainer checkpoints and exits 3) or SIGKILL to the run's whole process group. */
+  /**
+   * SIGTERM (graceful: the trainer checkpoints and exits 3), SIGKILL, or SIGUSR1 (a checkpoint after the current step,
+   * training goes on) to the run's whole process group.
+   */
   signal(sig: NodeJS.Signals): boolean {
     const pid = this.record.pid;
     if (pid === undefined || !this.alive()) return false;
@@ -171,6 +178,7 @@ export class Run extends EventEmitter<RunEvents> {
       }
       const value = parsed.event;
       this.metrics.add(value);
+      if (value.type === 'checkpoint') this.emit('checkpoint', value);
       changed ||= value.type !== 'adapter_stats';
       if (value.type === 'start' && this.record.status === 'preparing') this.record.status = 'running';
     }

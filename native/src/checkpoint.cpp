@@ -111,7 +111,19 @@ SavedCheckpoint save_checkpoint(const std::string& ckpt_dir, int64_t step, Model
     out.path = final_dir;
     for (const std::string& f : list_dir(final_dir)) out.bytes += file_size(path_join(final_dir, f));
 
-    auto all = list_checkpoints(ckpt_dir);
+    // Keep-K counts and prunes the checkpoints written on their own; "requested" ones (save now) stay until the user
+    // removes them.
+    std::vector<CheckpointRef> all;
+    const std::vector<CheckpointRef> listed = list_checkpoints(ckpt_dir);
+    for (const CheckpointRef& c : listed) {
+        bool requested = false;
+        try {
+            requested = nlohmann::json::parse(read_file(path_join(c.path, "state.json"))).value("reason", "") ==
+                        "requested";
+        } catch (...) {   // unreadable state: treat as an ordinary checkpoint
+        }
+        if (!requested) all.push_back(c);
+    }
     size_t n_remove = (keep > 0 && all.size() > static_cast<size_t>(keep)) ? all.size() - keep : 0;
     for (size_t i = 0; i < all.size(); ++i) {
         if (i < n_remove && all[i].path != final_dir) {
@@ -120,10 +132,10 @@ SavedCheckpoint save_checkpoint(const std::string& ckpt_dir, int64_t step, Model
             rename_atomic(all[i].path, doomed);
             remove_all(doomed);
             out.removed.push_back(all[i].path);
-        } else {
-            out.kept.push_back(all[i].path);
         }
     }
+    for (const CheckpointRef& c : listed)   // in step order, the requested ones included
+        if (std::find(out.removed.begin(), out.removed.end(), c.path) == out.removed.end()) out.kept.push_back(c.path);
     return out;
 }
 

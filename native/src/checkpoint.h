@@ -43,7 +43,8 @@ std::vector<CheckpointRef> list_checkpoints(const std::string& ckpt_dir);
 std::optional<CheckpointRef> find_resume_checkpoint(const std::string& ckpt_dir);
 
 // Writes checkpoint `step` of `model` + `opt` with `state` (the trainer's state.json object; "step",
-// "optimizer.t" and "files" are filled in here), then prunes to the newest `keep` (0 = keep all). Throws E_IO.
+// "optimizer.t" and "files" are filled in here), then prunes to the newest `keep` (0 = keep all). Checkpoints whose
+// state has "reason": "requested" (save now) are neither counted nor pruned. Throws E_IO.
 SavedCheckpoint save_checkpoint(const std::string& ckpt_dir, int64_t step, Model& model, const AdamW& opt,
                                 nlohmann::json state, int keep);
 

@@ -23,7 +23,10 @@ namespace {
 
 std::atomic<int> g_stop{0};
 
+std::atomic<int> g_save{0};
+
 extern "C" void on_stop_signal(int sig) { g_stop.store(sig); }
+extern "C" void on_save_signal(int) { g_save.store(1); }
 
 void usage(std::FILE* out) {
     std::fprintf(out,
@@ -47,6 +50,8 @@ void usage(std::FILE* out) {
                  "  --version         print \"hqlora-train <version>\" and the compiled backends\n"
                  "  --help, -h        this text\n"
                  "\n"
+                 "signals: SIGINT/SIGTERM stop after a checkpoint; SIGUSR1 writes a checkpoint after the current step\n"
+                 "         and training goes on (checkpoint event, reason \"requested\")\n"
                  "exit codes: 0 done | 1 error (an error event was printed) | 2 usage | 3 stopped by SIGINT/SIGTERM\n"
                  "            after a checkpoint | 4 non-finite loss (last good checkpoint kept)\n");
 }
@@ -136,9 +141,12 @@ int main(int argc, char** argv) {
     sa.sa_flags = SA_RESTART;
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
+    struct sigaction su = sa;
+    su.sa_handler = on_save_signal;
+    sigaction(SIGUSR1, &su, nullptr);
 
     try {
-        return hq::run_training(opt, events, g_stop);
+        return hq::run_training(opt, events, g_stop, &g_save);
     } catch (const hq::Error& e) {
         events.emit_error(e);
         std::fprintf(stderr, "[hqlora] error %s: %s%s%s\n", e.code().c_str(), e.what(), e.hint().empty() ? "" : "\n  hint: ",

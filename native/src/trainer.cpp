@@ -166,7 +166,8 @@ nlohmann::json adapter_stats(Model& model, int max_modules) {
     return {{"levels", levels}, {"modules", names}};
 }
 
-int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<int>& stop_flag) {
+int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<int>& stop_flag,
+                 std::atomic<int>* save_request) {
     const auto t_start = Clock::now();
     RunConfig cfg = load_run_config(opt.config_path);
     const std::string run_dir = cfg.run_dir();
@@ -290,6 +291,7 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
 
     auto save = [&](const char* reason) {
         nlohmann::json state = {
+            {"reason", reason},   // "requested" checkpoints are never pruned (checkpoint.cpp)
             {"micro_step", step * ga},
             {"epoch", batcher.epoch_progress()},
             {"data_cursor", batcher.cursor().to_json()},
@@ -427,7 +429,14 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
             events.emit("adapter_stats", st);
         }
         if ((eval_file || mcq_file) && cfg.eval.every_steps > 0 && step % cfg.eval.every_steps == 0 && step < total) run_eval();
-        if (cfg.checkpoints.every_steps > 0 && step % cfg.checkpoints.every_steps == 0) save("periodic");
+        // "Save checkpoint now" (SIGUSR1) is served after the step it arrived in, as one "requested" checkpoint, which
+        // keep-K pruning leaves alone; it stands in for a periodic one of the same step. On the last step the final
+        // checkpoint serves it.
+        const bool requested = save_request && step < total && save_request->exchange(0) != 0;
+        if (requested)
+            save("requested");
+        else if (cfg.checkpoints.every_steps > 0 && step % cfg.checkpoints.every_steps == 0)
+            save("periodic");
     }
 
     if (stop_flag.load() && step < total) {

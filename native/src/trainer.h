@@ -32,7 +32,10 @@ constexpr int kExitDone = 0, kExitError = 1, kExitUsage = 2, kExitStopped = 3, k
 // Runs the whole job and returns the exit code: kExitDone, kExitStopped (stop_flag became non-zero; a checkpoint
 // was written) or kExitNonFinite (an E_NONFINITE error event was emitted; the last good checkpoint is untouched).
 // Other failures throw hq::Error (the caller emits the error event and exits 1).
-int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<int>& stop_flag);
+// save_request (optional): when it becomes non-zero, a checkpoint (reason "requested") is written after the current
+// step and training goes on; it is reset to zero when served (SIGUSR1 in main_train.cpp).
+int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<int>& stop_flag,
+                 std::atomic<int>* save_request = nullptr);
 
 struct EvalResult {
     double loss = 0.0, perplexity = 0.0;

@@ -127,6 +127,13 @@ TEST_CASE("keep-K prunes the oldest only after the new checkpoint exists; re-sav
 
     SavedCheckpoint all = save_checkpoint(dir, 60, *model, opt, {}, 0);   // keep 0 = keep all
     CHECK(all.kept.size() == 3);
+
+    // A "requested" checkpoint (save now) is neither counted nor pruned by keep-K; it is listed as kept.
+    save_checkpoint(dir, 65, *model, opt, {{"reason", "requested"}}, 2);
+    for (int s = 7; s <= 9; ++s) last = save_checkpoint(dir, s * 10, *model, opt, {{"reason", "periodic"}}, 2);
+    CHECK(list_dir(dir) == std::vector<std::string>{"step-000065", "step-000080", "step-000090"});
+    CHECK(last.kept == std::vector<std::string>{dir + "/step-000065", dir + "/step-000080", dir + "/step-000090"});
+    CHECK(find_resume_checkpoint(dir)->step == 90);
     remove_all(parent_dir(dir));
 }
 

@@ -1,7 +1,8 @@
 // test_trainer_e2e.cpp — runs the real hqlora-train binary as a child process on a tiny model:
 // event stream vs schema, loss falls, SIGKILL + --resume reproduces the loss curve bit for bit, a storm of random
 // SIGKILLs (during start-up, steps, checkpoint writes and the final export) loses nothing, a disk full inside a
-// checkpoint write keeps the previous checkpoint and resumes exactly, SIGTERM -> checkpoint +
+// checkpoint write keeps the previous checkpoint and resumes exactly, SIGUSR1 -> a checkpoint now and training goes
+// on, SIGTERM -> checkpoint +
 // exit 3, non-finite loss -> E_NONFINITE + exit 4, bad inputs -> error event + exit 1.
 #include <doctest/doctest.h>
 
@@ -410,6 +411,42 @@ TEST_CASE("disk full inside a checkpoint write: E_IO, the previous checkpoint in
     for (size_t i = 0; i < resumed.size(); ++i) CHECK_MESSAGE(resumed[i] == ref[4 + i], "step " << 5 + i);
     auto fa = SafeTensorsFile::open(e.dir + "/runs/ref/adapter/adapter.safetensors");
     auto fb = SafeTensorsFile::open(run + "/adapter/adapter.safetensors");
+    for (const auto& t : fa->tensors()) CHECK(fa->read_f32(t.name) == fb->read_f32(t.name));
+    remove_all(e.dir);
+}
+
+// "Save checkpoint now": SIGUSR1 mid-run writes a checkpoint (reason "requested") after the current step, and
+// training goes on, unchanged: the same losses and final adapter as a run without it.
+TEST_CASE("SIGUSR1 writes a checkpoint after the current step and training goes on unchanged") {
+    Env e = make_env();
+    json cfg = base_config(e, "ref");
+    cfg["training"]["max_steps"] = 40;
+    cfg["checkpoints"] = {{"every_steps", 1000}, {"keep", 3}};
+    Child a = spawn({"--config", write_config(e, "ref", cfg), "--threads", "1"}, e.dir + "/ref.out");
+    REQUIRE(wait_child(a) == 0);
+    const std::vector<double> ref = step_losses(read_events(a.out_path));
+
+    cfg["output"]["run_name"] = "saved";
+    Child b = spawn({"--config", write_config(e, "saved", cfg), "--threads", "1"}, e.dir + "/saved.out");
+    REQUIRE(poll_events(b, [](const std::vector<json>& v) { return !of_type(v, "step").empty(); }));
+    kill(b.pid, SIGUSR1);
+    REQUIRE(wait_child(b) == 0);
+    const std::vector<json> ev = read_events(b.out_path);
+    std::vector<json> requested;
+    for (const auto& c : of_type(ev, "checkpoint"))
+        if (c["reason"] == "requested") requested.push_back(c);
+    REQUIRE(requested.size() == 1);
+    const int64_t at = requested[0]["step"].get<int64_t>();
+    CHECK(at >= 1);
+    CHECK(at < 40);
+    for (const auto& x : ev) check_schema(e.schema, x);
+    CHECK(ev.back()["type"] == "done");
+    CHECK(ev.back()["status"] == "completed");
+    CHECK(step_losses(ev) == ref);   // bit-identical doubles: saving does not perturb training
+    const std::string ck = requested[0]["path"].get<std::string>();
+    CHECK(json::parse(read_file(ck + "/state.json"))["step"] == at);
+    auto fa = SafeTensorsFile::open(e.dir + "/runs/ref/adapter/adapter.safetensors");
+    auto fb = SafeTensorsFile::open(e.dir + "/runs/saved/adapter/adapter.safetensors");
     for (const auto& t : fa->tensors()) CHECK(fa->read_f32(t.name) == fb->read_f32(t.name));
     remove_all(e.dir);
 }

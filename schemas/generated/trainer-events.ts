@@ -321,9 +321,9 @@ export interface CheckpointEvent {
    */
   kept: string[];
   /**
-   * Why it was written: "periodic", "signal" or "final".
+   * Why it was written: "periodic" (checkpoints.every_steps), "signal" (a stop: SIGINT/SIGTERM), "requested" ("save now": SIGUSR1; training goes on) or "final".
    */
-  reason?: 'periodic' | 'signal' | 'final';
+  reason?: 'periodic' | 'signal' | 'requested' | 'final';
 }
 /**
  * Emitted every logging.adapter_stats_every steps: per-level size of the learned update over a fixed sample of adapted modules.

@@ -59,7 +59,7 @@ export interface RequestDiffMessage {
  */
 export interface RunActionMessage {
   type: 'action';
-  action: 'stop' | 'resume' | 'openFolder' | 'mergeLevels' | 'exportMerged';
+  action: 'stop' | 'saveCheckpoint' | 'resume' | 'openFolder' | 'mergeLevels' | 'exportMerged';
   runId: RunId;
 }
 /**

@@ -2,7 +2,7 @@
 import type { Commands, RunSummary } from '../../schemas/generated/webview-messages';
 import { button, setDisabled, spinner, tag } from '../ui/toolkit';
 
-export type Action = 'stop' | 'resume' | 'openFolder' | 'mergeLevels' | 'exportMerged';
+export type Action = 'stop' | 'saveCheckpoint' | 'resume' | 'openFolder' | 'mergeLevels' | 'exportMerged';
 
 export function formatDuration(s: number | null): string {
   if (s === null || !Number.isFinite(s) || s < 0) return '—';
@@ -26,6 +26,7 @@ export class Header {
     const act = (a: Action) => () => this.run && onAction(a, this.run.id);
     this.buttons = {
       stop: button('Stop', { id: 'btn-stop', appearance: 'primary', title: 'Stop gracefully: the trainer writes a checkpoint, then exits', onClick: act('stop') }),
+      saveCheckpoint: button('Save checkpoint', { id: 'btn-save', title: 'Write a checkpoint after the current step; training goes on', onClick: act('saveCheckpoint') }),
       resume: button('Resume', { id: 'btn-resume', title: 'Continue from the newest complete checkpoint', onClick: act('resume') }),
       openFolder: button('Open run folder', { id: 'btn-folder', onClick: act('openFolder') }),
       mergeLevels: button('Merge levels', { id: 'btn-merge', onClick: act('mergeLevels') }),
@@ -80,6 +81,7 @@ export class Header {
     }));
     const done = r?.status === 'completed';
     setDisabled(this.buttons.stop, !r?.live);
+    setDisabled(this.buttons.saveCheckpoint, r?.status !== 'running');
     setDisabled(this.buttons.resume, !r || r.live || !(r.status === 'stopped' || r.status === 'failed'));
     setDisabled(this.buttons.openFolder, !r);
     for (const [a, cmd] of [['mergeLevels', 'hqlora.mergeLevels'], ['exportMerged', 'hqlora.exportMerged']] as const) {

@@ -2,7 +2,7 @@
 // test/e2e/run-ext-tests.mjs: commands, run manager states, stop/resume, webview message validation, and
 // no orphaned trainer processes after 100 start/stop cycles. Every figure is printed.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 import * as vscode from 'vscode';
@@ -25,7 +25,7 @@ suite('H-QLoRA extension in a real extension host', () => {
 
   test('commands are registered', async () => {
     const all = new Set(await vscode.commands.getCommands(true));
-    for (const id of ['hqlora.startRun', 'hqlora.stopRun', 'hqlora.resumeRun', 'hqlora.openDashboard', 'hqlora.showTrainerLog', 'hqlora.showLog']) {
+    for (const id of ['hqlora.startRun', 'hqlora.stopRun', 'hqlora.saveCheckpoint', 'hqlora.resumeRun', 'hqlora.openDashboard', 'hqlora.showTrainerLog', 'hqlora.showLog']) {
       assert.ok(all.has(id), `${id} is not registered`);
     }
   });
@@ -61,6 +61,15 @@ suite('H-QLoRA extension in a real extension host', () => {
     const id = (await vscode.commands.executeCommand<string | undefined>('hqlora.startRun', config)) ?? '';
     const run = api.runs.get(id) as Run;
     await waitFor('step 12', () => (run.metrics.lastStep?.step ?? 0) >= 12, LONG);
+    // "Save Checkpoint Now" mid-run: a checkpoint of the step after the request, and the run goes on.
+    const asked = run.metrics.lastStep?.step ?? 0;
+    const saved = await vscode.commands.executeCommand<string | undefined>('hqlora.saveCheckpoint', id);
+    assert.ok(saved && existsSync(path.join(saved, 'state.json')), `saveCheckpoint returned ${String(saved)}`);
+    const savedStep = (JSON.parse(readFileSync(path.join(saved, 'state.json'), 'utf8')) as { step: number }).step;
+    assert.ok(savedStep >= asked, `checkpoint of step ${savedStep}, requested at step ${asked}`);
+    assert.ok(run.live, 'the run goes on after a saved checkpoint');
+    await waitFor('a step after the saved checkpoint', () => (run.metrics.lastStep?.step ?? 0) > savedStep, LONG);
+    console.log(`saved a checkpoint of step ${savedStep} (requested at step ${asked}); the run went on`);
     await vscode.commands.executeCommand('hqlora.stopRun', id);
     assert.equal(run.status, 'stopped', run.record.message);
     const stoppedAt = run.metrics.done?.step ?? 0;
