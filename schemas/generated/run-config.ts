@@ -310,7 +310,7 @@ export interface Checkpoints {
    */
   every_steps?: number;
   /**
-   * Keep the newest this many checkpoints; older ones are removed (0 = keep all).
+   * Keep the newest this many checkpoints; older ones are removed (0 = keep all). Checkpoints saved on request (Save Checkpoint Now, SIGUSR1) are not counted and never removed.
    */
   keep?: number;
 }
