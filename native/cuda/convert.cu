@@ -1,7 +1,6 @@
 // convert.cu — fp32 <-> bf16 conversion of flat device arrays.
 //
 //   f32_to_bf16: out [n] bf16 = round-to-nearest-even(in [n] fp32)   (NaN stays NaN, ±Inf stays ±Inf)
-//   f32_to_bf16_rows: the same for [rows, cols] into rows ldo apart (a column block of a wider bf16 matrix)
 //   bf16_to_f32: out [n] fp32 = in [n]                                (exact: bf16 is the top half of an fp32)
 // Reference: hq::f32_to_bf16 / hq::bf16_to_f32 in native/src/dtype.cpp (the same rounding as torch's .to()).
 // Memory-bound: 4 elements per thread step (16-byte fp32 / 8-byte bf16 accesses) when both pointers are aligned,
@@ -36,24 +35,6 @@ __global__ void f32_to_bf16_kernel(bf16* __restrict__ out, const float* __restri
     for (int64_t k = done + i; k < n; k += stride) out[k] = __float2bfloat16_rn(in[k]);
 }
 
-// Row-strided variant: in [rows, cols] contiguous, out rows ldo apart; 4 per step when cols and ldo allow.
-__global__ void f32_to_bf16_rows_kernel(bf16* __restrict__ out, int64_t ldo, const float* __restrict__ in,
-                                        int64_t rows, int64_t cols, bool vec) {
-    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    const int64_t i0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (vec) {
-        const int64_t cv = cols / 4, nv = rows * cv, lv = ldo / 4;
-        for (int64_t k = i0; k < nv; k += stride) {
-            const int64_t r = k / cv;
-            const float4 v = reinterpret_cast<const float4*>(in)[k];
-            reinterpret_cast<uint2*>(out)[r * lv + (k - r * cv)] = make_uint2(pack_bf16x2(v.x, v.y), pack_bf16x2(v.z, v.w));
-        }
-    } else {
-        const int64_t n = rows * cols;
-        for (int64_t k = i0; k < n; k += stride) out[(k / cols) * ldo + k % cols] = __float2bfloat16_rn(in[k]);
-    }
-}
-
 __global__ void bf16_to_f32_kernel(float* __restrict__ out, const bf16* __restrict__ in, int64_t n, bool vec) {
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -80,15 +61,6 @@ void f32_to_bf16(bf16* out, const float* in, int64_t n, cudaStream_t s) {
     const bool vec = aligned(in, 16) && aligned(out, 8);
     f32_to_bf16_kernel<<<grid_for(vec ? n / 4 + 1 : n), kThreads, 0, s>>>(out, in, n, vec);
     HQ_CUDA_LAUNCH("f32_to_bf16");
-}
-
-void f32_to_bf16_rows(bf16* out, int64_t ldo, const float* in, int64_t rows, int64_t cols, cudaStream_t s) {
-    if (rows <= 0 || cols <= 0) return;
-    HQ_ASSERT(ldo >= cols);
-    if (ldo == cols) return f32_to_bf16(out, in, rows * cols, s);
-    const bool vec = cols % 4 == 0 && ldo % 4 == 0 && aligned(in, 16) && aligned(out, 8);
-    f32_to_bf16_rows_kernel<<<grid_for(rows * cols / (vec ? 4 : 1)), kThreads, 0, s>>>(out, ldo, in, rows, cols, vec);
-    HQ_CUDA_LAUNCH("f32_to_bf16_rows");
 }
 
 void bf16_to_f32(float* out, const bf16* in, int64_t n, cudaStream_t s) {

@@ -13,8 +13,6 @@ namespace hq::cuda {
 
 // ---- conversions -----------------------------------------------------------------------------------------------
 void f32_to_bf16(bf16* out, const float* in, int64_t n, cudaStream_t s);
-// out [rows, ldo-strided] bf16 = in [rows, cols] fp32 (out a column block of a wider matrix).
-void f32_to_bf16_rows(bf16* out, int64_t ldo, const float* in, int64_t rows, int64_t cols, cudaStream_t s);
 void bf16_to_f32(float* out, const bf16* in, int64_t n, cudaStream_t s);
 
 // ---- NF4 (reference: nf4_dequantize in nf4.cpp) --------------------------------------------------------------

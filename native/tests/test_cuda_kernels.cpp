@@ -524,17 +524,6 @@ TEST_CASE("cuda kernels with row-strided bf16 outputs write the contiguous bits 
     SKIP_WITHOUT_GPU();
     for (int64_t pad : {0, 24, 7}) {   // 24: 4-wide paths; 7: an odd stride forces the element paths
         CAPTURE(pad);
-        // f32_to_bf16_rows: [rows, cols] into columns [off, off + cols) of [rows, ld]
-        {
-            const int64_t rows = 33, cols = 96, off = 8, ld = off + cols + pad;
-            const std::vector<float> x = randn((size_t)(rows * cols), 81);
-            DeviceBuffer<float> dx = upload<float>(x);
-            DeviceBuffer<bf16> wide((size_t)(rows * ld));
-            poison(wide);
-            hq::cuda::f32_to_bf16_rows(wide.data() + off, ld, dx.data(), rows, cols, nullptr);
-            check_block("f32_to_bf16_rows", download<uint16_t>(wide.data(), wide.size()), to_bf16(x), rows, cols, ld,
-                        off);
-        }
         // rope backward and the dv layout change, as the q and v blocks of a [N, q | k | v] matrix
         {
             const int B = 2, T = 9, nh = 3, d = 16;
