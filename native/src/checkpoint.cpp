@@ -118,8 +118,7 @@ SavedCheckpoint save_checkpoint(const std::string& ckpt_dir, int64_t step, Model
     for (const CheckpointRef& c : listed) {
         bool requested = false;
         try {
-            requested = nlohmann::json::parse(read_file(path_join(c.path, "state.json"))).value("reason", "") ==
-                        "requested";
+            requested = read_checkpoint_state(c.path).value("reason", "") == "requested";
         } catch (...) {   // unreadable state: treat as an ordinary checkpoint
         }
         if (!requested) all.push_back(c);
