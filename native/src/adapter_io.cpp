@@ -62,25 +62,6 @@ std::string iso_time_utc() {
     return buf;
 }
 
-// Builds a folder at a temp sibling of `dir` with `fill(tmp)`, then publishes it atomically. On any failure the
-// temp folder is removed and `dir` is left as it was.
-template <class F>
-void write_dir_atomic(const std::string& dir, F fill) {
-    make_dirs(parent_dir(dir));
-    const std::string tmp = temp_sibling(dir);
-    try {
-        make_dirs(tmp);
-        fill(tmp);
-        publish_dir(tmp, dir);
-    } catch (...) {
-        try {
-            remove_all(tmp);
-        } catch (...) {
-        }
-        throw;
-    }
-}
-
 }  // namespace
 
 void add_hierarchical_tensors(Model& model, SafeTensorsWriter& w) {

@@ -69,11 +69,10 @@ SavedCheckpoint save_checkpoint(const std::string& ckpt_dir, int64_t step, Model
                                 nlohmann::json state, int keep) {
     make_dirs(ckpt_dir);
     const std::string name = checkpoint_dir_name(step);
-    const std::string tmp = path_join(ckpt_dir, ".tmp-" + name);
     const std::string final_dir = path_join(ckpt_dir, name);
-    remove_all(tmp);
-    make_dirs(tmp);
-    try {
+    // Built in a ".tmp-*" sibling (ignored and removed by find_resume_checkpoint) and renamed into place; a failure
+    // (a full disk, say) removes the partial folder.
+    write_dir_atomic(final_dir, [&](const std::string& tmp) {
         // adapter.safetensors: hierarchical layout, loadable by load_hierarchical_adapter and `inspect`.
         SafeTensorsWriter aw;
         add_hierarchical_tensors(model, aw);
@@ -96,16 +95,7 @@ SavedCheckpoint save_checkpoint(const std::string& ckpt_dir, int64_t step, Model
         state["optimizer"] = {{"t", opt.t}, {"type", "adamw"}};
         state["files"] = {"adapter.safetensors", "optimizer.safetensors"};
         write_file_atomic(path_join(tmp, "state.json"), state.dump(2) + "\n");  // last: marks completeness
-
-        publish_dir(tmp, final_dir);
-    } catch (...) {
-        // Nothing partial stays behind (readers ignore ".tmp-*" anyway, and a full disk gets its space back).
-        try {
-            remove_all(tmp);
-        } catch (...) {
-        }
-        throw;
-    }
+    });
 
     SavedCheckpoint out;
     out.path = final_dir;

@@ -215,4 +215,20 @@ void publish_dir(const std::string& tmp_dir, const std::string& final_dir) {
     if (!old.empty()) remove_all(old);
 }
 
+void write_dir_atomic(const std::string& dir, const std::function<void(const std::string& tmp)>& fill) {
+    make_dirs(parent_dir(dir));
+    const std::string tmp = temp_sibling(dir);
+    try {
+        make_dirs(tmp);
+        fill(tmp);
+        publish_dir(tmp, dir);
+    } catch (...) {
+        try {
+            remove_all(tmp);
+        } catch (...) {
+        }
+        throw;
+    }
+}
+
 }  // namespace hq

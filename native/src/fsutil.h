@@ -6,6 +6,7 @@
 // Every failure throws hq::Error("E_IO", msg naming the path and errno text, Where{file=path}, hint).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -43,5 +44,9 @@ std::string temp_sibling(const std::string& final_path);
 // removes an existing `final_dir` (moved aside first, so a crash leaves either the old or the new folder), renames
 // `tmp_dir` -> `final_dir` and fsyncs the parent.
 void publish_dir(const std::string& tmp_dir, const std::string& final_dir);
+
+// Builds a folder at a temp sibling of `dir` (".tmp-<name>-…") with `fill(tmp)`, then publishes it with publish_dir.
+// On any failure the temp folder is removed and `dir` is left as it was.
+void write_dir_atomic(const std::string& dir, const std::function<void(const std::string& tmp)>& fill);
 
 }  // namespace hq

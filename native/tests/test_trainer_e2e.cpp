@@ -129,6 +129,14 @@ std::string write_config(const Env& e, const std::string& name, const json& cfg)
     return p;
 }
 
+// Two runs' final adapters (<run>/adapter/adapter.safetensors) hold the same tensors, bit for bit.
+void check_same_adapter(const std::string& run_a, const std::string& run_b) {
+    auto fa = SafeTensorsFile::open(run_a + "/adapter/adapter.safetensors");
+    auto fb = SafeTensorsFile::open(run_b + "/adapter/adapter.safetensors");
+    REQUIRE(fa->tensors().size() == fb->tensors().size());
+    for (const auto& t : fa->tensors()) CHECK_MESSAGE(fa->read_f32(t.name) == fb->read_f32(t.name), t.name);
+}
+
 std::vector<double> step_losses(const std::vector<json>& ev) {
     std::vector<double> l;
     for (const auto& s : of_type(ev, "step")) l.push_back(s["loss"].get<double>());
@@ -216,10 +224,7 @@ TEST_CASE("a run emits schema-valid events, its loss falls, and SIGKILL + --resu
     for (size_t i = 0; i < resumed.size(); ++i)
         CHECK_MESSAGE(resumed[i] == full[from + i], "step " << from + 1 + i);   // bit-identical doubles
     // The final adapters are identical too.
-    auto fa = SafeTensorsFile::open(run + "/adapter/adapter.safetensors");
-    auto fb = SafeTensorsFile::open(e.dir + "/runs/killed/adapter/adapter.safetensors");
-    REQUIRE(fa->tensors().size() == fb->tensors().size());
-    for (const auto& t : fa->tensors()) CHECK(fa->read_f32(t.name) == fb->read_f32(t.name));
+    check_same_adapter(run, e.dir + "/runs/killed");
 
     // Resuming with other adapter levels is refused, naming the key; nothing is written.
     json other = cfg;
@@ -255,7 +260,6 @@ TEST_CASE("kill storm: random SIGKILLs with --resume never lose, corrupt or chan
     const double full_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const std::vector<double> ref = step_losses(read_events(a.out_path));
     REQUIRE(ref.size() == static_cast<size_t>(steps));
-    auto ref_adapter = SafeTensorsFile::open(e.dir + "/runs/ref/adapter/adapter.safetensors");
 
     cfg["output"]["run_name"] = "storm";
     const std::string scfg = write_config(e, "storm", cfg);
@@ -304,9 +308,7 @@ TEST_CASE("kill storm: random SIGKILLs with --resume never lose, corrupt or chan
         if (rc == 0) {   // finished before the kill: same adapter as the uninterrupted run, then a fresh storm run
             ++completions;
             CHECK(!of_type(ev, "done").empty());
-            auto got = SafeTensorsFile::open(run + "/adapter/adapter.safetensors");
-            REQUIRE(got->tensors().size() == ref_adapter->tensors().size());
-            for (const auto& t : ref_adapter->tensors()) CHECK(got->read_f32(t.name) == ref_adapter->read_f32(t.name));
+            check_same_adapter(e.dir + "/runs/ref", run);
             remove_all(run);
             announced = 0;
             std::fill(seen.begin(), seen.end(), 0);
@@ -323,8 +325,7 @@ TEST_CASE("kill storm: random SIGKILLs with --resume never lose, corrupt or chan
         REQUIRE(wait_child(c) == 0);
         for (const auto& st : of_type(read_events(c.out_path), "step"))
             CHECK(st["loss"].get<double>() == ref[static_cast<size_t>(st["step"].get<int64_t>() - 1)]);
-        auto got = SafeTensorsFile::open(run + "/adapter/adapter.safetensors");
-        for (const auto& t : ref_adapter->tensors()) CHECK(got->read_f32(t.name) == ref_adapter->read_f32(t.name));
+        check_same_adapter(e.dir + "/runs/ref", run);
         ++completions;
         // Every line of the run's event log is one JSON object, across all the attempts it took.
         auto log_lines = [&](size_t& bad) {
@@ -409,9 +410,7 @@ TEST_CASE("disk full inside a checkpoint write: E_IO, the previous checkpoint in
     const std::vector<double> resumed = step_losses(after);
     REQUIRE(resumed.size() == 8);
     for (size_t i = 0; i < resumed.size(); ++i) CHECK_MESSAGE(resumed[i] == ref[4 + i], "step " << 5 + i);
-    auto fa = SafeTensorsFile::open(e.dir + "/runs/ref/adapter/adapter.safetensors");
-    auto fb = SafeTensorsFile::open(run + "/adapter/adapter.safetensors");
-    for (const auto& t : fa->tensors()) CHECK(fa->read_f32(t.name) == fb->read_f32(t.name));
+    check_same_adapter(e.dir + "/runs/ref", run);
     remove_all(e.dir);
 }
 
@@ -445,9 +444,7 @@ TEST_CASE("SIGUSR1 writes a checkpoint after the current step and training goes 
     CHECK(step_losses(ev) == ref);   // bit-identical doubles: saving does not perturb training
     const std::string ck = requested[0]["path"].get<std::string>();
     CHECK(json::parse(read_file(ck + "/state.json"))["step"] == at);
-    auto fa = SafeTensorsFile::open(e.dir + "/runs/ref/adapter/adapter.safetensors");
-    auto fb = SafeTensorsFile::open(e.dir + "/runs/saved/adapter/adapter.safetensors");
-    for (const auto& t : fa->tensors()) CHECK(fa->read_f32(t.name) == fb->read_f32(t.name));
+    check_same_adapter(e.dir + "/runs/ref", e.dir + "/runs/saved");
     remove_all(e.dir);
 }
 
