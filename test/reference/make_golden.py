@@ -6,8 +6,16 @@ no bitsandbytes, so the bnb algorithm is re-implemented here). Everything runs o
 with deterministic algorithms and TF32 off, which is the most reproducible setting.
 
     python3 test/reference/make_golden.py [--fixtures test/fixtures/models] [--out $OUT/golden] [--models a,b]
+    python3 test/reference/make_golden.py --families all [--fixtures-out $OUT/fixtures] [--out $OUT/golden]
 
-For each fixture model (tiny-llama, tiny-llama3, tiny-gemma) it writes <out>/<model>.safetensors:
+For each fixture model (tiny-llama, tiny-llama3, tiny-gemma) it writes <out>/<model>.safetensors. With --families
+(qwen2, qwen2-tied, qwen3, mistral, gemma2, gemma3, phi3; see golden_families.py) it first makes each family's fixture
+folder with the real transformers class, then its golden file; one family's failure is reported and the others go on.
+Family golden files also hold probe.* tensors: probe.rope.T{6,12,16}.L{l}.{cos,sin} [T, d] (what each layer's
+attention received), probe.mask.L{l} U8 [16, 16] (1 = key visible, from output_attentions), probe.short.ids /
+probe.short.logits (the adapted model on the first 6 positions of input.ids). Phi-3's module names are the native
+trainer's (model.layers.L.self_attn.q_proj, ...): rows of the fused qkv_proj / gate_up_proj, each quantized and adapted
+on its own (golden_families.SlicedLora).
 
 NF4 (a PyTorch re-implementation of bitsandbytes quantize_4bit(nf4, blocksize 64, compress_statistics=True) and
 dequantize_4bit, trainer-anchors §1.3–1.6), for every targeted projection weight M (e.g. model.layers.0.mlp.up_proj):
@@ -57,6 +65,10 @@ import sys
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from golden_families import (FAMILY_OF_DIR, family_specs, install_sliced_lora,  # noqa: E402
+                             make_fixture, proj_slices, verify_family)
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 LEVELS = [{"rank": 4, "alpha": 8.0}, {"rank": 2, "alpha": 2.0}, {"rank": 2, "alpha": 6.0}]  # scales 2, 1, 3
@@ -386,53 +398,11 @@ def make_batch(gen: torch.Generator, B: int, T: int, V: int, pad_id: int):
     return ids, labels
 
 
-def run_model(name: str, fixtures: str, out_dir: str, dyn: torch.Tensor) -> dict:
-    import peft
+def peft_adapters(model, modules: list[str], tensors: dict, name: str, gen: torch.Generator):
+    """PEFT LoRA, one adapter per level (all active); initial weights drawn from `gen` into tensors. Returns the
+    transformers model with the LoRA layers injected and the [(hq_key, parameter)] list."""
     from peft import LoraConfig, get_peft_model
 
-    path = os.path.join(fixtures, name)
-    with open(os.path.join(path, "config.json")) as f:
-        cfg_json = json.load(f)
-    model = load_model(path)
-    info = verify_config(model, cfg_json, name)
-    V = cfg_json["vocab_size"]
-    pad_id = cfg_json.get("pad_token_id", 0) or 0
-    modules = target_module_names(model)
-    tensors: dict[str, torch.Tensor] = {}
-
-    # a. NF4 of every targeted projection, and the model's weight replaced by its dequantized value.
-    code_mm = q8_mm = 0
-    worst_rel = 0.0
-    tensors_w: dict[str, torch.Tensor] = {}
-    offset_ulps: list[int] = []   # torch fp32 mean() vs the fp64 mean rounded to fp32, in ulps, per weight
-    with torch.no_grad():
-        for m in modules:
-            lin = model.get_submodule(m)
-            w = lin.weight.detach().clone()
-            tensors_w[m] = w
-            r = quantize_nf4_dq(w, dyn)
-            code_mm += r["n_code_mismatch"]
-            q8_mm += r["n_q8_mismatch"]
-            for k in ("packed", "absmax", "qabsmax", "absmax2", "offset", "scales"):
-                tensors[f"nf4.{m}.{k}"] = r[k]
-            offset_ulps.append(f32_ulps(float(r["offset"]), float(r["absmax"].double().mean())))
-            worst_rel = max(worst_rel, float((r["dequant"] - w).abs().max() / w.abs().max()))
-            lin.weight.copy_(r["dequant"])
-    # The same for all targeted weights flattened and concatenated in module order (one tensor of > 256 blocks,
-    # so the nested double-quant blocks, including a partial last one, are exercised).
-    r = quantize_nf4_dq(torch.cat([tensors_w[m].reshape(-1) for m in modules]), dyn)
-    code_mm += r["n_code_mismatch"]
-    q8_mm += r["n_q8_mismatch"]
-    for k in ("packed", "absmax", "qabsmax", "absmax2", "offset", "scales"):
-        tensors[f"nf4.concat.{k}"] = r[k]
-    if code_mm:
-        fail(f"{name}: {code_mm} NF4 codes differ between the CUDA tree and the default backend's argmin")
-    if q8_mm:
-        fail(f"{name}: {q8_mm} qabsmax codes differ between dQuantize<0> and the default backend's argmin")
-    print(f"[{name}] NF4: {len(modules)} weights quantized; tree == argmin codes; dQuantize<0> == argmin qabsmax; "
-          f"max |deq - w| / max|w| = {worst_rel:.4f}; offset vs fp64 mean (ulps) {offset_ulps}", flush=True)
-
-    # b. PEFT, one adapter per level, all active.
     level_names = [f"level{j}" for j in range(len(LEVELS))]
     cfgs = [LoraConfig(r=lv["rank"], lora_alpha=lv["alpha"], target_modules=list(TARGETS), lora_dropout=0.0,
                        bias="none", task_type="CAUSAL_LM", use_rslora=False) for lv in LEVELS]
@@ -455,7 +425,6 @@ def run_model(name: str, fixtures: str, out_dir: str, dyn: torch.Tensor) -> dict
                 fail(f"{name}: {m} level {j} scaling {s}, want alpha/r = {lv['alpha'] / lv['rank']}")
 
     # Deterministic adapter init with B != 0 (so dA != 0): A ~ U(-1/sqrt(in), 1/sqrt(in)), B ~ N(0, 0.05^2).
-    gen = torch.Generator().manual_seed(SEED)
     params: list[tuple[str, torch.nn.Parameter]] = []
     with torch.no_grad():
         for m in modules:
@@ -488,6 +457,105 @@ def run_model(name: str, fixtures: str, out_dir: str, dyn: torch.Tensor) -> dict
     if float((y - want).abs().max()) > 1e-5:
         fail(f"{name}: PEFT multi-adapter output is not the sum of the levels (max diff {float((y - want).abs().max())})")
 
+    return inner, params
+
+
+def sliced_adapters(model, cfg_json: dict, modules: list[str], tensors: dict, name: str, gen: torch.Generator):
+    """Phi-3: per-slice hierarchical adapters on the fused qkv_proj / gate_up_proj (and on o_proj / down_proj), the
+    same init distribution and order as peft_adapters. Returns the model and the [(hq_key, parameter)] list."""
+    where = install_sliced_lora(model, cfg_json, modules, LEVELS)
+    params: list[tuple[str, torch.nn.Parameter]] = []
+    with torch.no_grad():
+        for m in modules:
+            wrapper, s = where[m]
+            for j in range(len(LEVELS)):
+                A, B = wrapper.level(s, j)
+                bound = 1.0 / math.sqrt(A.shape[1])
+                A.copy_((torch.rand(A.shape, generator=gen) * 2 - 1) * bound)
+                B.copy_(torch.randn(B.shape, generator=gen) * 0.05)
+                tensors[hq_key(m, j, "A")] = A.detach().clone()
+                tensors[hq_key(m, j, "B")] = B.detach().clone()
+                params.append((hq_key(m, j, "A"), A))
+                params.append((hq_key(m, j, "B"), B))
+    for _, p in params:
+        p.requires_grad_(True)
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if n_trainable != sum(p.numel() for _, p in params):
+        fail(f"{name}: {n_trainable} trainable parameters, but the adapters have {sum(p.numel() for _, p in params)}")
+    # The fused output is base + the slices' level sums in row order: check the first layer's qkv_proj.
+    wrapper, _ = where[modules[0]]
+    x = torch.randn(3, wrapper.base_layer.weight.shape[1], generator=gen)
+    with torch.no_grad():
+        y = wrapper(x)
+        want = wrapper.base_layer(x).clone()
+        for s, (_, r0, r1) in enumerate(wrapper.slices):
+            for j, lv in enumerate(LEVELS):
+                A, B = wrapper.level(s, j)
+                want[:, r0:r1] += (lv["alpha"] / lv["rank"]) * (x @ A.T) @ B.T
+    if float((y - want).abs().max()) > 1e-5:
+        fail(f"{name}: sliced adapters' output is not base + the slices' level sums")
+    return model, params
+
+
+def run_model(name: str, fixtures: str, out_dir: str, dyn: torch.Tensor) -> dict:
+    import peft
+
+    path = os.path.join(fixtures, name)
+    with open(os.path.join(path, "config.json")) as f:
+        cfg_json = json.load(f)
+    model = load_model(path)
+    probes: dict[str, torch.Tensor] = {}
+    if name in FAMILY_OF_DIR:
+        info, probes = verify_family(model, cfg_json, name, strict=False)
+    else:
+        info = verify_config(model, cfg_json, name)
+    V = cfg_json["vocab_size"]
+    pad_id = cfg_json.get("pad_token_id", 0) or 0
+    modules = target_module_names(model)
+    tensors: dict[str, torch.Tensor] = dict(probes)
+    # Where each targeted weight lives: its own Linear, or rows of a fused one (Phi-3 qkv_proj / gate_up_proj).
+    slices = proj_slices(model, cfg_json, modules)
+
+    # a. NF4 of every targeted projection, and the model's weight replaced by its dequantized value.
+    code_mm = q8_mm = 0
+    worst_rel = 0.0
+    tensors_w: dict[str, torch.Tensor] = {}
+    offset_ulps: list[int] = []   # torch fp32 mean() vs the fp64 mean rounded to fp32, in ulps, per weight
+    with torch.no_grad():
+        for m in modules:
+            lin, r0, r1 = slices[m]
+            w = lin.weight[r0:r1].detach().clone()
+            tensors_w[m] = w
+            r = quantize_nf4_dq(w, dyn)
+            code_mm += r["n_code_mismatch"]
+            q8_mm += r["n_q8_mismatch"]
+            for k in ("packed", "absmax", "qabsmax", "absmax2", "offset", "scales"):
+                tensors[f"nf4.{m}.{k}"] = r[k]
+            offset_ulps.append(f32_ulps(float(r["offset"]), float(r["absmax"].double().mean())))
+            worst_rel = max(worst_rel, float((r["dequant"] - w).abs().max() / w.abs().max()))
+            lin.weight[r0:r1].copy_(r["dequant"])
+    # The same for all targeted weights flattened and concatenated in module order (one tensor of > 256 blocks,
+    # so the nested double-quant blocks, including a partial last one, are exercised).
+    r = quantize_nf4_dq(torch.cat([tensors_w[m].reshape(-1) for m in modules]), dyn)
+    code_mm += r["n_code_mismatch"]
+    q8_mm += r["n_q8_mismatch"]
+    for k in ("packed", "absmax", "qabsmax", "absmax2", "offset", "scales"):
+        tensors[f"nf4.concat.{k}"] = r[k]
+    if code_mm:
+        fail(f"{name}: {code_mm} NF4 codes differ between the CUDA tree and the default backend's argmin")
+    if q8_mm:
+        fail(f"{name}: {q8_mm} qabsmax codes differ between dQuantize<0> and the default backend's argmin")
+    print(f"[{name}] NF4: {len(modules)} weights quantized; tree == argmin codes; dQuantize<0> == argmin qabsmax; "
+          f"max |deq - w| / max|w| = {worst_rel:.4f}; offset vs fp64 mean (ulps) {offset_ulps}", flush=True)
+
+    # b. Adapters, one per level, all active: PEFT LoRA, or for Phi-3's fused weights the native trainer's
+    # per-slice adapters (SlicedLora), since PEFT adapts a fused Linear only as a whole.
+    gen = torch.Generator().manual_seed(SEED)
+    if cfg_json.get("model_type") == "phi3":
+        inner, params = sliced_adapters(model, cfg_json, modules, tensors, name, gen)
+    else:
+        inner, params = peft_adapters(model, modules, tensors, name, gen)
+
     # c. Fixed inputs: logits, loss, grads.
     ids = torch.randint(4, V, (FWD_B, FWD_T), generator=gen, dtype=torch.int64)
     labels = ids.clone()
@@ -495,7 +563,7 @@ def run_model(name: str, fixtures: str, out_dir: str, dyn: torch.Tensor) -> dict
     labels[1, 7] = -100
     labels[1, 10] = -100
     n_target = int((labels[:, 1:] != -100).sum())
-    pm.zero_grad(set_to_none=True)
+    inner.zero_grad(set_to_none=True)
     out = inner(input_ids=ids, labels=labels)
     loss = out.loss
     manual = ce_loss(out.logits, labels)
@@ -515,6 +583,11 @@ def run_model(name: str, fixtures: str, out_dir: str, dyn: torch.Tensor) -> dict
         fail(f"{name}: lora_A gradients are all zero")
     print(f"[{name}] forward: loss {float(loss):.6f} over {n_target} targets, |logits|max "
           f"{float(out.logits.abs().max()):.4f}", flush=True)
+    if name in FAMILY_OF_DIR:
+        # A short sequence too (T = 6: LongRoPE's short factors, a window that never slides out).
+        with torch.no_grad():
+            tensors["probe.short.ids"] = ids[:, :6].to(torch.int32).contiguous()
+            tensors["probe.short.logits"] = inner(input_ids=ids[:, :6]).logits.detach().float().contiguous()
 
     # d. 20-step trajectory from the same init.
     with torch.no_grad():
@@ -591,7 +664,13 @@ def main() -> int:
     ap.add_argument("--fixtures", default=os.path.join(repo, "test", "fixtures", "models"))
     ap.add_argument("--out", default=os.path.join(os.environ["OUT"], "golden") if os.environ.get("OUT")
                     else os.path.join(repo, "test", "golden"))
-    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--models", default=None, help=f"golden files to make (default {','.join(MODELS)}, or with "
+                    "--families only the families' fixtures)")
+    ap.add_argument("--families", default="",
+                    help="make the fixtures of these families first (comma list of "
+                         f"{','.join(family_specs())}, or 'all') into --fixtures-out, then their golden files")
+    ap.add_argument("--fixtures-out", default=None,
+                    help="where --families writes fixture folders (default $OUT/fixtures, else --fixtures)")
     ap.add_argument("--print-map", action="store_true", help="print the dynamic map as float hex (JSON) and exit")
     args = ap.parse_args()
     if args.print_map:
@@ -625,8 +704,33 @@ def main() -> int:
     print(f"dynamic map: this process's capability {cap}; indices that differ under ATEN_CPU_CAPABILITY=...: "
           f"{json.dumps(variants)}", flush=True)
     MAP_INFO.update({"capability": cap, "differs_under": variants})
-    summary = [run_model(m, args.fixtures, args.out, dyn) for m in args.models.split(",") if m]
+    specs = family_specs()
+    fams = list(specs) if args.families == "all" else [f for f in args.families.split(",") if f]
+    for f in fams:
+        if f not in specs:
+            fail(f"unknown family {f!r}; known: {', '.join(specs)}")
+    fx_out = args.fixtures_out or (os.path.join(os.environ["OUT"], "fixtures") if os.environ.get("OUT")
+                                   else args.fixtures)
+    models = args.models.split(",") if args.models is not None else ([] if fams else list(MODELS))
+    jobs = [(m, args.fixtures, None) for m in models if m] + [(specs[f]["dir"], fx_out, f) for f in fams]
+    # One family's failure is recorded and the others go on: one bug must not cost the whole run.
+    summary, failed = [], []
+    import traceback
+    for name, fx_dir, fam in jobs:
+        try:
+            if fam:
+                os.makedirs(fx_dir, exist_ok=True)
+                make_fixture(fam, fx_dir, os.path.join(args.fixtures, "tiny-llama"), lambda s: print(s, flush=True))
+            summary.append(run_model(name, fx_dir, args.out, dyn))
+        except (Exception, SystemExit) as e:  # noqa: BLE001
+            msg = f"{type(e).__name__}: {e}"
+            print(f"make_golden.py: FAILED for {name}: {msg}", file=sys.stderr, flush=True)
+            traceback.print_exc()
+            failed.append({"model": name, "error": msg})
     print("summary: " + json.dumps(summary), flush=True)
+    if failed:
+        print("make_golden.py: FAILED: " + json.dumps(failed), file=sys.stderr, flush=True)
+        return 1
     return 0
 
 
