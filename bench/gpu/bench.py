@@ -14,7 +14,13 @@ Measurements
 - step s (ours): the median, over the timed steps (the ones after $WARMUP), of the wall time between consecutive
   `step` events (elapsed_s differences: everything the trainer does per step, logging included).
   step s (PEFT): the median over the timed steps of the time between two torch.cuda.synchronize() calls.
-- tokens/s = MB * SEQ / step s for both (every position of the batch, as the peer counts).
+- tokens/s = trained tokens per step / step s, for both systems. Ours: the `tokens` field of the trainer's `step`
+  events (the positions that carry a loss, after any clamp to max_position_embeddings), the median over the timed
+  steps; the start event's `tokens_per_step` is recorded beside it. The peer: the label positions its loss counts
+  (MB * (SEQ - 1): labels = input_ids, shifted by one inside the model); the tokens it was fed (MB * SEQ) are recorded
+  too. A row is INVALID, and never printed as a ratio, when its trainer warned W_TRUNCATED (rows longer than the
+  model's max_position_embeddings are cut, so it trained fewer tokens than SEQ says) or when its trained tokens per
+  step differ from the peer's at the same shape, length and ckpt; bench.json says why ("valid", "invalid_reason").
 - peak GiB (ours): nvidia-smi memory.used, polled every 200 ms during the run, max minus the reading just before
   the trainer started (CUDA context included). The trainer's own `memory_bytes` (a host-side estimate) is kept
   in bench.json. peak GiB (PEFT): torch.cuda.max_memory_allocated (weights included; what the peer reports);
@@ -28,12 +34,14 @@ Measurements
 Environment (defaults in brackets)
   HQ_TRAIN [native/build/bin/hqlora-train]  SHAPES [llama2-7b gemma-2b]  CKPTS [0 1]  RANKS [64 32,8,8,8,8]
   PEER_RANKS [$RANKS]: the peer's rank sets (e.g. 64 alone: the ratio's reference, without the slow multi-adapter run)
-  MB [4]  SEQ [512]  WARMUP [3]  STEPS [10]  DEVICE [cuda]  COMPUTE_DTYPE [bfloat16]  THREADS [0]
+  MB [4]  SEQ [512]  SEQS [unset]: several lengths, one table each, e.g. "4x512 1x2048 1x4096" (MBxSEQ, or SEQ
+  alone with micro-batch MB); the checkpoint of each shape is made once and reused.  WARMUP [3]  STEPS [10]  DEVICE [cuda]  COMPUTE_DTYPE [bfloat16]  THREADS [0]
   WORK [/tmp/hqbench]  CKPT_ROOT [$WORK/ckpt]  OUT [unset: no files]  PEER [1]  OURS [1]
   BUDGET_S [480]: no new measurement starts after this many seconds; HARD_S [560]: every child process gets
   SIGTERM by then and SIGKILL 15 s later (the whole run stays under the device's 10-minute limit);
   RUN_TIMEOUT_S [300] per child process.  PEER_DEVICE [cuda]: the peer's device.
   KEEP_RUNS [0]: keep the trainer's run folders (adapters) under $WORK/runs.
+  HQ_COMMIT [git rev-parse HEAD of this checkout]: the commit of the trainer measured, recorded in the results.
   For a smoke test without a GPU: DEVICE=cpu PEER_DEVICE=cpu SHAPES="tiny-llama tiny-gemma" MB=2 SEQ=64.
 Outputs: the table on stdout (progress on stderr); logs of every child process in $WORK/logs; with OUT set:
 $OUT/bench.json (every number) and $OUT/logs.tar.gz, both rewritten after each measurement (a run cut short still
@@ -73,6 +81,7 @@ CFG = {
     "peer_ranks": env("PEER_RANKS", env("RANKS", "64 32,8,8,8,8")).split(),
     "mb": int(env("MB", "4")),
     "seq": int(env("SEQ", "512")),
+    "seqs_spec": env("SEQS", ""),
     "warmup": int(env("WARMUP", "3")),
     "steps": int(env("STEPS", "10")),
     "device": env("DEVICE", "cuda"),
@@ -89,6 +98,21 @@ CFG = {
     "out": os.environ.get("OUT") or None,
 }
 CFG["ckpt_root"] = env("CKPT_ROOT", os.path.join(CFG["work"], "ckpt"))
+
+
+def parse_seqs(spec, mb, seq):
+    """SEQS: "4x512 1x2048 8192" -> [(4, 512), (1, 2048), (MB, 8192)]; empty: [(MB, SEQ)]."""
+    out = []
+    for item in spec.replace(",", " ").split():
+        try:
+            b, _, t = item.rpartition("x")
+            out.append((int(b) if b else mb, int(t)))
+        except ValueError:
+            raise SystemExit(f"SEQS: {item!r} is not MBxSEQ or SEQ (e.g. 4x512 or 2048)")
+    return out or [(mb, seq)]
+
+
+CFG["seqs"] = parse_seqs(CFG["seqs_spec"], CFG["mb"], CFG["seq"])
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 RESULTS = {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -191,8 +215,24 @@ def ranks_of(label):
 
 # ---- setup --------------------------------------------------------------------------------------------------------
 
+def commit():
+    """The commit of the trainer measured: $HQ_COMMIT (the checkout that built it), else this checkout's HEAD."""
+    c = os.environ.get("HQ_COMMIT")
+    if c:
+        return c
+    try:
+        r = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            return "unknown (no git checkout; set HQ_COMMIT)"
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return r.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git; set HQ_COMMIT)"
+
+
 def environment():
-    info = {"python": CFG["python"], "trainer": CFG["trainer"]}
+    info = {"python": CFG["python"], "trainer": CFG["trainer"], "commit": commit()}
     try:
         r = subprocess.run([CFG["trainer"], "--version"], capture_output=True, text=True, timeout=60)
         info["trainer_version"] = r.stdout.strip().replace("\n", " | ")
@@ -226,7 +266,7 @@ def gemm():
 
 
 def prepare(shape_name):
-    s = shapes.shape(shape_name)
+    """The checkpoint of a shape (made once, reused for every length). Returns its folder or None."""
     d = os.path.join(CFG["ckpt_root"], shape_name)
     r = run_proc([CFG["python"], os.path.join(HERE, "make_checkpoint.py"), shape_name, d], f"ckpt-{shape_name}",
                  timeout=CFG["run_timeout_s"])
@@ -238,23 +278,27 @@ def prepare(shape_name):
     else:
         log(f"checkpoint {shape_name}: {d} ({'reused' if info.get('reused') else str(info.get('seconds')) + ' s'})")
     RESULTS["checkpoints"][shape_name] = info
-    rows = max(64, CFG["mb"] * (CFG["warmup"] + CFG["steps"]))
+    return d if info.get("rc") == 0 else None
+
+
+def prepare_tokens(shape_name, mb, seq):
+    """Random rows of exactly seq tokens for a shape. Returns the token file or None."""
+    s = shapes.shape(shape_name)
+    rows = max(64, mb * (CFG["warmup"] + CFG["steps"]))
     cj = shapes.config_json(s)
-    tok = os.path.join(CFG["work"], "tokens", f"{shape_name}-{rows}x{CFG['seq']}.hqtok")
+    tok = os.path.join(CFG["work"], "tokens", f"{shape_name}-{rows}x{seq}.hqtok")
     os.makedirs(os.path.dirname(tok), exist_ok=True)
     r = run_proc([sys.executable, os.path.join(HERE, "make_tokens.py"), tok, "--vocab", str(s["vocab"]),
-                  "--rows", str(rows), "--seq", str(CFG["seq"]), "--bos-id", str(cj["bos_token_id"]),
+                  "--rows", str(rows), "--seq", str(seq), "--bos-id", str(cj["bos_token_id"]),
                   "--eos-id", str(cj["eos_token_id"]), "--pad-id", str(cj["pad_token_id"])],
-                 f"tokens-{shape_name}", timeout=120)
-    RESULTS["tokens"][shape_name] = {"file": tok, "rows": rows, "rc": r["rc"]}
-    ok = r["rc"] == 0 and info.get("rc") == 0
-    return (d, tok) if ok else (None, None)
+                 f"tokens-{shape_name}-{seq}", timeout=120)
+    RESULTS["tokens"][f"{shape_name}/{mb}x{seq}"] = {"file": tok, "rows": rows, "rc": r["rc"]}
+    return tok if r["rc"] == 0 else None
 
 
 # ---- our trainer --------------------------------------------------------------------------------------------------
 
-def run_json(model_dir, tokens, ranks, ck, run_name):
-    seq = CFG["seq"]
+def run_json(model_dir, tokens, ranks, ck, run_name, mb, seq):
     return {
         "model": {"path": model_dir},
         "quantization": {"type": "nf4", "double_quant": True, "blocksize": 64, "compute_dtype": CFG["compute_dtype"]},
@@ -262,7 +306,7 @@ def run_json(model_dir, tokens, ranks, ck, run_name):
                     "init": "kaiming", "rslora": False},
         "data": {"train_tokens": tokens, "source_max_len": seq // 2, "target_max_len": seq - seq // 2,
                  "train_on_source": True},
-        "training": {"max_steps": CFG["warmup"] + CFG["steps"], "micro_batch_size": CFG["mb"],
+        "training": {"max_steps": CFG["warmup"] + CFG["steps"], "micro_batch_size": mb,
                      "gradient_accumulation_steps": 1, "learning_rate": 2e-4, "lr_scheduler": "constant",
                      "warmup_steps": 0, "warmup_ratio": 0.0, "adam_beta1": 0.9, "adam_beta2": 0.999,
                      "adam_epsilon": 1e-8, "weight_decay": 0.0, "max_grad_norm": 0.3,
@@ -280,11 +324,18 @@ def parse_trainer(events, res):
     start = next((e for e in events if e.get("type") == "start"), None)
     steps = [e for e in events if e.get("type") == "step"]
     errors = [e for e in events if e.get("type") == "error"]
+    warnings = [e for e in events if e.get("type") == "warning"]
+    res["warnings"] = [f"{w.get('code')}: {w.get('message')}" for w in warnings]
+    trunc = [w for w in warnings if w.get("code") == "W_TRUNCATED"]
+    if trunc:
+        res["valid"] = False
+        res["invalid_reason"] = f"trainer warned {trunc[0].get('code')}: {trunc[0].get('message')}"
     done = next((e for e in events if e.get("type") == "done"), None)
     if start:
         res["backend"] = start.get("backend")
         res["trainable"] = (start.get("params") or {}).get("trainable")
         res["start_after_s"] = round(start["time"] - res["launched_at"], 2) if "time" in start else None
+        res["tokens_per_step_start"] = start.get("tokens_per_step")
     if errors:
         res["error"] = f"{errors[0].get('code')}: {errors[0].get('message')}"
     if done:
@@ -294,8 +345,9 @@ def parse_trainer(events, res):
     res["first_step_after_s"] = round(steps[0]["time"] - res["launched_at"], 2) if "time" in steps[0] else None
     el = [float(e["elapsed_s"]) for e in steps]
     dts = [el[0]] + [b - a for a, b in zip(el, el[1:])]
-    tok = CFG["mb"] * CFG["seq"]
-    own = [tok / float(e["tokens_per_s"]) if isinstance(e.get("tokens_per_s"), (int, float)) and e["tokens_per_s"] > 0
+    trained = [e.get("tokens") for e in steps]
+    fed = res["micro_batch"] * res["seq"]
+    own = [fed / float(e["tokens_per_s"]) if isinstance(e.get("tokens_per_s"), (int, float)) and e["tokens_per_s"] > 0
            else None for e in steps]
     timed = list(range(CFG["warmup"], len(steps)))
     res["steps_done"] = len(steps)
@@ -304,7 +356,14 @@ def parse_trainer(events, res):
         med = statistics.median(dts[i] for i in timed)
         res["step_s"] = round(med, 5)
         res["step_mean_s"] = round(statistics.fmean(dts[i] for i in timed), 5)
-        res["tokens_per_s"] = round(tok / med, 1)
+        tt = [trained[i] for i in timed if isinstance(trained[i], (int, float))]
+        if not tt:
+            res["valid"] = False
+            res["invalid_reason"] = "the trainer's step events carry no trained-token count"
+            return
+        res["tokens_trained_per_step"] = statistics.median(tt)
+        res["tokens_trained_min"], res["tokens_trained_max"] = min(tt), max(tt)
+        res["tokens_per_s"] = round(res["tokens_trained_per_step"] / med, 1)
         own_t = [own[i] for i in timed if own[i] is not None]
         res["trainer_step_s"] = round(statistics.median(own_t), 5) if own_t else None
         res["timed_steps"] = len(timed)
@@ -320,17 +379,17 @@ def parse_trainer(events, res):
     res["loss_first"], res["loss_last"] = losses[0], losses[-1]
 
 
-def run_ours(shape_name, model_dir, tokens, label, ck):
+def run_ours(shape_name, model_dir, tokens, label, ck, mb, seq):
     ranks = ranks_of(label)
-    name = f"{shape_name}-ck{ck}-r{label.replace(',', '_')}"
-    res = {"system": "hqlora", "shape": shape_name, "ckpt": ck, "ranks": label, "micro_batch": CFG["mb"],
-           "seq": CFG["seq"], "warmup": CFG["warmup"], "steps": CFG["steps"], "device": CFG["device"]}
+    name = f"{shape_name}-{mb}x{seq}-ck{ck}-r{label.replace(',', '_')}"
+    res = {"system": "hqlora", "shape": shape_name, "ckpt": ck, "ranks": label, "micro_batch": mb,
+           "seq": seq, "warmup": CFG["warmup"], "steps": CFG["steps"], "device": CFG["device"]}
     run_dir = os.path.join(CFG["work"], "runs", name)
     shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(os.path.join(CFG["work"], "runcfg"), exist_ok=True)
     cfg_path = os.path.join(CFG["work"], "runcfg", name + ".json")
     with open(cfg_path, "w") as f:
-        json.dump(run_json(model_dir, tokens, ranks, ck, name), f, indent=1)
+        json.dump(run_json(model_dir, tokens, ranks, ck, name, mb, seq), f, indent=1)
     shutil.copy(cfg_path, os.path.join(logs_dir(), f"ours-{name}.run.json"))
     res["launched_at"] = time.time()
     r = run_proc([CFG["trainer"], "--config", cfg_path], f"ours-{name}", timeout=CFG["run_timeout_s"],
@@ -355,13 +414,13 @@ def run_ours(shape_name, model_dir, tokens, label, ck):
 
 # ---- PEFT peer ----------------------------------------------------------------------------------------------------
 
-def run_peer(shape_name, model_dir, ck):
+def run_peer(shape_name, model_dir, ck, mb, seq):
     labels = CFG["peer_ranks"]
     base = smi.used_mib()
-    r = run_proc([CFG["python"], os.path.join(HERE, "peft_peer.py"), model_dir, str(CFG["mb"]), str(CFG["seq"]),
+    r = run_proc([CFG["python"], os.path.join(HERE, "peft_peer.py"), model_dir, str(mb), str(seq),
                   str(CFG["steps"]), str(ck), "/".join(labels), "--warmup", str(CFG["warmup"]),
                   "--device", CFG["peer_device"]],
-                 f"peft-{shape_name}-ck{ck}", timeout=CFG["run_timeout_s"],
+                 f"peft-{shape_name}-{mb}x{seq}-ck{ck}", timeout=CFG["run_timeout_s"],
                  extra_env={"HQB_SMI_BASE_MIB": "" if base is None else str(base)})
     got = {",".join(str(x) for x in j.get("ranks", [])): j for j in json_lines(r["stdout"]) if j.get("system") == "peft"}
     out = []
@@ -370,7 +429,8 @@ def run_peer(shape_name, model_dir, ck):
         if j is None:
             j = {"error": (f"exit {r['rc']}" + (" (timed out)" if r["timed_out"] else "") + ": " +
                            r["stderr_tail"][-800:].strip())}
-        j = dict(j, system="peft", shape=shape_name, ckpt=ck, ranks=label, peak_source="torch max_memory_allocated")
+        j = dict(j, system="peft", shape=shape_name, ckpt=ck, ranks=label, micro_batch=mb, seq=seq,
+                 peak_source="torch max_memory_allocated")
         out.append(j)
     return out
 
@@ -385,53 +445,85 @@ def mfu(res, shape_name):
     g = RESULTS["gemm"] or {}
     if not g.get("tflops") or not res.get("tokens_per_s"):
         return None
-    f = shapes.flops_per_token(shapes.shape(shape_name), CFG["seq"])["total"]
+    f = shapes.flops_per_token(shapes.shape(shape_name), res["seq"])["total"]
     return res["tokens_per_s"] * f / (g["tflops"] * 1e12)
 
 
-def find(shape_name, ck, system, label):
+def find(shape_name, ck, system, label, mb, seq):
     for r in RESULTS["runs"]:
-        if r["shape"] == shape_name and r["ckpt"] == ck and r["system"] == system and r["ranks"] == label:
+        if (r["shape"] == shape_name and r["ckpt"] == ck and r["system"] == system and r["ranks"] == label
+                and r.get("micro_batch") == mb and r.get("seq") == seq):
             return r
     return None
 
 
-def table():
-    lines = ["| shape | ckpt | system | ranks | step s | tokens/s | peak GiB | smi GiB | MFU | vs PEFT r64 |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+def check_validity():
+    """Marks our rows invalid whose trained tokens per step differ from the peer's (same shape, length, ckpt)."""
     for r in RESULTS["runs"]:
+        if r.get("valid") is False or r.get("tokens_per_s") is None:
+            continue
+        r["valid"] = True
+        if r["system"] != "hqlora":
+            continue
+        for p in RESULTS["runs"]:
+            if (p["system"] == "peft" and p["shape"] == r["shape"] and p["ckpt"] == r["ckpt"]
+                    and p.get("micro_batch") == r["micro_batch"] and p.get("seq") == r["seq"]
+                    and p.get("tokens_trained_per_step") is not None
+                    and p["tokens_trained_per_step"] != r.get("tokens_trained_per_step")):
+                r["valid"] = False
+                r["invalid_reason"] = (f"trained {r.get('tokens_trained_per_step')} tokens per step, the peer "
+                                       f"{p['tokens_trained_per_step']}")
+                break
+
+
+def valid(r):
+    return r is not None and r.get("tokens_per_s") is not None and r.get("valid") is not False
+
+
+def table(mb, seq):
+    lines = ["| shape | ckpt | system | ranks | tokens/step | step s | tokens/s | peak GiB | smi GiB | MFU | vs PEFT r64 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in RESULTS["runs"]:
+        if r.get("micro_batch") != mb or r.get("seq") != seq:
+            continue
         sysname = "H-QLoRA" if r["system"] == "hqlora" else "PEFT"
         if r["system"] == "hqlora" and r.get("backend") and r["backend"] != CFG["device"]:
             sysname += f" ({r['backend']}!)"
         if r.get("skipped"):
-            lines.append(f"| {r['shape']} | {r['ckpt']} | {sysname} | {r['ranks']} | skipped: {r['skipped']} "
+            lines.append(f"| {r['shape']} | {r['ckpt']} | {sysname} | {r['ranks']} | | skipped: {r['skipped']} "
                          "| | | | | |")
             continue
         if r.get("tokens_per_s") is None:
             err = (r.get("error") or "no timed steps").replace("|", "/").replace("\n", " ")[:140]
-            lines.append(f"| {r['shape']} | {r['ckpt']} | {sysname} | {r['ranks']} | failed: {err} | | | | | |")
+            lines.append(f"| {r['shape']} | {r['ckpt']} | {sysname} | {r['ranks']} | | failed: {err} | | | | | |")
             continue
-        peer = find(r["shape"], r["ckpt"], "peft", "64")
-        ratio = (r["tokens_per_s"] / peer["tokens_per_s"]) if peer and peer.get("tokens_per_s") else None
+        trained = fmt(r.get("tokens_trained_per_step"), ",.0f")
+        if r.get("valid") is False:
+            why = (r.get("invalid_reason") or "?").replace("|", "/").replace("\n", " ")[:160]
+            lines.append(f"| {r['shape']} | {r['ckpt']} | {sysname} | {r['ranks']} | {trained} | INVALID: {why} "
+                         "| | | | | |")
+            continue
+        peer = find(r["shape"], r["ckpt"], "peft", "64", mb, seq)
+        ratio = (r["tokens_per_s"] / peer["tokens_per_s"]) if valid(peer) else None
         m = mfu(r, r["shape"])
         peak = fmt(r.get("peak_gib"), ".2f")
         if r["system"] == "hqlora" and r.get("peak_source", "").startswith("trainer"):
             peak += " (est)"
-        lines.append(f"| {r['shape']} | {r['ckpt']} | {sysname} | {r['ranks']} | {r['step_s']:.4f} | "
+        lines.append(f"| {r['shape']} | {r['ckpt']} | {sysname} | {r['ranks']} | {trained} | {r['step_s']:.4f} | "
                      f"{r['tokens_per_s']:,.0f} | {peak} | {fmt(r.get('smi_peak_gib'), '.2f')} | "
                      f"{'–' if m is None else f'{100 * m:.1f}%'} | {'–' if ratio is None else f'{ratio:.2f}x'} |")
     return lines
 
 
-def goals():
+def goals(mb, seq):
     lines = []
     hier = "32,8,8,8,8"
     for ck in CFG["ckpts"]:
         for sh in CFG["shapes"]:
-            oh, o64 = find(sh, ck, "hqlora", hier), find(sh, ck, "hqlora", "64")
-            p64 = find(sh, ck, "peft", "64")
-            tag = f"{sh}, ckpt {ck}"
-            ok = lambda r, k: r is not None and r.get(k) is not None  # noqa: E731
+            oh, o64 = find(sh, ck, "hqlora", hier, mb, seq), find(sh, ck, "hqlora", "64", mb, seq)
+            p64 = find(sh, ck, "peft", "64", mb, seq)
+            tag = f"{sh}, {mb} x {seq}, ckpt {ck}"
+            ok = lambda r, k: valid(r) and r.get(k) is not None  # noqa: E731
             if ok(oh, "tokens_per_s") and ok(p64, "tokens_per_s"):
                 x = oh["tokens_per_s"] / p64["tokens_per_s"]
                 lines.append(f"- {tag}: throughput: H-QLoRA {hier} {oh['tokens_per_s']:,.0f} tokens/s = {x:.2f}x "
@@ -464,14 +556,21 @@ def report():
            "",
            f"GPU: {RESULTS['env'].get('gpu', g.get('gpu', '?'))}; bf16 GEMM (torch.matmul 8192^3, median of 10): "
            f"{g.get('tflops', '–')} TFLOP/s; torch {g.get('torch', '?')}; trainer: "
-           f"{RESULTS['env'].get('trainer_version')}",
-           f"micro-batch {CFG['mb']} x {CFG['seq']} tokens, {CFG['warmup']} warm-up + {CFG['steps']} timed steps "
+           f"{RESULTS['env'].get('trainer_version')}; commit {RESULTS['env'].get('commit')}",
+           f"lengths (micro-batch x tokens): {', '.join(f'{b} x {t}' for b, t in CFG['seqs'])}; "
+           f"{CFG['warmup']} warm-up + {CFG['steps']} timed steps "
            f"(median step); ours: NF4 double-quant base, device {CFG['device']}, compute {CFG['compute_dtype']}; "
            "PEFT: bf16 base (no quantization), SDPA; LoRA on q,k,v,o,gate,up,down, alpha 16, dropout 0, AdamW.",
+           "tokens/step = positions that carry a loss (ours: the trainer's step events; PEFT: MB x (SEQ - 1)); "
+           "tokens/s = tokens/step / median step s. INVALID rows (truncated by the trainer, or a token count that "
+           "differs from the peer's) get no ratio.",
            "peak GiB: ours = nvidia-smi max - baseline; PEFT = torch.cuda.max_memory_allocated. "
            "MFU = tokens/s x (4 x N_base + 6 L S heads head_dim) / GEMM rate. ckpt = gradient checkpointing.",
            ""]
-    body = hdr + table() + ["", "Goals (issue 7):"] + goals()
+    check_validity()
+    body = list(hdr)
+    for mb, seq in CFG["seqs"]:
+        body += [f"## {mb} x {seq} tokens", ""] + table(mb, seq) + ["", "Goals (issue 7):"] + goals(mb, seq) + [""]
     body.append("")
     body.append(f"total wall time {elapsed():.0f} s")
     text = "\n".join(body)
@@ -500,9 +599,34 @@ def add(res):
             f"{(res.get('error') or '?')[:600]}")
 
 
+def measure(sh, model_dir, mb, seq):
+    """Every ckpt setting of one shape at one length: ours with each rank set, then the peer."""
+    tokens = prepare_tokens(sh, mb, seq) if model_dir else None
+    for ck in CFG["ckpts"]:
+        base = {"shape": sh, "ckpt": ck, "micro_batch": mb, "seq": seq}
+        if model_dir is None or tokens is None:
+            for system in (["hqlora"] if CFG["ours"] else []) + (["peft"] if CFG["peer"] else []):
+                for label in CFG["ranks" if system == "hqlora" else "peer_ranks"]:
+                    add(dict(base, system=system, ranks=label, error="checkpoint or token file not written"))
+            continue
+        if CFG["ours"]:
+            for label in CFG["ranks"]:
+                if elapsed() > CFG["budget_s"]:
+                    add(dict(base, system="hqlora", ranks=label, skipped="time budget"))
+                    continue
+                add(run_ours(sh, model_dir, tokens, label, ck, mb, seq))
+        if CFG["peer"]:
+            if elapsed() > CFG["budget_s"]:
+                for label in CFG["peer_ranks"]:
+                    add(dict(base, system="peft", ranks=label, skipped="time budget"))
+                continue
+            for res in run_peer(sh, model_dir, ck, mb, seq):
+                add(res)
+
+
 def main():
     shutil.rmtree(os.path.join(CFG["work"], "logs"), ignore_errors=True)
-    log(f"shapes {CFG['shapes']}, ckpts {CFG['ckpts']}, ranks {CFG['ranks']}, {CFG['mb']}x{CFG['seq']}, "
+    log(f"shapes {CFG['shapes']}, ckpts {CFG['ckpts']}, ranks {CFG['ranks']}, lengths {CFG['seqs']}, "
         f"{CFG['warmup']}+{CFG['steps']} steps, device {CFG['device']}, budget {CFG['budget_s']:.0f} s")
     for s in CFG["shapes"]:
         shapes.shape(s)
@@ -510,28 +634,9 @@ def main():
     if CFG["peer"] or CFG["device"] == "cuda":
         gemm()
     prepared = {s: prepare(s) for s in CFG["shapes"]}
-    for ck in CFG["ckpts"]:
+    for mb, seq in CFG["seqs"]:
         for sh in CFG["shapes"]:
-            model_dir, tokens = prepared[sh]
-            base = {"shape": sh, "ckpt": ck}
-            if model_dir is None:
-                for system in (["hqlora"] if CFG["ours"] else []) + (["peft"] if CFG["peer"] else []):
-                    for label in CFG["ranks" if system == "hqlora" else "peer_ranks"]:
-                        add(dict(base, system=system, ranks=label, error="checkpoint or token file not written"))
-                continue
-            if CFG["ours"]:
-                for label in CFG["ranks"]:
-                    if elapsed() > CFG["budget_s"]:
-                        add(dict(base, system="hqlora", ranks=label, skipped="time budget"))
-                        continue
-                    add(run_ours(sh, model_dir, tokens, label, ck))
-            if CFG["peer"]:
-                if elapsed() > CFG["budget_s"]:
-                    for label in CFG["peer_ranks"]:
-                        add(dict(base, system="peft", ranks=label, skipped="time budget"))
-                    continue
-                for res in run_peer(sh, model_dir, ck):
-                    add(res)
+            measure(sh, prepared[sh], mb, seq)
     report()
     return 0
 

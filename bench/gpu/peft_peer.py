@@ -16,7 +16,9 @@ lr 2e-4; the loss is the causal-LM loss on all tokens (labels = input_ids) of a 
 batch. Warm-up steps, then each timed step between two torch.cuda.synchronize() calls. Between configurations the
 adapters are removed (PeftModel.unload) and the base is reused.
 
-Prints one JSON line per configuration: tokens_per_s (MICRO_BATCH*SEQ / median step), step_s (median), step_mean_s,
+Prints one JSON line per configuration: tokens_per_s (trained tokens per step / median step), tokens_trained_per_step
+(the label positions the loss counts: MICRO_BATCH * (SEQ - 1), labels are shifted by one inside the model),
+tokens_fed_per_step (MICRO_BATCH * SEQ), step_s (median), step_mean_s,
 peak_gib (torch.cuda.max_memory_allocated after reset at the first step, weights included, as the peer reports),
 reserved_gib (max_memory_reserved), smi_peak_gib (nvidia-smi memory.used max - $HQB_SMI_BASE_MIB, when given),
 trainable, load_s, versions. A configuration that fails prints {"error": ...} and the others still run.
@@ -108,9 +110,11 @@ def run_one(torch, base, ranks, mb, seq, warmup, steps, ckpt, x, smi_base):
             times.append(time.perf_counter() - t0)
             losses.append(loss.item())
     med = statistics.median(times)
+    trained = int((x[:, 1:] != -100).sum().item())   # the positions the shifted causal-LM loss counts
     res = dict(system="peft", ranks=ranks, micro_batch=mb, seq=seq, ckpt=int(ckpt), warmup=warmup, steps=steps,
                trainable=trainable, step_s=round(med, 5), step_mean_s=round(statistics.fmean(times), 5),
-               step_times_s=[round(t, 5) for t in times], tokens_per_s=round(mb * seq / med, 1),
+               step_times_s=[round(t, 5) for t in times], tokens_per_s=round(trained / med, 1),
+               tokens_trained_per_step=trained, tokens_fed_per_step=int(x.numel()),
                peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
                reserved_gib=round(torch.cuda.max_memory_reserved() / 2**30, 3) if cuda else None,
                smi_peak_gib=(round((poll.max_mib - smi_base) / 1024, 3)

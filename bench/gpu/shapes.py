@@ -16,6 +16,14 @@ SHAPES = {
     # name: architecture + sizes
     "llama2-7b": dict(arch="llama", hidden=4096, inter=11008, layers=32, heads=32, kv_heads=32, head_dim=128,
                       vocab=32000, max_pos=4096, eps=1e-5, tie=False),
+    # Long-context shapes (issue 20): every row of up to max_pos tokens is trained whole, nothing is clamped.
+    # LLaMA-3-8B (meta-llama/Meta-Llama-3-8B config.json): GQA with 8 kv heads, 128256 tokens, 8192 positions.
+    "llama3-8b": dict(arch="llama", hidden=4096, inter=14336, layers=32, heads=32, kv_heads=8, head_dim=128,
+                      vocab=128256, max_pos=8192, eps=1e-5, tie=False, theta=500000.0),
+    # LLaMA-2-7B sizes with a 32k context, as long-context fine-tunes of it use (the RoPE base raised to 1e6, as
+    # Code Llama did, instead of a scaling rule: the speed does not depend on it).
+    "llama2-7b-32k": dict(arch="llama", hidden=4096, inter=11008, layers=32, heads=32, kv_heads=32, head_dim=128,
+                          vocab=32000, max_pos=32768, eps=1e-5, tie=False, theta=1000000.0),
     "tinyllama-1.1b": dict(arch="llama", hidden=2048, inter=5632, layers=22, heads=32, kv_heads=4, head_dim=64,
                            vocab=32000, max_pos=2048, eps=1e-5, tie=False),
     "gemma-2b": dict(arch="gemma", hidden=2048, inter=16384, layers=18, heads=8, kv_heads=1, head_dim=256,
@@ -42,7 +50,7 @@ def config_json(s):
         "hidden_size": s["hidden"], "intermediate_size": s["inter"], "num_hidden_layers": s["layers"],
         "num_attention_heads": s["heads"], "num_key_value_heads": s["kv_heads"], "head_dim": s["head_dim"],
         "vocab_size": s["vocab"], "max_position_embeddings": s["max_pos"], "rms_norm_eps": s["eps"],
-        "rope_theta": 10000.0, "rope_scaling": None, "attention_bias": False, "attention_dropout": 0.0,
+        "rope_theta": s.get("theta", 10000.0), "rope_scaling": None, "attention_bias": False, "attention_dropout": 0.0,
         "initializer_range": 0.02, "tie_word_embeddings": s["tie"], "use_cache": False,
         "torch_dtype": "bfloat16", "dtype": "bfloat16",
     }
