@@ -193,6 +193,10 @@ int run_eval(const EvalOptions& opt, EventSink& events) {
             const McqResult r = score_mcq(*model, *mcq, o);
             nlohmann::json s = r.summary();
             row["mcq"] = s;
+            // One letter per question, in question-file order: what a paired comparison of two rows needs.
+            std::string pred(r.predictions.size(), '?');
+            for (size_t i = 0; i < pred.size(); ++i) pred[i] = static_cast<char>('A' + r.predictions[i]);
+            row["predictions"] = pred;
             s["config"] = name;
             s["levels"] = lv;
             s["step"] = nullptr;
@@ -212,8 +216,11 @@ int run_eval(const EvalOptions& opt, EventSink& events) {
     model->set_active_levels(0);
 
     nlohmann::json subjects = nlohmann::json::array();
-    if (mcq)
+    std::string answers;
+    if (mcq) {
         for (const std::string& s : mcq->subjects) subjects.push_back(s);
+        for (int64_t i = 0; i < n_q; ++i) answers.push_back(static_cast<char>('A' + mcq->answer[i]));
+    }
     events.emit("eval_result",
                 {{"run_dir", cfg.run_dir()},
                  {"model", {{"path", cfg.model_path}, {"architecture", mc.model_type}, {"quantization", cfg.quant.type}}},
@@ -222,6 +229,7 @@ int run_eval(const EvalOptions& opt, EventSink& events) {
                  {"eval_file", toks ? nlohmann::json(tok_path) : nlohmann::json()},
                  {"shots", mcq && mcq->header.contains("shots") ? mcq->header["shots"] : nlohmann::json()},
                  {"questions", n_q}, {"eval_examples", n_ex}, {"subjects", subjects}, {"rows", table},
+                 {"answers", mcq ? nlohmann::json(answers) : nlohmann::json()},
                  {"threads", threads}, {"elapsed_s", since(t0)}});
     return kExitDone;
 }

@@ -672,6 +672,10 @@ export interface EvalResultEvent {
    */
   rows: EvalRow[];
   /**
+   * The right letter of every question scored, in question-file order (as EvalRow.predictions), or null without questions.
+   */
+  answers?: string | null;
+  /**
    * Compute threads.
    */
   threads?: number;
@@ -713,6 +717,10 @@ export interface EvalRow {
    */
   token_accuracy?: number | ('NaN' | 'Infinity' | '-Infinity');
   mcq?: McqSummary1;
+  /**
+   * The predicted letter of every question scored, in question-file order (A = the first choice): two rows, or two runs, can be compared question by question (the sweep's paired bootstrap).
+   */
+  predictions?: string;
 }
 /**
  * Multiple-choice result over one .hqmcq question file (docs/CONTRACTS.md section 7): the prediction of a question is the argmax of the model's logits at the last prompt position over the answer-letter token ids (qlora.py's MMLU scoring).
