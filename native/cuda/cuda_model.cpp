@@ -271,6 +271,10 @@ class CudaModel final : public Model {
 
 CudaModel::CudaModel(std::unique_ptr<Model> host) : host_(std::move(host)) {
     hw_ = host_weights(*host_);
+    const std::string missing = cfg().cuda_missing_features();
+    HQ_CHECK(missing.empty(), "E_CUDA",
+             "the CUDA backend does not implement " << missing << " of this " << cfg().model_type << " model yet",
+             (Where{"", "", "hardware.device", -1, -1}), "set hardware.device to \"cpu\" (\"auto\" falls back to it)");
     HQ_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     gemm_ = std::make_unique<Gemm>(stream_);
     prof_ = std::make_unique<Profiler>(stream_);

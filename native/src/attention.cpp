@@ -26,7 +26,11 @@ struct BlasSingleThread {
 };
 }  // namespace
 
-static float attn_scale(int d) { return (float)(1.0 / std::sqrt((double)d)); }
+static float attn_scale(const AttnShape& s) {
+    return s.scale > 0 ? s.scale : (float)(1.0 / std::sqrt((double)s.d));
+}
+// First key visible from query i.
+static inline int first_key(const AttnShape& s, int i) { return s.window > 0 ? std::max(0, i - s.window + 1) : 0; }
 
 // Per-thread score buffers, kept between calls (no allocation per call).
 static float* scratch(std::vector<float>& v, size_t n) {
@@ -44,7 +48,8 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
     const int B = s.B, T = s.T, H = s.H, KV = s.KV, d = s.d;
     HQ_ASSERT(KV > 0 && H % KV == 0);
     const int G = H / KV;
-    const float scale = attn_scale(d);
+    const float scale = attn_scale(s);
+    const float cap = s.softcap, inv_cap = cap > 0 ? 1.0f / cap : 0.0f;
     const int nqb = (T + kQBlock - 1) / kQBlock;
     const int64_t ntask = (int64_t)B * H * nqb;
     const int ldq = H * d, ldk = KV * d;
@@ -70,18 +75,21 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
             for (int r = 0; r < nq; r++) {
                 float* row = S + (int64_t)r * nk;
                 const int nvis = i0 + r + 1;
+                const int j0 = first_key(s, i0 + r);
                 float m = -INFINITY;
-                for (int j = 0; j < nvis; j++) {
+                for (int j = j0; j < nvis; j++) {
                     row[j] *= scale;
+                    if (cap > 0) row[j] = std::tanh(row[j] * inv_cap) * cap;   // transformers: /cap, tanh, *cap
                     m = std::max(m, row[j]);
                 }
                 float sum = 0.0f;
-                for (int j = 0; j < nvis; j++) {
+                for (int j = j0; j < nvis; j++) {
                     row[j] = std::exp(row[j] - m);
                     sum += row[j];
                 }
                 const float inv = 1.0f / sum;
-                for (int j = 0; j < nvis; j++) row[j] *= inv;
+                for (int j = 0; j < j0; j++) row[j] = 0.0f;
+                for (int j = j0; j < nvis; j++) row[j] *= inv;
                 for (int j = nvis; j < nk; j++) row[j] = 0.0f;
                 L[r] = m + std::log(sum);
             }
@@ -97,7 +105,8 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     const int B = s.B, T = s.T, H = s.H, KV = s.KV, d = s.d;
     HQ_ASSERT(KV > 0 && H % KV == 0);
     const int G = H / KV;
-    const float scale = attn_scale(d);
+    const float scale = attn_scale(s);
+    const float cap = s.softcap, inv_cap = cap > 0 ? 1.0f / cap : 0.0f;
     const int ldq = H * d, ldk = KV * d;
     // Per-query-head partial dk/dv: with G == 1 they are dk/dv themselves, otherwise [B, H, T, d] scratch that is
     // reduced over each group in head order below.
@@ -155,11 +164,21 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                     float* pr = P + (int64_t)r * nk;
                     float* dpr = dP + (int64_t)r * nk;
                     const int nvis = i0 + r + 1;
+                    const int j0 = first_key(s, i0 + r);
                     float D = 0.0f;   // Σ_c dO·O = Σ_j P·dP
                     for (int c = 0; c < d; c++) D += dO[(int64_t)r * ldq + c] * O[(int64_t)r * ldq + c];
-                    for (int j = 0; j < nvis; j++) {
-                        pr[j] = std::exp(pr[j] * scale - L[r]);
-                        dpr[j] = pr[j] * (dpr[j] - D) * scale;   // dS (scaled back to q·k)
+                    for (int j = 0; j < j0; j++) pr[j] = dpr[j] = 0.0f;
+                    if (cap > 0) {
+                        for (int j = j0; j < nvis; j++) {
+                            const float t = std::tanh(pr[j] * scale * inv_cap);
+                            pr[j] = std::exp(t * cap - L[r]);
+                            dpr[j] = pr[j] * (dpr[j] - D) * (1.0f - t * t) * scale;   // through the cap
+                        }
+                    } else {
+                        for (int j = j0; j < nvis; j++) {
+                            pr[j] = std::exp(pr[j] * scale - L[r]);
+                            dpr[j] = pr[j] * (dpr[j] - D) * scale;   // dS (scaled back to q·k)
+                        }
                     }
                     for (int j = nvis; j < nk; j++) pr[j] = dpr[j] = 0.0f;
                 }

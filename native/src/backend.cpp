@@ -2,6 +2,7 @@
 #include "backend.h"
 
 #include "error.h"
+#include "model_config.h"
 
 namespace hq {
 
@@ -33,17 +34,28 @@ LoadedModel load_model_on(const std::string& device, const std::string& dir, con
     if ((device == "cuda" || device == "auto") && compute_dtype != "float32") {
         const DeviceBackend* b = device_backend();
         std::string why;
+        bool unsupported = false;
         if (!b) {
             why = "this build of hqlora-train has no CUDA backend (it was built without the CUDA toolkit)";
         } else if (b->available(&why)) {
-            r.model = b->load(dir, quant, adapter, seed);
-            r.backend = b->name;
-            return r;
+            // Families whose layers the CUDA backend lacks are refused (cuda) or trained on the CPU (auto), never
+            // run with a silently different forward.
+            const ModelConfig mc = load_model_config(dir);
+            const std::string missing = mc.cuda_missing_features();
+            if (missing.empty()) {
+                r.model = b->load(dir, quant, adapter, seed);
+                r.backend = b->name;
+                return r;
+            }
+            unsupported = true;
+            why = HQ_MSG("the CUDA backend does not implement " << missing << " of this " << mc.model_type
+                                                                  << " model yet");
         }
         if (device == "cuda")
             throw Error("E_CUDA", HQ_MSG("hardware.device is \"cuda\" but " << why), w,
                         "set hardware.device to \"cpu\" (or \"auto\" to use a GPU only when one is usable)");
-        r.warning = HQ_MSG("no usable GPU (" << why << "); training on the CPU");
+        r.warning = unsupported ? HQ_MSG(why << "; training on the CPU")
+                                : HQ_MSG("no usable GPU (" << why << "); training on the CPU");
     } else if (device != "cpu" && device != "auto") {
         throw Error("E_CONFIG", HQ_MSG("hardware.device \"" << device << "\" is not one of cpu, cuda, auto"), w,
                     "set hardware.device to cpu, cuda or auto");

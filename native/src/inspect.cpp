@@ -27,9 +27,27 @@ json file_json(const SafeTensorsFile& f) {
                 {"tensors", tensors}};
 }
 
+const char* family_name(Arch a) {
+    switch (a) {
+        case Arch::Llama: return "LLaMA 1/2/3";
+        case Arch::Gemma: return "Gemma 1";
+        case Arch::Qwen2: return "Qwen2/2.5";
+        case Arch::Qwen3: return "Qwen3 (dense)";
+        case Arch::Mistral: return "Mistral";
+        case Arch::Gemma2: return "Gemma-2";
+        case Arch::Gemma3: return "Gemma-3 (text)";
+        case Arch::Phi3: return "Phi-3";
+    }
+    return "?";
+}
+
 json config_summary(const ModelConfig& c) {
-    return json{{"architecture", c.arch == Arch::Llama ? "llama" : "gemma"},
+    return json{{"architecture", arch_model_type(c.arch)},
                 {"model_type", c.model_type},
+                {"family", family_name(c.arch)},
+                {"features", c.features()},
+                {"cuda", c.cuda_missing_features().empty() ? json("supported")
+                                                           : json("not yet: " + c.cuda_missing_features())},
                 {"vocab_size", c.vocab_size},
                 {"hidden_size", c.hidden_size},
                 {"intermediate_size", c.intermediate_size},

@@ -25,7 +25,8 @@ size_t LossWorkspace::bytes() const {
 }
 
 LossOut cross_entropy_chunked(const float* h, const float* W, const int32_t* targets, int64_t N, int C, int V,
-                              int chunk, float grad_scale, float* dh, LossWorkspace& ws) {
+                              int chunk, float grad_scale, float* dh, LossWorkspace& ws, float softcap) {
+    const float inv_cap = softcap > 0 ? 1.0f / softcap : 0.0f;
     HQ_ASSERT(chunk > 0);
     ws.rows.clear();
     for (int64_t n = 0; n < N; n++) {
@@ -57,6 +58,8 @@ LossOut cross_entropy_chunked(const float* h, const float* W, const int32_t* tar
         for (int i = 0; i < nc; i++) {
             float* l = lg + (int64_t)i * V;
             const int32_t tgt = targets[ws.rows[m0 + i]];
+            if (softcap > 0)
+                for (int j = 0; j < V; j++) l[j] = std::tanh(l[j] * inv_cap) * softcap;
             float m = -INFINITY;
             for (int j = 0; j < V; j++) m = std::max(m, l[j]);
             double sum = 0.0;
@@ -65,8 +68,17 @@ LossOut cross_entropy_chunked(const float* h, const float* W, const int32_t* tar
             ws.row_loss[m0 + i] = lse - (double)l[tgt];
             if (dh) {
                 const float flse = (float)lse;
-                for (int j = 0; j < V; j++) l[j] = std::exp(l[j] - flse) * grad_scale;
-                l[tgt] -= grad_scale;
+                if (softcap > 0) {
+                    // d raw = d capped · (1 − tanh²), tanh = capped / softcap
+                    for (int j = 0; j < V; j++) {
+                        const float t = l[j] * inv_cap;
+                        const float g = std::exp(l[j] - flse) * grad_scale - (j == tgt ? grad_scale : 0.0f);
+                        l[j] = g * (1.0f - t * t);
+                    }
+                } else {
+                    for (int j = 0; j < V; j++) l[j] = std::exp(l[j] - flse) * grad_scale;
+                    l[tgt] -= grad_scale;
+                }
             }
         }
         if (dh) {
@@ -78,6 +90,13 @@ LossOut cross_entropy_chunked(const float* h, const float* W, const int32_t* tar
     }
     for (int64_t i = 0; i < M; i++) res.loss_sum += ws.row_loss[i];
     return res;
+}
+
+void softcap_logits(float* logits, int64_t n, float softcap) {
+    if (!(softcap > 0)) return;
+    const float inv_cap = 1.0f / softcap;
+#pragma omp parallel for schedule(static) if (n >= kParMinElems)
+    for (int64_t i = 0; i < n; i++) logits[i] = std::tanh(logits[i] * inv_cap) * softcap;
 }
 
 }  // namespace hq

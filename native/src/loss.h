@@ -31,7 +31,11 @@ struct LossWorkspace {
 
 // Returns Σ CE and the number of target rows. dh [N, C] (optional) is overwritten: grad_scale · d(loss_sum)/dh,
 // zero on ignored rows. Throws E_TOKENS for a target outside [0, V).
+// softcap > 0 applies Gemma-2's final logit soft-capping first: l = softcap·tanh(l / softcap) (and its derivative
+// 1 − tanh² in the backward).
 LossOut cross_entropy_chunked(const float* h, const float* W, const int32_t* targets, int64_t N, int C, int V,
-                              int chunk, float grad_scale, float* dh, LossWorkspace& ws);
+                              int chunk, float grad_scale, float* dh, LossWorkspace& ws, float softcap = 0.0f);
+// logits [N, V] in place: softcap·tanh(logits / softcap) (no-op for softcap <= 0).
+void softcap_logits(float* logits, int64_t n, float softcap);
 
 }  // namespace hq

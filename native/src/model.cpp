@@ -39,7 +39,8 @@ std::string proj_module_name(int layer, int proj) {
 size_t LayerActs::bytes() const {
     size_t n = xn1.capacity() + rstd1.capacity() + q.capacity() + k.capacity() + v.capacity() + att.capacity() +
                lse.capacity() + xmid.capacity() + xn2.capacity() + rstd2.capacity() + g.capacity() + u.capacity() +
-               h.capacity();
+               h.capacity() + qpre.capacity() + kpre.capacity() + rstdq.capacity() + rstdk.capacity() +
+               ao.capacity() + rstd3.capacity() + mo.capacity() + rstd4.capacity();
     for (const auto& zz : z) n += zz.capacity();
     return n * sizeof(float);
 }
@@ -178,9 +179,19 @@ class ModelImpl final : public Model {
     std::vector<float> pw_, pg_;   // adapter weights / grads, all params back to back
     std::vector<Param> params_;
     std::vector<AdaptedModule> modules_;
-    std::vector<float> inv_freq_;  // [d/2]
+    std::vector<float> inv_freq_;  // [d/2] (longrope: of the current rope_T_)
     std::vector<float> cos_, sin_; // [rope_T_, d/2]
+    std::vector<float> inv_freq_local_, cosl_, sinl_;   // Gemma-3 sliding layers (rope_local_theta); else empty
     int rope_T_ = 0;
+    const float* rope_cos(int l) const { return layers_[l].sliding && !cosl_.empty() ? cosl_.data() : cos_.data(); }
+    const float* rope_sin(int l) const { return layers_[l].sliding && !sinl_.empty() ? sinl_.data() : sin_.data(); }
+    AttnShape attn_shape(int l, int B, int T) const {
+        AttnShape s{B, T, cfg_.num_heads, cfg_.num_kv_heads, cfg_.head_dim};
+        s.scale = cfg_.attn_scale();
+        s.window = layers_[l].sliding ? cfg_.sliding_window : 0;
+        s.softcap = cfg_.attn_softcap;
+        return s;
+    }
 
     bool training_ = false, ckpt_ = false;
     uint64_t dropout_seed_ = 0, call_ = 0;
@@ -196,6 +207,8 @@ class ModelImpl final : public Model {
     std::vector<float> dg_, du_, dh_;           // [N, F]
     std::vector<float> dq_, datt_;              // [N, H·d]
     std::vector<float> dk_, dv_;                // [N, KV·d]
+    std::vector<float> dqn_, dkn_;              // [N, H·d], [N, KV·d] grads before q_norm / k_norm
+    std::vector<float> dao_, dmo_;              // [N, C] grads of the o_proj / down_proj outputs (Gemma-2/3)
     std::vector<int32_t> targets_;              // [N]
 };
 
@@ -203,10 +216,11 @@ ModelImpl::ModelImpl(const std::string& dir, const QuantSpec& quant, const Adapt
     : spec_(adapter), quant_(quant) {
     check_specs(quant, adapter);
     cfg_ = load_model_config(dir);
-    gemma_ = cfg_.arch == Arch::Gemma;
+    gemma_ = cfg_.gemma_norm;
     act_ = gemma_ ? Act::GeluTanh : Act::SiLU;
     active_levels_ = (int)spec_.levels.size();
     inv_freq_ = rope_inv_freq(cfg_.head_dim, cfg_.rope_theta, cfg_.rope_scaling);
+    if (cfg_.rope_local_theta > 0) inv_freq_local_ = rope_inv_freq(cfg_.head_dim, cfg_.rope_local_theta, RopeScaling{});
     load_weights(dir);
     build_adapters(seed);
     // Keep one decoder layer of dequantized NF4 weights (7 projections) when that fits kLayerCacheBytes: the
@@ -244,11 +258,32 @@ void ModelImpl::load_weights(const std::string& dir) {
     expected.push_back({"model.norm.weight", {C}});
     if (!c.tie_word_embeddings) expected.push_back({"lm_head.weight", {V, C}});
     const std::vector<int64_t> pshape[P_COUNT] = {{Hd, C}, {KVd, C}, {KVd, C}, {C, Hd}, {F, C}, {F, C}, {C, F}};
+    const int64_t d = c.head_dim;
     for (int l = 0; l < c.num_layers; l++) {
         const std::string p = HQ_MSG("model.layers." << l << ".");
         expected.push_back({p + "input_layernorm.weight", {C}});
         expected.push_back({p + "post_attention_layernorm.weight", {C}});
-        for (int j = 0; j < P_COUNT; j++) expected.push_back({proj_module_name(l, j) + ".weight", pshape[j]});
+        if (c.sandwich_norm) {
+            expected.push_back({p + "pre_feedforward_layernorm.weight", {C}});
+            expected.push_back({p + "post_feedforward_layernorm.weight", {C}});
+        }
+        if (c.qk_norm) {
+            expected.push_back({p + "self_attn.q_norm.weight", {d}});
+            expected.push_back({p + "self_attn.k_norm.weight", {d}});
+        }
+        if (c.qkv_bias) {
+            expected.push_back({p + "self_attn.q_proj.bias", {Hd}});
+            expected.push_back({p + "self_attn.k_proj.bias", {KVd}});
+            expected.push_back({p + "self_attn.v_proj.bias", {KVd}});
+        }
+        if (c.fused_proj) {
+            expected.push_back({p + "self_attn.qkv_proj.weight", {Hd + 2 * KVd, C}});
+            expected.push_back({p + "self_attn.o_proj.weight", pshape[P_O]});
+            expected.push_back({p + "mlp.gate_up_proj.weight", {2 * F, C}});
+            expected.push_back({p + "mlp.down_proj.weight", pshape[P_DOWN]});
+        } else {
+            for (int j = 0; j < P_COUNT; j++) expected.push_back({proj_module_name(l, j) + ".weight", pshape[j]});
+        }
     }
     auto shape_str = [](const std::vector<int64_t>& s) {
         std::ostringstream os;
@@ -290,7 +325,7 @@ void ModelImpl::load_weights(const std::string& dir) {
         throw Error("E_SAFETENSORS", HQ_MSG("unexpected tensor " << name << " for a " << c.model_type << " model"),
                     Where{file ? file->path() : listing, name, "", -1, -1},
                     "biases, extra modules or pre-quantized weights are not supported; check model_type and that the "
-                    "folder holds an unmodified Hugging Face LLaMA/Gemma checkpoint");
+                    "folder holds an unmodified Hugging Face checkpoint of a supported family");
     }
 
     embed_ = mw.read_f32("model.embed_tokens.weight");
@@ -300,28 +335,70 @@ void ModelImpl::load_weights(const std::string& dir) {
     std::set<std::string> targets(spec_.target_modules.begin(), spec_.target_modules.end());
     layers_.resize(c.num_layers);
     std::vector<float> stage;
+    std::vector<float> fqkv, fgu;   // Phi-3 fused [(H+2KV)·d, C] and [2F, C] of the current layer
     for (int l = 0; l < c.num_layers; l++) {
         DecoderLayer& L = layers_[l];
         const std::string p = HQ_MSG("model.layers." << l << ".");
+        L.sliding = c.layer_sliding.empty() ? false : c.layer_sliding[l] != 0;
         L.ln1 = mw.read_f32(p + "input_layernorm.weight");
-        L.ln2 = mw.read_f32(p + "post_attention_layernorm.weight");
+        if (c.sandwich_norm) {
+            // Gemma-2/3: x + post_attn_norm(attn(input_norm(x))), then + post_ff_norm(mlp(pre_ff_norm(x))).
+            L.ln_post_attn = mw.read_f32(p + "post_attention_layernorm.weight");
+            L.ln2 = mw.read_f32(p + "pre_feedforward_layernorm.weight");
+            L.ln_post_ff = mw.read_f32(p + "post_feedforward_layernorm.weight");
+            base_params_ += 2 * C;
+        } else {
+            L.ln2 = mw.read_f32(p + "post_attention_layernorm.weight");
+        }
         base_params_ += 2 * C;
+        if (c.qk_norm) {
+            L.q_norm = mw.read_f32(p + "self_attn.q_norm.weight");
+            L.k_norm = mw.read_f32(p + "self_attn.k_norm.weight");
+            base_params_ += 2 * d;
+        }
+        if (c.qkv_bias) {
+            const char* bn[3] = {"q_proj", "k_proj", "v_proj"};
+            for (int j = 0; j < 3; j++) {
+                L.bias[j] = mw.read_f32(p + "self_attn." + bn[j] + ".bias");
+                base_params_ += (int64_t)L.bias[j].size();
+            }
+        }
+        if (c.fused_proj) {
+            fqkv = mw.read_f32(p + "self_attn.qkv_proj.weight");
+            fgu = mw.read_f32(p + "mlp.gate_up_proj.weight");
+        }
         for (int j = 0; j < P_COUNT; j++) {
             HLoraLinear& P = L.proj[j];
             P.name = proj_module_name(l, j);
             P.out = (int)pshape[j][0];
             P.in = (int)pshape[j][1];
             base_params_ += (int64_t)P.out * P.in;
-            if (targets.count(kProjNames[j]) && quant_.type == "nf4") {
-                // One reused fp32 staging buffer for every quantized projection: no allocation and zero-fill per
-                // tensor (7B: 6.5B weights pass through it).
-                const size_t numel = (size_t)P.out * P.in;
-                if (stage.size() < numel) stage.resize(numel);
-                mw.read_f32_into(P.name + ".weight", stage.data(), numel);   // [out, in]
+            const size_t numel = (size_t)P.out * P.in;
+            // Source rows [out, in]: the projection's own tensor, or (Phi-3) its rows of the fused tensor:
+            // qkv_proj = [q (H·d); k (KV·d); v (KV·d)], gate_up_proj = [gate (F); up (F)] (Phi3Attention/Phi3MLP).
+            const float* src = nullptr;
+            if (c.fused_proj && j != P_O && j != P_DOWN) {
+                const int64_t row0 = j == P_Q ? 0 : j == P_K ? Hd : j == P_V ? Hd + KVd : j == P_GATE ? 0 : F;
+                src = (j <= P_V ? fqkv.data() : fgu.data()) + row0 * P.in;
+            }
+            const bool quantize = targets.count(kProjNames[j]) && quant_.type == "nf4";
+            if (!src) {
+                if (quantize) {
+                    // One reused fp32 staging buffer for every quantized projection: no allocation and zero-fill
+                    // per tensor (7B: 6.5B weights pass through it).
+                    if (stage.size() < numel) stage.resize(numel);
+                    mw.read_f32_into(P.name + ".weight", stage.data(), numel);   // [out, in]
+                    src = stage.data();
+                } else {
+                    P.w = mw.read_f32(P.name + ".weight");
+                    continue;
+                }
+            }
+            if (quantize) {
                 P.quantized = true;
-                P.wq = nf4_quantize(stage.data(), P.out, P.in, quant_.blocksize, quant_.double_quant);
+                P.wq = nf4_quantize(src, P.out, P.in, quant_.blocksize, quant_.double_quant);
             } else {
-                P.w = mw.read_f32(P.name + ".weight");
+                P.w.assign(src, src + numel);
             }
         }
     }
@@ -386,11 +463,19 @@ HLoraRun ModelImpl::run_for(int layer, int proj) const {
 }
 
 void ModelImpl::ensure_rope(int T) {
-    if (T <= rope_T_) return;
+    // Tables of positions 0..T'-1 serve any T <= T', except for longrope whose frequencies depend on T itself.
+    const bool by_length = rope_depends_on_length(cfg_.rope_scaling);
+    if (by_length ? T == rope_T_ : T <= rope_T_) return;
     const int h = cfg_.head_dim / 2;
+    if (by_length) inv_freq_ = rope_inv_freq(cfg_.head_dim, cfg_.rope_theta, cfg_.rope_scaling, T);
     cos_.assign((size_t)T * h, 0.0f);
     sin_.assign((size_t)T * h, 0.0f);
-    rope_tables(cos_.data(), sin_.data(), inv_freq_.data(), T, cfg_.head_dim);
+    rope_tables(cos_.data(), sin_.data(), inv_freq_.data(), T, cfg_.head_dim, rope_attention_scale(cfg_.rope_scaling));
+    if (!inv_freq_local_.empty()) {
+        cosl_.assign((size_t)T * h, 0.0f);
+        sinl_.assign((size_t)T * h, 0.0f);
+        rope_tables(cosl_.data(), sinl_.data(), inv_freq_local_.data(), T, cfg_.head_dim);
+    }
     rope_T_ = T;
 }
 
@@ -414,11 +499,33 @@ void ModelImpl::ensure_acts(LayerActs& a, int B, int T) {
         const HLoraLinear& P = layers_[0].proj[j];
         if (P.R > 0) ensure(a.z[j], N * (size_t)P.offset[active_levels_]);
     }
+    if (cfg_.qk_norm) {
+        ensure(a.qpre, N * Hd);
+        ensure(a.kpre, N * KVd);
+        ensure(a.rstdq, N * cfg_.num_heads);
+        ensure(a.rstdk, N * cfg_.num_kv_heads);
+    }
+    if (cfg_.sandwich_norm) {
+        ensure(a.ao, N * C);
+        ensure(a.rstd3, N);
+        ensure(a.mo, N * C);
+        ensure(a.rstd4, N);
+    }
+}
+
+// Adds a bias [n] to every row of y [N, n] (Qwen2's frozen q/k/v biases).
+static void add_bias(float* y, const std::vector<float>& bias, int64_t N) {
+    const int64_t n = (int64_t)bias.size();
+    const float* bp = bias.data();
+#pragma omp parallel for schedule(static) if (N * n >= kParMinElems)
+    for (int64_t r = 0; r < N; r++)
+        for (int64_t i = 0; i < n; i++) y[r * n + i] += bp[i];
 }
 
 void ModelImpl::layer_forward(int l, const float* x, float* y, LayerActs& a, int B, int T) {
     const ModelConfig& c = cfg_;
     const int64_t N = (int64_t)B * T, C = c.hidden_size;
+    const int64_t Hd = (int64_t)c.num_heads * c.head_dim, KVd = (int64_t)c.num_kv_heads * c.head_dim;
     DecoderLayer& L = layers_[l];
     ensure_acts(a, B, T);
     ensure(tmpC_, (size_t)N * C);
@@ -426,20 +533,46 @@ void ModelImpl::layer_forward(int l, const float* x, float* y, LayerActs& a, int
     hlora_forward(L.proj[P_Q], run_for(l, P_Q), a.xn1.data(), N, a.q.data(), a.z[P_Q].data(), hws_);
     hlora_forward(L.proj[P_K], run_for(l, P_K), a.xn1.data(), N, a.k.data(), a.z[P_K].data(), hws_);
     hlora_forward(L.proj[P_V], run_for(l, P_V), a.xn1.data(), N, a.v.data(), a.z[P_V].data(), hws_);
-    rope_forward(a.q.data(), cos_.data(), sin_.data(), B, T, c.num_heads, c.head_dim);
-    rope_forward(a.k.data(), cos_.data(), sin_.data(), B, T, c.num_kv_heads, c.head_dim);
-    const AttnShape as{B, T, c.num_heads, c.num_kv_heads, c.head_dim};
+    if (c.qkv_bias) {
+        add_bias(a.q.data(), L.bias[0], N);
+        add_bias(a.k.data(), L.bias[1], N);
+        add_bias(a.v.data(), L.bias[2], N);
+    }
+    if (c.qk_norm) {
+        // Qwen3 / Gemma-3: RMSNorm over each head's d values (weight [d]), before RoPE.
+        std::memcpy(a.qpre.data(), a.q.data(), sizeof(float) * N * Hd);
+        std::memcpy(a.kpre.data(), a.k.data(), sizeof(float) * N * KVd);
+        rmsnorm_forward(a.q.data(), a.rstdq.data(), a.qpre.data(), L.q_norm.data(), N * c.num_heads, c.head_dim,
+                        c.rms_norm_eps, gemma_);
+        rmsnorm_forward(a.k.data(), a.rstdk.data(), a.kpre.data(), L.k_norm.data(), N * c.num_kv_heads, c.head_dim,
+                        c.rms_norm_eps, gemma_);
+    }
+    rope_forward(a.q.data(), rope_cos(l), rope_sin(l), B, T, c.num_heads, c.head_dim);
+    rope_forward(a.k.data(), rope_cos(l), rope_sin(l), B, T, c.num_kv_heads, c.head_dim);
+    const AttnShape as = attn_shape(l, B, T);
     attention_forward(a.att.data(), a.lse.data(), a.q.data(), a.k.data(), a.v.data(), as);
-    hlora_forward(L.proj[P_O], run_for(l, P_O), a.att.data(), N, tmpC_.data(), a.z[P_O].data(), hws_);
-    float* xmid = a.xmid.data();
     const float* t = tmpC_.data();
+    if (c.sandwich_norm) {
+        hlora_forward(L.proj[P_O], run_for(l, P_O), a.att.data(), N, a.ao.data(), a.z[P_O].data(), hws_);
+        rmsnorm_forward(tmpC_.data(), a.rstd3.data(), a.ao.data(), L.ln_post_attn.data(), N, (int)C, c.rms_norm_eps,
+                        gemma_);
+    } else {
+        hlora_forward(L.proj[P_O], run_for(l, P_O), a.att.data(), N, tmpC_.data(), a.z[P_O].data(), hws_);
+    }
+    float* xmid = a.xmid.data();
 #pragma omp parallel for schedule(static) if (N * C >= kParMinElems)
     for (int64_t i = 0; i < N * C; i++) xmid[i] = x[i] + t[i];
     rmsnorm_forward(a.xn2.data(), a.rstd2.data(), xmid, L.ln2.data(), N, (int)C, c.rms_norm_eps, gemma_);
     hlora_forward(L.proj[P_GATE], run_for(l, P_GATE), a.xn2.data(), N, a.g.data(), a.z[P_GATE].data(), hws_);
     hlora_forward(L.proj[P_UP], run_for(l, P_UP), a.xn2.data(), N, a.u.data(), a.z[P_UP].data(), hws_);
     glu_forward(a.h.data(), a.g.data(), a.u.data(), N * c.intermediate_size, act_);
-    hlora_forward(L.proj[P_DOWN], run_for(l, P_DOWN), a.h.data(), N, tmpC_.data(), a.z[P_DOWN].data(), hws_);
+    if (c.sandwich_norm) {
+        hlora_forward(L.proj[P_DOWN], run_for(l, P_DOWN), a.h.data(), N, a.mo.data(), a.z[P_DOWN].data(), hws_);
+        rmsnorm_forward(tmpC_.data(), a.rstd4.data(), a.mo.data(), L.ln_post_ff.data(), N, (int)C, c.rms_norm_eps,
+                        gemma_);
+    } else {
+        hlora_forward(L.proj[P_DOWN], run_for(l, P_DOWN), a.h.data(), N, tmpC_.data(), a.z[P_DOWN].data(), hws_);
+    }
 #pragma omp parallel for schedule(static) if (N * C >= kParMinElems)
     for (int64_t i = 0; i < N * C; i++) y[i] = xmid[i] + t[i];
 }
@@ -458,27 +591,54 @@ void ModelImpl::layer_backward(int l, const float* x, LayerActs& a, const float*
     ensure(datt_, N * Hd);
     ensure(dk_, N * KVd);
     ensure(dv_, N * KVd);
-    // MLP block: y = xmid + down(act(g) ⊙ u)
+    // MLP block: y = xmid + down(act(g) ⊙ u)   (Gemma-2/3: y = xmid + post_ff_norm(down(...)))
     std::memcpy(dmid_.data(), dy, sizeof(float) * N * C);
-    hlora_backward(L.proj[P_DOWN], run_for(l, P_DOWN), a.h.data(), a.z[P_DOWN].data(), dy, N, dh_.data(), false, hws_);
+    const float* ddown = dy;
+    if (c.sandwich_norm) {
+        ensure(dmo_, N * C);
+        std::fill(dmo_.begin(), dmo_.begin() + N * C, 0.0f);
+        rmsnorm_backward(dmo_.data(), dy, a.mo.data(), L.ln_post_ff.data(), a.rstd4.data(), N, (int)C, gemma_);
+        ddown = dmo_.data();
+    }
+    hlora_backward(L.proj[P_DOWN], run_for(l, P_DOWN), a.h.data(), a.z[P_DOWN].data(), ddown, N, dh_.data(), false,
+                   hws_);
     glu_backward(dg_.data(), du_.data(), dh_.data(), a.g.data(), a.u.data(), N * F, act_);
     hlora_backward(L.proj[P_GATE], run_for(l, P_GATE), a.xn2.data(), a.z[P_GATE].data(), dg_.data(), N, dxn_.data(),
                    false, hws_);
     hlora_backward(L.proj[P_UP], run_for(l, P_UP), a.xn2.data(), a.z[P_UP].data(), du_.data(), N, dxn_.data(), true,
                    hws_);
     rmsnorm_backward(dmid_.data(), dxn_.data(), a.xmid.data(), L.ln2.data(), a.rstd2.data(), N, (int)C, gemma_);
-    // Attention block: xmid = x + o(attn(rope(q), rope(k), v))
-    hlora_backward(L.proj[P_O], run_for(l, P_O), a.att.data(), a.z[P_O].data(), dmid_.data(), N, datt_.data(), false,
-                   hws_);
-    const AttnShape as{B, T, c.num_heads, c.num_kv_heads, c.head_dim};
+    // Attention block: xmid = x + o(attn(rope(q), rope(k), v))   (Gemma-2/3: x + post_attn_norm(o(...)))
+    const float* dout = dmid_.data();
+    if (c.sandwich_norm) {
+        ensure(dao_, N * C);
+        std::fill(dao_.begin(), dao_.begin() + N * C, 0.0f);
+        rmsnorm_backward(dao_.data(), dmid_.data(), a.ao.data(), L.ln_post_attn.data(), a.rstd3.data(), N, (int)C,
+                         gemma_);
+        dout = dao_.data();
+    }
+    hlora_backward(L.proj[P_O], run_for(l, P_O), a.att.data(), a.z[P_O].data(), dout, N, datt_.data(), false, hws_);
+    const AttnShape as = attn_shape(l, B, T);
     attention_backward(dq_.data(), dk_.data(), dv_.data(), datt_.data(), a.q.data(), a.k.data(), a.v.data(),
                        a.att.data(), a.lse.data(), as);
-    rope_backward(dq_.data(), cos_.data(), sin_.data(), B, T, c.num_heads, c.head_dim);
-    rope_backward(dk_.data(), cos_.data(), sin_.data(), B, T, c.num_kv_heads, c.head_dim);
-    hlora_backward(L.proj[P_Q], run_for(l, P_Q), a.xn1.data(), a.z[P_Q].data(), dq_.data(), N, dxn_.data(), false,
-                   hws_);
-    hlora_backward(L.proj[P_K], run_for(l, P_K), a.xn1.data(), a.z[P_K].data(), dk_.data(), N, dxn_.data(), true,
-                   hws_);
+    rope_backward(dq_.data(), rope_cos(l), rope_sin(l), B, T, c.num_heads, c.head_dim);
+    rope_backward(dk_.data(), rope_cos(l), rope_sin(l), B, T, c.num_kv_heads, c.head_dim);
+    const float* dqp = dq_.data();
+    const float* dkp = dk_.data();
+    if (c.qk_norm) {
+        ensure(dqn_, N * Hd);
+        ensure(dkn_, N * KVd);
+        std::fill(dqn_.begin(), dqn_.begin() + N * Hd, 0.0f);
+        std::fill(dkn_.begin(), dkn_.begin() + N * KVd, 0.0f);
+        rmsnorm_backward(dqn_.data(), dq_.data(), a.qpre.data(), L.q_norm.data(), a.rstdq.data(), N * c.num_heads,
+                         c.head_dim, gemma_);
+        rmsnorm_backward(dkn_.data(), dk_.data(), a.kpre.data(), L.k_norm.data(), a.rstdk.data(),
+                         N * c.num_kv_heads, c.head_dim, gemma_);
+        dqp = dqn_.data();
+        dkp = dkn_.data();
+    }
+    hlora_backward(L.proj[P_Q], run_for(l, P_Q), a.xn1.data(), a.z[P_Q].data(), dqp, N, dxn_.data(), false, hws_);
+    hlora_backward(L.proj[P_K], run_for(l, P_K), a.xn1.data(), a.z[P_K].data(), dkp, N, dxn_.data(), true, hws_);
     hlora_backward(L.proj[P_V], run_for(l, P_V), a.xn1.data(), a.z[P_V].data(), dv_.data(), N, dxn_.data(), true,
                    hws_);
     std::memcpy(dx, dmid_.data(), sizeof(float) * N * C);
@@ -529,7 +689,8 @@ LossOut ModelImpl::forward_backward(const int32_t* ids, const int32_t* labels, i
     shift_labels(targets_.data(), labels, B, T);
     if (backward) ensure(dxf_, (size_t)N * C);
     const LossOut res = cross_entropy_chunked(xf_.data(), out_weight(), targets_.data(), N, (int)C, c.vocab_size,
-                                              loss_chunk(N), grad_scale, backward ? dxf_.data() : nullptr, lws_);
+                                              loss_chunk(N), grad_scale, backward ? dxf_.data() : nullptr, lws_,
+                                              c.final_softcap);
     if (!backward) return res;
     ensure(dxa_, (size_t)N * C);
     ensure(dxb_, (size_t)N * C);
@@ -557,6 +718,7 @@ void ModelImpl::forward_logits(const int32_t* ids, int B, int T, float* logits_o
     // logits [N, V] = xf · W_outᵀ
     par_sgemm(false, true, (int)N, cfg_.vocab_size, cfg_.hidden_size, 1.0f, xf_.data(), cfg_.hidden_size,
               out_weight(), cfg_.hidden_size, 0.0f, logits_out, cfg_.vocab_size);
+    softcap_logits(logits_out, N * cfg_.vocab_size, cfg_.final_softcap);
 }
 
 void ModelImpl::forward_logits_at(const int32_t* ids, int B, int T, const int32_t* positions, float* logits_out) {
@@ -574,6 +736,7 @@ void ModelImpl::forward_logits_at(const int32_t* ids, int B, int T, const int32_
         std::memcpy(ytmp_.data() + (int64_t)b * C, xf_.data() + ((int64_t)b * T + positions[b]) * C, sizeof(float) * C);
     par_sgemm(false, true, B, cfg_.vocab_size, (int)C, 1.0f, ytmp_.data(), (int)C, out_weight(), (int)C, 0.0f,
               logits_out, cfg_.vocab_size);
+    softcap_logits(logits_out, (int64_t)B * cfg_.vocab_size, cfg_.final_softcap);
 }
 
 std::vector<float> ModelImpl::dequantized_weight(const std::string& module) const {
@@ -592,15 +755,16 @@ size_t ModelImpl::memory_bytes() const {
     auto cap = [](const std::vector<float>& v) { return v.capacity() * sizeof(float); };
     size_t n = cap(embed_) + cap(lm_head_) + cap(norm_);
     for (const DecoderLayer& L : layers_) {
-        n += cap(L.ln1) + cap(L.ln2);
+        n += cap(L.ln1) + cap(L.ln2) + cap(L.ln_post_attn) + cap(L.ln_post_ff) + cap(L.q_norm) + cap(L.k_norm);
+        for (const auto& b : L.bias) n += cap(b);
         for (const HLoraLinear& P : L.proj) n += P.base_bytes();
     }
     n += cap(pw_) + cap(pg_);
-    n += hws_.bytes() + lws_.bytes() + cap(cos_) + cap(sin_);
+    n += hws_.bytes() + lws_.bytes() + cap(cos_) + cap(sin_) + cap(cosl_) + cap(sinl_);
     for (const LayerActs& a : acts_) n += a.bytes();
     for (const auto& x : xs_) n += cap(x);
     for (const auto* v : {&xf_, &rstdf_, &tmpC_, &ytmp_, &dxa_, &dxb_, &dmid_, &dxn_, &dxf_, &dg_, &du_, &dh_, &dq_,
-                          &datt_, &dk_, &dv_})
+                          &datt_, &dk_, &dv_, &dqn_, &dkn_, &dao_, &dmo_})
         n += cap(*v);
     return n;
 }

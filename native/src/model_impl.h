@@ -20,8 +20,16 @@ std::string proj_module_name(int layer, int proj);
 
 struct DecoderLayer {
     std::vector<float> ln1;      // [C] input_layernorm.weight
-    std::vector<float> ln2;      // [C] post_attention_layernorm.weight
+    std::vector<float> ln2;      // [C] the pre-MLP norm: post_attention_layernorm.weight, or (Gemma-2/3)
+                                 //     pre_feedforward_layernorm.weight
     HLoraLinear proj[P_COUNT];   // q [H·d, C], k/v [KV·d, C], o [C, H·d], gate/up [F, C], down [C, F]
+                                 // (Phi-3: row slices of qkv_proj [(H+2KV)·d, C] and gate_up_proj [2F, C])
+    // Family extras (empty when the family has none):
+    std::vector<float> ln_post_attn;   // [C] Gemma-2/3 post_attention_layernorm: on the o_proj output
+    std::vector<float> ln_post_ff;     // [C] Gemma-2/3 post_feedforward_layernorm: on the down_proj output
+    std::vector<float> q_norm, k_norm; // [d] Qwen3 / Gemma-3 per-head RMSNorm of q and k before RoPE
+    std::vector<float> bias[3];        // Qwen2 q/k/v biases [H·d], [KV·d], [KV·d] (frozen, fp32)
+    bool sliding = false;              // sliding-window attention layer
 };
 
 // Activations of one layer kept for its backward (one per layer, or a single one with gradient checkpointing).
@@ -40,6 +48,11 @@ struct LayerActs {
     std::vector<float> u;        // [N, F]     up_proj output
     std::vector<float> h;        // [N, F]     act(g) ⊙ u (down_proj input)
     std::vector<float> z[P_COUNT];   // [N, R_a] adapter intermediates (empty for non-adapted projections)
+    // Family extras (allocated only when the family uses them):
+    std::vector<float> qpre, kpre;   // [N, H·d], [N, KV·d] q/k before q_norm/k_norm
+    std::vector<float> rstdq, rstdk; // [N·H], [N·KV]
+    std::vector<float> ao, rstd3;    // [N, C] o_proj output before post_attention_layernorm (Gemma-2/3), [N]
+    std::vector<float> mo, rstd4;    // [N, C] down_proj output before post_feedforward_layernorm, [N]
     size_t bytes() const;
 };
 
@@ -53,7 +66,8 @@ struct HostWeights {
     const std::vector<float>* lm_head = nullptr;   // [V, C]; empty when tied
     const std::vector<float>* norm = nullptr;      // [C]
     const std::vector<DecoderLayer>* layers = nullptr;
-    const std::vector<float>* inv_freq = nullptr;  // [d/2] rope inverse frequencies (scaling applied)
+    const std::vector<float>* inv_freq = nullptr;  // [d/2] rope inverse frequencies (scaling applied; the global
+                                                   //        layers' for Gemma-3)
     float* params_w = nullptr;                     // all adapter weights back to back (params() order)
     float* params_g = nullptr;                     // their gradients
     size_t params_numel = 0;

@@ -8,15 +8,22 @@
 
 namespace hq {
 
-std::vector<float> rope_inv_freq(int head_dim, float theta, const RopeScaling& sc) {
+std::vector<float> rope_inv_freq(int head_dim, float theta, const RopeScaling& sc, int T) {
     HQ_ASSERT(head_dim > 0 && head_dim % 2 == 0);
     const int h = head_dim / 2;
     std::vector<float> inv(h);   // [d/2]
+    const bool longrope = sc.type == "longrope";
+    const bool use_long = longrope && T > sc.original_max_position_embeddings;
+    if (longrope) HQ_ASSERT((int)sc.short_factor.size() == h && (int)sc.long_factor.size() == h);
     for (int i = 0; i < h; i++) {
         const float e = (float)(2 * i) / (float)head_dim;       // arange(0, d, 2).float() / d
-        inv[i] = 1.0f / std::pow(theta, e);                     // fp32 pow, fp32 reciprocal
+        const float p = std::pow(theta, e);                     // fp32 pow
+        // longrope (_compute_longrope_parameters): 1 / (ext_factors * base**e), in fp32
+        inv[i] = longrope ? 1.0f / ((use_long ? sc.long_factor[i] : sc.short_factor[i]) * p) : 1.0f / p;
     }
-    if (sc.type == "llama3") {
+    if (sc.type == "linear") {
+        for (int i = 0; i < h; i++) inv[i] /= sc.factor;        // _compute_linear_scaling_rope_parameters
+    } else if (sc.type == "llama3") {
         const float pi2 = (float)(2.0 * M_PI);
         const float orig = (float)sc.original_max_position_embeddings;
         const float low_wavelen = orig / sc.low_freq_factor;
@@ -31,19 +38,23 @@ std::vector<float> rope_inv_freq(int head_dim, float theta, const RopeScaling& s
             inv[i] = medium ? smoothed : f_llama;
         }
     } else {
-        HQ_ASSERT(sc.type.empty());
+        HQ_ASSERT(sc.type.empty() || longrope);
     }
     return inv;
 }
 
-void rope_tables(float* cos, float* sin, const float* inv_freq, int T, int head_dim) {
+float rope_attention_scale(const RopeScaling& sc) { return sc.type == "longrope" ? sc.attention_factor : 1.0f; }
+
+bool rope_depends_on_length(const RopeScaling& sc) { return sc.type == "longrope"; }
+
+void rope_tables(float* cos, float* sin, const float* inv_freq, int T, int head_dim, float scale) {
     const int h = head_dim / 2;
 #pragma omp parallel for schedule(static) if ((int64_t)T * head_dim >= kParMinElems / 4)
     for (int t = 0; t < T; t++) {
         for (int i = 0; i < h; i++) {
             const float f = (float)t * inv_freq[i];
-            cos[(int64_t)t * h + i] = std::cos(f);
-            sin[(int64_t)t * h + i] = std::sin(f);
+            cos[(int64_t)t * h + i] = std::cos(f) * scale;
+            sin[(int64_t)t * h + i] = std::sin(f) * scale;
         }
     }
 }

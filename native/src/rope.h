@@ -18,11 +18,17 @@
 
 namespace hq {
 
-// inv_freq [d/2], fp32, with the config's rope_scaling applied ("" or "llama3").
-std::vector<float> rope_inv_freq(int head_dim, float theta, const RopeScaling& scaling);
-
-// cos, sin [T, d/2] for positions 0..T-1.
-void rope_tables(float* cos, float* sin, const float* inv_freq, int T, int head_dim);
+// inv_freq [d/2], fp32, with the config's rope_scaling applied ("", "linear": inv / factor, "llama3", or
+// "longrope": 1 / (ext · theta^(2i/d)) with ext = long_factor when the batch length T exceeds
+// original_max_position_embeddings, else short_factor — transformers' longrope_frequency_update decides by
+// max(position_ids) + 1, which is T for positions 0..T-1).
+std::vector<float> rope_inv_freq(int head_dim, float theta, const RopeScaling& scaling, int T = 0);
+// The factor cos/sin are multiplied by (longrope's attention_factor; 1 otherwise).
+float rope_attention_scale(const RopeScaling& scaling);
+// True when the tables depend on the batch length (longrope).
+bool rope_depends_on_length(const RopeScaling& scaling);
+// cos, sin [T, d/2] for positions 0..T-1, each multiplied by `scale` (fp32, after cos/sin as transformers does).
+void rope_tables(float* cos, float* sin, const float* inv_freq, int T, int head_dim, float scale = 1.0f);
 
 // x [B, T, nh, d] rotated in place with the tables of positions 0..T-1 (cos, sin [>=T, d/2]).
 void rope_forward(float* x, const float* cos, const float* sin, int B, int T, int nh, int head_dim);

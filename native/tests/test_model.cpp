@@ -237,12 +237,27 @@ TEST_CASE("config: unsupported architectures and fields are E_CONFIG naming the 
         std::string key;
     };
     const std::vector<Case> cases = {
-        {[](json& j) { j["model_type"] = "mistral"; }, "model_type"},
+        {[](json& j) { j["model_type"] = "mixtral"; }, "model_type"},
+        {[](json& j) { j["model_type"] = "gemma3"; }, "model_type"},
         {[](json& j) { j.erase("model_type"); }, "model_type"},
+        {[](json& j) { j["model_type"] = "qwen3"; j["num_experts"] = 8; }, "num_experts"},
+        {[](json& j) { j["model_type"] = "mistral"; j["num_local_experts"] = 8; }, "num_local_experts"},
+        {[](json& j) { j["rope_scaling"] = {{"type", "longrope"}, {"short_factor", {1, 1, 1, 1, 1, 1, 1, 1}},
+                                            {"long_factor", {1, 1, 1, 1, 1, 1, 1, 1}}};
+                       j["original_max_position_embeddings"] = 64; }, "rope_scaling"},
+        {[](json& j) { j["model_type"] = "phi3"; j["rope_scaling"] = {{"type", "longrope"},
+                                                                       {"short_factor", {1, 1}},
+                                                                       {"long_factor", {1, 1}}}; },
+         "rope_scaling.short_factor"},
+        {[](json& j) { j["model_type"] = "mistral"; j["sliding_window"] = 0; j["layer_types"] =
+                           {"sliding_attention", "full_attention"}; }, "sliding_window"},
+        {[](json& j) { j["model_type"] = "gemma2"; j["layer_types"] = {"sliding_attention", "chunked"}; },
+         "layer_types[1]"},
+        {[](json& j) { j["model_type"] = "gemma2"; j["attn_logit_softcapping"] = -1.0; }, "attn_logit_softcapping"},
         {[](json& j) { j["attention_bias"] = true; }, "attention_bias"},
         {[](json& j) { j["mlp_bias"] = true; }, "mlp_bias"},
-        {[](json& j) { j["rope_scaling"] = {{"type", "yarn"}, {"factor", 4.0}}; }, "rope_scaling.rope_type"},
-        {[](json& j) { j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 2.0}}; }, "rope_scaling.rope_type"},
+        {[](json& j) { j["rope_scaling"] = {{"type", "yarn"}, {"factor", 4.0}}; }, "rope_scaling.type"},
+        {[](json& j) { j["rope_scaling"] = {{"rope_type", "dynamic"}, {"factor", 2.0}}; }, "rope_scaling.rope_type"},
         {[](json& j) { j["rope_parameters"] = {{"rope_type", "dynamic"}, {"factor", 2.0}}; },
          "rope_parameters.rope_type"},
         {[](json& j) { j["hidden_act"] = "gelu"; }, "hidden_act"},
@@ -268,6 +283,112 @@ TEST_CASE("config: unsupported architectures and fields are E_CONFIG naming the 
     expect_error([&] { load_model_config(dir); }, "E_CONFIG");
     remove_all(dir);
     expect_error([&] { load_model_config(dir); }, "E_CONFIG");   // no config.json
+}
+
+TEST_CASE("config: the families' features (Qwen2/3, Mistral, Gemma-2/3, Phi-3) and the refusal naming them") {
+    const std::string dir = synth_dir("cfg_families");
+    const json base = {{"vocab_size", 100}, {"hidden_size", 64}, {"intermediate_size", 128}, {"num_hidden_layers", 6},
+                       {"num_attention_heads", 4}, {"num_key_value_heads", 2}};
+    auto load = [&](json j) {
+        write_config(dir, j);
+        return load_model_config(dir);
+    };
+    {
+        json j = base;
+        j["model_type"] = "qwen2";
+        j["use_sliding_window"] = false;
+        j["sliding_window"] = 4096;
+        const ModelConfig c = load(j);
+        CHECK(c.arch == Arch::Qwen2);
+        CHECK(c.qkv_bias);
+        CHECK_FALSE(c.any_sliding());
+        CHECK_FALSE(c.tie_word_embeddings);
+        j["use_sliding_window"] = true;
+        j["max_window_layers"] = 4;
+        const ModelConfig c2 = load(j);
+        CHECK(c2.layer_sliding == std::vector<uint8_t>{0, 0, 0, 0, 1, 1});
+        CHECK(c2.sliding_window == 4096);
+    }
+    {
+        json j = base;
+        j["model_type"] = "qwen3";
+        const ModelConfig c = load(j);
+        CHECK(c.qk_norm);
+        CHECK(c.head_dim == 128);   // Qwen3Config's default, not hidden / heads
+        CHECK_FALSE(c.qkv_bias);
+    }
+    {
+        json j = base;
+        j["model_type"] = "mistral";
+        j["sliding_window"] = nullptr;
+        CHECK_FALSE(load(j).any_sliding());
+        j["sliding_window"] = 7;
+        const ModelConfig c = load(j);
+        CHECK(c.layer_sliding == std::vector<uint8_t>(6, 1));
+        CHECK(c.sliding_window == 7);
+    }
+    {
+        json j = base;
+        j["model_type"] = "gemma2";
+        j["head_dim"] = 16;
+        const ModelConfig c = load(j);
+        CHECK(c.gemma_norm);
+        CHECK(c.sandwich_norm);
+        CHECK(c.tie_word_embeddings);
+        CHECK(c.hidden_act == "gelu_pytorch_tanh");
+        CHECK(c.layer_sliding == std::vector<uint8_t>{1, 0, 1, 0, 1, 0});
+        CHECK(c.sliding_window == 4096);
+        CHECK(c.attn_softcap == 50.0f);
+        CHECK(c.final_softcap == 30.0f);
+        CHECK(c.attn_scale() == doctest::Approx(1.0 / 16.0));   // query_pre_attn_scalar default 256
+        j["final_logit_softcapping"] = nullptr;
+        CHECK(load(j).final_softcap == 0.0f);
+    }
+    {
+        json j = base;
+        j["model_type"] = "gemma3_text";
+        j["head_dim"] = 16;
+        j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 8.0}};
+        const ModelConfig c = load(j);
+        CHECK(c.qk_norm);
+        CHECK(c.layer_sliding == std::vector<uint8_t>{1, 1, 1, 1, 1, 0});   // 5 local : 1 global
+        CHECK(c.rope_theta == 1000000.0f);
+        CHECK(c.rope_local_theta == 10000.0f);
+        CHECK(c.rope_scaling.type == "linear");
+        CHECK(c.attn_softcap == 0.0f);
+        j["layer_types"] = {"sliding_attention", "full_attention", "sliding_attention", "full_attention",
+                            "sliding_attention", "full_attention"};
+        j.erase("rope_scaling");
+        j["rope_parameters"] = {{"full_attention", {{"rope_type", "linear"}, {"factor", 4.0}, {"rope_theta", 5e5}}},
+                                {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 2e4}}}};
+        const ModelConfig c5 = load(j);   // the transformers 5 form
+        CHECK(c5.layer_sliding == std::vector<uint8_t>{1, 0, 1, 0, 1, 0});
+        CHECK(c5.rope_theta == 5e5f);
+        CHECK(c5.rope_local_theta == 2e4f);
+        CHECK(c5.rope_scaling.factor == 4.0f);
+    }
+    {
+        json j = base;
+        j["model_type"] = "phi3";
+        j["max_position_embeddings"] = 131072;
+        j["original_max_position_embeddings"] = 4096;
+        const std::vector<double> f(8, 1.5);
+        j["rope_scaling"] = {{"type", "longrope"}, {"short_factor", f}, {"long_factor", f}};
+        const ModelConfig c = load(j);
+        CHECK(c.fused_proj);
+        CHECK(c.rope_scaling.type == "longrope");
+        CHECK(c.rope_scaling.original_max_position_embeddings == 4096);
+        // sqrt(1 + ln(32) / ln(4096)), as transformers' _compute_longrope_parameters
+        CHECK(c.rope_scaling.attention_factor == doctest::Approx(std::sqrt(1.0 + std::log(32.0) / std::log(4096.0))));
+    }
+    json j = base;
+    j["model_type"] = "qwen3_moe";
+    write_config(dir, j);
+    const Error e = expect_error([&] { load_model_config(dir); }, "E_CONFIG");
+    CHECK(e.where().key == "model_type");
+    for (const char* fam : {"llama", "gemma", "qwen2", "qwen3", "mistral", "gemma2", "gemma3_text", "phi3"})
+        CHECK(e.hint().find(fam) != std::string::npos);
+    remove_all(dir);
 }
 
 // ---- loading ----------------------------------------------------------------------------------------------------
