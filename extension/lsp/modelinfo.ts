@@ -6,11 +6,62 @@ import path from 'node:path';
 
 import type { Dims } from './memory';
 
-/** Architectures hqlora-train implements (native/src/model_config.cpp), with the projections of each layer. */
-export const ARCHITECTURES: Readonly<Record<string, { attn: readonly string[]; mlp: readonly string[] }>> = {
-  llama: { attn: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], mlp: ['gate_proj', 'up_proj', 'down_proj'] },
-  gemma: { attn: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], mlp: ['gate_proj', 'up_proj', 'down_proj'] },
+const ATTN = ['q_proj', 'k_proj', 'v_proj', 'o_proj'] as const;
+const MLP = ['gate_proj', 'up_proj', 'down_proj'] as const;
+/**
+ * Architectures (config.json model_type) hqlora-train implements (native/src/model_config.cpp), with the
+ * projections of each layer. Phi-3 stores q/k/v in one qkv_proj and gate/up in one gate_up_proj; the adapters
+ * still use the separate names (they adapt the rows of the fused weight), see `fused`.
+ */
+export const ARCHITECTURES: Readonly<Record<string, { attn: readonly string[]; mlp: readonly string[];
+  fused?: Readonly<Record<string, string>>; tiedByDefault?: boolean }>> = {
+  llama: { attn: ATTN, mlp: MLP },
+  gemma: { attn: ATTN, mlp: MLP, tiedByDefault: true },
+  qwen2: { attn: ATTN, mlp: MLP },
+  qwen3: { attn: ATTN, mlp: MLP },
+  mistral: { attn: ATTN, mlp: MLP },
+  gemma2: { attn: ATTN, mlp: MLP, tiedByDefault: true },
+  gemma3_text: { attn: ATTN, mlp: MLP, tiedByDefault: true },
+  phi3: { attn: ATTN, mlp: MLP,
+    fused: { q_proj: 'qkv_proj', k_proj: 'qkv_proj', v_proj: 'qkv_proj', gate_proj: 'gate_up_proj', up_proj: 'gate_up_proj' } },
 };
+
+/** The same words as the trainer's refusal (native/src/model_config.cpp supported_families). */
+export const SUPPORTED_FAMILIES = 'supported model_type values: llama (LLaMA 1/2/3), gemma (Gemma 1), qwen2 (Qwen2/2.5), ' +
+  'qwen3 (Qwen3 dense), mistral (Mistral), gemma2 (Gemma-2), gemma3_text (Gemma-3 text, Gemma3ForCausalLM), phi3 ' +
+  '(Phi-3/3.5-mini)';
+
+const ROPE_TYPES = new Set(['default', 'linear', 'llama3', 'longrope', 'su']);
+const MOE_KEYS = ['num_experts', 'num_local_experts', 'n_routed_experts', 'moe_intermediate_size'];
+
+/**
+ * What the trainer refuses in config.json before loading weights (model_type, mixture-of-experts, a rope scaling
+ * kind it lacks), as "config.json: <key>: <message>; <families>", or null.
+ */
+export function configProblem(c: Record<string, unknown>): { key: string; message: string } | null {
+  const mt = typeof c.model_type === 'string' ? c.model_type : '';
+  if (!(mt in ARCHITECTURES)) {
+    return { key: 'model_type', message: `config.json: model_type: ${mt ? `model_type '${mt}' is not supported` : "config.json has no 'model_type'"}; ${SUPPORTED_FAMILIES}` };
+  }
+  for (const key of MOE_KEYS) {
+    const v = c[key];
+    if (v === undefined || v === null || (typeof v === 'number' && v <= 0)) continue;
+    return { key, message: `config.json: ${key}: mixture-of-experts models ('${key}' = ${JSON.stringify(v)}) are not supported; only dense decoders are; ${SUPPORTED_FAMILIES}` };
+  }
+  for (const key of ['rope_scaling', 'rope_parameters']) {
+    const r = c[key];
+    if (!r || typeof r !== 'object' || Array.isArray(r)) continue;
+    const objs = Object.values(r).every((v) => v !== null && typeof v === 'object' && !Array.isArray(v)) && Object.keys(r).length > 0
+      ? Object.values(r) as Record<string, unknown>[] : [r as Record<string, unknown>];
+    for (const o of objs) {
+      const t = typeof o.rope_type === 'string' ? o.rope_type : typeof o.type === 'string' ? o.type : 'default';
+      if (!ROPE_TYPES.has(t)) {
+        return { key, message: `config.json: ${key}: rope scaling type '${t}' is not supported; supported: none/default, "linear", "llama3" (Llama 3.1+) and "longrope" (Phi-3); dynamic and yarn are not. ${SUPPORTED_FAMILIES}` };
+      }
+    }
+  }
+  return null;
+}
 
 /** The adapter-capable modules of an architecture, attention first. */
 export function modulesOf(arch: string): string[] {
@@ -23,6 +74,8 @@ export interface ModelInfo {
   /** config.json model_type. */
   architecture: string;
   supported: boolean;
+  /** Why the trainer would refuse config.json (its own words), or null. */
+  problem: string | null;
   dims: Dims;
   maxPositions: number | null;
   /** .safetensors files of the folder. */
@@ -105,7 +158,7 @@ function inspectUncached(dir: string): ModelInspection {
       kvHeads: num(c, 'num_key_value_heads', heads),
       headDim: num(c, 'head_dim', Math.floor(hidden / heads)),
       vocab: num(c, 'vocab_size'),
-      tied: typeof c.tie_word_embeddings === 'boolean' ? c.tie_word_embeddings : architecture === 'gemma',
+      tied: typeof c.tie_word_embeddings === 'boolean' ? c.tie_word_embeddings : ARCHITECTURES[architecture]?.tiedByDefault === true,
     };
   } catch (err) {
     return { ok: false, file: configFile, problem: `${configFile}: ${(err as Error).message}` };
@@ -115,7 +168,8 @@ function inspectUncached(dir: string): ModelInspection {
   const info: ModelInfo = {
     dir,
     architecture,
-    supported: architecture in ARCHITECTURES,
+    supported: architecture in ARCHITECTURES && configProblem(c) === null,
+    problem: configProblem(c)?.message ?? null,
     dims,
     maxPositions: typeof c.max_position_embeddings === 'number' ? c.max_position_embeddings : null,
     weightFiles,
@@ -160,5 +214,5 @@ export function readSafetensorsHeader(file: string): Record<string, unknown> {
 export function layerZeroWeight(arch: string, m: string): string {
   const a = ARCHITECTURES[arch];
   const block = a && a.mlp.includes(m) ? 'mlp' : 'self_attn';
-  return `model.layers.0.${block}.${m}.weight`;
+  return `model.layers.0.${block}.${a?.fused?.[m] ?? m}.weight`;
 }

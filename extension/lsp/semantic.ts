@@ -121,8 +121,8 @@ const modelCheck: Check = {
     }
     const info = r.info;
     if (!info.supported) {
-      c.report(at, DiagnosticSeverity.Error, `architecture "${info.architecture}" (config.json model_type) is not supported by ` +
-        'hqlora-train; supported: llama, gemma', 'model-architecture');
+      c.report(at, DiagnosticSeverity.Error, info.problem ?? `architecture "${info.architecture}" (config.json model_type) is not ` +
+        'supported by hqlora-train', 'model-architecture');
       return;
     }
     if (info.weightFiles.length === 0) {

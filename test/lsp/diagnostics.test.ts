@@ -96,8 +96,17 @@ describe('lsp diagnostics', () => {
     assert.equal(missing.severity, DiagnosticSeverity.Error);
     assert.match(missing.message, /model folder not found/);
     assert.deepEqual(missing.range, { start: { line: 0, character: 7 }, end: { line: 0, character: 18 } });
+    ds = await h.diagnose(uriIn(ws.dir), `model: models/mixtral\n${base}`);
+    const arch = find(ds, 'model-architecture');
+    assert.match(arch.message, /^config\.json: model_type: model_type 'mixtral' is not supported; supported model_type values: llama .*qwen2 .*phi3/);
+    assert.deepEqual(arch.range, { start: { line: 0, character: 7 }, end: { line: 0, character: 21 } });
+    ds = await h.diagnose(uriIn(ws.dir), `model: models/qwen-moe\n${base}`);
+    assert.match(find(ds, 'model-architecture').message, /^config\.json: num_experts: mixture-of-experts models \('num_experts' = 8\) are not supported/);
     ds = await h.diagnose(uriIn(ws.dir), `model: models/phi\n${base}`);
-    assert.match(find(ds, 'model-architecture').message, /architecture "phi3" .* not supported .* llama, gemma/);
+    assert.equal(ds.filter((d) => d.code === 'model-architecture').length, 0);   // Phi-3 is supported
+    // and its q_proj / gate_proj adapters live on the fused qkv_proj / gate_up_proj weights
+    ds = await h.diagnose(uriIn(ws.dir), `model: models/phi\n${base}adapter:\n  target_modules: [q_proj, v_proj, gate_proj, down_proj]\n`);
+    assert.equal(ds.filter((d) => d.code === 'target-module').length, 0);
     ds = await h.diagnose(uriIn(ws.dir), `model: {path: models/empty}\n${base}`);
     const w = find(ds, 'model-weights');
     assert.match(w.message, /no \.safetensors weights/);

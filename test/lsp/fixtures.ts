@@ -24,7 +24,7 @@ function modelFolder(dir: string, config: object, modules: string[]): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
   writeFileSync(path.join(dir, 'tokenizer.json'), '{}');
-  const names = modules.map((m) => `model.layers.0.${['gate_proj', 'up_proj', 'down_proj'].includes(m) ? 'mlp' : 'self_attn'}.${m}.weight`);
+  const names = modules.map((m) => `model.layers.0.${['gate_proj', 'up_proj', 'down_proj', 'gate_up_proj'].includes(m) ? 'mlp' : 'self_attn'}.${m}.weight`);
   writeFileSync(path.join(dir, 'model.safetensors.index.json'),
     JSON.stringify({ weight_map: Object.fromEntries(names.map((n) => [n, 'model-00001-of-00001.safetensors'])) }));
   writeFileSync(path.join(dir, 'model-00001-of-00001.safetensors'), '');
@@ -34,7 +34,9 @@ export function makeWorkspace(): Workspace {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'hqlora-lsp-'));
   const all = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
   modelFolder(path.join(dir, 'models', 'llama-7b'), LLAMA_7B, all);
-  modelFolder(path.join(dir, 'models', 'phi'), { ...LLAMA_7B, model_type: 'phi3' }, all);
+  modelFolder(path.join(dir, 'models', 'phi'), { ...LLAMA_7B, model_type: 'phi3' }, ['qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj']);
+  modelFolder(path.join(dir, 'models', 'mixtral'), { ...LLAMA_7B, model_type: 'mixtral', num_local_experts: 8 }, all);
+  modelFolder(path.join(dir, 'models', 'qwen-moe'), { ...LLAMA_7B, model_type: 'qwen3', num_experts: 8 }, all);
   modelFolder(path.join(dir, 'models', 'no-gate'), LLAMA_7B, all.filter((m) => m !== 'gate_proj'));
   mkdirSync(path.join(dir, 'models', 'empty'), { recursive: true });
   writeFileSync(path.join(dir, 'models', 'empty', 'config.json'), JSON.stringify(LLAMA_7B));
