@@ -11,7 +11,7 @@ export interface ParsedArgs {
 }
 
 /** Flags that take a value (`--threads 2` or `--threads=2`). */
-const VALUE_FLAGS = new Set(['--threads', '--trainer', '--n', '--mcq', '--shots', '--split', '--adapter', '--max-questions']);
+const VALUE_FLAGS = new Set(['--threads', '--trainer', '--n', '--mcq', '--shots', '--split', '--adapter', '--max-questions', '--only']);
 
 export function parseArgs(argv: string[]): ParsedArgs {
   const flags = new Map<string, string | true>();
@@ -78,6 +78,13 @@ Usage:
       Score the base model (NF4) and base + adapter: eval loss/perplexity and multiple-choice accuracy (MMLU
       Hendrycks folder or CSV, or QLoRA {subject,input,output} JSON; default: the config's eval.mcq). --ablation adds
       levels 1..k cumulatively. Prints the table and saves <run>/eval.json and <run>/eval.md.
+  hqlora sweep <file.hqsweep.yaml> [--dry-run] [--only CELL] [--retry-failed] [--add | --restart] [--threads N]
+      Run every cell of a rank-split sweep (schemas/sweep.schema.json), each an ordinary run in
+      <output.dir>/<name>/cells/<cell>, score it, and write the matrix: sweep-results.json, results.csv, results.md.
+      Running it again continues (finished cells kept, interrupted ones resumed from their last checkpoint).
+      --dry-run prints the cells with their estimated memory and FLOPs; --only runs one cell; --retry-failed
+      reruns failed cells; --add / --restart answer "the sweep file changed" (add the new cells / start over).
+      Exit code: 0 all cells done, 1 some failed, 3 stopped (Ctrl-C).
   hqlora --version [--trainer PATH]
       Print the CLI version, the trainer path and its backends.
   hqlora --help

@@ -13,6 +13,7 @@ import { EXPORT_USAGE, exportCommand } from './merge';
 import { previewCommand } from './preview';
 import { warn } from './io';
 import { runCommand } from './run';
+import { sweepCommand } from './sweep';
 import { validateCommand } from './validate';
 
 /** dist/cli.js lives one folder below the package root (which holds native/build/bin/hqlora-train). */
@@ -43,6 +44,17 @@ async function main(argv: string[]): Promise<number> {
         threads: numberFlag(args.flags.get('--threads'), '--threads'),
         trainerSetting,
       });
+    case 'sweep': {
+      checkFlags(args, ['--dry-run', '--only', '--retry-failed', '--add', '--restart', '--threads', '--trainer']);
+      const only = args.flags.get('--only');
+      return sweepCommand({
+        file: onePositional(args, 'sweep file'), packageRoot, dryRun: args.flags.has('--dry-run'),
+        ...(typeof only === 'string' ? { only } : {}), retryFailed: args.flags.has('--retry-failed'),
+        add: args.flags.has('--add'), restart: args.flags.has('--restart'),
+        ...(numberFlag(args.flags.get('--threads'), '--threads') !== undefined ? { threads: numberFlag(args.flags.get('--threads'), '--threads') } : {}),
+        ...(trainerSetting !== undefined ? { trainerSetting } : {}),
+      });
+    }
     case 'validate':
       checkFlags(args, ['--json']);
       return validateCommand(onePositional(args, 'config file'), args.flags.has('--json'));

@@ -32,6 +32,8 @@ export interface EvalOptions {
   /** Adapter folder/file, or "none"; default <run>/adapter. */
   adapter?: string;
   maxQuestions?: number;
+  /** Leave out the eval loss (score multiple choice only). */
+  noEvalLoss?: boolean;
   threads?: number;
   trainerSetting?: string;
   signal?: AbortSignal;
@@ -121,6 +123,7 @@ export async function evaluateRun(opts: EvalOptions): Promise<EvalOutcome> {
   const args = ['eval', '--config', runJsonFile, '--mcq', mcqFile, '--levels', opts.ablation ? 'ablation' : 'all'];
   if (opts.adapter) args.push('--adapter', opts.adapter === 'none' ? 'none' : path.resolve(opts.adapter));
   if (opts.maxQuestions !== undefined) args.push('--max-questions', String(opts.maxQuestions));
+  if (opts.noEvalLoss) args.push('--eval-tokens', 'none');
   if (opts.threads !== undefined) args.push('--threads', String(opts.threads));
   const result = await runTrainerEval(trainer.path, args, runDir, opts);
 

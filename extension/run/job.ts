@@ -7,7 +7,7 @@ import path from 'node:path';
 import { type PrepareProgress, type PrepareResult, prepareData } from '../data/prepare';
 import { dataSettings } from '../data/settings';
 import { mcqMaxLen, prepareMcq } from '../eval/evaluate';
-import { loadRunConfig } from './config';
+import { type LoadedRunConfig, loadRunConfig } from './config';
 import { HqError } from './errors';
 import { launchTrainer, type TrainerProcess } from './launcher';
 import { type ResolvedRun, configName, resolveRunConfig } from './resolve';
@@ -45,6 +45,8 @@ export interface PrepareRunOptions extends StartRunOptions {
   outputDir?: string;
   /** hardware.device to use when the config does not set one (the extension's hqlora.defaultDevice setting). */
   defaultDevice?: string;
+  /** The config already loaded (a sweep cell: the base config with the cell's values); configPath is not read. */
+  loaded?: LoadedRunConfig;
 }
 
 export async function startRun(opts: StartRunOptions): Promise<StartedRun> {
@@ -55,7 +57,7 @@ export async function startRun(opts: StartRunOptions): Promise<StartedRun> {
 
 /** Everything before the launch: config, run folder, trainer discovery, tokenized data. The caller launches. */
 export async function prepareRun(opts: PrepareRunOptions): Promise<PreparedRun> {
-  const loaded = await loadRunConfig(opts.configPath);
+  const loaded = opts.loaded ?? await loadRunConfig(opts.configPath);
   let run = resolveRunConfig(loaded, opts.runName ? { runName: opts.runName } : {});
   if (opts.outputDir) {
     run.config.output.dir = opts.outputDir;
