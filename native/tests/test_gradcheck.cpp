@@ -200,6 +200,120 @@ TEST_CASE("attention with GQA: forward equals an fp64 reference, backward matche
     fd_check("attention dv", v, dv, loss);
 }
 
+TEST_CASE("attention with a sliding window, soft-capping and a custom scale (Gemma-2/Mistral): fp64 forward, fd backward") {
+    // T = 70 crosses the 64-row query block; the window 5 is shorter than the sequence, so rows see keys
+    // (i - 4 .. i) only (transformers: kv_idx > q_idx - window); the cap 0.7 clips the scores of these inputs.
+    for (const float cap : {0.0f, 0.7f}) {
+        CAPTURE(cap);
+        AttnShape s;
+        s.B = 1, s.T = 70, s.H = 2, s.KV = 1, s.d = 4, s.window = 5, s.softcap = cap, s.scale = 0.9f;
+        const size_t nq = (size_t)s.T * s.H * s.d, nk = (size_t)s.T * s.KV * s.d;
+        std::vector<float> q = randu(nq, 31, -1.5f, 1.5f), k = randu(nk, 32, -1.5f, 1.5f), v = randu(nk, 33);
+        const std::vector<float> r = randu(nq, 34);
+        std::vector<float> out(nq), lse((size_t)s.H * s.T);
+        auto loss = [&] {
+            attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), s);
+            return dot(out, r);
+        };
+        loss();
+        double max_ratio = 0;
+        for (int h = 0; h < s.H; h++) {
+            for (int i = 0; i < s.T; i++) {
+                const int j0 = std::max(0, i - s.window + 1);
+                std::vector<double> p(i + 1, 0.0);
+                double m = -1e300, sum = 0;
+                for (int j = j0; j <= i; j++) {
+                    double dd = 0;
+                    for (int c = 0; c < s.d; c++) dd += (double)q[(i * s.H + h) * s.d + c] * k[j * s.d + c];
+                    dd *= s.scale;
+                    if (cap > 0) {
+                        max_ratio = std::max(max_ratio, std::fabs(dd) / cap);
+                        dd = cap * std::tanh(dd / cap);
+                    }
+                    p[j] = dd;
+                    m = std::max(m, dd);
+                }
+                for (int j = j0; j <= i; j++) sum += (p[j] = std::exp(p[j] - m));
+                CHECK(lse[h * s.T + i] == doctest::Approx(m + std::log(sum)).epsilon(1e-5));
+                for (int c = 0; c < s.d; c++) {
+                    double o = 0;
+                    for (int j = j0; j <= i; j++) o += p[j] / sum * v[j * s.d + c];
+                    CHECK(std::fabs(out[(i * s.H + h) * s.d + c] - o) < 1e-5);
+                }
+            }
+        }
+        if (cap > 0) CHECK(max_ratio > 1.5);   // the cap really clips
+        std::vector<float> dq(nq), dk(nk), dv(nk);
+        attention_backward(dq.data(), dk.data(), dv.data(), r.data(), q.data(), k.data(), v.data(), out.data(),
+                           lse.data(), s);
+        fd_check("windowed attention dq", q, dq, loss);
+        fd_check("windowed attention dk", k, dk, loss);
+        fd_check("windowed attention dv", v, dv, loss);
+    }
+}
+
+TEST_CASE("cross-entropy with final logit soft-capping (Gemma-2): fp64 loss, fd dh") {
+    const int N = 7, C = 5, V = 9;
+    std::vector<float> h = randu((size_t)N * C, 41, -2, 2), W = randu((size_t)V * C, 42, -2, 2);
+    const std::vector<int32_t> tgt = {3, -100, 0, 8, 5, 1, 2};
+    const float cap = 1.5f;
+    LossWorkspace ws;
+    auto loss = [&] {
+        return cross_entropy_chunked(h.data(), W.data(), tgt.data(), N, C, V, 4, 1.0f, nullptr, ws, cap).loss_sum;
+    };
+    double ref = 0, max_ratio = 0;
+    for (int n = 0; n < N; n++) {
+        if (tgt[n] < 0) continue;
+        std::vector<double> l(V);
+        double m = -1e300, s = 0;
+        for (int v = 0; v < V; v++) {
+            double a = 0;
+            for (int c = 0; c < C; c++) a += (double)h[n * C + c] * W[v * C + c];
+            max_ratio = std::max(max_ratio, std::fabs(a) / cap);
+            l[v] = cap * std::tanh(a / cap);
+            m = std::max(m, l[v]);
+        }
+        for (int v = 0; v < V; v++) s += std::exp(l[v] - m);
+        ref += m + std::log(s) - l[tgt[n]];
+    }
+    CHECK(max_ratio > 1.5);
+    std::vector<float> dh((size_t)N * C);
+    const LossOut lo = cross_entropy_chunked(h.data(), W.data(), tgt.data(), N, C, V, 4, 1.0f, dh.data(), ws, cap);
+    CHECK(lo.loss_sum == doctest::Approx(ref).epsilon(1e-5));
+    fd_check("capped cross-entropy dh", h, dh, loss);
+    std::vector<float> lg = {-10.0f, 0.0f, 0.3f, 10.0f};
+    softcap_logits(lg.data(), 4, cap);
+    CHECK(lg[0] == doctest::Approx(-cap * std::tanh(10.0 / cap)));
+    CHECK(lg[2] == doctest::Approx(cap * std::tanh(0.3 / cap)));
+}
+
+TEST_CASE("RoPE linear and LongRoPE inverse frequencies and tables (transformers' formulas)") {
+    const int d = 8;
+    RopeScaling lin;
+    lin.type = "linear";
+    lin.factor = 8.0f;
+    const std::vector<float> base = rope_inv_freq(d, 1e6f, RopeScaling{}), l8 = rope_inv_freq(d, 1e6f, lin);
+    for (int i = 0; i < d / 2; i++) CHECK(l8[i] == base[i] / 8.0f);
+    RopeScaling lr;
+    lr.type = "longrope";
+    lr.short_factor = {1.0f, 1.1f, 1.2f, 1.3f};
+    lr.long_factor = {1.0f, 2.0f, 4.0f, 8.0f};
+    lr.original_max_position_embeddings = 8;
+    lr.attention_factor = 1.4142135f;
+    CHECK(rope_depends_on_length(lr));
+    CHECK_FALSE(rope_depends_on_length(lin));
+    const std::vector<float> s6 = rope_inv_freq(d, 1e4f, lr, 8), l9 = rope_inv_freq(d, 1e4f, lr, 9);
+    for (int i = 0; i < d / 2; i++) {
+        const double p = std::pow(1e4, 2.0 * i / d);
+        CHECK(s6[i] == doctest::Approx(1.0 / (lr.short_factor[i] * p)).epsilon(1e-6));   // T <= original: short
+        CHECK(l9[i] == doctest::Approx(1.0 / (lr.long_factor[i] * p)).epsilon(1e-6));    // T > original: long
+    }
+    std::vector<float> cs(9 * d / 2), sn(9 * d / 2);
+    rope_tables(cs.data(), sn.data(), l9.data(), 9, d, rope_attention_scale(lr));
+    CHECK(cs[0] == doctest::Approx(1.4142135));   // cos(0) · attention_factor
+    CHECK(sn[5 * d / 2 + 1] == doctest::Approx(1.4142135 * std::sin(5.0 * l9[1])).epsilon(1e-6));
+}
+
 TEST_CASE("SwiGLU and GeGLU(tanh) backward match finite differences") {
     const int n = 40;
     for (Act act : {Act::SiLU, Act::GeluTanh}) {
