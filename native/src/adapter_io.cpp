@@ -1,6 +1,7 @@
 // adapter_io.cpp — hierarchical adapter save/load and flat PEFT export (see adapter_io.h, CONTRACTS §4).
 #include "adapter_io.h"
 
+#include <algorithm>
 #include <cmath>
 #include <ctime>
 #include <map>
@@ -219,26 +220,102 @@ json peft_adapter_config(Model& model, const std::string& base_model_name_or_pat
                 {"use_rslora", false}};
 }
 
+namespace {
+
+// One PEFT module of the export: its HF name (without the .lora_X suffix) and the AdaptedModules it holds, with
+// the first row of each in the PEFT module's output (0 and the module's own rows for an unfused projection).
+struct PeftGroup {
+    std::string name;
+    std::vector<std::pair<const AdaptedModule*, int64_t>> parts;
+    int64_t out = 0, in = 0;
+};
+
+// Phi-3 keeps q/k/v in qkv_proj [(H+2KV)·d, C] and gate/up in gate_up_proj [2F, C]; our adapters are per slice.
+// A fused PEFT module of k slices gets rank k·R: lora_A = the slices' scaled A stacked by rows, lora_B the slices'
+// B on their rows and their own R columns (block diagonal), so B·A adds each slice's update to its rows only.
+std::vector<PeftGroup> peft_groups(Model& model) {
+    const ModelConfig& c = model.config();
+    std::vector<PeftGroup> groups;
+    if (!c.fused_proj) {
+        for (const AdaptedModule& m : model.modules()) groups.push_back({m.name, {{&m, 0}}, m.out, m.in});
+        return groups;
+    }
+    std::map<std::string, const AdaptedModule*> by_name;
+    for (const AdaptedModule& m : model.modules()) by_name[m.name] = &m;
+    const int64_t Hd = (int64_t)c.num_heads * c.head_dim, KVd = (int64_t)c.num_kv_heads * c.head_dim;
+    const int64_t F = c.intermediate_size, C = c.hidden_size;
+    struct Slice { const char* module; int64_t row0; };
+    struct Fused { const char* name; int64_t out, in; std::vector<Slice> slices; };
+    const std::vector<Fused> layout = {
+        {"self_attn.qkv_proj", Hd + 2 * KVd, C, {{"self_attn.q_proj", 0}, {"self_attn.k_proj", Hd},
+                                                  {"self_attn.v_proj", Hd + KVd}}},
+        {"self_attn.o_proj", C, Hd, {{"self_attn.o_proj", 0}}},
+        {"mlp.gate_up_proj", 2 * F, C, {{"mlp.gate_proj", 0}, {"mlp.up_proj", F}}},
+        {"mlp.down_proj", C, F, {{"mlp.down_proj", 0}}},
+    };
+    for (int l = 0; l < c.num_layers; l++) {
+        const std::string p = "model.layers." + std::to_string(l) + ".";
+        for (const Fused& f : layout) {
+            PeftGroup g{p + f.name, {}, f.out, f.in};
+            for (const Slice& s : f.slices) {
+                auto it = by_name.find(p + s.module);
+                if (it != by_name.end()) g.parts.push_back({it->second, s.row0});
+            }
+            if (!g.parts.empty()) groups.push_back(std::move(g));
+        }
+    }
+    return groups;
+}
+
+std::string leaf(const std::string& name) { return name.substr(name.rfind('.') + 1); }
+
+}  // namespace
+
 void export_peft(Model& model, const std::string& dir, const std::string& base_model_name_or_path) {
     const AdapterSpec& spec = model.adapter_spec();
     const int L = (int)spec.levels.size(), R = spec.total_rank();
     SafeTensorsWriter w;
-    std::vector<float> a;
-    for (const AdaptedModule& m : model.modules()) {
-        check_module(m, spec);
-        // lora_A [R, in] = concat_rows(s_j * A_j); lora_B [out, R] = B_cat as is (= concat_cols(B_j)).
-        a.assign(m.A->w, m.A->w + size_t(R) * size_t(m.in));
-        for (int j = 0; j < L; j++) {
-            const float s = spec.scale(j);
-            const size_t r0 = size_t(m.level_offset[size_t(j)]), r1 = r0 + size_t(spec.levels[size_t(j)].rank);
-            for (size_t i = r0 * size_t(m.in); i < r1 * size_t(m.in); i++) a[i] *= s;
+    std::vector<float> a, bm;
+    std::map<std::string, int> fused_rank;   // leaf name -> PEFT rank, where it is not R (Phi-3 fused modules)
+    std::vector<std::string> targets;
+    for (const PeftGroup& g : peft_groups(model)) {
+        const int64_t k = (int64_t)g.parts.size(), rank = k * R;
+        // lora_A [k·R, in] = per part concat_rows(s_j * A_j); lora_B [out, k·R] = each part's B_cat on its rows.
+        a.assign(size_t(rank * g.in), 0.0f);
+        bm.assign(size_t(g.out * rank), 0.0f);
+        for (int64_t pi = 0; pi < k; pi++) {
+            const AdaptedModule& m = *g.parts[size_t(pi)].first;
+            const int64_t row0 = g.parts[size_t(pi)].second;
+            check_module(m, spec);
+            HQ_ASSERT(m.in == g.in && row0 + m.out <= g.out);
+            float* ap = a.data() + size_t(pi * R * g.in);
+            std::copy(m.A->w, m.A->w + size_t(R) * size_t(m.in), ap);
+            for (int j = 0; j < L; j++) {
+                const float s = spec.scale(j);
+                const size_t r0 = size_t(m.level_offset[size_t(j)]), r1 = r0 + size_t(spec.levels[size_t(j)].rank);
+                for (size_t i = r0 * size_t(m.in); i < r1 * size_t(m.in); i++) ap[i] *= s;
+            }
+            for (int64_t o = 0; o < m.out; o++)
+                std::copy(m.B->w + size_t(o * R), m.B->w + size_t((o + 1) * R),
+                          bm.data() + size_t((row0 + o) * rank + pi * R));
         }
-        const std::string base = "base_model.model." + m.name;
-        w.add_f32(base + ".lora_A.weight", {R, m.in}, a.data());
-        w.add_f32(base + ".lora_B.weight", {m.out, R}, m.B->w);
+        const std::string base = "base_model.model." + g.name;
+        w.add_f32(base + ".lora_A.weight", {rank, g.in}, a.data());
+        w.add_f32(base + ".lora_B.weight", {g.out, rank}, bm.data());
+        const std::string lf = leaf(g.name);
+        if (std::find(targets.begin(), targets.end(), lf) == targets.end()) targets.push_back(lf);
+        if (rank != R) fused_rank[lf] = (int)rank;
     }
     w.set_metadata("format", "pt");
-    const json cfg = peft_adapter_config(model, base_model_name_or_path);
+    json cfg = peft_adapter_config(model, base_model_name_or_path);
+    if (model.config().fused_proj) {
+        // PEFT names the fused modules; r = lora_alpha per module keeps every scaling at 1.
+        cfg["target_modules"] = targets;
+        for (const auto& [name, r] : fused_rank) {
+            cfg["rank_pattern"][name] = r;
+            cfg["alpha_pattern"][name] = r;
+        }
+    }
     write_dir_atomic(dir, [&](const std::string& tmp) {
         w.write_atomic(path_join(tmp, "adapter_model.safetensors"));
         write_file_atomic(path_join(tmp, "adapter_config.json"), cfg.dump(2) + "\n");

@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include "adapter_io.h"
+#include "golden_files.h"
+#include "model.h"
 #include "error.h"
 #include "fsutil.h"
 #include "safetensors.h"
@@ -322,6 +324,107 @@ TEST_CASE("adapter_io: PEFT export reproduces sum_i s_i B_i A_i with PEFT names 
         CHECK(cfg_text == cfg.dump(2) + "\n");  // sorted keys, indent 2
         CHECK(cfg_text.find("  \"alpha_pattern\"") < cfg_text.find("  \"bias\""));
     }
+}
+
+// tiny-llama rewritten as Phi-3 stores it: qkv_proj = [q; k; v] and gate_up_proj = [gate; up] by rows.
+static void write_fused_copy(const std::string& src, const std::string& dst) {
+    json cfg = json::parse(read_file(path_join(src, "config.json")));
+    cfg["model_type"] = "phi3";
+    cfg["architectures"] = {"Phi3ForCausalLM"};
+    make_dirs(dst);
+    write_file_atomic(path_join(dst, "config.json"), cfg.dump(2));
+    ModelWeights mw = ModelWeights::open_dir(src);
+    SafeTensorsWriter w;
+    std::vector<std::vector<float>> keep;
+    for (const std::string& n : mw.names()) {
+        auto cat = [&](std::initializer_list<const char*> parts, const std::string& out) {
+            std::vector<float> all;
+            for (const char* p : parts) {
+                auto v = mw.read_f32(n.substr(0, n.find("q_proj")) + p);
+                all.insert(all.end(), v.begin(), v.end());
+            }
+            const int64_t in = mw.find(n)->shape[1];
+            keep.push_back(std::move(all));
+            w.add_f32(out, {int64_t(keep.back().size()) / in, in}, keep.back().data());
+        };
+        if (n.find("self_attn.q_proj.weight") != std::string::npos) {
+            cat({"q_proj.weight", "k_proj.weight", "v_proj.weight"}, n.substr(0, n.find("q_proj")) + "qkv_proj.weight");
+        } else if (n.find("mlp.gate_proj.weight") != std::string::npos) {
+            const std::string p = n.substr(0, n.find("gate_proj"));
+            auto g = mw.read_f32(p + "gate_proj.weight"), u = mw.read_f32(p + "up_proj.weight");
+            g.insert(g.end(), u.begin(), u.end());
+            const int64_t in = mw.find(n)->shape[1];
+            keep.push_back(std::move(g));
+            w.add_f32(p + "gate_up_proj.weight", {int64_t(keep.back().size()) / in, in}, keep.back().data());
+        } else if (n.find("k_proj") == std::string::npos && n.find("v_proj") == std::string::npos &&
+                   n.find("up_proj") == std::string::npos) {
+            keep.push_back(mw.read_f32(n));
+            w.add_f32(n, mw.find(n)->shape, keep.back().data());
+        }
+    }
+    w.set_metadata("format", "pt");
+    w.write_atomic(path_join(dst, "model.safetensors"));
+}
+
+TEST_CASE("Phi-3 fused qkv_proj / gate_up_proj: split by rows at load (same logits as unfused), block-diagonal PEFT "
+          "export on the fused modules") {
+    TempDir td;
+    const std::string llama = path_join(hq_test::fixtures_dir(), "tiny-llama"), phi = path_join(td.path, "tiny-phi-fused");
+    write_fused_copy(llama, phi);
+    AdapterSpec spec;
+    spec.levels = {{4, 8.0f}, {2, 2.0f}};
+    spec.target_modules = {"q_proj", "v_proj", "o_proj", "up_proj", "down_proj"};   // k and gate not adapted
+    spec.init = "gaussian";
+    QuantSpec q;   // NF4: each slice is quantized on its own, exactly like the separate tensors
+    auto a = Model::load(llama, q, spec, 5), b = Model::load(phi, q, spec, 5);
+    CHECK(b->config().fused_proj);
+    REQUIRE(a->params().size() == b->params().size());
+    for (size_t i = 0; i < a->params().size(); i++) {   // nonzero B, identical in both
+        Param& pa = a->params()[i];
+        for (size_t k = 0; k < pa.numel; k++) pa.w[k] = 0.01f * float((k * 7 + i) % 13) - 0.06f;
+        std::copy(pa.w, pa.w + pa.numel, b->params()[i].w);
+    }
+    const std::vector<int32_t> ids = {5, 9, 17, 33, 2, 60, 61, 7, 8, 99, 4, 12};
+    const int V = a->config().vocab_size;
+    std::vector<float> la(ids.size() * V), lb(ids.size() * V);
+    a->forward_logits(ids.data(), 2, 6, la.data());
+    b->forward_logits(ids.data(), 2, 6, lb.data());
+    CHECK(la == lb);   // bit-identical: the same weights, the same code
+    const std::string dir = path_join(td.path, "peft");
+    export_peft(*b, dir, "phi");
+    json cfg = json::parse(read_file(path_join(dir, "adapter_config.json")));
+    CHECK(cfg["target_modules"] == json({"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}));
+    CHECK(cfg["r"] == 6);
+    CHECK(cfg["rank_pattern"] == json({{"qkv_proj", 12}}));   // q and v: 2 slices of rank 6
+    CHECK(cfg["alpha_pattern"] == json({{"qkv_proj", 12}}));
+    auto f = SafeTensorsFile::open(path_join(dir, "adapter_model.safetensors"));
+    const ModelConfig& c = b->config();
+    const int64_t Hd = c.num_heads * c.head_dim, KVd = c.num_kv_heads * c.head_dim, C = c.hidden_size;
+    const std::string p = "base_model.model.model.layers.1.self_attn.qkv_proj.";
+    auto A = f->read_f32(p + "lora_A.weight"), B = f->read_f32(p + "lora_B.weight");
+    REQUIRE(f->find(p + "lora_B.weight")->shape == std::vector<int64_t>{Hd + 2 * KVd, 12});
+    // B·A on the fused rows equals each slice's Σ s_j B_j A_j (q rows, v rows) and zero on the k rows.
+    auto delta = [&](const std::string& m, int64_t o, int64_t col) {
+        for (const AdaptedModule& am : b->modules()) {
+            if (am.name != m) continue;
+            double d = 0;
+            for (int j = 0; j < 2; j++)
+                for (int k = am.level_offset[j]; k < am.level_offset[j] + spec.levels[j].rank; k++)
+                    d += spec.scale(j) * double(am.B->w[o * 6 + k]) * am.A->w[k * C + col];
+            return d;
+        }
+        return 0.0;
+    };
+    for (int64_t o = 0; o < Hd + 2 * KVd; o += 3)
+        for (int64_t col = 0; col < C; col += 5) {
+            double got = 0;
+            for (int k = 0; k < 12; k++) got += double(B[o * 12 + k]) * A[k * C + col];
+            const double want = o < Hd ? delta("model.layers.1.self_attn.q_proj", o, col)
+                              : o < Hd + KVd ? 0.0 : delta("model.layers.1.self_attn.v_proj", o - Hd - KVd, col);
+            REQUIRE(std::fabs(got - want) <= 1e-6 * (1 + std::fabs(want)));
+        }
+    CHECK(f->find("base_model.model.model.layers.0.mlp.gate_up_proj.lora_A.weight")->shape ==
+          std::vector<int64_t>{6, C});   // up alone: rank R, B on the up rows only
 }
 
 TEST_CASE("adapter_io: a failed write leaves no partial folder and keeps the previous one") {
