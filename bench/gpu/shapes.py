@@ -28,6 +28,17 @@ SHAPES = {
                            vocab=32000, max_pos=2048, eps=1e-5, tie=False),
     "gemma-2b": dict(arch="gemma", hidden=2048, inter=16384, layers=18, heads=8, kv_heads=1, head_dim=256,
                      vocab=256000, max_pos=8192, eps=1e-6, tie=True),
+    # Issue 15 families (sizes of the published config.json files). The CUDA backend refuses, by name, the family
+    # layers it does not implement yet (qkv bias, q/k norm, Gemma-2 norms/soft-capping/sliding window); Mistral v0.3
+    # (sliding_window null) runs the LLaMA path.
+    "qwen2.5-7b": dict(arch="qwen2", hidden=3584, inter=18944, layers=28, heads=28, kv_heads=4, head_dim=128,
+                       vocab=152064, max_pos=32768, eps=1e-6, tie=False, theta=1000000.0),
+    "qwen3-8b": dict(arch="qwen3", hidden=4096, inter=12288, layers=36, heads=32, kv_heads=8, head_dim=128,
+                     vocab=151936, max_pos=40960, eps=1e-6, tie=False, theta=1000000.0),
+    "mistral-7b": dict(arch="mistral", hidden=4096, inter=14336, layers=32, heads=32, kv_heads=8, head_dim=128,
+                       vocab=32768, max_pos=32768, eps=1e-5, tie=False, theta=1000000.0),
+    "gemma2-9b": dict(arch="gemma2", hidden=3584, inter=14336, layers=42, heads=16, kv_heads=8, head_dim=256,
+                      vocab=256000, max_pos=8192, eps=1e-6, tie=True),
     # Small shapes for a CPU smoke test of the harness (written without torch).
     "tiny-llama": dict(arch="llama", hidden=64, inter=160, layers=2, heads=4, kv_heads=2, head_dim=16,
                        vocab=256, max_pos=1024, eps=1e-5, tie=False),
@@ -57,6 +68,20 @@ def config_json(s):
     if s["arch"] == "llama":
         return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", **common, "hidden_act": "silu",
                 "mlp_bias": False, "pretraining_tp": 1, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
+    ids = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
+    if s["arch"] in ("qwen2", "qwen3"):
+        common.pop("attention_bias")   # Qwen2's q/k/v biases come with the model_type
+        return {"architectures": ["Qwen2ForCausalLM" if s["arch"] == "qwen2" else "Qwen3ForCausalLM"],
+                "model_type": s["arch"], **common, "hidden_act": "silu", "use_sliding_window": False,
+                "sliding_window": None, "max_window_layers": s["layers"], **ids}
+    if s["arch"] == "mistral":
+        return {"architectures": ["MistralForCausalLM"], "model_type": "mistral", **common, "hidden_act": "silu",
+                "sliding_window": None, **ids}
+    if s["arch"] == "gemma2":
+        return {"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2", **common,
+                "hidden_act": "gelu_pytorch_tanh", "hidden_activation": "gelu_pytorch_tanh",
+                "query_pre_attn_scalar": s["head_dim"], "sliding_window": 4096, "attn_logit_softcapping": 50.0,
+                "final_logit_softcapping": 30.0, "bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0}
     return {"architectures": ["GemmaForCausalLM"], "model_type": "gemma", **common,
             "hidden_act": "gelu_pytorch_tanh", "hidden_activation": "gelu_pytorch_tanh",
             "bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0}
@@ -70,7 +95,7 @@ def tensor_specs(s):
     """
     C, F, V = s["hidden"], s["inter"], s["vocab"]
     Hd, KVd = s["heads"] * s["head_dim"], s["kv_heads"] * s["head_dim"]
-    norm = "ones" if s["arch"] == "llama" else "zeros"
+    norm = "zeros" if s["arch"] in ("gemma", "gemma2") else "ones"
     out = [("model.embed_tokens.weight", [V, C], "normal")]
     pshape = {"q_proj": [Hd, C], "k_proj": [KVd, C], "v_proj": [KVd, C], "o_proj": [C, Hd],
               "gate_proj": [F, C], "up_proj": [F, C], "down_proj": [C, F]}
@@ -80,7 +105,15 @@ def tensor_specs(s):
         for j in PROJS:
             mod = "self_attn" if j in ("q_proj", "k_proj", "v_proj", "o_proj") else "mlp"
             out.append((f"{p}{mod}.{j}.weight", pshape[j], "normal"))
+            if s["arch"] == "qwen2" and j in ("q_proj", "k_proj", "v_proj"):
+                out.append((f"{p}self_attn.{j}.bias", [pshape[j][0]], "zeros"))
+        if s["arch"] == "qwen3":
+            out.append((p + "self_attn.q_norm.weight", [s["head_dim"]], norm))
+            out.append((p + "self_attn.k_norm.weight", [s["head_dim"]], norm))
         out.append((p + "post_attention_layernorm.weight", [C], norm))
+        if s["arch"] == "gemma2":
+            out.append((p + "pre_feedforward_layernorm.weight", [C], norm))
+            out.append((p + "post_feedforward_layernorm.weight", [C], norm))
     out.append(("model.norm.weight", [C], norm))
     if not s["tie"]:
         out.append(("lm_head.weight", [V, C], "normal"))
