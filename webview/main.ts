@@ -1,22 +1,28 @@
 // main.ts — the dashboard webview (browser code: never imports vscode, node:* or extension/). It says `ready`,
 // then renders what the host sends: the runs list, the selected run's header and its metrics, appended
 // incrementally to column arrays and drawn by uPlot charts decimated to their pixel width.
+//
+// One selected run drives the header, facts, actions, tooltips, charts and exports. The host owns the selection:
+// clicking a run only asks for it (selectRun); the switch happens when the host's MetricsMessage with reset=true
+// for that run arrives, and then everything is redrawn from it in the same task. Overlaid runs are extra dashed
+// series on the loss chart, clipped to the selected run's steps; they never change the selection.
 import 'uplot/dist/uPlot.min.css';
 import './main.css';
 
 import uPlot from 'uplot';
 
-import type { Columns, HostToWebview, MetricsMessage, OverlayMessage, RunSummary } from '../schemas/generated/webview-messages';
+import type { Columns, HostToWebview, MetricsMessage, OutputsMessage, OverlayMessage, RunSummary } from '../schemas/generated/webview-messages';
 import { LineChart, type SeriesDef } from './charts/chart';
 import { Ema, type Y } from './charts/series';
 import { Header } from './components/header';
+import { Outputs } from './components/outputs';
 import { RunsList } from './components/runsList';
 import { getState, onHostMessage, post, setState } from './vscode';
 
 const view = getState();
 const STEP_KEYS = ['loss', 'lr', 'grad_norm', 'tokens_per_s', 'memory_bytes'] as const;
 
-/** The selected run's series (column arrays that only grow until a reset). */
+/** The selected run (runId, as the host confirmed it) and its series (column arrays that only grow until a reset). */
 const data = {
   runId: undefined as string | undefined,
   steps: { x: [] as number[], loss: [] as Y, lr: [] as Y, grad_norm: [] as Y, tokens_per_s: [] as Y, memory_bytes: [] as Y },
@@ -27,19 +33,18 @@ const data = {
   overlay: [] as OverlayMessage['curves'],
 };
 let runs: RunSummary[] = [];
+/** The latest OutputsMessage; shown only while its runId is the selected run. */
+let outputs: OutputsMessage | undefined;
 
 const app = document.getElementById('app') as HTMLElement;
 app.replaceChildren();
 app.dataset.state = 'ready';
 
 const header = new Header((action, runId) => post({ type: 'action', action, runId }));
+const exportsBox = new Outputs((output, what) => data.runId && post({ type: 'openOutput', runId: data.runId, output, what }));
 const list = new RunsList(view.overlay, {
-  select: (runId) => {
-    view.selected = runId;
-    setState(view);
-    post({ type: 'selectRun', runId });
-    render();
-  },
+  // Only a request: the host answers with the run's history (reset), and render() switches everything then.
+  select: (runId) => post({ type: 'selectRun', runId }),
   overlay: (runIds) => {
     view.overlay = runIds;
     setState(view);
@@ -84,7 +89,7 @@ grid.className = 'charts';
 grid.append(...Object.values(charts).map((c) => c.root));
 charts.loss.root.querySelector('h3')?.after(smoothing);
 const main = document.createElement('main');
-main.append(header.root, grid, list.root);
+main.append(header.root, exportsBox.root, grid, list.root);
 app.append(main);
 
 function resmooth(): void {
@@ -102,8 +107,13 @@ function appendColumns(target: Record<string, unknown[]>, cols: Columns, keys: r
 }
 
 function onMetrics(m: MetricsMessage): void {
-  if (m.reset || m.runId !== data.runId) {
+  const switched = m.runId !== data.runId;
+  if (m.reset || switched) {
     data.runId = m.runId;
+    if (view.selected !== m.runId) {
+      view.selected = m.runId; // kept for the serializer: a reloaded window reopens on this run
+      setState(view);
+    }
     data.steps = { x: [], loss: [], lr: [], grad_norm: [], tokens_per_s: [], memory_bytes: [] };
     data.evals = { x: [], eval_loss: [] };
     data.levels = { x: [], series: [] };
@@ -119,20 +129,32 @@ function onMetrics(m: MetricsMessage): void {
     const s = (data.levels.series[i] ??= new Array<number | null>(n).fill(null));
     s.push(...((m.levels[k] ?? []) as Y));
   });
+  if (m.reset || switched) render();
   drawAll();
+}
+
+/** An overlay curve limited to the selected run's steps [first, last] (all of it when the run has no points yet). */
+function clip(c: OverlayMessage['curves'][number], first: number | undefined, last: number | undefined): uPlot.AlignedData {
+  if (first === undefined || last === undefined) return [c.x, c.loss];
+  let i = 0;
+  while (i < c.x.length && (c.x[i] ?? 0) < first) i++;
+  let j = c.x.length;
+  while (j > i && (c.x[j - 1] ?? 0) > last) j--;
+  return [c.x.slice(i, j), c.loss.slice(i, j)];
 }
 
 function drawLoss(): void {
   const main: uPlot.AlignedData = [data.steps.x, data.steps.loss, data.smooth];
-  if (!data.overlay.length) {
-    charts.loss.setData(data.steps.x, [data.steps.loss, data.smooth]);
+  const others = data.overlay.filter((c) => c.runId !== data.runId);
+  const defs: SeriesDef[] = [{ label: 'loss', color: 0, width: 1 }, { label: 'smoothed', color: 1, width: 2 },
+    ...others.map((c, i) => ({ label: `${c.name} (overlay)`, color: 2 + i, width: 1.5, dash: [6, 4] }))];
+  if (!others.length) {
+    charts.loss.setData(data.steps.x, [data.steps.loss, data.smooth], defs);
     return;
   }
-  const others = data.overlay.filter((c) => c.runId !== data.runId);
-  const joined = uPlot.join([main, ...others.map((c) => [c.x, c.loss as number[]] as uPlot.AlignedData)]);
-  const defs: SeriesDef[] = [{ label: 'loss', color: 0, width: 1 }, { label: 'smoothed', color: 1, width: 2 },
-    ...others.map((c, i) => ({ label: c.name, color: 2 + i, width: 1.5, dash: [6, 4] }))];
-  charts.loss.setData(joined[0] as number[], joined.slice(1) as Y[], defs);
+  const x = data.steps.x;
+  const joined = uPlot.join([main, ...others.map((c) => clip(c, x[0], x[x.length - 1]))]);
+  charts.loss.setData(joined[0] as number[], joined.slice(1) as Y[], defs, x.length);
 }
 
 function drawAll(): void {
@@ -147,19 +169,20 @@ function drawAll(): void {
   charts.levels.setData(data.levels.x, data.levels.series, defs);
 }
 
+/** Header, facts, actions and exports of the selected run, and the runs list's highlight: all from data.runId. */
 function render(): void {
-  const selected = runs.find((r) => r.id === view.selected) ?? runs[0];
-  header.setRun(selected);
+  const selected = runs.find((r) => r.id === data.runId);
+  const out = outputs && outputs.runId === selected?.id ? outputs : undefined;
+  header.setRun(selected, out?.busy ?? null);
+  exportsBox.set(out, selected?.status === 'completed');
   list.setRuns(runs, selected?.id);
 }
 
 onHostMessage((m: HostToWebview) => {
   switch (m.type) {
     case 'init':
+      // The selected run's outputs and history follow (the host restored the selection from this webview's state).
       runs = m.runs;
-      if (m.selected && (!view.selected || !runs.some((r) => r.id === view.selected))) view.selected = m.selected;
-      if (view.selected && view.selected !== m.selected) post({ type: 'selectRun', runId: view.selected });
-      setState(view);
       header.setCommands(m.commands);
       render();
       if (view.overlay.length) post({ type: 'setOverlay', runIds: view.overlay });
@@ -174,6 +197,10 @@ onHostMessage((m: HostToWebview) => {
     case 'overlay':
       data.overlay = m.curves;
       drawLoss();
+      break;
+    case 'outputs':
+      outputs = m;
+      if (m.runId === data.runId) render();
       break;
     case 'diff':
       list.showDiff(m);

@@ -91,8 +91,12 @@ async function pickSource(ctx: Ctx, arg: unknown, title: string): Promise<string
   return picked?.id;
 }
 
+/**
+ * One of a sequence of prompts. ignoreFocusOut: when the command runs from the dashboard's button, closing the
+ * previous prompt gives the focus back to the webview, which would otherwise dismiss this one as soon as it opens.
+ */
 async function pickOne<T extends string>(title: string, items: { value: T; label: string; detail: string }[]): Promise<T | undefined> {
-  const picked = await vscode.window.showQuickPick(items.map((i) => ({ ...i, description: i.value })), { title });
+  const picked = await vscode.window.showQuickPick(items.map((i) => ({ ...i, description: i.value })), { title, ignoreFocusOut: true });
   return picked?.value;
 }
 

@@ -3,6 +3,11 @@
 // every incoming message validated (protocol.ts) and ignored with a log line when invalid. The host owns the state;
 // the webview keeps only its view state (selected run, overlay, smoothing) with setState.
 //
+// The host owns the selection: one selected run, changed by the webview's selectRun, by a command that opens the
+// dashboard on a run, or restored by the serializer after a reload. A change is posted as the selected run's
+// exports (OutputsMessage) followed by its whole history (MetricsMessage, reset=true); the webview switches its
+// header, facts, charts, actions and outputs together on that message, so they never show different runs.
+//
 // Live updates are incremental: per webview the host remembers the metrics cursor it sent last and posts only the
 // points after it (throttled to 4 messages/s), so a 100k-point run is sent once, then a few points at a time.
 import { readFileSync } from 'node:fs';
@@ -10,11 +15,12 @@ import path from 'node:path';
 
 import * as vscode from 'vscode';
 
-import type { HostToWebview, RunSummary, WebviewToHost } from '../../schemas/generated/webview-messages';
+import type { HostToWebview, OpenOutputMessage, RunActionMessage, RunSummary, WebviewToHost } from '../../schemas/generated/webview-messages';
 import type { RunManager } from '../runs/manager';
 import type { Cursor } from '../runs/metrics';
 import type { Run } from '../runs/run';
 import { dashboardHtml } from './html';
+import { isListedOutput, listOutputs } from './outputs';
 import { parseWebviewMessage } from './protocol';
 
 export const VIEW_TYPE = 'hqlora.dashboard';
@@ -30,6 +36,10 @@ export const ACTION_COMMANDS = {
   exportMerged: 'hqlora.exportMerged',
 } as const;
 
+/** The actions that write an export next to the run; the panel lists their outputs when they finish. */
+type ExportAction = 'mergeLevels' | 'exportMerged';
+const isExportAction = (a: RunActionMessage['action']): a is ExportAction => a === 'mergeLevels' || a === 'exportMerged';
+
 export interface DashboardStats {
   received: number;
   invalid: number;
@@ -44,6 +54,8 @@ export class Dashboard implements vscode.Disposable {
   private overlay: string[] = [];
   private timer: NodeJS.Timeout | undefined;
   private pendingRuns = false;
+  /** The merge/export running per run (its prompts, progress and Cancel are the command's own). */
+  private readonly busy = new Map<string, ExportAction>();
   private readonly subs: vscode.Disposable[] = [];
   /** Counters for tests and the log: messages received, rejected by the schema, and actions run. */
   readonly stats: DashboardStats = { received: 0, invalid: 0, actions: 0 };
@@ -108,10 +120,9 @@ export class Dashboard implements vscode.Disposable {
     panel.webview.options = { enableScripts: true, localResourceRoots: [this.assets] };
     panel.webview.html = dashboardHtml(panel.webview, this.assets, (b, f) => vscode.Uri.joinPath(b, f));
     panel.webview.onDidReceiveMessage((m: unknown) => this.receive(m), undefined, this.subs);
-    // A hidden panel loses its webview (retainContextWhenHidden: false); when shown again it sends `ready` anew.
-    panel.onDidChangeViewState(() => {
-      if (!panel.visible) this.ready = false;
-    }, undefined, this.subs);
+    // A hidden panel loses its webview (retainContextWhenHidden: false); when shown again it sends `ready` anew and
+    // gets everything again. `ready` is not cleared on hide: a view-state change that does not reload the webview
+    // (as while a window restores its editors) would otherwise leave it waiting for a `ready` that never comes.
     panel.onDidDispose(() => {
       if (this.panel === panel) this.panel = undefined;
       this.ready = false;
@@ -138,6 +149,7 @@ export class Dashboard implements vscode.Disposable {
       case 'ready':
         this.ready = true;
         this.cursor = undefined;
+        this.log.info(`dashboard: webview ready, showing ${this.selected ? path.basename(this.selected) : 'no run'}`);
         this.post({ type: 'init', runs: this.summaries(), selected: this.selected ?? null, commands: await this.optionalCommands() });
         this.flush();
         if (this.overlay.length) this.postOverlay();
@@ -153,27 +165,69 @@ export class Dashboard implements vscode.Disposable {
       case 'requestDiff':
         this.postDiff(m.a, m.b);
         return;
-      case 'action': {
-        const run = this.runs.get(m.runId);
-        if (!run) {
-          this.log.warn(`dashboard: ${m.action} for an unknown run ignored: ${m.runId.slice(0, 200)}`);
-          return;
-        }
-        this.stats.actions++;
-        const arg = m.action === 'openFolder' ? vscode.Uri.file(run.id) : run.id;
-        await vscode.commands.executeCommand(ACTION_COMMANDS[m.action], arg);
+      case 'action':
+        await this.runAction(m);
         return;
-      }
+      case 'openOutput':
+        await this.openOutput(m);
+        return;
       case 'log':
         this.log[m.level](`dashboard webview: ${m.message}`);
         return;
     }
   }
 
+  private async runAction(m: RunActionMessage): Promise<void> {
+    const run = this.runs.get(m.runId);
+    if (!run) {
+      this.log.warn(`dashboard: ${m.action} for an unknown run ignored: ${m.runId.slice(0, 200)}`);
+      return;
+    }
+    const action = m.action;
+    if (!isExportAction(action)) {
+      this.stats.actions++;
+      await vscode.commands.executeCommand(ACTION_COMMANDS[action], action === 'openFolder' ? vscode.Uri.file(run.id) : run.id);
+      return;
+    }
+    if (this.busy.has(run.id)) {
+      this.log.info(`dashboard: ${action} ignored: ${this.busy.get(run.id)} is still running for ${run.name}`);
+      return;
+    }
+    this.stats.actions++;
+    this.busy.set(run.id, action);
+    this.postOutputs(run.id);
+    try {
+      // The palette's command itself: its prompts, its progress notification with Cancel, its result notification.
+      await vscode.commands.executeCommand(ACTION_COMMANDS[action], run.id);
+    } finally {
+      this.busy.delete(run.id);
+      this.postOutputs(run.id);
+    }
+  }
+
+  /** Reveals an export folder or opens its verify.json, only for a folder listed for that run. */
+  private async openOutput(m: OpenOutputMessage): Promise<void> {
+    const run = this.runs.get(m.runId);
+    if (!run || !isListedOutput(run.id, m.output)) {
+      this.log.warn(`dashboard: openOutput for a folder that is not an export of a known run ignored: ${m.output.slice(0, 200)}`);
+      return;
+    }
+    this.stats.actions++;
+    const uri = vscode.Uri.file(m.output);
+    if (m.what === 'report') {
+      await vscode.window.showTextDocument(vscode.Uri.joinPath(uri, 'verify.json'), { preview: true });
+      return;
+    }
+    // In the Explorer when the folder is in the workspace (works remotely too), else the OS file manager.
+    await vscode.commands.executeCommand(vscode.workspace.getWorkspaceFolder(uri) ? 'revealInExplorer' : 'revealFileInOS', uri);
+  }
+
+  /** Changes the selection; the next flush posts the run's outputs and whole history (reset). */
   private select(runId: string): void {
     if (!this.runs.get(runId) || runId === this.selected) return;
     this.selected = runId;
     this.cursor = undefined;
+    this.schedule();
   }
 
   private async optionalCommands(): Promise<{ mergeLevels: boolean; exportMerged: boolean }> {
@@ -204,6 +258,7 @@ export class Dashboard implements vscode.Disposable {
     const run: Run | undefined = this.selected ? this.runs.get(this.selected) : undefined;
     if (!run) return;
     const before = this.cursor;
+    if (!before) this.postOutputs(run.id); // a new selection (or a new webview): its outputs first, then its history
     const after = run.metrics.cursor();
     if (before && before.generation === after.generation && before.steps === after.steps && before.evals === after.evals && before.levels === after.levels) return;
     this.post({ type: 'metrics', runId: run.id, ...run.metrics.since(before) });
@@ -218,6 +273,12 @@ export class Dashboard implements vscode.Disposable {
         return r ? [{ runId: id, name: r.name, x: r.metrics.steps.x, loss: r.metrics.steps.loss }] : [];
       }),
     });
+  }
+
+  /** The run's exports and the action running for it; only for the selected run (the webview shows no other). */
+  private postOutputs(runId: string): void {
+    if (runId !== this.selected) return;
+    this.post({ type: 'outputs', runId, busy: this.busy.get(runId) ?? null, outputs: listOutputs(runId) });
   }
 
   private postDiff(a: string, b: string): void {

@@ -9,7 +9,13 @@ export type WebviewMessage = WebviewToHost | HostToWebview;
  * Sent by the webview (webview/main.ts) to the extension host.
  */
 export type WebviewToHost =
-  ReadyMessage | SelectRunMessage | SetOverlayMessage | RequestDiffMessage | RunActionMessage | WebviewLogMessage;
+  | ReadyMessage
+  | SelectRunMessage
+  | SetOverlayMessage
+  | RequestDiffMessage
+  | RunActionMessage
+  | OpenOutputMessage
+  | WebviewLogMessage;
 /**
  * A run's id: the absolute path of its run folder.
  */
@@ -17,7 +23,7 @@ export type RunId = string;
 /**
  * Sent by the extension host (extension/dashboard/panel.ts) to the webview.
  */
-export type HostToWebview = InitMessage | RunsMessage | MetricsMessage | OverlayMessage | DiffMessage;
+export type HostToWebview = InitMessage | RunsMessage | MetricsMessage | OverlayMessage | OutputsMessage | DiffMessage;
 /**
  * A metric value; null for a non-finite value (NaN, ±Infinity) that cannot be plotted.
  */
@@ -30,14 +36,14 @@ export interface ReadyMessage {
   type: 'ready';
 }
 /**
- * Sent by the webview when the user picks the run shown in the header and charts.
+ * Sent by the webview when the user picks a run in the runs list. The webview does not switch on its own: the host answers with a MetricsMessage (reset=true) for the run it selected, and only then does the webview show that run in its header, facts, charts and actions, all at once.
  */
 export interface SelectRunMessage {
   type: 'selectRun';
   runId: RunId;
 }
 /**
- * Sent by the webview when the set of runs whose loss curves are overlaid on the loss chart changes.
+ * Sent by the webview when the set of runs whose loss curves are overlaid on the loss chart changes. Overlays are extra series only: they never change the selected run.
  */
 export interface SetOverlayMessage {
   type: 'setOverlay';
@@ -55,12 +61,24 @@ export interface RequestDiffMessage {
   b: RunId;
 }
 /**
- * Sent by the webview when the user presses an action button for a run. The host runs the matching command only for a run it knows.
+ * Sent by the webview when the user presses an action button of the selected run. The host runs the matching command (the same one as the palette, with its prompts, progress and cancel) only for a run it knows; for merge and export it then posts an OutputsMessage.
  */
 export interface RunActionMessage {
   type: 'action';
   action: 'stop' | 'saveCheckpoint' | 'resume' | 'openFolder' | 'mergeLevels' | 'exportMerged';
   runId: RunId;
+}
+/**
+ * Sent by the webview when the user asks to see an export of a run listed in its OutputsMessage: reveal the folder in the explorer, or open its verify.json. The host acts only on a folder it listed for that run.
+ */
+export interface OpenOutputMessage {
+  type: 'openOutput';
+  runId: RunId;
+  /**
+   * The export folder's absolute path, as listed.
+   */
+  output: string;
+  what: 'reveal' | 'report';
 }
 /**
  * Sent by the webview to report a script error or a Content-Security-Policy violation to the extension's log.
@@ -140,7 +158,7 @@ export interface RunsMessage {
   runs: RunSummary[];
 }
 /**
- * Sent by the host: new points of the selected run since the previous MetricsMessage (reset=true: replace everything shown). steps has loss, lr, grad_norm, tokens_per_s, memory_bytes; evals has eval_loss; levels has level0, level1, … (delta_norm per level).
+ * Sent by the host: new points of the selected run since the previous MetricsMessage. reset=true replaces everything shown and carries the selection: runId is then the run the host has selected (after `ready`, a SelectRunMessage, or a command that opened the dashboard on a run), and the webview switches its header, facts, charts, actions and outputs to it in one go. steps has loss, lr, grad_norm, tokens_per_s, memory_bytes (every step from the first to the last, never truncated); evals has eval_loss; levels has level0, level1, … (delta_norm per level).
  */
 export interface MetricsMessage {
   type: 'metrics';
@@ -168,6 +186,55 @@ export interface OverlayMessage {
     x: number[];
     loss: Value[];
   }[];
+}
+/**
+ * Sent by the host before the MetricsMessage that selects a run, and again when a merge or export of it starts or ends: the selected run's exports, newest first, and the action running for it, if any.
+ */
+export interface OutputsMessage {
+  type: 'outputs';
+  runId: RunId;
+  /**
+   * The merge/export action running for this run (its prompts, progress and Cancel are in the workbench), or null.
+   */
+  busy: ('mergeLevels' | 'exportMerged') | null;
+  outputs: ExportOutput[];
+}
+/**
+ * One export of a run: a sibling folder `<run>-…` holding a verify.json (written by merge levels, merge into base, and any later export that writes one).
+ */
+export interface ExportOutput {
+  /**
+   * The folder's absolute path.
+   */
+  output: string;
+  /**
+   * The folder's name.
+   */
+  name: string;
+  /**
+   * verify.json's operation (merge_levels, merge_into_base, …).
+   */
+  operation: string;
+  /**
+   * verify.json's format (peft, hf-model, …).
+   */
+  format: string;
+  /**
+   * The exported LoRA rank, when the export is a LoRA.
+   */
+  rank?: number;
+  /**
+   * The verification's outcome; `unreadable` when verify.json is not valid JSON.
+   */
+  status: 'pass' | 'fail' | 'skipped' | 'unreadable';
+  /**
+   * One line: what was exported and the verification (max/mean |Δlogit| against the tolerance).
+   */
+  summary: string;
+  /**
+   * Unix milliseconds when verify.json was written.
+   */
+  time: number;
 }
 /**
  * Sent by the host after a RequestDiffMessage: the config keys whose values differ between run a and run b.

@@ -152,3 +152,29 @@ hardware: { threads: 1 }
   }
   return dir;
 }
+
+/**
+ * A workspace with the demo config itself (test/fixtures/demo.hqlora.yaml) as `<name>.hqlora.yaml`: its relative
+ * model and data paths made absolute, runs written to the workspace's runs/. Nothing else is changed.
+ */
+export function demoWorkspace(dir, repo, name = 'demo') {
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const fx = path.join(repo, 'test', 'fixtures');
+  const text = fs.readFileSync(path.join(fx, 'demo.hqlora.yaml'), 'utf8')
+    .replace(/^# yaml-language-server: \$schema=.*$/m, `# yaml-language-server: $schema=${path.join(repo, 'schemas', 'run-config.schema.json')}`)
+    .replace(/^(\s*(?:model|train|eval):\s*)((?:models|data)\/\S+)/gm, (_m, key, rel) => `${key}${path.join(fx, rel)}`)
+    .replace(/^(\s*dir:\s*)\S+/m, '$1runs');
+  for (const rel of ['models/tiny-llama', 'data/train.completion.jsonl', 'data/eval.completion.jsonl']) {
+    if (!text.includes(path.join(fx, rel))) throw new Error(`demoWorkspace: ${rel} not found in demo.hqlora.yaml; update test/e2e/lib.mjs`);
+  }
+  fs.writeFileSync(path.join(dir, `${name}.hqlora.yaml`), text);
+  return dir;
+}
+
+/** The trainer's events of a run folder (events.jsonl), parsed; a line cut mid-write is skipped. */
+export function readEvents(runDir) {
+  const file = path.join(runDir, 'events.jsonl');
+  if (!fs.existsSync(file)) return [];
+  return fs.readFileSync(file, 'utf8').split('\n').flatMap((l) => { try { return l.trim() ? [JSON.parse(l)] : []; } catch { return []; } });
+}

@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
 # test/e2e/run.sh — `npm run test:e2e`: installs the real-VS-Code harness if needed (setup.sh, cached in
-# ~/.cache/hqlora-e2e), builds, then runs the extension-host suite and the UI test in code-server + Chromium.
+# ~/.cache/hqlora-e2e), builds, then runs the extension-host suite and the UI tests in code-server + Chromium.
 # Artifacts (screenshots, code-server logs, workspaces) go to test-results/e2e/.
+# usage: bash test/e2e/run.sh [ext] [ui] [dashboard]   (default: all three; e.g. `npm run test:e2e -- dashboard`)
+#   ext        test/e2e/run-ext-tests.mjs (mocha suite test/e2e/suite/; HQLORA_E2E_GREP=<pattern> picks tests)
+#   ui         test/e2e/ui-test.mjs (palette, status bar, reload mid-run, stop/resume, language server)
+#   dashboard  test/e2e/dashboard-test.mjs (one selected run everywhere, overlay, reload, merge/export buttons)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 SECONDS=0
+parts=("$@"); [ ${#parts[@]} -gt 0 ] || parts=(ext ui dashboard)
+for p in "${parts[@]}"; do
+  case $p in ext|ui|dashboard) ;; *) echo "test/e2e/run.sh: unknown part '$p' (ext, ui, dashboard)" >&2; exit 2 ;; esac
+done
 bash test/e2e/setup.sh
 npm run build --silent
 [ -x native/build/bin/hqlora-train ] || npm run build:native --silent
-echo "e2e: extension-host suite"; node test/e2e/run-ext-tests.mjs
-echo "e2e: UI test"; node test/e2e/ui-test.mjs
-echo "e2e: all passed in ${SECONDS}s (screenshots in test-results/e2e/)"
+for p in "${parts[@]}"; do
+  case $p in
+    ext) echo "e2e: extension-host suite"; node test/e2e/run-ext-tests.mjs ;;
+    ui) echo "e2e: UI test"; node test/e2e/ui-test.mjs ;;
+    dashboard) echo "e2e: dashboard test"; node test/e2e/dashboard-test.mjs ;;
+  esac
+done
+echo "e2e: ${parts[*]} passed in ${SECONDS}s (screenshots in test-results/e2e/)"

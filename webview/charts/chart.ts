@@ -1,4 +1,7 @@
 // chart.ts — one uPlot line chart, theme-aware and decimated to its pixel width, redrawn at most once a frame.
+// Decimation only thins what is drawn (the first and last point and each series' min/max per pixel column stay),
+// never the data: the chart's note says when it is in effect, and data-first-x / data-last-x / data-points /
+// data-drawn tell tests (and the curious) exactly what was drawn.
 import uPlot from 'uplot';
 
 import { decimateIndices, take, type Y } from './series';
@@ -31,6 +34,9 @@ export class LineChart {
   private frame = 0;
   /** Points drawn at the last render (tests read it via data-points). */
   private drawn = 0;
+  /** Points of the chart's own run (data-points); the x length unless overlays joined more x values in. */
+  private points: number | undefined;
+  private readonly note = document.createElement('span');
 
   constructor(readonly id: string, readonly title: string, defs: SeriesDef[], private readonly opts: { logY?: boolean; format?: (v: number) => string } = {}) {
     this.defs = defs;
@@ -39,16 +45,19 @@ export class LineChart {
     this.root.id = `chart-${id}`;
     const h = document.createElement('h3');
     h.textContent = title;
+    this.note.className = 'chart-note';
+    h.append(this.note);
     const body = document.createElement('div');
     body.className = 'chart-body';
     this.root.append(h, body);
     new ResizeObserver(() => this.rebuild()).observe(body);
   }
 
-  /** Replaces the data (x ascending; one Y per series def) and schedules a redraw. */
-  setData(x: readonly number[], ys: readonly Y[], defs?: SeriesDef[]): void {
+  /** Replaces the data (x ascending; one Y per series def) and schedules a redraw. `points`: the run's own count. */
+  setData(x: readonly number[], ys: readonly Y[], defs?: SeriesDef[], points?: number): void {
     this.x = x;
     this.ys = ys;
+    this.points = points;
     if (defs && (defs.length !== this.defs.length || defs.some((d, i) => d.label !== this.defs[i]?.label))) {
       this.defs = defs;
       this.plot?.destroy();
@@ -80,8 +89,14 @@ export class LineChart {
     const idx = decimateIndices(this.x, this.ys, width);
     const data: uPlot.AlignedData = [take(this.x, idx), ...this.ys.map((y) => take(y, idx))] as uPlot.AlignedData;
     this.drawn = idx.length;
-    this.root.dataset.points = String(this.x.length);
+    const drawnX = data[0];
+    this.root.dataset.points = String(this.points ?? this.x.length);
     this.root.dataset.drawn = String(this.drawn);
+    this.root.dataset.firstX = drawnX.length ? String(drawnX[0]) : '';
+    this.root.dataset.lastX = drawnX.length ? String(drawnX[drawnX.length - 1]) : '';
+    const thinned = this.drawn < this.x.length;
+    this.note.textContent = thinned ? `downsampled for drawing: ${this.drawn.toLocaleString('en-US')} of ${this.x.length.toLocaleString('en-US')} points` : '';
+    this.note.title = thinned ? 'Per pixel column the first, last, lowest and highest point of each series is drawn, so peaks and the last step stay visible; no data is dropped.' : '';
     if (this.plot && (this.plot.width !== width)) this.plot.setSize({ width, height });
     if (this.plot) {
       this.plot.setData(data);

@@ -1,8 +1,12 @@
 // header.ts — the selected run's header (name, status, step/total, ETA, backend, model, levels) and its actions.
-import type { Commands, RunSummary } from '../../schemas/generated/webview-messages';
+// Every action is enabled by the selected run's state alone (ACTIONS below); a disabled button's tooltip says why,
+// and the primary button is the one the state calls for (Stop while live, Resume when stopped or failed, Merge
+// levels when completed).
+import type { Commands, OutputsMessage, RunActionMessage, RunSummary } from '../../schemas/generated/webview-messages';
 import { button, setDisabled, spinner, tag } from '../ui/toolkit';
 
-export type Action = 'stop' | 'saveCheckpoint' | 'resume' | 'openFolder' | 'mergeLevels' | 'exportMerged';
+export type Action = RunActionMessage['action'];
+type Busy = OutputsMessage['busy'];
 
 export function formatDuration(s: number | null): string {
   if (s === null || !Number.isFinite(s) || s < 0) return '—';
@@ -11,33 +15,88 @@ export function formatDuration(s: number | null): string {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
+interface ActionDef {
+  action: Action;
+  label: string;
+  id: string;
+  /** The tooltip when enabled. */
+  title: string;
+  /** Why the button is disabled for this run, or undefined when it is enabled. */
+  disabledBecause(r: RunSummary, busy: Busy, commands: Commands): string | undefined;
+}
+
+const BUSY_LABEL: Record<NonNullable<Busy>, string> = { mergeLevels: 'Merge levels', exportMerged: 'Export merged model' };
+
+const onlyLive = (what: string) => (r: RunSummary): string | undefined =>
+  r.live ? undefined : `${what} only while the run is training; ${r.name} is ${r.status}.`;
+
+/** Merge/export: a completed run, the command registered, and no merge/export of this run already going. */
+const onlyCompleted = (cmd: keyof Commands, id: string) => (r: RunSummary, busy: Busy, commands: Commands): string | undefined => {
+  if (!commands[cmd]) return `Unavailable: the command ${id} is not registered.`;
+  if (r.status !== 'completed' || r.live) return `Available once the run has completed (its adapter is written then); ${r.name} is ${r.status}.`;
+  if (busy) return `${BUSY_LABEL[busy]} is running for this run: its progress and Cancel are in the notification.`;
+  return undefined;
+};
+
+/**
+ * The actions, in button order. To add one (e.g. "Export to GGUF", "Chat with Adapter" once their commands exist):
+ * an enum value in schemas/webview-messages.schema.json (RunActionMessage.action), its command in
+ * extension/dashboard/panel.ts ACTION_COMMANDS, and an entry here.
+ */
+const ACTIONS: ActionDef[] = [
+  { action: 'stop', label: 'Stop', id: 'btn-stop', title: 'Stop gracefully: the trainer writes a checkpoint, then exits', disabledBecause: onlyLive('Stop works') },
+  {
+    action: 'saveCheckpoint', label: 'Save checkpoint', id: 'btn-save', title: 'Write a checkpoint after the current step; training goes on',
+    disabledBecause: (r) => onlyLive('Save checkpoint works')(r) ?? (r.status === 'running' ? undefined : 'The trainer is still preparing the run; wait for its first step.'),
+  },
+  {
+    action: 'resume', label: 'Resume', id: 'btn-resume', title: 'Continue from the newest complete checkpoint',
+    disabledBecause: (r) => r.live ? `${r.name} is still training.` : r.status === 'stopped' || r.status === 'failed' ? undefined
+      : `Only stopped or failed runs resume; ${r.name} is ${r.status}.`,
+  },
+  { action: 'openFolder', label: 'Open run folder', id: 'btn-folder', title: 'Show the run folder in the file manager', disabledBecause: () => undefined },
+  {
+    action: 'mergeLevels', label: 'Merge levels', id: 'btn-merge',
+    title: 'Merge the adapter levels into one PEFT LoRA (exact, or a smaller rank by truncated SVD), verified by a forward check',
+    disabledBecause: onlyCompleted('mergeLevels', 'hqlora.mergeLevels'),
+  },
+  {
+    action: 'exportMerged', label: 'Export merged model', id: 'btn-export',
+    title: 'Write a Hugging Face model folder with the adapter merged into the base weights, verified by a forward check',
+    disabledBecause: onlyCompleted('exportMerged', 'hqlora.exportMerged'),
+  },
+];
+
+/** The action the run's state calls for (drawn as the primary button). */
+function primaryAction(r: RunSummary): Action | undefined {
+  if (r.live) return 'stop';
+  if (r.status === 'stopped' || r.status === 'failed') return 'resume';
+  if (r.status === 'completed') return 'mergeLevels';
+  return undefined;
+}
+
 export class Header {
   readonly root = document.createElement('header');
   private readonly title = document.createElement('h2');
   private readonly status = document.createElement('span');
   private readonly facts = document.createElement('dl');
-  private readonly buttons: Record<Action, HTMLElement>;
+  private readonly buttons = new Map<Action, HTMLElement>();
   private run: RunSummary | undefined;
+  private busy: Busy = null;
   private commands: Commands = { mergeLevels: false, exportMerged: false };
 
   constructor(onAction: (a: Action, runId: string) => void) {
     this.root.id = 'run-header';
     this.status.id = 'run-status';
-    const act = (a: Action) => () => this.run && onAction(a, this.run.id);
-    this.buttons = {
-      stop: button('Stop', { id: 'btn-stop', appearance: 'primary', title: 'Stop gracefully: the trainer writes a checkpoint, then exits', onClick: act('stop') }),
-      saveCheckpoint: button('Save checkpoint', { id: 'btn-save', title: 'Write a checkpoint after the current step; training goes on', onClick: act('saveCheckpoint') }),
-      resume: button('Resume', { id: 'btn-resume', title: 'Continue from the newest complete checkpoint', onClick: act('resume') }),
-      openFolder: button('Open run folder', { id: 'btn-folder', onClick: act('openFolder') }),
-      mergeLevels: button('Merge levels', { id: 'btn-merge', onClick: act('mergeLevels') }),
-      exportMerged: button('Export merged model', { id: 'btn-export', onClick: act('exportMerged') }),
-    };
+    for (const d of ACTIONS) {
+      this.buttons.set(d.action, button(d.label, { id: d.id, title: d.title, onClick: () => this.run && onAction(d.action, this.run.id) }));
+    }
     const titleRow = document.createElement('div');
     titleRow.className = 'title-row';
     titleRow.append(this.title, this.status);
     const actions = document.createElement('div');
     actions.className = 'actions';
-    actions.append(...Object.values(this.buttons));
+    actions.append(...this.buttons.values());
     this.root.append(titleRow, this.facts, actions);
     this.render();
   }
@@ -47,14 +106,18 @@ export class Header {
     this.render();
   }
 
-  setRun(run: RunSummary | undefined): void {
+  /** The selected run (its latest summary) and the merge/export running for it. */
+  setRun(run: RunSummary | undefined, busy: Busy): void {
     this.run = run;
+    this.busy = busy;
     this.render();
   }
 
   private render(): void {
     const r = this.run;
+    this.root.dataset.runId = r?.id ?? '';
     this.title.textContent = r ? r.name : 'No run selected';
+    this.title.title = r?.id ?? '';
     this.status.replaceChildren(...(r ? [tag(r.status, `status status-${r.status}`), ...(r.live ? [spinner()] : [])] : []));
     this.status.dataset.status = r?.status ?? '';
     this.status.title = r?.message ?? '';
@@ -69,7 +132,7 @@ export class Header {
           ['Levels', r.levels || '—'],
         ]
       : [];
-    this.facts.replaceChildren(...facts.flatMap(([k, v]) => {
+    this.facts.replaceChildren(...facts.map(([k, v]) => {
       const item = document.createElement('div');
       const dt = document.createElement('dt');
       dt.textContent = k;
@@ -77,17 +140,15 @@ export class Header {
       dd.textContent = v;
       dd.dataset.fact = k.toLowerCase();
       item.append(dt, dd);
-      return [item];
+      return item;
     }));
-    const done = r?.status === 'completed';
-    setDisabled(this.buttons.stop, !r?.live);
-    setDisabled(this.buttons.saveCheckpoint, r?.status !== 'running');
-    setDisabled(this.buttons.resume, !r || r.live || !(r.status === 'stopped' || r.status === 'failed'));
-    setDisabled(this.buttons.openFolder, !r);
-    for (const [a, cmd] of [['mergeLevels', 'hqlora.mergeLevels'], ['exportMerged', 'hqlora.exportMerged']] as const) {
-      const available = this.commands[a];
-      setDisabled(this.buttons[a], !available || !done);
-      this.buttons[a].title = !available ? `Unavailable: the command ${cmd} is not registered` : done ? '' : 'Available once the run has completed';
+    const primary = r && primaryAction(r);
+    for (const d of ACTIONS) {
+      const b = this.buttons.get(d.action) as HTMLElement;
+      const why = r ? d.disabledBecause(r, this.busy, this.commands) : 'No run selected.';
+      setDisabled(b, why !== undefined);
+      b.title = why ?? d.title;
+      b.setAttribute('appearance', why === undefined && d.action === primary ? 'primary' : 'secondary');
     }
   }
 }
