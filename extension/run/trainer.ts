@@ -33,6 +33,9 @@ export interface FindTrainerOptions {
   env?: NodeJS.ProcessEnv;
   /** Called when an explicit candidate (env, setting) is rejected and a later one is tried. */
   onWarning?: (message: string) => void;
+  /** This machine's platform and architecture (default process.platform, process.arch). */
+  platform?: string;
+  arch?: string;
 }
 
 /** Path of the trainer that `npm run build:native` builds. */
@@ -63,8 +66,22 @@ export async function findTrainer(opts: FindTrainerOptions): Promise<TrainerInfo
     tried.push(`  ${c.label}: ${file} (${reason})`);
     if (c.source !== 'bundled') opts.onWarning?.(`ignoring ${c.label}=${file}: ${reason}`);
   }
+  const platform = `${opts.platform ?? process.platform}-${opts.arch ?? process.arch}`;
+  if (platform !== SUPPORTED_PLATFORM) {
+    throw new HqError(`hqlora-train is built for ${SUPPORTED_PLATFORM} only, and this is ${platform}; tried:\n${tried.join('\n')}`, {},
+      'build it from source (README "The two commands": `npm install` in a clone of the repository, on a machine with ' +
+      'CMake, a C++17 compiler and OpenBLAS), then set hqlora.trainer.path (or HQLORA_TRAINER) to native/build/bin/hqlora-train');
+  }
   throw new HqError(`hqlora-train not found; tried:\n${tried.join('\n')}`, {},
     'run `npm run build:native` in the H-QLoRA folder, or set HQLORA_TRAINER to the path of hqlora-train');
+}
+
+/** The one platform the VSIX's binaries are built for (`vsce package --target linux-x64`). */
+export const SUPPORTED_PLATFORM = 'linux-x64';
+
+/** The library named by the loader's "error while loading shared libraries: libX.so.N: cannot open ..." line. */
+export function missingSharedLibrary(stderr: string): string | undefined {
+  return /error while loading shared libraries: ([^:\s]+): cannot open shared object file/.exec(stderr)?.[1];
 }
 
 function notExecutable(file: string): string | undefined {
@@ -81,8 +98,10 @@ function notExecutable(file: string): string | undefined {
 /** Runs `<file> --version` and parses `hqlora-train <semver>` and `backends: a,b`. */
 export async function trainerVersion(file: string): Promise<{ version: string; backends: string[] }> {
   const stdout = await new Promise<string>((resolve, reject) => {
-    execFile(file, ['--version'], { timeout: 10_000, env: trainerEnv() }, (err, out) => {
-      if (err) reject(new Error(`--version failed: ${err.message.split('\n')[0]}`));
+    execFile(file, ['--version'], { timeout: 10_000, env: trainerEnv() }, (err, out, errOut) => {
+      const lib = missingSharedLibrary(errOut);
+      if (lib) reject(new Error(`cannot start: it needs the shared library ${lib}, which is not installed on this machine (install the package that provides ${lib}, or build hqlora-train from source)`));
+      else if (err) reject(new Error(`--version failed: ${err.message.split('\n')[0]}`));
       else resolve(out);
     });
   });
