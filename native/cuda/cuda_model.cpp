@@ -158,6 +158,15 @@ class CudaModel final : public Model {
         call_ = 0;
         host_->set_training(training, dropout_seed);
     }
+    void skip_dropout_calls(uint64_t n) override {
+        call_ += n;
+        host_->skip_dropout_calls(n);
+    }
+    float* grad_buffer(size_t* n, void** stream) override {
+        *n = n_params_;
+        *stream = stream_;
+        return g32_.data();
+    }
     void set_gradient_checkpointing(bool on) override {
         ckpt_ = on;
         if (on && acts_.size() > 1) acts_.resize(1);

@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "dist.h"
 #include "model.h"
 
 namespace hq {
@@ -23,6 +24,10 @@ struct DeviceBackend {
     bool (*available)(std::string* why) = nullptr;
     std::unique_ptr<Model> (*load)(const std::string& dir, const QuantSpec& quant, const AdapterSpec& adapter,
                                    uint64_t seed) = nullptr;
+    // Data parallel (optional): select this local rank's GPU before load (LOCAL_RANK modulo the visible devices),
+    // and the device collective (NCCL) over the rendezvous.
+    void (*select_device)(int local_rank) = nullptr;
+    std::unique_ptr<Collective> (*make_collective)(Rendezvous& rv, double timeout_s) = nullptr;
 };
 
 void register_device_backend(const DeviceBackend& b);

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "backend.h"
+#include "data_parallel.h"
 #include "error.h"
 #include "eval_cmd.h"
 #include "events.h"
@@ -50,6 +51,9 @@ void usage(std::FILE* out) {
                  "  --version         print \"hqlora-train <version>\" and the compiled backends\n"
                  "  --help, -h        this text\n"
                  "\n"
+                 "data parallel: one process per rank, placed by the launcher's environment: torchrun (RANK,\n"
+                 "         WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) or Slurm (SLURM_PROCID, SLURM_NTASKS,\n"
+                 "         SLURM_LOCALID, SLURM_JOB_NODELIST); run.json distributed.{backend,timeout_s,bucket_mb}\n"
                  "signals: SIGINT/SIGTERM stop after a checkpoint; SIGUSR1 writes a checkpoint after the current step\n"
                  "         and training goes on (checkpoint event, reason \"requested\")\n"
                  "exit codes: 0 done | 1 error (an error event was printed) | 2 usage | 3 stopped by SIGINT/SIGTERM\n"
@@ -83,7 +87,15 @@ int main(int argc, char** argv) {
         cmd = argv[1];
         i = 2;
     }
-    hq::EventSink events(stdout);
+    // Data parallel: rank 0 alone prints events (and writes events.jsonl); the other ranks print only their errors.
+    bool root = true;
+    try {
+        root = hq::dist_env_from_environment().rank == 0;
+    } catch (const hq::Error&) {   // reported by the trainer, which reads the environment again
+    }
+    hq::EventSink events(cmd == "train" && !root ? nullptr : stdout);
+    hq::EventSink rank_errors(stdout);
+    hq::EventSink& errors = root ? events : rank_errors;
     if (cmd == "inspect") {
         if (argc - i != 1) return usage_error("inspect takes exactly one path");
         try {
@@ -148,14 +160,17 @@ int main(int argc, char** argv) {
     try {
         return hq::run_training(opt, events, g_stop, &g_save);
     } catch (const hq::Error& e) {
-        events.emit_error(e);
+        hq::dist_report_failure(e.code() + ": " + e.what());
+        errors.emit_error(e);
         std::fprintf(stderr, "[hqlora] error %s: %s%s%s\n", e.code().c_str(), e.what(), e.hint().empty() ? "" : "\n  hint: ",
                      e.hint().c_str());
     } catch (const std::bad_alloc&) {
-        events.emit_error(hq::Error("E_OOM", "out of memory", {}, "lower micro_batch_size or the sequence lengths"));
+        hq::dist_report_failure("E_OOM: out of memory");
+        errors.emit_error(hq::Error("E_OOM", "out of memory", {}, "lower micro_batch_size or the sequence lengths"));
         std::fprintf(stderr, "[hqlora] error: out of memory\n");
     } catch (const std::exception& e) {
-        events.emit_error(hq::Error("E_INTERNAL", e.what(), {}, "please report this as a bug with the trainer log"));
+        hq::dist_report_failure(std::string("E_INTERNAL: ") + e.what());
+        errors.emit_error(hq::Error("E_INTERNAL", e.what(), {}, "please report this as a bug with the trainer log"));
         std::fprintf(stderr, "[hqlora] internal error: %s\n", e.what());
     }
     return hq::kExitError;

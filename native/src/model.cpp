@@ -116,6 +116,12 @@ class ModelImpl final : public Model {
         dropout_seed_ = dropout_seed;
         call_ = 0;
     }
+    void skip_dropout_calls(uint64_t n) override { call_ += n; }
+    float* grad_buffer(size_t* n, void** stream) override {
+        *n = pg_.size();
+        *stream = nullptr;
+        return pg_.data();
+    }
     void set_gradient_checkpointing(bool on) override {
         ckpt_ = on;
         if (on && acts_.size() > 1) acts_.resize(1);   // free the per-layer caches: one layer is recomputed at a time

@@ -100,6 +100,9 @@ class Model {
     virtual void zero_grad() = 0;
     // Training mode enables adapter dropout (mask stream seeded by `dropout_seed`, advanced per call).
     virtual void set_training(bool training, uint64_t dropout_seed) = 0;
+    // Advances the dropout mask stream by `n` forward calls, as if they had run (data parallel: rank r skips the
+    // masks of the step's micro-batches before its own).
+    virtual void skip_dropout_calls(uint64_t n) = 0;
     virtual void set_gradient_checkpointing(bool on) = 0;
     // Use only the first `n` levels (0 = all) in forward: for level ablation and tests.
     virtual void set_active_levels(int n) = 0;
@@ -128,6 +131,10 @@ class Model {
     virtual void sync_to_host(AdamW* opt, bool grads = false) {}
     // Host → device: the adapter weights (and the moments, when opt is given).
     virtual void sync_from_host(const AdamW* opt) {}
+    // The gradient accumulator of every param, back to back (*n floats): host memory on the CPU backend, device memory
+    // on a device backend, written on *stream (a cudaStream_t; nullptr on the CPU). The data-parallel all-reduce sums
+    // it in place between the backward and the clipping.
+    virtual float* grad_buffer(size_t* n, void** stream) = 0;
 };
 
 }  // namespace hq

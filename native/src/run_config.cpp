@@ -225,6 +225,13 @@ RunConfig parse_run_config(const nlohmann::json& j, const std::string& file) {
         hw.fail("hardware.device", HQ_MSG("\"" << c.device << "\" is not one of auto, cpu, cuda"));
     c.threads = static_cast<int>(hw.integer("threads", 0, 0, 4096));
 
+    Section ds(j, "distributed", file, false);   // data parallel (data_parallel.h); used only under a launcher
+    c.dist.backend = ds.str("backend", "auto");
+    if (c.dist.backend != "auto" && c.dist.backend != "cpu" && c.dist.backend != "nccl")
+        ds.fail("distributed.backend", HQ_MSG("\"" << c.dist.backend << "\" is not one of auto, cpu, nccl"));
+    c.dist.timeout_s = ds.number("timeout_s", 600.0, 1.0, 86400.0);
+    c.dist.bucket_mb = ds.number("bucket_mb", 25.0, 0.0625, 4096.0);
+
     Section lg(j, "logging", file, false);
     c.logging.every_steps = lg.integer("every_steps", 1, 1, kBig);
     c.logging.adapter_stats_every = lg.integer("adapter_stats_every", 10, 0, kBig);

@@ -12,6 +12,7 @@
 #include "adapter_io.h"
 #include "backend.h"
 #include "checkpoint.h"
+#include "data_parallel.h"
 #include "error.h"
 #include "fsutil.h"
 #include "mcq.h"
@@ -202,17 +203,22 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
     if (resume_from) check_checkpoint_compat(read_checkpoint_state(resume_from->path), compat_json(cfg),
                                              resume_from->path);
 
+    // Data parallel: join the world (when a launcher started this process as one rank of it) before the model
+    // loads, so that the device backend picks this local rank's GPU.
+    DataParallel dp(cfg.dist, cfg.device);
+    const int world = dp.world(), rank = dp.rank();
     LoadedModel loaded = load_model_on(cfg.device, cfg.model_path, cfg.quant, cfg.adapter, cfg.training.seed, cfg.file,
                                       cfg.compute_dtype);
     std::unique_ptr<Model> model = std::move(loaded.model);
     const bool on_device = model->device_resident();
     model->set_gradient_checkpointing(cfg.training.gradient_checkpointing);
     std::vector<Param>& params = model->params();
+    dp.attach(*model, cfg.file);
     AdamW adam(params, {cfg.training.learning_rate, cfg.training.adam_beta1, cfg.training.adam_beta2,
                         cfg.training.adam_epsilon, cfg.training.weight_decay});
 
     const int mbs = cfg.training.micro_batch_size, ga = cfg.training.gradient_accumulation_steps;
-    const int64_t ex_per_step = static_cast<int64_t>(mbs) * ga;
+    const int64_t ex_per_step = static_cast<int64_t>(mbs) * ga * world;   // the global batch (data_parallel.h)
     int64_t total = cfg.training.max_steps;
     if (cfg.training.has_epochs)
         total = static_cast<int64_t>(std::ceil(cfg.training.epochs * static_cast<double>(train.n_examples) /
@@ -225,8 +231,10 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
     uint64_t dropout_seed = cfg.training.seed;
     const std::string hash = config_hash(cfg);
 
-    make_dirs(run_dir);
-    events.open_log(path_join(run_dir, "events.jsonl"));
+    if (dp.root()) {   // rank 0 alone writes the run folder
+        make_dirs(run_dir);
+        events.open_log(path_join(run_dir, "events.jsonl"));
+    }
 
     int64_t step = 0, last_ckpt_step = -1, last_eval_step = -1, tokens_seen = 0;
     std::string last_ckpt_path;
@@ -240,6 +248,12 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
         dropout_seed = std::stoull(st.at("rng").at("dropout_seed").get<std::string>());
         for (const auto& x : st.value("loss_history_tail", nlohmann::json::array()))
             if (x.is_number()) loss_tail.push_back(x.get<double>());
+        const int64_t saved_world = st.value("world_size", int64_t(1));
+        if (saved_world != world)
+            events.emit_warning("W_WORLD_CHANGED",
+                                HQ_MSG("checkpoint " << resume_from->path << " was written by a world of " << saved_world
+                                       << " rank(s); resuming on " << world << ": the data position is global, the "
+                                       "global batch is now " << ex_per_step << " examples"));
         if (st.value("config_hash", std::string()) != hash)
             events.emit_warning("W_CONFIG_CHANGED",
                                 HQ_MSG("run.json differs from the configuration of checkpoint " << resume_from->path
@@ -275,7 +289,8 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
                 {{"run_dir", run_dir}, {"trainer_version", HQ_VERSION}, {"config_hash", hash},
                  {"model", {{"path", cfg.model_path}, {"architecture", mc.model_type}, {"layers", mc.num_layers},
                             {"hidden", mc.hidden_size}, {"vocab", mc.vocab_size}, {"quantization", cfg.quant.type}}},
-                 {"backend", model->backend()}, {"threads", threads},
+                 {"backend", model->backend()}, {"threads", threads}, {"world_size", world},
+                 {"dist_backend", dp.backend()},
                  {"params", {{"total", model->base_param_count() + trainable}, {"trainable", trainable},
                              {"per_level", per_level}}},
                  {"total_steps", total},
@@ -290,6 +305,10 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
                  run_dir.c_str(), mc.model_type.c_str(), mc.num_layers, (long long)trainable, (long long)total, threads);
 
     auto save = [&](const char* reason) {
+        if (!dp.root()) {   // rank 0 writes the one checkpoint of the world
+            last_ckpt_step = step;
+            return;
+        }
         nlohmann::json state = {
             {"reason", reason},   // "requested" checkpoints are never pruned (checkpoint.cpp)
             {"micro_step", step * ga},
@@ -304,6 +323,7 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
             {"loss_history_tail", std::vector<double>(loss_tail.begin(), loss_tail.end())},
             {"total_steps", total},
             {"tokens_seen", tokens_seen},
+            {"world_size", world},
             {"trainer_version", HQ_VERSION},
             {"created", unix_time_s()}};
         model->sync_to_host(&adam);
@@ -327,6 +347,7 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
     };
     auto run_eval = [&]() {
         last_eval_step = step;
+        if (!dp.root()) return;   // rank 0 evaluates; the others wait at the next step's all-reduce
         if (mcq_file) {
             McqOptions mo;
             mo.max_len = mc.max_position_embeddings;
@@ -372,15 +393,20 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
     double last_loss = loss_tail.empty() ? std::nan("") : loss_tail.back();
     bool ran_step = false;
     std::vector<MicroBatch> micro(static_cast<size_t>(ga));
+    bool stop_all = false;   // data parallel: a stop request of any rank, summed with the step
+    size_t allreduce_bytes = 0;
+    std::vector<double> rank_memory;
     while (step < total) {
-        if (stop_flag.load()) break;
+        if (stop_all || (!dp.active() && stop_flag.load())) break;
         const auto t_step = Clock::now();
         model->set_training(true, dropout_seed_for(dropout_seed, step));
-        int64_t n_targets = 0, n_tokens = 0;
-        for (int k = 0; k < ga; ++k) {
-            micro[k] = batcher.next();
-            n_targets += micro[k].n_targets;
-            n_tokens += micro[k].n_real_tokens;
+        model->skip_dropout_calls(static_cast<uint64_t>(rank) * ga);
+        int64_t n_targets = 0, n_tokens = 0;   // of the global batch: every rank walks the whole stream
+        for (int k = 0; k < ga * world; ++k) {
+            MicroBatch mb = batcher.next();
+            n_targets += mb.n_targets;
+            n_tokens += mb.n_real_tokens;
+            if (k / ga == rank) micro[k % ga] = std::move(mb);
         }
         const float grad_scale = n_targets > 0 ? 1.0f / static_cast<float>(n_targets) : 0.0f;
         model->zero_grad();
@@ -388,6 +414,20 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
         for (int k = 0; k < ga; ++k)
             loss_sum += model->forward_backward(micro[k].ids.data(), micro[k].labels.data(), micro[k].B, micro[k].T,
                                                 true, grad_scale).loss_sum;
+        bool requested_here = false;
+        if (dp.active()) {   // sum the gradients, the loss and the requests over ranks (data_parallel.h)
+            allreduce_bytes = dp.reduce_gradients(*model);
+            std::vector<double> v(static_cast<size_t>(3 + world), 0.0);
+            v[0] = loss_sum;
+            v[1] = stop_flag.load() ? 1.0 : 0.0;
+            v[2] = save_request && save_request->exchange(0) != 0 ? 1.0 : 0.0;
+            v[3 + rank] = static_cast<double>(model->memory_bytes() + (on_device ? 0 : optimizer_bytes(adam)));
+            dp.reduce_host(v);
+            loss_sum = v[0];
+            stop_all = v[1] > 0;
+            requested_here = v[2] > 0;
+            rank_memory.assign(v.begin() + 3, v.end());
+        }
         const double loss = n_targets > 0 ? loss_sum / static_cast<double>(n_targets) : 0.0;
         if (!std::isfinite(loss)) return non_finite("the training loss", loss);
         if (n_targets == 0)
@@ -414,15 +454,21 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
         const double dt = seconds_since(t_step), elapsed = seconds_since(t_loop);
         const double eta = elapsed / static_cast<double>(step - first_step) * static_cast<double>(total - step);
         if (step % cfg.logging.every_steps == 0 || step == total) {
-            events.emit("step", {{"step", step}, {"total_steps", total}, {"epoch", batcher.epoch_progress()},
+            nlohmann::json ev = {{"step", step}, {"total_steps", total}, {"epoch", batcher.epoch_progress()},
                                  {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm}, {"tokens", n_targets},
                                  {"tokens_per_s", n_tokens / std::max(dt, 1e-9)}, {"elapsed_s", elapsed},
-                                 {"eta_s", eta}, {"memory_bytes", model->memory_bytes() + (on_device ? 0 : optimizer_bytes(adam))}});
+                                 {"eta_s", eta}, {"memory_bytes", model->memory_bytes() + (on_device ? 0 : optimizer_bytes(adam))}};
+            if (dp.active()) {
+                ev["world_size"] = world;
+                ev["allreduce_bytes"] = allreduce_bytes;
+                ev["rank_memory_bytes"] = rank_memory;
+            }
+            events.emit("step", ev);
             std::fprintf(stderr, "[hqlora] step %lld/%lld | loss %.4f | lr %.3e | gnorm %.4f | %.0f tok/s | eta %s\n",
                          (long long)step, (long long)total, loss, lr, grad_norm, n_tokens / std::max(dt, 1e-9),
                          fmt_duration(eta).c_str());
         }
-        if (cfg.logging.adapter_stats_every > 0 && step % cfg.logging.adapter_stats_every == 0) {
+        if (dp.root() && cfg.logging.adapter_stats_every > 0 && step % cfg.logging.adapter_stats_every == 0) {
             model->sync_to_host(nullptr);
             nlohmann::json st = adapter_stats(*model);
             st["step"] = step;
@@ -432,14 +478,15 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
         // "Save checkpoint now" (SIGUSR1) is served after the step it arrived in, as one "requested" checkpoint, which
         // keep-K pruning leaves alone; it stands in for a periodic one of the same step. On the last step the final
         // checkpoint serves it.
-        const bool requested = save_request && step < total && save_request->exchange(0) != 0;
+        const bool requested =
+            step < total && (dp.active() ? requested_here : save_request && save_request->exchange(0) != 0);
         if (requested)
             save("requested");
         else if (cfg.checkpoints.every_steps > 0 && step % cfg.checkpoints.every_steps == 0)
             save("periodic");
     }
 
-    if (stop_flag.load() && step < total) {
+    if ((stop_all || stop_flag.load()) && step < total) {
         if (last_ckpt_step != step) save("signal");
         events.emit("done", {{"step", step}, {"final_loss", ran_step ? json_number(last_loss) : nlohmann::json()},
                              {"adapter_dir", nullptr}, {"peft_dir", nullptr}, {"checkpoint", last_ckpt_path},
@@ -449,6 +496,7 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
     }
 
     if ((eval_file || mcq_file) && last_eval_step != step) run_eval();
+    if (!dp.root()) return kExitDone;   // rank 0 writes the adapters
     const std::string adapter_dir = path_join(run_dir, "adapter"), peft_dir = path_join(run_dir, "peft");
     const nlohmann::json final_loss = loss_tail.empty() ? nlohmann::json() : json_number(last_loss);
     nlohmann::json meta = {{"trainer_version", HQ_VERSION},

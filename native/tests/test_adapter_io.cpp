@@ -82,6 +82,12 @@ class FakeModel : public Model {
     void forward_logits_at(const int32_t*, int, int, const int32_t*, float*) override {}
     void zero_grad() override {}
     void set_training(bool, uint64_t) override {}
+    void skip_dropout_calls(uint64_t) override {}
+    float* grad_buffer(size_t* n, void** stream) override {   // the grads are not back to back here: unused
+        *n = 0;
+        *stream = nullptr;
+        return nullptr;
+    }
     void set_gradient_checkpointing(bool) override {}
     void set_active_levels(int) override {}
     void set_loss_chunk_rows(int) override {}

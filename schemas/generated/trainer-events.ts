@@ -120,6 +120,14 @@ export interface StartEvent {
    */
   threads: number;
   /**
+   * Ranks of the data-parallel world (1 without a launcher; see the README, Multi-GPU and clusters).
+   */
+  world_size?: number;
+  /**
+   * The collective backend that sums the gradients over ranks: cpu (shared memory), nccl, or none (no launcher).
+   */
+  dist_backend?: 'none' | 'cpu' | 'nccl';
+  /**
    * Parameter counts.
    */
   params: {
@@ -242,6 +250,18 @@ export interface StepEvent {
    * Resident bytes of the model (quantized base weights, adapters, workspace, as the model reports them) plus the AdamW state.
    */
   memory_bytes: number;
+  /**
+   * Data parallel only: ranks of the world; loss, tokens and tokens_per_s are those of the global batch.
+   */
+  world_size?: number;
+  /**
+   * Data parallel only: bytes of adapter gradients each rank all-reduced in this step.
+   */
+  allreduce_bytes?: number;
+  /**
+   * Data parallel only: memory_bytes of each rank, in rank order.
+   */
+  rank_memory_bytes?: number[];
 }
 /**
  * Emitted after an evaluation over the eval token file (every eval.every_steps steps and at the end, when an eval file exists).
