@@ -330,6 +330,10 @@ TEST_CASE("a killed rank stops every other rank within seconds, naming it; --res
         World w = launch(W, e.dir + "/storm", {"--config", scfg, "--threads", "1", "--resume"});
         std::this_thread::sleep_for(std::chrono::duration<double>(delay(rng)));
         const int victim = victim_of(rng);
+        // The survivors whose watchdog already runs ("collectives ready"): they must name the victim.
+        std::vector<bool> watching(W, false);
+        for (int r = 0; r < W; ++r)
+            watching[r] = read_file(w.outs[r] + ".err").find("collectives ready") != std::string::npos;
         int st = 0;
         if (waitpid(w.pids[victim], &st, WNOHANG) == w.pids[victim]) {   // it already finished: the run is done
             wait_all(World{{w.pids[1 - victim]}, {}});
@@ -360,6 +364,8 @@ TEST_CASE("a killed rank stops every other rank within seconds, naming it; --res
                 ++named;
                 worst_named_s = std::max(worst_named_s, stop_s);
             } else {
+                CHECK_MESSAGE(!watching[r], "rank " << r << " had its watchdog running but did not name rank "
+                                                    << victim << ":\n" << err);
                 CHECK_MESSAGE(err.find("E_DIST") != std::string::npos, err);   // a rendezvous timeout (see below)
                 if (std::getenv("HQ_DIST_VERBOSE")) MESSAGE("unnamed stop after " << stop_s << " s: " << err);
             }
@@ -385,7 +391,8 @@ TEST_CASE("a killed rank stops every other rank within seconds, naming it; --res
     // rendezvous timeout (distributed.timeout_s = 5 here), as nothing had connected yet.
     CHECK(worst_named_s < 5.0);
     CHECK(worst_stop_s < 5.0 + 5.0);
-    CHECK(named >= kills / 2);
+    // Which kills come after the rendezvous depends on the machine's speed; the storm must have had some.
+    CHECK(named > 0);
     // Finish the run, then: the same adapter and the same losses as the uninterrupted run.
     World fin = launch(W, e.dir + "/fin", {"--config", scfg, "--threads", "1", "--resume"});
     for (int rc : wait_all(fin)) REQUIRE(rc == 0);
