@@ -22,7 +22,7 @@ const std::string kFixture = std::string(HQ_REPO_ROOT) + "/test/fixtures/models/
 bool gpu_usable(std::string* why) {
     const DeviceBackend* b = device_backend();
     if (!b) {
-        *why = "no CUDA backend in this build";
+        *why = "no CUDA backend";   // a substring of the trainer's wording: "... has no CUDA backend (...)"
         return false;
     }
     return b->available(why);
