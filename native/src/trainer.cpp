@@ -19,6 +19,7 @@
 #include "model_config.h"
 #include "optimizer.h"
 #include "run_config.h"
+#include "truncation.h"
 
 extern "C" void openblas_set_num_threads(int num_threads);
 
@@ -266,11 +267,10 @@ int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<i
                                                       << " has no complete checkpoint; starting from step 0"));
     }
 
-    int64_t n_trunc = 0;
-    for (int64_t i = 0; i < train.n_examples; ++i) n_trunc += train.length(i) > max_len;
-    if (n_trunc > 0)
-        events.emit_warning("W_TRUNCATED", HQ_MSG(n_trunc << " of " << train.n_examples << " training examples are "
-                                                  "longer than " << max_len << " tokens and are truncated"));
+    const TruncationStats trunc = truncation_stats(train, max_len);
+    if (trunc.rows > 0)
+        events.emit_warning("W_TRUNCATED", truncation_message(trunc, train.n_examples, max_len, cfg.data.max_len(), mc,
+                                                              cfg.model_path, cfg.data.train_tokens));
 
     // start event
     const AdapterSpec& spec = model->adapter_spec();
