@@ -57,6 +57,8 @@ const options = tests
       { ...common, entryPoints: ['extension/extension.ts'], outfile: 'dist/extension.js', external: ['vscode'] },
       { ...common, entryPoints: ['extension/cli/main.ts'], outfile: 'dist/cli.js', banner: { js: '#!/usr/bin/env node' } },
       { ...common, entryPoints: ['extension/lsp/server.ts'], outfile: 'dist/server.js' },
+      // The playground server (its own process): node-llama-cpp stays in node_modules (native binaries, ESM).
+      { ...common, entryPoints: ['extension/playground/server.ts'], outfile: 'dist/playground.js', external: ['node-llama-cpp'] },
       // The dashboard (browser): dist/webview/main.js + main.css, the webview's only localResourceRoot.
       { ...common, entryPoints: ['webview/main.ts'], outdir: 'dist/webview', format: 'iife', platform: 'browser', target: 'es2022' },
       // Extension-host test suites (test/e2e/suite), run inside a real VS Code by test/e2e/run-ext-tests.mjs.

@@ -12,6 +12,8 @@ import path from 'node:path';
 import {
   type ExportCommonOptions, type ExportProgress, type ExportReport, type HqloraAddon, isNativeError, loadAddon, toHqError,
 } from '../native/addon';
+import { type GgufExportResult, exportGgufVerified, ggufFolderName } from '../gguf/export';
+import { HqError } from '../run/errors';
 import { UsageError } from './args';
 
 export const EXPORT_USAGE = `  hqlora merge <run-folder | adapter-folder> [--rank N] [--out DIR]
@@ -23,6 +25,13 @@ export const EXPORT_USAGE = `  hqlora merge <run-folder | adapter-folder> [--ran
       Merge the adapter into the base weights: a complete Hugging Face model folder (config, tokenizer, sharded
       safetensors + index). --base dequantized (default) = the NF4 weights the adapter was trained on; original =
       the checkpoint's weights (the report gives the per-module gap). Default: bf16, <run>/merged-<base>-<dtype>.
+  hqlora export <run-folder | adapter-folder> --format gguf [--type f32|f16|bf16|q8_0] [--base original|dequantized]
+                [--levels N] [--out DIR]
+      GGUF for llama.cpp, Ollama, LM Studio and node-llama-cpp: model-<type>.gguf (merged), base-<type>.gguf,
+      adapter-<type>.gguf (LoRA: general.type adapter) and an Ollama Modelfile (FROM base + ADAPTER). verify.json
+      comes from llama.cpp itself: tokenization equals tokenizer.json's, logits equal our forward (f32 <= 1e-3,
+      f16/bf16 <= 3e-2, q8_0 <= 1e-1), base + LoRA equals the merged model. Default: f16,
+      <run>/gguf-<base>-<type>. --levels N: the first N levels only (not verified).
   hqlora combine <adapter>... --mode concat|linear|svd [--weights w1,w2,...] [--rank N] --out DIR
       Combine several adapters into one flat PEFT LoRA: concat (exact weighted sum), linear (PEFT's, equal ranks),
       svd (weighted sum truncated to --rank, default the largest input rank).
@@ -30,10 +39,12 @@ export const EXPORT_USAGE = `  hqlora merge <run-folder | adapter-folder> [--ran
       --no-verify (skip the forward check), --json (print the report as JSON)
 `;
 
-const VALUE = new Set(['--rank', '--out', '--base', '--dtype', '--mode', '--weights', '--base-model', '--shard-mb']);
+const VALUE = new Set(['--rank', '--out', '--base', '--dtype', '--mode', '--weights', '--base-model', '--shard-mb', '--format',
+  '--type', '--levels']);
 const ALLOWED: Record<string, string[]> = {
   merge: ['--rank', '--out', '--base-model', '--force', '--no-verify', '--json'],
-  export: ['--base', '--dtype', '--out', '--base-model', '--shard-mb', '--force', '--no-verify', '--json'],
+  export: ['--base', '--dtype', '--out', '--base-model', '--shard-mb', '--force', '--no-verify', '--json', '--format', '--type',
+    '--levels'],
   combine: ['--mode', '--weights', '--rank', '--out', '--base-model', '--force', '--no-verify', '--json'],
 };
 
@@ -125,6 +136,66 @@ export interface ExportCommandOptions {
   addon?: HqloraAddon;      // injected by tests; default loadAddon(packageRoot)
 }
 
+/** `hqlora export --format gguf`: native GGUF writer + llama.cpp verification (extension/gguf/export.ts). */
+async function ggufCommand(o: ExportCommandOptions, a: ExportArgs, common: ExportCommonOptions): Promise<number> {
+  if (a.flags.has('--dtype') || a.flags.has('--shard-mb')) throw new UsageError('--dtype and --shard-mb are for --format hf; GGUF uses --type');
+  if (a.positionals.length !== 1) throw new UsageError('hqlora export needs exactly one run or adapter folder');
+  const source = path.resolve(a.positionals[0] ?? '');
+  const run = isRunFolder(source, o.exists);
+  if (!run && !o.exists(path.join(source, 'adapter.safetensors')) && !o.exists(path.join(source, 'adapter_config.json'))) {
+    throw new HqError(`${source} holds no completed adapter (no adapter/adapter.safetensors, adapter.safetensors or adapter_config.json)`,
+      { file: source }, 'wait for the run to complete (or resume it: hqlora run <config> --resume), then export');
+  }
+  const base = oneOf(a, '--base', ['dequantized', 'original'] as const, 'dequantized');
+  const type = oneOf(a, '--type', ['f16', 'f32', 'bf16', 'q8_0'] as const, 'f16');
+  const levels = int(a, '--levels') ?? 0;
+  const out = path.resolve(str(a, '--out') ?? (run ? path.join(source, ggufFolderName(base, type, levels))
+    : `${source}-${ggufFolderName(base, type, levels)}`));
+  const addon = o.addon ?? loadAddon(o.packageRoot);
+  const token = new addon.CancelToken();
+  const onSigint = (): void => {
+    process.stderr.write('\nhqlora: cancelling (nothing will be left under the output folder)…\n');
+    token.cancel();
+  };
+  process.once('SIGINT', onSigint);
+  const prog = progressPrinter(process.stderr);
+  let rep: GgufExportResult;
+  try {
+    rep = await exportGgufVerified({
+      addon, packageRoot: o.packageRoot, cancel: token, onProgress: prog.onProgress,
+      options: { ...common, out, source, base, type, levels },
+    });
+  } catch (e) {
+    prog.end();
+    if (token.cancelled || (isNativeError(e) && e.code === 'E_CANCELLED')) {
+      process.stderr.write(`hqlora: export cancelled; nothing was written to ${out}\n`);
+      return 3;
+    }
+    if (isNativeError(e)) throw toHqError(e);
+    throw e;
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+  }
+  prog.end();
+  if (a.flags.has('--json')) process.stdout.write(`${JSON.stringify(rep, null, 2)}\n`);
+  else process.stdout.write(`${ggufSummary(rep)}\nreport: ${path.join(rep.output, 'verify.json')}\n`);
+  return rep.verification.status === 'fail' ? 1 : 0;
+}
+
+/** Human summary of a GGUF export: the files, then one line per llama.cpp check. */
+export function ggufSummary(rep: GgufExportResult): string {
+  const lines = [`export_gguf -> ${rep.output} (${rep.architecture}, ${rep.type}, base ${rep.base})`];
+  for (const [k, f] of Object.entries(rep.files)) if (f) lines.push(`  ${k.padEnd(6)} ${f.file} (${(f.bytes / 1048576).toFixed(1)} MiB)`);
+  const v = rep.verification;
+  const st = v.status === 'pass' ? 'PASS' : v.status === 'fail' ? 'FAIL' : 'SKIPPED';
+  lines.push(`verify: ${st}${v.engine ? ` (llama.cpp via node-llama-cpp ${v.engine.version}, ${v.engine.backend})` : ''}${v.reason ? ` (${v.reason})` : ''}`);
+  if (v.tokens) lines.push(`  tokens  ${v.tokens.equal}/${v.tokens.compared} strings equal${v.tokens.skipped.length ? `, ${v.tokens.skipped.length} skipped (outside a byte-less vocabulary)` : ''}; BOS added: ours ${v.tokens.add_bos.ours}, llama.cpp ${v.tokens.add_bos.llama_cpp}`);
+  const g = (x?: { max_abs_diff: number; pass: boolean }): string => (x ? `${x.max_abs_diff.toExponential(2)}${x.pass ? '' : ' (over)'}` : '-');
+  if (v.logits) lines.push(`  logits  max |Δ log-prob| merged ${g(v.logits.merged)}, base ${g(v.logits.base)} (tolerance ${v.logits.tolerance})`);
+  if (v.adapter) lines.push(`  adapter base+LoRA vs ours ${g(v.adapter.vs_ours)}, vs merged GGUF ${g(v.adapter.vs_merged_gguf)} (tolerance ${v.adapter.tolerance})`);
+  return lines.join('\n');
+}
+
 export async function exportCommand(o: ExportCommandOptions): Promise<number> {
   const a = parseExportArgs(o.command, o.words);
   const common: ExportCommonOptions = {
@@ -133,6 +204,9 @@ export async function exportCommand(o: ExportCommandOptions): Promise<number> {
     verify: !a.flags.has('--no-verify'),
     ...(str(a, '--base-model') ? { baseModel: path.resolve(str(a, '--base-model') ?? '') } : {}),
   };
+  const format = oneOf(a, '--format', ['hf', 'gguf'] as const, 'hf');
+  if (o.command === 'export' && format === 'gguf') return ggufCommand(o, a, common);
+  if (a.flags.has('--type') || a.flags.has('--levels')) throw new UsageError('--type and --levels are for --format gguf');
   const addon = o.addon ?? loadAddon(o.packageRoot);
   const token = new addon.CancelToken();
   const onSigint = (): void => {

@@ -84,6 +84,60 @@ export interface CombineOptions extends ExportCommonOptions {
   rank?: number;
 }
 
+export interface GgufExportOptions extends ExportCommonOptions {
+  /** Run folder or adapter folder. */
+  source: string;
+  base?: 'original' | 'dequantized';
+  type?: 'f32' | 'f16' | 'bf16' | 'q8_0';
+  /** Write the merged model GGUF (default true). */
+  merged?: boolean;
+  /** Write the base model GGUF (default true). */
+  baseGguf?: boolean;
+  /** Write the LoRA GGUF (default true). */
+  lora?: boolean;
+  /** Merge / LoRA of the first n levels (0 = all). */
+  levels?: number;
+}
+
+/** One written GGUF file of a GGUF export (gguf_export.cpp `files`). */
+export interface GgufFileInfo {
+  file: string;
+  bytes: number;
+  type: string;
+  rank?: number;
+  alpha?: number;
+}
+
+/** The native part of a GGUF export's report (gguf_export.cpp); extension/gguf adds the llama.cpp verification. */
+export interface GgufExportReport {
+  operation: 'export_gguf';
+  output: string;
+  format: 'gguf';
+  source: string;
+  base_model: string;
+  base: 'original' | 'dequantized';
+  type: string;
+  architecture: string;
+  levels: { rank: number; alpha: number; scale: number }[];
+  levels_used: number;
+  files: { merged?: GgufFileInfo; base?: GgufFileInfo; lora?: GgufFileInfo };
+  tokenizer?: {
+    kind: 'spm' | 'bytelevel' | 'chars'; ggml_model: string; pre: string; bos: number; eos: number; unk: number; pad: number;
+    add_bos: boolean; add_eos: boolean; add_space_prefix: boolean; chat_template: boolean; byte_complete: boolean;
+  };
+  verification: { status: string; reason?: string };
+  elapsed_s: number;
+}
+
+/** Our forward's logits on the fixed verification ids (gguf_export.h gguf_reference_logits). */
+export interface ReferenceLogits {
+  ids: number[];
+  vocab: number;
+  batch: number;
+  seq: number;
+  logits: number[];
+}
+
 /** verify.json (written next to every export; merge.h / export_verify.h). */
 export interface Verification {
   status: 'pass' | 'fail' | 'skipped';
@@ -124,6 +178,10 @@ export interface HqloraAddon {
   mergeLevels(opts: MergeLevelsOptions, onProgress?: ProgressFn): Promise<ExportReport>;
   mergeIntoBase(opts: MergeIntoBaseOptions, onProgress?: ProgressFn): Promise<ExportReport>;
   combine(opts: CombineOptions, onProgress?: ProgressFn): Promise<ExportReport>;
+  /** Merged model, base and LoRA adapter as GGUF files (gguf_export.h); `out` is published when complete. */
+  exportGguf(opts: GgufExportOptions, onProgress?: ProgressFn): Promise<GgufExportReport>;
+  /** Our forward on the fixed verification ids: base (+ the adapter when withAdapter, default true). */
+  ggufReferenceLogits(opts: { source: string; baseModel?: string; base?: 'original' | 'dequantized'; withAdapter?: boolean }): Promise<ReferenceLogits>;
   /** One-line (two with verification) human summary of a report (merge.h export_summary). */
   summary(report: ExportReport): string;
 }

@@ -3,6 +3,8 @@
 //   mergeLevels(opts, onProgress?)     Promise<report> (merge.h merge_levels)
 //   mergeIntoBase(opts, onProgress?)   Promise<report> (merge.h merge_into_base)
 //   combine(opts, onProgress?)         Promise<report> (merge.h combine_adapters)
+//   exportGguf(opts, onProgress?)      Promise<report> (gguf_export.h export_gguf)
+//   ggufReferenceLogits(opts)          Promise<{ids, vocab, batch, seq, logits}> (gguf_export.h)
 //   new CancelToken(); token.cancel()  shared flag polled by the worker between modules / tensors
 // Slow work runs in an AsyncWorker on the libuv pool; progress reaches JS through a ThreadSafeFunction; every
 // hq::Error becomes a JS Error with `code`, `where` {file, tensor, key, offset, line} and `hint`.
@@ -14,6 +16,7 @@
 #include <string>
 
 #include "error.h"
+#include "gguf_export.h"
 #include "inspect.h"
 #include "merge.h"
 
@@ -222,6 +225,29 @@ Napi::Value Combine(const Napi::CallbackInfo& info) {
     });
 }
 
+Napi::Value ExportGguf(const Napi::CallbackInfo& info) {
+    return start(info, [](const json& o) -> Job {
+        hq::GgufExportOptions opt;
+        common_from(o, opt);
+        opt.source = str(o, "source");
+        opt.base = str(o, "base", "dequantized");
+        opt.type = str(o, "type", "f16");
+        opt.write_merged = o.value("merged", true);
+        opt.write_base = o.value("baseGguf", true);
+        opt.write_lora = o.value("lora", true);
+        opt.levels = o.value("levels", 0);
+        return [opt](auto& pr, auto* c) mutable { attach(opt, pr, c); return hq::export_gguf(opt); };
+    });
+}
+
+Napi::Value GgufReferenceLogits(const Napi::CallbackInfo& info) {
+    return start(info, [](const json& o) -> Job {
+        const std::string source = str(o, "source"), base_model = str(o, "baseModel"), base = str(o, "base", "dequantized");
+        const bool with_adapter = o.value("withAdapter", true);
+        return [=](auto&, auto*) { return hq::gguf_reference_logits(source, base_model, base, with_adapter); };
+    });
+}
+
 Napi::Value Inspect(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsString())
@@ -245,6 +271,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("mergeLevels", Napi::Function::New(env, MergeLevels));
     exports.Set("mergeIntoBase", Napi::Function::New(env, MergeIntoBase));
     exports.Set("combine", Napi::Function::New(env, Combine));
+    exports.Set("exportGguf", Napi::Function::New(env, ExportGguf));
+    exports.Set("ggufReferenceLogits", Napi::Function::New(env, GgufReferenceLogits));
     exports.Set("summary", Napi::Function::New(env, Summary));
     exports.Set("version", Napi::String::New(env, HQ_VERSION));
     return exports;

@@ -209,6 +209,11 @@ json verify_peft(const ExportCommon& o, const std::string& base, const QuantSpec
 
 }  // namespace
 
+json build_export_dir(const ExportCommon& o, const std::vector<std::string>& inputs,
+                      const std::function<json(const std::string& tmp)>& fill) {
+    return build_dir(o, inputs, fill);
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 json merge_levels(const MergeLevelsOptions& o) {
     const auto t0 = std::chrono::steady_clock::now();

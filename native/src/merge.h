@@ -73,6 +73,12 @@ nlohmann::json merge_levels(const MergeLevelsOptions& opts);
 nlohmann::json merge_into_base(const MergeIntoBaseOptions& opts);
 nlohmann::json combine_adapters(const CombineOptions& opts);
 
+// Builds an export folder: checks that `o.out_dir` is free (or o.overwrite) and contains none of `inputs`, runs
+// `fill(tmp)` on a temp sibling, writes the returned report as verify.json, publishes the folder with one rename and
+// returns the report (with "output" set). On any error or cancellation the temp folder is removed.
+nlohmann::json build_export_dir(const ExportCommon& o, const std::vector<std::string>& inputs,
+                                const std::function<nlohmann::json(const std::string& tmp)>& fill);
+
 // One-line human summary of a returned report, e.g. "verify: PASS max |Δlogit| 2.4e-07 (tol 1e-05) ...".
 std::string export_summary(const nlohmann::json& report);
 
