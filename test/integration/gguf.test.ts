@@ -59,11 +59,30 @@ describe('hqlora export --format gguf (verified by llama.cpp)', () => {
       assert.equal(lora.metadata.get('adapter.type'), 'lora');
       assert.equal(lora.metadata.get('adapter.lora.alpha'), 8);
       assert.deepEqual(lora.tensors.find((t) => t.name === 'blk.0.attn_q.weight.lora_a')?.shape, [64, 8]);
-      assert.deepEqual(lora.tensors.find((t) => t.name === 'blk.0.attn_q.weight.lora_b')?.shape, [8, 64]);
+      assert.deepEqual(lora.tensors.find((t) => t.name === 'blk.0.attn_q.weight.lora_b')?.shape, [8, model === 'tiny-gemma' ? 128 : 64]);
       assert.match(readFileSync(path.join(out, 'Modelfile'), 'utf8'), /^FROM \.\/base-.*\.gguf\nADAPTER \.\/adapter-.*\.gguf$/m);
       assert.deepEqual(readdirSync(tmp).filter((f) => f.startsWith('.tmp-')), []);
     });
   }
+
+  it('generate: the greedy answer streams, is reproducible and equals --json; a prompt over the context is refused', async () => {
+    const run = path.join(tmp, 'run-done');
+    writeGoldenAdapter(root, path.join(run, 'adapter'), 'tiny-llama');
+    const args = ['generate', run, '--prompt', 'cfabz =>', '--max-tokens', '8'];
+    const a = await runCli(args, env);
+    assert.equal(a.code, 0, a.stderr);
+    assert.match(a.stderr, /\[8 tokens, maxTokens, TTFT \d+ ms, [\d.]+ tok\/s, plain\]/);
+    assert.ok(existsSync(path.join(run, 'gguf-dequantized-f16', 'verify.json')), 'the GGUF is cached in the run folder');
+    const b = await runCli([...args, '--json'], env);
+    assert.equal(b.code, 0, b.stderr);
+    const r = JSON.parse(b.stdout) as { text: string; tokens: number; stopReason: string };
+    assert.equal(`${r.text}\n`, a.stdout);
+    assert.equal(r.tokens, 8);
+    assert.doesNotMatch(b.stderr, /gguf: publish/, 'the second call reuses the cached GGUF');
+    const long = await runCli(['generate', run, '--prompt', 'x'.repeat(300)], env);
+    assert.equal(long.code, 1);
+    assert.match(long.stderr, /the prompt is 301 tokens and up to 256 new tokens are asked for, but the context holds 256 tokens: shorten the prompt by 301 tokens/);
+  });
 
   it('a truncated or foreign GGUF is named with what is wrong', async () => {
     const good = path.join(tmp, 'tiny-llama-f32', 'model-f32.gguf');
