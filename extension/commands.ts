@@ -5,7 +5,7 @@ import path from 'node:path';
 import * as vscode from 'vscode';
 
 import type { Ctx } from './ctx';
-import { HqError, formatError } from './run/errors';
+import { HqError, formatError } from './core/errors';
 import type { Run } from './runs/run';
 
 export type Cmd = (...args: unknown[]) => unknown;

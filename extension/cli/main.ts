@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 
 import pkg from '../../package.json';
-import { formatError } from '../run/errors';
+import { formatError } from '../core/errors';
 import { findTrainer } from '../run/trainer';
 import { USAGE, UsageError, checkFlags, onePositional, parseArgs } from './args';
 import { evalCommand } from './eval';

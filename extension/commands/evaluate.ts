@@ -13,7 +13,7 @@ import { type Cmd, requireTrust } from '../commands';
 import type { Ctx } from '../ctx';
 import { evaluateRun } from '../eval/evaluate';
 import { formatMcqLine, formatProgress } from '../eval/table';
-import { formatError } from '../run/errors';
+import { formatError } from '../core/errors';
 
 const hasAdapter = (runDir: string): boolean => existsSync(path.join(runDir, 'adapter', 'adapter.safetensors'));
 

@@ -14,7 +14,7 @@ import type { Ctx } from '../ctx';
 import {
   type ExportCommonOptions, type ExportProgress, type ExportReport, type HqloraAddon, isNativeError, loadAddon, toHqError,
 } from '../native/addon';
-import { formatError } from '../run/errors';
+import { formatError } from '../core/errors';
 import {
   type BaseChoice, type CombineMode, type DtypeChoice, ProgressMeter, combineOutDir, exportOutDir, mergeOutDir, parseRank, totalRank,
   verificationSummary,

@@ -13,7 +13,7 @@ import type { Ctx } from '../ctx';
 import { previewData } from '../data/preview';
 import { dataSettings } from '../data/settings';
 import { loadRunConfig, parseRunConfig } from '../run/config';
-import { HqError, formatError } from '../run/errors';
+import { HqError, formatError } from '../core/errors';
 import { resolveRunConfig } from '../run/resolve';
 import { type PreviewDocument, previewDocument } from './previewDocument';
 

@@ -3,7 +3,8 @@
 // $defs/WebviewToHost and returns undefined (with the reason) for anything else.
 import webviewMessagesSchema from '../../schemas/webview-messages.schema.json';
 import type { HostToWebview, WebviewToHost } from '../../schemas/generated/webview-messages';
-import { describeAjvErrors, makeAjv } from '../run/schemas';
+import { describeAjvErrors } from '../core/schemaProblems';
+import { makeAjv } from '../core/schemas';
 
 const ajv = makeAjv(false);
 ajv.addSchema(webviewMessagesSchema);

@@ -16,7 +16,7 @@
 // to maxLen tokens (the first ones kept).
 import { Template } from '@huggingface/jinja';
 
-import { HqError } from '../run/errors';
+import { HqError } from '../core/errors';
 import type { ModelTokenizer } from './tokenizer';
 
 export interface ChatMessage {

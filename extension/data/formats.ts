@@ -8,7 +8,7 @@
 //   chat        {messages: [{role, content}]}                rendered with the model's chat template (chat.ts)
 // Pair examples get BOS/EOS as ids in prepare.ts, not as text; chat examples get what the template writes.
 // Every error names file:line and what is wrong.
-import { HqError } from '../run/errors';
+import { HqError } from '../core/errors';
 import { CHAT_ROLES, type ChatMessage } from './chat';
 import { guanacoText, isOasstRecord, oasstThreads, type OasstOptions } from './oasst';
 import { DEFAULT_MAX_LINE_BYTES, type RawRecord, dataFiles, readRecords } from './reader';

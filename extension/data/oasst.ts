@@ -11,7 +11,7 @@
 // assistant reply; a thread with no reply is dropped. Messages marked `deleted: true` or `review_result: false` are
 // left out with their subtrees. The language filter keeps threads whose root message has one of the languages.
 // Errors name the record's file:line: a dangling parent_id, a duplicate message_id, an unknown role, a missing text.
-import { HqError } from '../run/errors';
+import { HqError } from '../core/errors';
 import type { RawRecord } from './reader';
 
 export type OasstRole = 'prompter' | 'assistant';

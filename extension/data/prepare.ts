@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
-import { HqError } from '../run/errors';
+import { HqError } from '../core/errors';
 import { DEFAULT_MAX_LINE_BYTES } from './reader';
 import { buildChatExample } from './chat';
 import { type Example, type FormatSetting, type RecordFormat, readExamples } from './formats';

@@ -9,7 +9,7 @@ import { isUtf8 } from 'node:buffer';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 
-import { HqError, errnoCode } from '../run/errors';
+import { HqError, errnoCode } from '../core/errors';
 
 /** Default line limit: 16 MiB (a single conversation longer than that is almost certainly a broken file). */
 export const DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024;

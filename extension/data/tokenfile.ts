@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
-import { HqError } from '../run/errors';
+import { HqError } from '../core/errors';
 
 export const HQTOK_MAGIC = Buffer.from([0x48, 0x51, 0x54, 0x4f, 0x4b, 0x00, 0x00, 0x01]);
 export const HQTOK_VERSION = 1;

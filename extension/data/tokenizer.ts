@@ -13,7 +13,7 @@ import path from 'node:path';
 
 import { Tokenizer } from '@huggingface/tokenizers';
 
-import { HqError, errnoCode } from '../run/errors';
+import { HqError, errnoCode } from '../core/errors';
 import { type ChatTemplate, compileChatTemplate } from './chat';
 
 export interface ModelTokenizer {

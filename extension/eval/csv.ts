@@ -2,7 +2,7 @@
 // Fields are separated by ',', records by LF or CRLF; a field in double quotes may hold ',', newlines and "" (one
 // quote). A quote inside an unquoted field is kept literally (pandas' read_csv, which wrote the Hendrycks files,
 // does the same). A UTF-8 BOM is skipped; blank lines produce no record.
-import { HqError } from '../run/errors';
+import { HqError } from '../core/errors';
 
 export interface CsvRecord {
   fields: string[];

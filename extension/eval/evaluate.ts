@@ -8,11 +8,11 @@ import path from 'node:path';
 
 import type { EvalProgressEvent, EvalResultEvent, McqEvent, TrainerEvent } from '../../schemas/generated/trainer-events';
 import { loadTokenizer } from '../data/tokenizer';
-import { HqError } from '../run/errors';
+import { HqError } from '../core/errors';
 import { LineSplitter } from '../run/lines';
 import { loadRunConfig } from '../run/config';
 import { configName } from '../run/resolve';
-import { parseEventLine } from '../run/schemas';
+import { parseEventLine } from '../core/schemas';
 import { findTrainer, trainerEnv } from '../run/trainer';
 import { type Split, loadMcq } from './mmlu';
 import { tokenizeMcq, writeMcqFile } from './mcqfile';

@@ -21,7 +21,7 @@ import path from 'node:path';
 
 import type { McqFileHeader } from '../../schemas/generated/mcq-file';
 import type { ModelTokenizer } from '../data/tokenizer';
-import { HqError } from '../run/errors';
+import { HqError } from '../core/errors';
 import { LETTERS, type McqSet } from './mmlu';
 
 export const HQMCQ_MAGIC = Buffer.from([0x48, 0x51, 0x4d, 0x43, 0x51, 0x00, 0x00, 0x01]);

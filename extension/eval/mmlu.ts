@@ -12,7 +12,7 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 import { readRecords } from '../data/reader';
-import { HqError, errnoCode } from '../run/errors';
+import { HqError, errnoCode } from '../core/errors';
 import { parseCsv } from './csv';
 
 export const LETTERS = ['A', 'B', 'C', 'D'] as const;

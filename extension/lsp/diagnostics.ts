@@ -1,12 +1,14 @@
 // diagnostics.ts — every problem of a run config as an LSP diagnostic with an exact range: YAML syntax (the `yaml`
-// parser's own errors and positions), JSON-Schema violations (ajv, the same validator the CLI uses, each error
-// mapped back to the node it is about), then the semantic checks. Schema problems carry `data` for the quick fixes.
+// parser's own errors and positions), JSON-Schema violations (ajv, the same validator and the same words as the
+// CLI, each problem mapped back to the node it is about), then the semantic checks.
+// Schema problems carry `data` for the quick fixes.
 import { type Diagnostic, DiagnosticSeverity } from 'vscode-languageserver';
 
-import { type ErrorObject, validateRunConfig } from '../run/schemas';
-import type { ConfigDoc, KeyPath } from './document';
+import { type KeyPath, formatKeyPath } from '../core/keypath';
+import { schemaProblems } from '../core/schemaProblems';
+import { type ErrorObject, validateRunConfig } from '../core/schemas';
+import type { ConfigDoc } from './document';
 import { type Check, type CheckEnv, type Facts, CHECKS, SOURCE, runChecks } from './semantic';
-import { closest } from './quickfix';
 
 /** What a quick fix does with the diagnostic's range (kept in Diagnostic.data). */
 export type FixData = { fix: 'replace'; text: string; title: string };
@@ -64,98 +66,23 @@ function firstLine(s: string): string {
   return s.split('\n')[0] ?? s;
 }
 
-function keyPathOf(instancePath: string): KeyPath {
-  if (!instancePath) return [];
-  return instancePath.slice(1).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~')).map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+/** `adapter.levels[2].rank`, or `(top level)`. */
+function where(key: KeyPath): string {
+  return formatKeyPath(key) || '(top level)';
 }
 
-export function formatKeyPath(key: KeyPath): string {
-  return key.map((k, i) => (typeof k === 'number' ? `[${k}]` : i === 0 ? k : `.${k}`)).join('') || '(top level)';
-}
-
-/** ajv errors → diagnostics; a failed oneOf reports its branches too, only its summary is kept. */
+/**
+ * ajv errors → diagnostics: the words are core/schemaProblems.ts's (the CLI shows the same); the language server adds
+ * the range (the key, or the value it is about) and the quick fix.
+ */
 export function schemaDiagnostics(cd: ConfigDoc, errors: ErrorObject[]): Diagnostic[] {
-  const unions = errors.filter((e) => e.keyword === 'oneOf' || e.keyword === 'anyOf').map((e) => e.instancePath);
-  const out: Diagnostic[] = [];
-  const seen = new Set<string>();
-  for (const e of errors) {
-    const inUnion = e.keyword !== 'oneOf' && e.keyword !== 'anyOf' && unions.some((u) => e.instancePath === u || e.instancePath.startsWith(`${u}/`));
-    if (inUnion) continue;
-    const d = schemaDiagnostic(cd, e);
-    const id = `${d.range.start.line}:${d.range.start.character}|${d.message}`;
-    if (!seen.has(id)) {
-      seen.add(id);
-      out.push(d);
-    }
-  }
-  return out;
-}
-
-function schemaDiagnostic(cd: ConfigDoc, e: ErrorObject): Diagnostic {
-  const key = keyPathOf(e.instancePath);
-  const params = e.params as Record<string, unknown>;
-  const parent: Record<string, unknown> | undefined = e.parentSchema;
-  const where = formatKeyPath(key);
-  const E = DiagnosticSeverity.Error;
-  switch (e.keyword) {
-    case 'additionalProperties': {
-      const extra = String(params.additionalProperty);
-      const allowed = Object.keys((parent?.properties as Record<string, unknown> | undefined) ?? {});
-      const present = new Set(Object.keys((e.data as Record<string, unknown> | null) ?? {}));
-      const close = closest(extra, allowed.filter((a) => !present.has(a)));
-      const range = cd.rangeFor([...key, extra], 'key');
-      return diag(range, E, `unknown key "${extra}" in ${where}${close ? `; did you mean "${close}"?` : ''} Allowed: ${allowed.join(', ')}`,
-        'unknown-key', close ? { fix: 'replace', text: close, title: `Rename to "${close}"` } : undefined);
-    }
-    case 'required': {
-      const missing = String(params.missingProperty);
-      const range = key.length === 0 ? cd.firstLineRange() : cd.rangeFor(key, 'key');
-      return diag(range, E, `missing required key "${missing}" in ${where}`, 'missing-key');
-    }
-    case 'minimum':
-    case 'maximum':
-    case 'exclusiveMinimum':
-    case 'exclusiveMaximum': {
-      const clamped = clamp(e.keyword, params.limit as number, parent);
-      return diag(cd.rangeFor(key), E, `${where} ${e.message ?? 'is out of range'} (got ${JSON.stringify(e.data)})`, 'out-of-range',
-        { fix: 'replace', text: String(clamped), title: `Clamp to ${clamped}` });
-    }
-    case 'enum': {
-      const allowed = params.allowedValues as unknown[];
-      const best = nearestEnum(e.data, allowed);
-      return diag(cd.rangeFor(key), E, `${where} must be one of: ${allowed.map((a) => JSON.stringify(a)).join(', ')}`, 'enum',
-        best === undefined ? undefined : { fix: 'replace', text: best, title: `Change to ${best}` });
-    }
-    case 'not':
-      return diag(cd.rangeFor(key, 'key'), E, `${where}: give the levels either as \`levels\` or as \`ranks\` + \`alpha\`, not both`, 'schema');
-    case 'dependentRequired':
-      return diag(cd.rangeFor([...key, String(params.property)], 'key'), E,
-        `${where}: "${String(params.property)}" needs "${String(params.missingProperty)}"`, 'schema');
-    case 'oneOf':
-    case 'anyOf':
-      return diag(cd.rangeFor(key), E, `${where} has a value of the wrong form: ${typeof parent?.description === 'string' ? parent.description : ''}`.trim(), 'schema');
-    default:
-      return diag(cd.rangeFor(key), E, `${where} ${e.message ?? 'is invalid'}`, 'schema');
-  }
-}
-
-/** The nearest valid value for a violated bound (integers step by 1, numbers by 1% of the bound or 0.01). */
-function clamp(keyword: string, limit: number, parent: Record<string, unknown> | undefined): number {
-  const integer = parent?.type === 'integer';
-  const step = integer ? 1 : limit === 0 ? 0.01 : Math.abs(limit) / 100;
-  switch (keyword) {
-    case 'exclusiveMinimum': return +(limit + step).toPrecision(12);
-    case 'exclusiveMaximum': return +(limit - step).toPrecision(12);
-    default: return limit;
-  }
-}
-
-function nearestEnum(value: unknown, allowed: unknown[]): string | undefined {
-  if (typeof value === 'number') {
-    const nums = allowed.filter((a): a is number => typeof a === 'number');
-    const best = nums.sort((a, b) => Math.abs(a - value) - Math.abs(b - value))[0];
-    return best === undefined ? undefined : String(best);
-  }
-  if (typeof value === 'string') return closest(value, allowed.filter((a): a is string => typeof a === 'string'));
-  return undefined;
+  return schemaProblems(errors).map((p) => {
+    const parent = p.key.slice(0, -1);
+    const range = p.code === 'missing-key'
+      ? (parent.length === 0 ? cd.firstLineRange() : cd.rangeFor(parent, 'key'))
+      : cd.rangeFor(p.key, p.mark);
+    const sentence = p.on === 'value' ? `${where(p.key)} ${p.message}` : `${p.message} in ${where(parent)}`;
+    const fix: FixData | undefined = p.fix ? { fix: 'replace', ...p.fix } : undefined;
+    return diag(range, DiagnosticSeverity.Error, `${sentence}; ${p.hint}`, p.code, fix);
+  });
 }

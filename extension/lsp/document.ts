@@ -127,7 +127,7 @@ export class ConfigDoc {
   }
 
   /** The node at `path`, if written. */
-  nodeAt(path: KeyPath): Node | null {
+  nodeAt(path: Readonly<KeyPath>): Node | null {
     if (!this.doc) return null;
     if (path.length === 0) return isNode(this.doc.contents) ? this.doc.contents : null;
     try {
@@ -139,7 +139,7 @@ export class ConfigDoc {
   }
 
   /** The key node of the last segment of `path` (a string key of a map). */
-  keyNodeAt(path: KeyPath): Node | null {
+  keyNodeAt(path: Readonly<KeyPath>): Node | null {
     const last = path[path.length - 1];
     if (typeof last !== 'string') return null;
     const parent = this.nodeAt(path.slice(0, -1));
@@ -151,7 +151,7 @@ export class ConfigDoc {
   }
 
   /** The best range to mark a problem at `path`: its value, else its key, else the nearest written ancestor. */
-  rangeFor(path: KeyPath, prefer: 'value' | 'key' = 'value'): Range {
+  rangeFor(path: Readonly<KeyPath>, prefer: 'value' | 'key' = 'value'): Range {
     for (let n = path.length; n >= 0; n--) {
       const p = path.slice(0, n);
       const key = n > 0 ? this.keyNodeAt(p) : null;

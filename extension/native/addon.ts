@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 
-import { HqError } from '../run/errors';
+import { HqError } from '../core/errors';
 
 /** Where a native error is (hq::Where); only the known fields are present. */
 export interface NativeWhere {

@@ -6,11 +6,10 @@ import path from 'node:path';
 import { type Document, isMap, isPair, isScalar, LineCounter, parseDocument } from 'yaml';
 
 import type { RunConfig } from '../../schemas/generated/run-config';
-import { errnoCode, HqError, HqErrors } from './errors';
-import { type ErrorObject, validateRunConfig } from './schemas';
-
-/** A key path into the config, e.g. ['adapter', 'levels', 2, 'rank']. */
-export type KeyPath = readonly (string | number)[];
+import { errnoCode, HqError, HqErrors } from '../core/errors';
+import { type KeyPath, formatKeyPath } from '../core/keypath';
+import { schemaProblems } from '../core/schemaProblems';
+import { validateRunConfig } from '../core/schemas';
 
 /** A parsed and schema-valid config file, with a way to find where each key is written. */
 export interface LoadedRunConfig {
@@ -20,11 +19,6 @@ export interface LoadedRunConfig {
   raw: RunConfig;
   /** 1-based line and column of the node at `key` (or of its nearest written ancestor). */
   locate(key: KeyPath): { line: number; col: number };
-}
-
-/** `adapter.levels[2].rank` for ['adapter', 'levels', 2, 'rank']. */
-export function formatKeyPath(key: KeyPath): string {
-  return key.map((k, i) => (typeof k === 'number' ? `[${k}]` : i === 0 ? k : `.${k}`)).join('');
 }
 
 /** Reads, parses and validates a run config. Throws HqError / HqErrors (every problem at once). */
@@ -66,7 +60,7 @@ export function parseRunConfig(file: string, text: string): LoadedRunConfig {
       'start from test/fixtures/demo.hqlora.yaml; the keys are described in schemas/run-config.schema.json');
   }
   if (!validateRunConfig(value)) {
-    throw new HqErrors(schemaErrors(validateRunConfig.errors ?? []).map(({ key, message, hint }) => {
+    throw new HqErrors(schemaProblems(validateRunConfig.errors ?? []).map(({ key, message, hint }) => {
       return new HqError(message, { file, ...locate(key), key: formatKeyPath(key) || '(top level)' }, hint);
     }));
   }
@@ -93,100 +87,4 @@ function nodeOffset(doc: Document, key: KeyPath): number {
     }
   }
   return 0;
-}
-
-interface SchemaProblem {
-  key: KeyPath;
-  message: string;
-  hint: string;
-}
-
-function toKeyPath(instancePath: string): (string | number)[] {
-  if (!instancePath) return [];
-  return instancePath
-    .slice(1)
-    .split('/')
-    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
-    .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
-}
-
-const SCHEMA_HINT = 'see schemas/run-config.schema.json for every key, its type and its default';
-
-/** Turns ajv errors into one readable problem per real mistake. */
-function schemaErrors(errors: ErrorObject[]): SchemaProblem[] {
-  // A failed oneOf/anyOf also reports every branch's errors below it; keep only the summary for that value.
-  const unions = errors.filter((e) => e.keyword === 'oneOf' || e.keyword === 'anyOf').map((e) => e.instancePath);
-  const underUnion = (e: ErrorObject): boolean =>
-    e.keyword !== 'oneOf' && e.keyword !== 'anyOf' &&
-    unions.some((u) => e.instancePath === u || e.instancePath.startsWith(`${u}/`));
-  const problems: SchemaProblem[] = [];
-  const seen = new Set<string>();
-  for (const e of errors) {
-    if (underUnion(e)) continue;
-    const p = describe(e);
-    const id = `${formatKeyPath(p.key)}|${p.message}`;
-    if (!seen.has(id)) {
-      seen.add(id);
-      problems.push(p);
-    }
-  }
-  return problems;
-}
-
-function describe(e: ErrorObject): SchemaProblem {
-  const key = toKeyPath(e.instancePath);
-  const params = e.params as Record<string, unknown>;
-  const parent = e.parentSchema as { description?: string; properties?: Record<string, unknown> } | undefined;
-  switch (e.keyword) {
-    case 'required': {
-      const missing = String(params.missingProperty);
-      return { key: [...key, missing], message: `missing required key "${missing}"`, hint: SCHEMA_HINT };
-    }
-    case 'additionalProperties': {
-      const extra = String(params.additionalProperty);
-      const allowed = Object.keys(parent?.properties ?? {});
-      const close = closest(extra, allowed);
-      return {
-        key: [...key, extra],
-        message: `unknown key "${extra}"`,
-        hint: close ? `did you mean "${close}"? allowed keys: ${allowed.join(', ')}` : `allowed keys: ${allowed.join(', ')}`,
-      };
-    }
-    case 'enum':
-      return {
-        key,
-        message: `must be one of: ${(params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`,
-        hint: parent?.description ?? SCHEMA_HINT,
-      };
-    case 'not':
-      return { key, message: 'give the levels either as `levels` or as `ranks` + `alpha`, not both', hint: SCHEMA_HINT };
-    case 'oneOf':
-    case 'anyOf':
-      return { key, message: 'has a value of the wrong form', hint: parent?.description ?? SCHEMA_HINT };
-    default:
-      return { key, message: e.message ?? 'is invalid', hint: parent?.description ?? SCHEMA_HINT };
-  }
-}
-
-/** The allowed name closest to a misspelt one (edit distance <= 3), if any. */
-function closest(word: string, candidates: string[]): string | undefined {
-  let best: string | undefined;
-  let bestDist = 4;
-  for (const c of candidates) {
-    const d = editDistance(word, c);
-    if (d < bestDist) [best, bestDist] = [c, d];
-  }
-  return best;
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++) {
-      row[j] = Math.min((prev[j] ?? 0) + 1, (row[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = row;
-  }
-  return prev[b.length] ?? 0;
 }

@@ -8,7 +8,7 @@ import { type PrepareProgress, type PrepareResult, prepareData } from '../data/p
 import { dataSettings } from '../data/settings';
 import { mcqMaxLen, prepareMcq } from '../eval/evaluate';
 import { type LoadedRunConfig, loadRunConfig } from './config';
-import { HqError } from './errors';
+import { HqError } from '../core/errors';
 import { launchTrainer, type TrainerProcess } from './launcher';
 import { type ResolvedRun, configName, resolveRunConfig } from './resolve';
 import { findTrainer, type TrainerInfo } from './trainer';

@@ -13,7 +13,7 @@ import path from 'node:path';
 import type { DoneEvent, ErrorEvent, StartEvent, TrainerEvent } from '../../schemas/generated/trainer-events';
 import { LineSplitter } from './lines';
 import type { ResolvedRun } from './resolve';
-import { parseEventLine } from './schemas';
+import { parseEventLine } from '../core/schemas';
 import { trainerEnv } from './trainer';
 
 /** Exit codes of hqlora-train (CONTRACTS §1). */

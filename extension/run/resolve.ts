@@ -6,10 +6,12 @@ import os from 'node:os';
 import path from 'node:path';
 
 import type { Adapter, Data, ModelRef, RunConfig } from '../../schemas/generated/run-config';
-import { type KeyPath, type LoadedRunConfig, formatKeyPath } from './config';
-import { HqError } from './errors';
+import { type KeyPath, formatKeyPath } from '../core/keypath';
+import type { LoadedRunConfig } from './config';
+import { HqError } from '../core/errors';
 import { hfCacheDir, locateModel } from '../lsp/hfcache';
-import { describeAjvErrors, fillRunConfigDefaults } from './schemas';
+import { describeAjvErrors } from '../core/schemaProblems';
+import { fillRunConfigDefaults } from '../core/schemas';
 
 /** T with every optional property made present (defaults filled), recursively. */
 export type Filled<T> = T extends readonly (infer U)[]

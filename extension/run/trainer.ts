@@ -11,7 +11,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
 
 import type { ErrorEvent } from '../../schemas/generated/trainer-events';
-import { HqError } from './errors';
+import { HqError } from '../core/errors';
 
 export interface TrainerInfo {
   /** Absolute path of the executable. */

@@ -8,7 +8,7 @@ import path from 'node:path';
 
 import * as vscode from 'vscode';
 
-import { HqError } from '../run/errors';
+import { HqError } from '../core/errors';
 import { type PreparedRun, prepareRun } from '../run/job';
 import { writeRunJson } from '../run/launcher';
 import { trainerEnv } from '../run/trainer';

@@ -12,7 +12,7 @@ import type { RunSummary } from '../../schemas/generated/webview-messages';
 import type { TrainerEvent } from '../../schemas/generated/trainer-events';
 import { num } from '../run/format';
 import { ExitCode, explainSignal } from '../run/launcher';
-import { parseEventLine } from '../run/schemas';
+import { parseEventLine } from '../core/schemas';
 import { RunMetrics } from './metrics';
 import { isSameProcessAlive } from './proc';
 import { FileTailer } from './tail';

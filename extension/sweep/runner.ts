@@ -21,11 +21,11 @@ import path from 'node:path';
 
 import type { EvalResultEvent, TrainerEvent } from '../../schemas/generated/trainer-events';
 import { evaluateRun } from '../eval/evaluate';
-import { HqError, formatError } from '../run/errors';
+import { HqError, formatError } from '../core/errors';
 import { num } from '../run/format';
 import { prepareRun } from '../run/job';
 import { explainSignal, writeRunJson } from '../run/launcher';
-import { parseEventLine } from '../run/schemas';
+import { parseEventLine } from '../core/schemas';
 import { trainerEnv } from '../run/trainer';
 import { isSameProcessAlive, procStartTime } from '../runs/proc';
 import { cellMemoryBytes, deviceBudget } from './capacity';

@@ -8,7 +8,7 @@ import sweepResultsSchema from '../../schemas/sweep-results.schema.json';
 import type { SweepConfig } from '../../schemas/generated/sweep';
 import type { SweepState } from '../../schemas/generated/sweep-state';
 import type { SweepResults } from '../../schemas/generated/sweep-results';
-import { makeAjv } from '../run/schemas';
+import { makeAjv } from '../core/schemas';
 
 const ajv = makeAjv(false);
 

@@ -23,9 +23,11 @@ import { type Document, LineCounter, isMap, isPair, isScalar, parseDocument } fr
 import runConfigSchema from '../../schemas/run-config.schema.json';
 import type { RunConfig } from '../../schemas/generated/run-config';
 import type { Cell, Dataset, RankSplit, SweepConfig } from '../../schemas/generated/sweep';
-import { type KeyPath, type LoadedRunConfig, formatKeyPath, loadRunConfig } from '../run/config';
-import { HqError, HqErrors, errnoCode } from '../run/errors';
-import { validateRunConfig } from '../run/schemas';
+import { type KeyPath, formatKeyPath } from '../core/keypath';
+import { type LoadedRunConfig, loadRunConfig } from '../run/config';
+import { HqError, HqErrors, errnoCode } from '../core/errors';
+import { validateRunConfig } from '../core/schemas';
+import { editDistance } from '../core/spelling';
 import { scalarPaths } from './paths';
 import { validateSweepConfig } from './schemas';
 
@@ -309,18 +311,6 @@ function closestPath(word: string, candidates: string[]): string | undefined {
     if (d < bestDist) [best, bestDist] = [c, d];
   }
   return best;
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++) {
-      row[j] = Math.min((prev[j] ?? 0) + 1, (row[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = row;
-  }
-  return prev[b.length] ?? 0;
 }
 
 /** Source offset of the key (or value) at `key`, else of its nearest written ancestor. */

@@ -12,8 +12,8 @@ import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, u
 import path from 'node:path';
 
 import type { SweepState, StateCell } from '../../schemas/generated/sweep-state';
-import { HqError, errnoCode } from '../run/errors';
-import { describeAjvErrors } from '../run/schemas';
+import { HqError, errnoCode } from '../core/errors';
+import { describeAjvErrors } from '../core/schemaProblems';
 import { isSameProcessAlive, procStartTime } from '../runs/proc';
 import type { LoadedSweep } from './spec';
 import { validateSweepState } from './schemas';

@@ -15,7 +15,7 @@ import { type Diagnostic, DiagnosticSeverity } from 'vscode-languageserver';
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import { parseDocument, stringify } from 'yaml';
 
-import { validateRunConfig } from '../../extension/run/schemas';
+import { validateRunConfig } from '../../extension/core/schemas';
 import { FIXTURES } from './fixtures';
 import { LspHarness, fileUri } from './harness';
 

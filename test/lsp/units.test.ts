@@ -13,11 +13,11 @@ import { analyze } from '../../extension/lsp/diagnostics';
 import { ConfigDoc, nestingProblem } from '../../extension/lsp/document';
 import { hfCacheDir, listCachedModels, locateModel, looksLikeRepoId, resolveRepoId } from '../../extension/lsp/hfcache';
 import { ALL_MODULES, type Dims, baseParams, estimateMemory, moduleShape, nf4BitsPerParam, parseNvidiaSmi, trainableParams } from '../../extension/lsp/memory';
-import { closest, editDistance } from '../../extension/lsp/quickfix';
+import { closest, editDistance } from '../../extension/core/spelling';
 import { parseRunConfig } from '../../extension/run/config';
 import { gpuEnv } from '../../extension/run/launcher';
 import { resolveRunConfig } from '../../extension/run/resolve';
-import { validateRunConfig } from '../../extension/run/schemas';
+import { validateRunConfig } from '../../extension/core/schemas';
 import { COMMIT, FIXTURES, type Workspace, makeWorkspace } from './fixtures';
 
 const LLAMA_7B: Dims = { hidden: 4096, intermediate: 11008, layers: 32, heads: 32, kvHeads: 32, headDim: 128, vocab: 32000, tied: false };

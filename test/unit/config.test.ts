@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 
 import { loadRunConfig, parseRunConfig } from '../../extension/run/config';
-import { HqError, HqErrors } from '../../extension/run/errors';
+import { HqError, HqErrors } from '../../extension/core/errors';
 import { configName, resolveRunConfig, timestamp } from '../../extension/run/resolve';
 
 const root = process.cwd();

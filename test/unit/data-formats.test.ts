@@ -16,7 +16,7 @@ import { type DataSettings, prepareData, tokenizeExample } from '../../extension
 import { formatPreview, previewData, segmentsOf } from '../../extension/data/preview';
 import { readTokenFile } from '../../extension/data/tokenfile';
 import { type ModelTokenizer, loadTokenizer } from '../../extension/data/tokenizer';
-import { HqError } from '../../extension/run/errors';
+import { HqError } from '../../extension/core/errors';
 
 const ROOT = process.cwd();
 const MODEL = path.join(ROOT, 'test/fixtures/models/tiny-llama');

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { HqError } from '../../extension/run/errors';
+import { HqError } from '../../extension/core/errors';
 import { ALPACA_PROMPT_INPUT, ALPACA_PROMPT_NO_INPUT, type Example, alpacaPrompt, readExamples } from '../../extension/data/formats';
 import { buildExample, holdoutIndices, prepareData, type DataSettings } from '../../extension/data/prepare';
 import { decodeTokenFile, encodeTokenFile, readTokenFile } from '../../extension/data/tokenfile';

@@ -15,7 +15,7 @@ import { parseCsv } from '../../extension/eval/csv';
 import { HQMCQ_MAGIC, decodeMcqFile, encodeMcqFile, letterIds, tokenizeMcq } from '../../extension/eval/mcqfile';
 import { type Question, buildPrompt, formatExample, loadMcq, parseHendrycksCsv, promptHeader, readQloraMcq } from '../../extension/eval/mmlu';
 import { evalMarkdown, formatMcqLine } from '../../extension/eval/table';
-import { HqError } from '../../extension/run/errors';
+import { HqError } from '../../extension/core/errors';
 
 const ROOT = process.cwd(); // the test runner runs from the repository root
 const MODEL = path.join(ROOT, 'test/fixtures/models/tiny-llama');

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 
 import { generateTypes, listSchemas } from '../../scripts/schema-types.mjs';
-import { explainInvalidEvent, makeAjv, validateRunConfig, validateTrainerEvent } from '../../extension/run/schemas';
+import { explainInvalidEvent, makeAjv, validateRunConfig, validateTrainerEvent } from '../../extension/core/schemas';
 
 const root = process.cwd();
 const schemas = listSchemas(root);

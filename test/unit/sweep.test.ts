@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import type { EvalResultEvent } from '../../schemas/generated/trainer-events';
-import { HqError, HqErrors } from '../../extension/run/errors';
+import { HqError, HqErrors } from '../../extension/core/errors';
 import { scalarPaths } from '../../extension/sweep/paths';
 import { buildResults, resultsCsv, resultsMarkdown, type CellOutcome } from '../../extension/sweep/results';
 import { validateSweepResults } from '../../extension/sweep/schemas';

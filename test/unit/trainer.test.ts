@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 
-import { HqError } from '../../extension/run/errors';
+import { HqError } from '../../extension/core/errors';
 import { bundledTrainerPath, findTrainer, missingSharedLibrary, trainerEnv } from '../../extension/run/trainer';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'hqlora-trainer-'));

@@ -11,13 +11,14 @@ import runConfigSchema from '../../schemas/run-config.schema.json';
 import trainerEventsSchema from '../../schemas/trainer-events.schema.json';
 import type { RunConfig } from '../../schemas/generated/run-config';
 import type { TrainerEvent } from '../../schemas/generated/trainer-events';
+import { describeAjvErrors } from './schemaProblems';
 
 export type { ErrorObject };
 
 /** The one ajv configuration for every schema in schemas/ (tests compile each schema with it too). */
 export function makeAjv(useDefaults = false): Ajv2020 {
   // strictRequired is off because `not: {required: [levels, ranks]}` names properties defined one level up.
-  // verbose puts the failing subschema into each error (config.ts takes allowed keys and descriptions from it).
+  // verbose puts the failing subschema into each error (schemaProblems.ts takes allowed keys and descriptions from it).
   const ajv = new Ajv2020({ allErrors: true, verbose: true, strict: true, strictRequired: false, allowUnionTypes: true, useDefaults });
   addFormats(ajv); // "date-time" etc. are validated, not ignored
   return ajv;
@@ -30,10 +31,6 @@ export const validateRunConfig: ValidateFunction<RunConfig> = checking.compile<R
 export const fillRunConfigDefaults: ValidateFunction<RunConfig> = defaulting.compile<RunConfig>(runConfigSchema);
 export const validateTrainerEvent: ValidateFunction<TrainerEvent> = checking.compile<TrainerEvent>(trainerEventsSchema);
 
-/**
- * Why `value` is not a valid trainer event, in a few words. A failed top-level oneOf reports every branch; when the
- * value names a known `type`, only that branch's errors are relevant.
- */
 /**
  * One line of trainer output (stdout or events.jsonl) as received: the validated event, or why it was rejected
  * ('not JSON', or the schema problem). Every receiver of trainer events goes through this.
@@ -50,6 +47,10 @@ export function parseEventLine(line: string): ParsedEventLine {
   return validateTrainerEvent(value) ? { event: value } : { invalid: explainInvalidEvent(value) };
 }
 
+/**
+ * Why `value` is not a valid trainer event, in a few words. A failed top-level oneOf reports every branch; when the
+ * value names a known `type`, only that branch's errors are relevant.
+ */
 export function explainInvalidEvent(value: unknown): string {
   const type = value && typeof value === 'object' && 'type' in value ? value.type : undefined;
   if (typeof type !== 'string') return 'no "type" field';
@@ -57,9 +58,4 @@ export function explainInvalidEvent(value: unknown): string {
   const branch = checking.getSchema(`${trainerEventsSchema.$id}#/$defs/${def}`);
   if (!branch) return `unknown event type "${type}"`;
   return branch(value) ? 'invalid' : `${type} event: ${describeAjvErrors(branch.errors)}`;
-}
-
-/** ajv's error list as short `path: message` strings. */
-export function describeAjvErrors(errors: ErrorObject[] | null | undefined): string {
-  return (errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}`).join('; ');
 }
