@@ -56,7 +56,7 @@ const list = new RunsList(view.overlay, {
 const mib = (v: number): string => `${(v / 2 ** 20).toFixed(v < 10 * 2 ** 20 ? 1 : 0)} MiB`;
 const charts = {
   loss: new LineChart('loss', 'Training loss', [{ label: 'loss', color: 0, width: 1 }, { label: 'smoothed', color: 1, width: 2 }]),
-  eval: new LineChart('eval', 'Eval loss', [{ label: 'eval loss', color: 2, width: 2 }]),
+  eval: new LineChart('eval', 'Eval loss', [{ label: 'eval loss', color: 2, width: 2 }], { empty: 'no evaluation yet (every eval.every_steps steps)' }),
   lr: new LineChart('lr', 'Learning rate', [{ label: 'lr', color: 3 }]),
   grad: new LineChart('grad', 'Gradient norm (before clipping)', [{ label: 'grad norm', color: 4 }]),
   tps: new LineChart('tps', 'Tokens / s', [{ label: 'tokens/s', color: 0 }]),

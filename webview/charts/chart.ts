@@ -38,7 +38,8 @@ export class LineChart {
   private points: number | undefined;
   private readonly note = document.createElement('span');
 
-  constructor(readonly id: string, readonly title: string, defs: SeriesDef[], private readonly opts: { logY?: boolean; format?: (v: number) => string } = {}) {
+  /** opts.empty: the note while the selected run has no points for this chart (default "no points yet"). */
+  constructor(readonly id: string, readonly title: string, defs: SeriesDef[], private readonly opts: { logY?: boolean; format?: (v: number) => string; empty?: string } = {}) {
     this.defs = defs;
     this.root = document.createElement('section');
     this.root.className = 'chart';
@@ -94,6 +95,14 @@ export class LineChart {
     this.root.dataset.drawn = String(this.drawn);
     this.root.dataset.firstX = drawnX.length ? String(drawnX[0]) : '';
     this.root.dataset.lastX = drawnX.length ? String(drawnX[drawnX.length - 1]) : '';
+    if (this.x.length === 0) {
+      // No points for this run: an empty chart, not the axes of whatever was drawn before (uPlot keeps its scales).
+      this.note.textContent = this.opts.empty ?? 'no points yet';
+      this.note.title = '';
+      this.plot?.destroy();
+      this.plot = undefined;
+      return;
+    }
     const thinned = this.drawn < this.x.length;
     this.note.textContent = thinned ? `downsampled for drawing: ${this.drawn.toLocaleString('en-US')} of ${this.x.length.toLocaleString('en-US')} points` : '';
     this.note.title = thinned ? 'Per pixel column the first, last, lowest and highest point of each series is drawn, so peaks and the last step stay visible; no data is dropped.' : '';
