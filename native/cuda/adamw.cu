@@ -26,42 +26,31 @@ constexpr int kPartials = 1024;   // max blocks of the sum_squares first pass (=
 
 __device__ double g_partials[kPartials];
 
-int grid_for(int64_t work) { return util::grid_for(work, kThreads); }
-
 using util::aligned;
-
-// Fixed-order block sum (blockDim.x a multiple of 32); the result is valid in every thread.
-template <typename T>
-__device__ T block_sum(T v, T* sh) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
-    __syncthreads();
-    if (lane == 0) sh[warp] = v;
-    __syncthreads();
-    v = lane < nw ? sh[lane] : T(0);
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
-    return v;
-}
+using util::block_sum;
+using util::grid_for_vec4;
+using util::grid_stride_vec4;
 
 __device__ __forceinline__ double sq(float x) { return (double)x * (double)x; }   // exact in fp64
+
+// Σ of of4(x[4k..4k+3]) over this thread's grid-stride groups and of1(x[k]) over its tail elements (see
+// grid_stride_vec4), then over the block in a fixed order; valid in every thread. sh: [32] shared.
+template <typename T, class Of4, class Of1>
+__device__ __forceinline__ T grid_block_sum(const float* __restrict__ x, int64_t n, bool vec, T* sh, Of4 of4,
+                                            Of1 of1) {
+    T acc = T(0);
+    grid_stride_vec4(
+        n, vec, [&](int64_t k) { acc += of4(reinterpret_cast<const float4*>(x)[k]); },
+        [&](int64_t k) { acc += of1(x[k]); });
+    return block_sum(acc, sh);
+}
 
 __global__ void __launch_bounds__(kThreads) sum_squares_partial_kernel(const float* __restrict__ g, int64_t n,
                                                                        bool vec) {
     __shared__ double sh[32];
-    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    const int64_t i0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    double acc = 0.0;
-    int64_t done = 0;
-    if (vec) {
-        const int64_t nv = n / 4;
-        for (int64_t k = i0; k < nv; k += stride) {
-            const float4 v = reinterpret_cast<const float4*>(g)[k];
-            acc += ((sq(v.x) + sq(v.y)) + (sq(v.z) + sq(v.w)));
-        }
-        done = nv * 4;
-    }
-    for (int64_t k = done + i0; k < n; k += stride) acc += sq(g[k]);
-    acc = block_sum(acc, sh);
+    const double acc = grid_block_sum(
+        g, n, vec, sh, [](float4 v) { return (sq(v.x) + sq(v.y)) + (sq(v.z) + sq(v.w)); },
+        [](float x) { return sq(x); });
     if (threadIdx.x == 0) g_partials[blockIdx.x] = acc;
 }
 
@@ -73,22 +62,17 @@ __global__ void __launch_bounds__(kPartials) sum_squares_final_kernel(double* __
 }
 
 __global__ void __launch_bounds__(kThreads) scale_kernel(float* __restrict__ g, int64_t n, float c, bool vec) {
-    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    const int64_t i0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    int64_t done = 0;
-    if (vec) {
-        const int64_t nv = n / 4;
-        for (int64_t k = i0; k < nv; k += stride) {
+    grid_stride_vec4(
+        n, vec,
+        [&](int64_t k) {
             float4 v = reinterpret_cast<float4*>(g)[k];
             v.x = __fmul_rn(v.x, c);
             v.y = __fmul_rn(v.y, c);
             v.z = __fmul_rn(v.z, c);
             v.w = __fmul_rn(v.w, c);
             reinterpret_cast<float4*>(g)[k] = v;
-        }
-        done = nv * 4;
-    }
-    for (int64_t k = done + i0; k < n; k += stride) g[k] = __fmul_rn(g[k], c);
+        },
+        [&](int64_t k) { g[k] = __fmul_rn(g[k], c); });
 }
 
 // One element of optimizer.h's sequence.
@@ -103,12 +87,9 @@ __device__ __forceinline__ void adamw_elem(float& p, float g, float& m, float& v
 __global__ void __launch_bounds__(kThreads) adamw_kernel(float* __restrict__ w, const float* __restrict__ g,
                                                          float* __restrict__ m, float* __restrict__ v, int64_t n,
                                                          AdamWArgs a, bool vec) {
-    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    const int64_t i0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    int64_t done = 0;
-    if (vec) {
-        const int64_t nv = n / 4;
-        for (int64_t k = i0; k < nv; k += stride) {
+    grid_stride_vec4(
+        n, vec,
+        [&](int64_t k) {
             float4 pw = reinterpret_cast<float4*>(w)[k];
             const float4 pg = reinterpret_cast<const float4*>(g)[k];
             float4 pm = reinterpret_cast<float4*>(m)[k];
@@ -120,16 +101,14 @@ __global__ void __launch_bounds__(kThreads) adamw_kernel(float* __restrict__ w, 
             reinterpret_cast<float4*>(w)[k] = pw;
             reinterpret_cast<float4*>(m)[k] = pm;
             reinterpret_cast<float4*>(v)[k] = pv;
-        }
-        done = nv * 4;
-    }
-    for (int64_t k = done + i0; k < n; k += stride) {
-        float p = w[k], mk = m[k], vk = v[k];
-        adamw_elem(p, g[k], mk, vk, a);
-        w[k] = p;
-        m[k] = mk;
-        v[k] = vk;
-    }
+        },
+        [&](int64_t k) {
+            float p = w[k], mk = m[k], vk = v[k];
+            adamw_elem(p, g[k], mk, vk, a);
+            w[k] = p;
+            m[k] = mk;
+            v[k] = vk;
+        });
 }
 
 __device__ __forceinline__ int nonfinite(float x) { return (__float_as_uint(x) & 0x7F800000u) == 0x7F800000u; }
@@ -137,20 +116,9 @@ __device__ __forceinline__ int nonfinite(float x) { return (__float_as_uint(x) &
 __global__ void __launch_bounds__(kThreads) count_nonfinite_kernel(int* __restrict__ out, const float* __restrict__ x,
                                                                    int64_t n, bool vec) {
     __shared__ int sh[32];
-    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    const int64_t i0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    int cnt = 0;
-    int64_t done = 0;
-    if (vec) {
-        const int64_t nv = n / 4;
-        for (int64_t k = i0; k < nv; k += stride) {
-            const float4 u = reinterpret_cast<const float4*>(x)[k];
-            cnt += nonfinite(u.x) + nonfinite(u.y) + nonfinite(u.z) + nonfinite(u.w);
-        }
-        done = nv * 4;
-    }
-    for (int64_t k = done + i0; k < n; k += stride) cnt += nonfinite(x[k]);
-    cnt = block_sum(cnt, sh);
+    const int cnt = grid_block_sum(
+        x, n, vec, sh, [](float4 u) { return nonfinite(u.x) + nonfinite(u.y) + nonfinite(u.z) + nonfinite(u.w); },
+        [](float v) { return nonfinite(v); });
     if (threadIdx.x == 0 && cnt) atomicAdd(out, cnt);
 }
 
@@ -174,14 +142,14 @@ void sum_squares(double* out, const float* g, int64_t n, cudaStream_t s) {
 void scale_inplace(float* g, int64_t n, float c, cudaStream_t s) {
     if (n <= 0) return;
     const bool vec = aligned(g, 16);
-    scale_kernel<<<grid_for(vec ? n / 4 + 1 : n), kThreads, 0, s>>>(g, n, c, vec);
+    scale_kernel<<<grid_for_vec4(n, vec, kThreads), kThreads, 0, s>>>(g, n, c, vec);
     HQ_CUDA_LAUNCH("scale_inplace");
 }
 
 void adamw_step(float* w, const float* g, float* m, float* v, int64_t n, const AdamWArgs& a, cudaStream_t s) {
     if (n <= 0) return;
     const bool vec = aligned(w, 16) && aligned(g, 16) && aligned(m, 16) && aligned(v, 16);
-    adamw_kernel<<<grid_for(vec ? n / 4 + 1 : n), kThreads, 0, s>>>(w, g, m, v, n, a, vec);
+    adamw_kernel<<<grid_for_vec4(n, vec, kThreads), kThreads, 0, s>>>(w, g, m, v, n, a, vec);
     HQ_CUDA_LAUNCH("adamw_step");
 }
 
@@ -189,7 +157,7 @@ void count_nonfinite(int* out, const float* x, int64_t n, cudaStream_t s) {
     HQ_CUDA(cudaMemsetAsync(out, 0, sizeof(int), s));
     if (n <= 0) return;
     const bool vec = aligned(x, 16);
-    count_nonfinite_kernel<<<grid_for(vec ? n / 4 + 1 : n), kThreads, 0, s>>>(out, x, n, vec);
+    count_nonfinite_kernel<<<grid_for_vec4(n, vec, kThreads), kThreads, 0, s>>>(out, x, n, vec);
     HQ_CUDA_LAUNCH("count_nonfinite");
 }
 

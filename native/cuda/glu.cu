@@ -21,7 +21,9 @@ constexpr float kGeluBeta = 0.7978845608028654f;   // √(2/π)
 constexpr float kGeluKappa = 0.044715f;
 constexpr float kGeluKappa3 = 3.0f * kGeluKappa;   // as the CPU's `3.0f * kGeluKappa * g * g` groups it
 
-int grid_for(int64_t work) { return util::grid_for(work, kThreads); }
+using util::grid_for;
+using util::grid_for_vec4;
+using util::grid_stride_vec4;
 
 using util::aligned;
 
@@ -68,23 +70,19 @@ __device__ __forceinline__ void glu_bwd(float dh, float g, float u, float& dgate
 template <int ACT>
 __global__ void __launch_bounds__(kThreads) glu_forward_kernel(bf16* __restrict__ h, const bf16* __restrict__ gate,
                                                                const bf16* __restrict__ up, int64_t n, bool vec) {
-    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    const int64_t i0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    int64_t done = 0;
-    if (vec) {
-        const int64_t nv = n / 4;
-        for (int64_t k = i0; k < nv; k += stride) {
+    grid_stride_vec4(
+        n, vec,
+        [&](int64_t k) {
             float g[4], u[4];
             unpack4(reinterpret_cast<const uint2*>(gate)[k], g);
             unpack4(reinterpret_cast<const uint2*>(up)[k], u);
             const uint32_t lo = pack_bf16x2(glu_fwd<ACT>(g[0], u[0]), glu_fwd<ACT>(g[1], u[1]));
             const uint32_t hi = pack_bf16x2(glu_fwd<ACT>(g[2], u[2]), glu_fwd<ACT>(g[3], u[3]));
             reinterpret_cast<uint2*>(h)[k] = make_uint2(lo, hi);
-        }
-        done = nv * 4;
-    }
-    for (int64_t k = done + i0; k < n; k += stride)
-        h[k] = __float2bfloat16_rn(glu_fwd<ACT>(__bfloat162float(gate[k]), __bfloat162float(up[k])));
+        },
+        [&](int64_t k) {
+            h[k] = __float2bfloat16_rn(glu_fwd<ACT>(__bfloat162float(gate[k]), __bfloat162float(up[k])));
+        });
 }
 
 template <int ACT>
@@ -94,12 +92,9 @@ __global__ void __launch_bounds__(kThreads) glu_backward_kernel(bf16* __restrict
                                                                 const bf16* __restrict__ up, int64_t n, bool vec,
                                                                 int64_t cols, int64_t ldo) {
     // Element k of the [n / cols, cols] inputs goes to (k / cols)·ldo + k % cols of the outputs.
-    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    const int64_t i0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    int64_t done = 0;
-    if (vec) {   // cols and ldo are multiples of 4: a 4-step never crosses a row
-        const int64_t nv = n / 4;
-        for (int64_t k = i0; k < nv; k += stride) {
+    grid_stride_vec4(
+        n, vec,
+        [&](int64_t k) {   // cols and ldo are multiples of 4: a 4-step never crosses a row
             const int64_t r = (4 * k) / cols, o = (r * ldo + (4 * k - r * cols)) / 4;
             float g[4], u[4], dg[4], du[4];
             unpack4(reinterpret_cast<const uint2*>(gate)[k], g);
@@ -111,16 +106,14 @@ __global__ void __launch_bounds__(kThreads) glu_backward_kernel(bf16* __restrict
             glu_bwd<ACT>(d.w, g[3], u[3], dg[3], du[3]);
             reinterpret_cast<uint2*>(dgate)[o] = make_uint2(pack_bf16x2(dg[0], dg[1]), pack_bf16x2(dg[2], dg[3]));
             reinterpret_cast<uint2*>(dup)[o] = make_uint2(pack_bf16x2(du[0], du[1]), pack_bf16x2(du[2], du[3]));
-        }
-        done = nv * 4;
-    }
-    for (int64_t k = done + i0; k < n; k += stride) {
-        float dg, du;
-        glu_bwd<ACT>(dh[k], __bfloat162float(gate[k]), __bfloat162float(up[k]), dg, du);
-        const int64_t o = (k / cols) * ldo + k % cols;
-        dgate[o] = __float2bfloat16_rn(dg);
-        dup[o] = __float2bfloat16_rn(du);
-    }
+        },
+        [&](int64_t k) {
+            float dg, du;
+            glu_bwd<ACT>(dh[k], __bfloat162float(gate[k]), __bfloat162float(up[k]), dg, du);
+            const int64_t o = (k / cols) * ldo + k % cols;
+            dgate[o] = __float2bfloat16_rn(dg);
+            dup[o] = __float2bfloat16_rn(du);
+        });
 }
 
 void check_act(int act, const char* name) {
@@ -134,7 +127,7 @@ void glu_forward(bf16* h, const bf16* gate, const bf16* up, int64_t n, int act, 
     if (n <= 0) return;
     check_act(act, "glu_forward");
     const bool vec = aligned(h, 8) && aligned(gate, 8) && aligned(up, 8);
-    const int grid = grid_for(vec ? n / 4 + 1 : n);
+    const int grid = grid_for_vec4(n, vec, kThreads);
     if (act == 0)
         glu_forward_kernel<0><<<grid, kThreads, 0, s>>>(h, gate, up, n, vec);
     else
@@ -150,7 +143,7 @@ void glu_backward(bf16* dgate, bf16* dup, const float* dh, const bf16* gate, con
     HQ_ASSERT(n % cols == 0 && ldo >= cols);
     const bool vec = cols % 4 == 0 && ldo % 4 == 0 && aligned(dgate, 8) && aligned(dup, 8) && aligned(dh, 16) &&
                      aligned(gate, 8) && aligned(up, 8);
-    const int grid = grid_for(vec ? n / 4 + 1 : n);
+    const int grid = grid_for_vec4(n, vec, kThreads);
     if (act == 0)
         glu_backward_kernel<0><<<grid, kThreads, 0, s>>>(dgate, dup, dh, gate, up, n, vec, cols, ldo);
     else

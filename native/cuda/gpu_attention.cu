@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <cstdlib>
 
+#include "cuda_util.cuh"
 #include "kernels.h"
 
 namespace hq::cuda {
@@ -115,10 +116,8 @@ __global__ void bthd_f32_to_bhtd_bf16_kernel(bf16* __restrict__ out, const float
     }
 }
 
-unsigned grid_for(int64_t n) {
-    const int64_t blocks = (n + kThreads - 1) / kThreads;
-    return unsigned(std::min<int64_t>(std::max<int64_t>(blocks, 1), int64_t(1) << 20));
-}
+// One thread per element (no grid-stride loop): up to 2^20 blocks.
+int grid_for(int64_t n) { return util::grid_for(n, kThreads, int64_t(1) << 20); }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 

@@ -18,7 +18,9 @@ namespace {
 
 constexpr int kThreads = 256;
 
-int grid_for(int64_t work) { return util::grid_for(work, kThreads); }
+using util::grid_for;
+using util::grid_for_vec4;
+using util::grid_stride_vec4;
 
 using util::aligned;
 
@@ -65,12 +67,9 @@ __device__ __forceinline__ float drop(float x, uint64_t key, uint64_t i, float p
 
 __global__ void __launch_bounds__(kThreads) dropout_kernel(bf16* __restrict__ out, const bf16* __restrict__ x,
                                                            int64_t n, float p, float keep, uint64_t key, bool vec) {
-    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    const int64_t i0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    int64_t done = 0;
-    if (vec) {
-        const int64_t nv = n / 4;
-        for (int64_t k = i0; k < nv; k += stride) {
+    grid_stride_vec4(
+        n, vec,
+        [&](int64_t k) {
             const uint2 u = reinterpret_cast<const uint2*>(x)[k];
             const uint64_t e = (uint64_t)k * 4;
             const float a = drop(__uint_as_float(u.x << 16), key, e, p, keep);
@@ -78,11 +77,10 @@ __global__ void __launch_bounds__(kThreads) dropout_kernel(bf16* __restrict__ ou
             const float c = drop(__uint_as_float(u.y << 16), key, e + 2, p, keep);
             const float d = drop(__uint_as_float(u.y & 0xFFFF0000u), key, e + 3, p, keep);
             reinterpret_cast<uint2*>(out)[k] = make_uint2(pack_bf16x2(a, b), pack_bf16x2(c, d));
-        }
-        done = nv * 4;
-    }
-    for (int64_t k = done + i0; k < n; k += stride)
-        out[k] = __float2bfloat16_rn(drop(__bfloat162float(x[k]), key, (uint64_t)k, p, keep));
+        },
+        [&](int64_t k) {
+            out[k] = __float2bfloat16_rn(drop(__bfloat162float(x[k]), key, (uint64_t)k, p, keep));
+        });
 }
 
 __global__ void __launch_bounds__(kThreads) dropout_accumulate_kernel(float* __restrict__ dx,
@@ -102,7 +100,7 @@ void scale_cols_to_bf16(bf16* out, const float* z, int64_t N, int R, const float
     if (ldo == 0) ldo = R;
     HQ_ASSERT(ldo >= R);
     const bool vec = R % 4 == 0 && ldo % 4 == 0 && aligned(out, 8) && aligned(z, 16) && aligned(scale, 16);
-    scale_cols_kernel<<<grid_for(vec ? n / 4 : n), kThreads, 0, s>>>(out, z, N, R, scale, vec, ldo);
+    scale_cols_kernel<<<grid_for(vec ? n / 4 : n, kThreads), kThreads, 0, s>>>(out, z, N, R, scale, vec, ldo);
     HQ_CUDA_LAUNCH("scale_cols_to_bf16");
 }
 
@@ -112,14 +110,14 @@ void dropout_bf16(bf16* out, const bf16* x, int64_t n, float p, uint64_t key, cu
              "this is a bug in the caller (lora_dropout is validated in [0, 1) by the config)");
     const float keep = 1.0f / (1.0f - p);   // as dropout_input computes keep_scale (fp32)
     const bool vec = aligned(out, 8) && aligned(x, 8);
-    dropout_kernel<<<grid_for(vec ? n / 4 + 1 : n), kThreads, 0, s>>>(out, x, n, p, keep, key, vec);
+    dropout_kernel<<<grid_for_vec4(n, vec, kThreads), kThreads, 0, s>>>(out, x, n, p, keep, key, vec);
     HQ_CUDA_LAUNCH("dropout_bf16");
 }
 
 void dropout_accumulate(float* dx, const float* t, int64_t n, float p, uint64_t key, cudaStream_t s) {
     if (n <= 0) return;
     const float keep = 1.0f / (1.0f - p);
-    dropout_accumulate_kernel<<<grid_for(n), kThreads, 0, s>>>(dx, t, n, p, keep, key);
+    dropout_accumulate_kernel<<<grid_for(n, kThreads), kThreads, 0, s>>>(dx, t, n, p, keep, key);
     HQ_CUDA_LAUNCH("dropout_accumulate");
 }
 

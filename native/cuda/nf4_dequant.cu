@@ -26,7 +26,7 @@ __constant__ float c_dyn8[256];
 
 constexpr int kThreads = 256;
 
-int grid_for(int64_t work) { return util::grid_for(work, kThreads); }
+using util::grid_for;
 
 int log2_exact(int v) {   // -1 unless v is a power of two
     if (v <= 0 || (v & (v - 1)) != 0) return -1;
@@ -134,7 +134,8 @@ void nf4_dequantize_bf16(bf16* out, const NF4View& t, cudaStream_t s) {
     nf4_init_tables();   // no-op after the first call
     Args a{t.packed, t.qabsmax, t.absmax2, t.absmax, t.offset, t.n, bs_shift, nested_shift < 0 ? 0 : nested_shift};
     const bool vec = aligned(t.packed, 4) && aligned(out, 16);
-    const int grid = grid_for((t.n + 31) / 32);   // one thread per 32 weights, at most 8192 blocks (grid-stride)
+    // One thread per 32 weights, at most 8192 blocks (grid-stride).
+    const int grid = grid_for((t.n + 31) / 32, kThreads);
     if (t.double_quant)
         nf4_dequant_kernel<true><<<grid, kThreads, 0, s>>>(out, a, vec);
     else

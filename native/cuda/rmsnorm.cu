@@ -15,18 +15,7 @@
 namespace hq::cuda {
 namespace {
 
-// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the total. `sh` [32] is reused
-// across calls: the leading __syncthreads protects it from the previous call's readers.
-__device__ double block_sum(double v, double* sh) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
-    __syncthreads();
-    if (lane == 0) sh[warp] = v;
-    __syncthreads();
-    v = lane < nw ? sh[lane] : 0.0;
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
-    return v;
-}
+using util::block_sum;
 
 __device__ __forceinline__ float norm_out(float x, float r, float w, bool gemma) {
     return gemma ? __fmul_rn(__fmul_rn(x, r), __fadd_rn(1.0f, w)) : __fmul_rn(w, __fmul_rn(x, r));

@@ -20,7 +20,7 @@ namespace {
 
 constexpr int kThreads = 256;
 
-int grid_for(int64_t work) { return util::grid_for(work, kThreads); }
+using util::grid_for;
 
 using util::aligned;
 
@@ -212,11 +212,11 @@ void rope_forward_to_bhtd(bf16* out, const bf16* in, const float* cos, const flo
              "rotary embeddings need an even head_dim; this is a bug in the caller");
     const int v = pick_vec4(d / 2, out, in, cos, sin, nullptr);
     if (v == 4)
-        rope_forward_kernel<4><<<grid_for(pairs / 4), kThreads, 0, s>>>(out, in, cos, sin, B, T, nh, d);
+        rope_forward_kernel<4><<<grid_for(pairs / 4, kThreads), kThreads, 0, s>>>(out, in, cos, sin, B, T, nh, d);
     else if (v == 2)
-        rope_forward_kernel<2><<<grid_for(pairs / 2), kThreads, 0, s>>>(out, in, cos, sin, B, T, nh, d);
+        rope_forward_kernel<2><<<grid_for(pairs / 2, kThreads), kThreads, 0, s>>>(out, in, cos, sin, B, T, nh, d);
     else
-        rope_forward_kernel<1><<<grid_for(pairs), kThreads, 0, s>>>(out, in, cos, sin, B, T, nh, d);
+        rope_forward_kernel<1><<<grid_for(pairs, kThreads), kThreads, 0, s>>>(out, in, cos, sin, B, T, nh, d);
     HQ_CUDA_LAUNCH("rope_forward_to_bhtd");
 }
 
@@ -231,11 +231,11 @@ void rope_backward_from_bhtd(bf16* dx, const float* dy, const float* cos, const 
     // Each output row starts ldo elements after the last: V must divide ldo too for aligned vector stores.
     const int v = pick_vec4(with_ld(d / 2, ldo), dx, dx, dy, cos, sin);
     if (v == 4)
-        rope_backward_kernel<4><<<grid_for(pairs / 4), kThreads, 0, s>>>(dx, dy, cos, sin, B, T, nh, d, ldo);
+        rope_backward_kernel<4><<<grid_for(pairs / 4, kThreads), kThreads, 0, s>>>(dx, dy, cos, sin, B, T, nh, d, ldo);
     else if (v == 2)
-        rope_backward_kernel<2><<<grid_for(pairs / 2), kThreads, 0, s>>>(dx, dy, cos, sin, B, T, nh, d, ldo);
+        rope_backward_kernel<2><<<grid_for(pairs / 2, kThreads), kThreads, 0, s>>>(dx, dy, cos, sin, B, T, nh, d, ldo);
     else
-        rope_backward_kernel<1><<<grid_for(pairs), kThreads, 0, s>>>(dx, dy, cos, sin, B, T, nh, d, ldo);
+        rope_backward_kernel<1><<<grid_for(pairs, kThreads), kThreads, 0, s>>>(dx, dy, cos, sin, B, T, nh, d, ldo);
     HQ_CUDA_LAUNCH("rope_backward_from_bhtd");
 }
 
@@ -245,13 +245,13 @@ void bthd_to_bhtd(bf16* out, const bf16* in, int B, int T, int nh, int d, cudaSt
     int v = 8;
     while (v > 1 && (d % v != 0 || !aligned(out, uintptr_t(2 * v)) || !aligned(in, uintptr_t(2 * v)))) v /= 2;
     if (v == 8)
-        bthd_to_bhtd_kernel<8><<<grid_for(n / 8), kThreads, 0, s>>>(out, in, B, T, nh, d);
+        bthd_to_bhtd_kernel<8><<<grid_for(n / 8, kThreads), kThreads, 0, s>>>(out, in, B, T, nh, d);
     else if (v == 4)
-        bthd_to_bhtd_kernel<4><<<grid_for(n / 4), kThreads, 0, s>>>(out, in, B, T, nh, d);
+        bthd_to_bhtd_kernel<4><<<grid_for(n / 4, kThreads), kThreads, 0, s>>>(out, in, B, T, nh, d);
     else if (v == 2)
-        bthd_to_bhtd_kernel<2><<<grid_for(n / 2), kThreads, 0, s>>>(out, in, B, T, nh, d);
+        bthd_to_bhtd_kernel<2><<<grid_for(n / 2, kThreads), kThreads, 0, s>>>(out, in, B, T, nh, d);
     else
-        bthd_to_bhtd_kernel<1><<<grid_for(n), kThreads, 0, s>>>(out, in, B, T, nh, d);
+        bthd_to_bhtd_kernel<1><<<grid_for(n, kThreads), kThreads, 0, s>>>(out, in, B, T, nh, d);
     HQ_CUDA_LAUNCH("bthd_to_bhtd");
 }
 
@@ -262,11 +262,11 @@ void bhtd_to_bthd_f32_to_bf16(bf16* out, const float* in, int B, int T, int nh, 
     HQ_ASSERT(ldo >= (int64_t)nh * d);
     const int v = pick_vec4(with_ld(d, ldo), out, out, in, nullptr, nullptr);
     if (v == 4)
-        bhtd_to_bthd_kernel<4><<<grid_for(n / 4), kThreads, 0, s>>>(out, in, B, T, nh, d, ldo);
+        bhtd_to_bthd_kernel<4><<<grid_for(n / 4, kThreads), kThreads, 0, s>>>(out, in, B, T, nh, d, ldo);
     else if (v == 2)
-        bhtd_to_bthd_kernel<2><<<grid_for(n / 2), kThreads, 0, s>>>(out, in, B, T, nh, d, ldo);
+        bhtd_to_bthd_kernel<2><<<grid_for(n / 2, kThreads), kThreads, 0, s>>>(out, in, B, T, nh, d, ldo);
     else
-        bhtd_to_bthd_kernel<1><<<grid_for(n), kThreads, 0, s>>>(out, in, B, T, nh, d, ldo);
+        bhtd_to_bthd_kernel<1><<<grid_for(n, kThreads), kThreads, 0, s>>>(out, in, B, T, nh, d, ldo);
     HQ_CUDA_LAUNCH("bhtd_to_bthd_f32_to_bf16");
 }
 
