@@ -273,28 +273,56 @@ json merge_levels(const MergeLevelsOptions& o) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-json merge_into_base(const MergeIntoBaseOptions& o) {
-    const auto t0 = std::chrono::steady_clock::now();
-    HQ_CHECK(o.base == "original" || o.base == "dequantized", "E_CONFIG",
-             "base '" << o.base << "' is not original or dequantized", (Where{"", "", "base", -1, -1}),
-             "--base original (the checkpoint's weights) or --base dequantized (the NF4 weights the adapter saw)");
+// merge_into_base in its progress phases: plan (check the inputs, lay out the shards; nothing written), merge (one
+// adapted weight: NF4 gap and W += B·A), write (every tensor into the shards, the merged ones through merge), verify
+// (the merged folder's forward against the trainer's).
+namespace {
+
+struct BaseMergePlan {
     DType out_dt = DType::BF16;
-    if (o.dtype == "fp32") out_dt = DType::F32;
-    else if (o.dtype == "fp16") out_dt = DType::F16;
-    else HQ_CHECK(o.dtype == "bf16", "E_CONFIG", "dtype '" << o.dtype << "' is not bf16, fp16 or fp32",
-                  (Where{"", "", "dtype", -1, -1}), "--dtype bf16|fp16|fp32");
-    HQ_CHECK(o.max_shard_bytes >= (1u << 16), "E_CONFIG", "max shard size " << o.max_shard_bytes << " is too small",
-             (Where{"", "", "max_shard_bytes", -1, -1}), "use at least 64 KiB");
-    AdapterSource src = open_adapter_source(o.source);
-    const std::string base = resolve_base(o, src);
-    HQ_CHECK(!base.empty(), "E_CONFIG", "the base model of " << o.source << " is unknown", (Where{src.file, "", "base_model", -1, -1}),
-             "pass the base model folder (--base-model DIR)");
-    const ModelConfig cfg = load_model_config(base);
-    HQ_CHECK(src.architecture.empty() || src.architecture == cfg.model_type, "E_CONFIG",
-             "the adapter was trained on a " << src.architecture << " model, " << base << " is " << cfg.model_type,
-             (Where{path_join(base, "config.json"), "", "model_type", -1, -1}), "pass the base model the adapter was trained on");
-    ModelWeights mw = ModelWeights::open_dir(base);
-    std::map<std::string, const SourceModule*> adapted;   // "<module>.weight" -> module
+    AdapterSource src;
+    std::string base;    // base model folder
+    ModelConfig cfg;     // its config.json
+    ModelWeights mw;
+    std::map<std::string, const SourceModule*> adapted;   // "<module>.weight" -> module of src
+    QuantSpec q;
+    bool deq = false;    // merge into the NF4-dequantized weights (--base dequantized with an NF4 run)
+    std::vector<std::vector<TensorDecl>> shards;   // output tensors, per shard, in name order
+    uint64_t total_bytes = 0;
+
+    std::string shard_name(size_t i) const {
+        if (shards.size() == 1) return "model.safetensors";
+        char b[64];
+        std::snprintf(b, sizeof b, "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
+        return b;
+    }
+    // The tensor after shard si's tensor di (this shard or the first of the next one), or nullptr after the last.
+    const TensorDecl* next_decl(size_t si, size_t di) const {
+        return di + 1 < shards[si].size() ? &shards[si][di + 1] : si + 1 < shards.size() ? &shards[si + 1][0] : nullptr;
+    }
+    // Tensors converted through fp32 (adapted, or another dtype) are read one ahead in a background thread:
+    // the tensor's info when `d` is one of them, else nullptr.
+    const TensorInfo* converted(const TensorDecl& d, const SafeTensorsFile** f) const {
+        const TensorInfo* t = mw.find(d.name, f);
+        const bool fl16 = t->dtype == DType::F16 || t->dtype == DType::BF16;
+        return fl16 && (t->dtype != d.dtype || adapted.count(d.name)) ? t : nullptr;
+    }
+};
+
+bool is_float_dtype(DType d) { return d == DType::F32 || d == DType::F16 || d == DType::BF16 || d == DType::F64; }
+
+DType merge_out_dtype(const std::string& dtype) {
+    if (dtype == "fp32") return DType::F32;
+    if (dtype == "fp16") return DType::F16;
+    HQ_CHECK(dtype == "bf16", "E_CONFIG", "dtype '" << dtype << "' is not bf16, fp16 or fp32",
+             (Where{"", "", "dtype", -1, -1}), "--dtype bf16|fp16|fp32");
+    return DType::BF16;
+}
+
+// Every adapter module's base weight, checked for presence and shape: "<module>.weight" -> module.
+std::map<std::string, const SourceModule*> match_adapted(const AdapterSource& src, const ModelWeights& mw,
+                                                         const std::string& base) {
+    std::map<std::string, const SourceModule*> adapted;
     for (const SourceModule& m : src.modules) {
         const std::string wn = m.name + ".weight";
         const SafeTensorsFile* f = nullptr;
@@ -309,239 +337,292 @@ json merge_into_base(const MergeIntoBaseOptions& o) {
                  (Where{f->path(), wn, "", -1, -1}), "the adapter belongs to another base model");
         adapted[wn] = &m;
     }
-    const QuantSpec q = effective_quant(o, src);
-    const bool deq = o.base == "dequantized" && q.type == "nf4";
+    return adapted;
+}
+
+// Phase "plan". The returned plan's `adapted` points into its own src.modules (a vector: moving keeps the
+// elements in place).
+BaseMergePlan plan_base_merge(const MergeIntoBaseOptions& o) {
+    HQ_CHECK(o.base == "original" || o.base == "dequantized", "E_CONFIG",
+             "base '" << o.base << "' is not original or dequantized", (Where{"", "", "base", -1, -1}),
+             "--base original (the checkpoint's weights) or --base dequantized (the NF4 weights the adapter saw)");
+    BaseMergePlan p;
+    p.out_dt = merge_out_dtype(o.dtype);
+    HQ_CHECK(o.max_shard_bytes >= (1u << 16), "E_CONFIG", "max shard size " << o.max_shard_bytes << " is too small",
+             (Where{"", "", "max_shard_bytes", -1, -1}), "use at least 64 KiB");
+    p.src = open_adapter_source(o.source);
+    p.base = resolve_base(o, p.src);
+    HQ_CHECK(!p.base.empty(), "E_CONFIG", "the base model of " << o.source << " is unknown", (Where{p.src.file, "", "base_model", -1, -1}),
+             "pass the base model folder (--base-model DIR)");
+    p.cfg = load_model_config(p.base);
+    HQ_CHECK(p.src.architecture.empty() || p.src.architecture == p.cfg.model_type, "E_CONFIG",
+             "the adapter was trained on a " << p.src.architecture << " model, " << p.base << " is " << p.cfg.model_type,
+             (Where{path_join(p.base, "config.json"), "", "model_type", -1, -1}), "pass the base model the adapter was trained on");
+    p.mw = ModelWeights::open_dir(p.base);
+    p.adapted = match_adapted(p.src, p.mw, p.base);
+    p.q = effective_quant(o, p.src);
+    p.deq = o.base == "dequantized" && p.q.type == "nf4";
 
     // Output plan: every base tensor (rotary inv_freq buffers are recomputed by every loader) in name order,
     // float tensors in the chosen dtype, packed greedily into shards of at most max_shard_bytes.
-    std::vector<std::vector<TensorDecl>> shards(1);
-    uint64_t cur = 0, total_bytes = 0;
-    for (const std::string& name : mw.names()) {
+    p.shards.resize(1);
+    uint64_t cur = 0;
+    for (const std::string& name : p.mw.names()) {
         if (name.size() >= 19 && name.compare(name.size() - 19, 19, "rotary_emb.inv_freq") == 0) continue;
-        const TensorInfo* t = mw.find(name);
-        const bool fl = t->dtype == DType::F32 || t->dtype == DType::F16 || t->dtype == DType::BF16 || t->dtype == DType::F64;
-        TensorDecl d{name, fl ? out_dt : t->dtype, t->shape};
+        const TensorInfo* t = p.mw.find(name);
+        TensorDecl d{name, is_float_dtype(t->dtype) ? p.out_dt : t->dtype, t->shape};
         if (cur > 0 && cur + d.bytes() > o.max_shard_bytes) {
-            shards.emplace_back();
+            p.shards.emplace_back();
             cur = 0;
         }
         cur += d.bytes();
-        total_bytes += d.bytes();
-        shards.back().push_back(d);
+        p.total_bytes += d.bytes();
+        p.shards.back().push_back(d);
     }
-    const size_t S = shards.size();
-    auto shard_name = [&](size_t i) {
-        if (S == 1) return std::string("model.safetensors");
-        char b[64];
-        std::snprintf(b, sizeof b, "model-%05zu-of-%05zu.safetensors", i + 1, S);
-        return std::string(b);
-    };
-    std::vector<std::string> inputs{o.source, base};
-    return build_dir(o, inputs, [&](const std::string& tmp) {
-        json mods = json::array(), weight_map = json::object();
-        std::vector<float> W, Wq, A, Bm;
-        int64_t done = 0, ntensors = 0;
-        for (const auto& s : shards) ntensors += (int64_t)s.size();
-        double gap_max = 0.0;
-        // Seconds per phase (reported as "timing"; bench_merge prints them).
-        double t_copy = 0, t_read = 0, t_read_wait = 0, t_quant = 0, t_deq = 0, t_gap = 0, t_adapter = 0, t_gemm = 0, t_write = 0,
-               t_finish = 0;
-        auto tick = [] { return std::chrono::steady_clock::now(); };
-        auto secs = [](std::chrono::steady_clock::time_point a) {
-            return std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
-        };
-        // Tensors converted through fp32 (adapted, or another dtype) are read one ahead in a background thread.
-        auto converted = [&](const TensorDecl& d, const SafeTensorsFile** f) -> const TensorInfo* {
-            const TensorInfo* t = mw.find(d.name, f);
-            const bool fl16 = t->dtype == DType::F16 || t->dtype == DType::BF16;
-            return fl16 && (t->dtype != d.dtype || adapted.count(d.name)) ? t : nullptr;
-        };
-        std::future<std::vector<uint8_t>> ahead;
-        std::string ahead_name;
-        for (size_t si = 0; si < S; si++) {
-            const std::string file = path_join(tmp, shard_name(si));
-            StreamingSafetensorsWriter w(file, shards[si], {{"format", "pt"}});
-            for (size_t di = 0; di < shards[si].size(); di++) {
-                const TensorDecl& d = shards[si][di];
-                {
-                    // Next tensor (this shard or the first of the next one): start its read-ahead now.
-                    const TensorDecl* nx = di + 1 < shards[si].size() ? &shards[si][di + 1]
-                                           : si + 1 < S             ? &shards[si + 1][0]
-                                                                    : nullptr;
-                    const SafeTensorsFile* nf = nullptr;
-                    const TensorInfo* nt = nx ? mw.find(nx->name, &nf) : nullptr;
-                    if (nt && converted(*nx, &nf) == nullptr) prefetch_mapped_range(nf->data(*nt), size_t(nt->end - nt->begin));
-                }
-                check_cancel(o, d.name);
-                const SafeTensorsFile* f = nullptr;
-                const TensorInfo* t = mw.find(d.name, &f);
-                const bool fl = t->dtype == DType::F32 || t->dtype == DType::F16 || t->dtype == DType::BF16 ||
-                                t->dtype == DType::F64;
-                if (!fl || (t->dtype == d.dtype && !adapted.count(d.name))) {
-                    // Same dtype and no adapter (embeddings, norms, lm_head, untargeted projections), or non-float:
-                    // the bytes are copied as they are, chunk by chunk, dropping each chunk's mapped pages.
-                    auto tc = tick();
-                    w.write_chunked(d.name, f->data(*t), size_t(t->end - t->begin), release_mapped_range);
-                    t_copy += secs(tc);
-                } else {
-                    auto tp = tick();
-                    W.resize(size_t(t->numel()));
-                    std::vector<uint8_t> bytes;
-                    if (ahead.valid() && ahead_name == d.name) bytes = ahead.get();
-                    else if (converted(d, &f)) bytes = pread_tensor(*f, *t, std::move(bytes));
-                    t_read_wait += secs(tp);
-                    read_f32_parallel(*f, *t, bytes, W.data());
-                    {
-                        // Start reading the next converted tensor while this one is processed.
-                        const TensorDecl* nx = di + 1 < shards[si].size() ? &shards[si][di + 1]
-                                               : si + 1 < S             ? &shards[si + 1][0]
-                                                                        : nullptr;
-                        const SafeTensorsFile* nf = nullptr;
-                        const TensorInfo* nt = nx ? converted(*nx, &nf) : nullptr;
-                        if (nt) {
-                            ahead_name = nx->name;
-                            ahead = std::async(std::launch::async, [nf, nt, b = std::move(bytes)]() mutable {
-                                return pread_tensor(*nf, *nt, std::move(b));
-                            });
-                        }
-                    }
-                    t_read += secs(tp);
-                    auto it = adapted.find(d.name);
-                    if (it != adapted.end()) {
-                        const SourceModule& m = *it->second;
-                        // Difference between the original and the NF4-dequantized weight (what QLoRA merges lose).
-                        tp = tick();
-                        const NF4Tensor nq = nf4_quantize(W.data(), m.out, m.in, q.blocksize, q.double_quant);
-                        t_quant += secs(tp);
-                        tp = tick();
-                        Wq.resize(W.size());
-                        nf4_dequantize(nq, Wq.data());
-                        t_deq += secs(tp);
-                        tp = tick();
-                        // max and sum of |W - Wq| over fixed 64 Ki-element chunks, the chunk sums added in order:
-                        // the same result for any thread count.
-                        double mx = 0, sum = 0;
-                        {
-                            const int64_t N = (int64_t)W.size(), CH = int64_t(1) << 16, nch = (N + CH - 1) / CH;
-                            std::vector<double> cmax(size_t(nch), 0.0), csum(size_t(nch), 0.0);
-                            const float* pw = W.data();
-                            const float* pq = Wq.data();
-#pragma omp parallel for schedule(static)
-                            for (int64_t c = 0; c < nch; c++) {
-                                // 8 interleaved lanes (vectorisable), added in lane order.
-                                double cm[8] = {}, cs[8] = {};
-                                const int64_t i0 = c * CH, e = std::min(N, i0 + CH);
-                                int64_t i = i0;
-                                for (; i + 8 <= e; i += 8)
-                                    for (int l = 0; l < 8; l++) {
-                                        const double dd = std::fabs(double(pw[i + l]) - double(pq[i + l]));
-                                        cm[l] = cm[l] > dd ? cm[l] : dd;
-                                        cs[l] += dd;
-                                    }
-                                for (; i < e; i++) {
-                                    const double dd = std::fabs(double(pw[i]) - double(pq[i]));
-                                    cm[0] = cm[0] > dd ? cm[0] : dd;
-                                    cs[0] += dd;
-                                }
-                                double m = 0, t = 0;
-                                for (int l = 0; l < 8; l++) m = std::max(m, cm[l]), t += cs[l];
-                                cmax[size_t(c)] = m;
-                                csum[size_t(c)] = t;
-                            }
-                            for (int64_t c = 0; c < nch; c++) {
-                                mx = std::max(mx, cmax[size_t(c)]);
-                                sum += csum[size_t(c)];
-                            }
-                        }
-                        gap_max = std::max(gap_max, mx);
-                        if (deq) W.swap(Wq);
-                        t_gap += secs(tp);
-                        tp = tick();
-                        src.read_flat(m, &A, &Bm);
-                        t_adapter += secs(tp);
-                        tp = tick();
-                        const int R = src.total_rank();
-                        // W [out, in] += B [out, R] · A [R, in], split over the OpenMP team (OpenBLAS single-threaded).
-                        {
-                            BlasThreadScope blas;
-                            par_sgemm(false, false, m.out, m.in, R, 1.0f, Bm.data(), R, A.data(), m.in, 1.0f, W.data(),
-                                      m.in);
-                        }
-                        t_gemm += secs(tp);
-                        mods.push_back({{"module", m.name}, {"nf4_gap_max_abs", mx},
-                                        {"nf4_gap_mean_abs", sum / double(W.size())}});
-                    }
-                    tp = tick();
-                    w.write_f32(d.name, W.data(), W.size());
-                    t_write += secs(tp);
-                }
-                release_mapped_range(f->data(*t), size_t(t->end - t->begin));
-                weight_map[d.name] = shard_name(si);
-                report(o, "write", ++done, ntensors, d.name);
-            }
-            const auto tf = tick();
-            w.finish();
-            t_finish += secs(tf);
-            W.clear(); W.shrink_to_fit(); Wq.clear(); Wq.shrink_to_fit();
-        }
-        src.release_pages();
-        if (S > 1)
-            write_file_atomic(path_join(tmp, "model.safetensors.index.json"),
-                              json{{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}}.dump(2) + "\n");
-        // config.json with the new dtype; tokenizer and generation files copied unchanged.
-        json c = json::parse(read_file(path_join(base, "config.json")));
-        const char* tname = out_dt == DType::F32 ? "float32" : out_dt == DType::F16 ? "float16" : "bfloat16";
-        c["torch_dtype"] = tname;
-        if (c.contains("dtype")) c["dtype"] = tname;
-        write_file_atomic(path_join(tmp, "config.json"), c.dump(2) + "\n");
-        json copied = json::array();
-        for (const std::string& name : list_dir(base)) {
-            const std::string p = path_join(base, name);
-            if (is_directory(p) || name[0] == '.' || name == "config.json" || name == "model.safetensors.index.json" ||
-                (name.size() > 12 && name.compare(name.size() - 12, 12, ".safetensors") == 0) || name == "verify.json")
-                continue;
-            write_file_atomic(path_join(tmp, name), read_file(p));
-            copied.push_back(name);
-        }
+    return p;
+}
 
-        json rep = {{"operation", "merge_into_base"}, {"format", "hf-model"}, {"source", o.source},
-                    {"base_model", base}, {"base", o.base}, {"dtype", o.dtype}, {"quantization", quant_json(q)},
-                    {"shards", S}, {"total_bytes", total_bytes}, {"copied_files", copied},
-                    {"nf4_gap", {{"max_abs", gap_max}, {"modules", mods}}}, {"trainer_version", HQ_VERSION},
-                    {"timing", {{"copy_s", t_copy}, {"read_convert_s", t_read}, {"read_wait_s", t_read_wait}, {"nf4_quantize_s", t_quant},
-                                {"nf4_dequantize_s", t_deq}, {"nf4_gap_s", t_gap}, {"adapter_read_s", t_adapter},
-                                {"delta_gemm_s", t_gemm}, {"convert_write_s", t_write}, {"fsync_s", t_finish}}}};
-        // Verification: the merged folder (quant none, no adapter) vs the trainer forward on the chosen base.
-        const double tol = out_dt == DType::F32 ? o.tolerance : out_dt == DType::F16 ? 2e-2 : 1e-1;
-        QuantSpec ref_q = q;
-        if (o.base == "original") ref_q.type = "none";
-        json v = {{"reference", "base (" + std::string(deq ? "NF4-dequantized" : "original") +
-                                    ") + hierarchical adapter, trainer forward (Model)"},
-                  {"exported", "merged model read back from disk (quantization none, no adapter)"},
-                  {"quantization", quant_json(ref_q)}, {"exact", out_dt == DType::F32},
-                  {"tolerance_note", "fp32: 1e-5 absolute; fp16: 2e-2; bf16: 1e-1 (8-bit mantissa rounding of every weight)"}};
-        if (!o.verify) {
-            v["status"] = "skipped";
-            v["reason"] = "verification disabled";
-        } else {
-            const std::vector<int32_t> ids = verify_ids(cfg.vocab_size, cfg.bos_token_id);
-            report(o, "verify", 0, 2, "reference");
-            const std::vector<float> ref = reference_logits(base, ref_q, {{&src, 1.0}}, ids);
-            check_cancel(o, "verify");
-            report(o, "verify", 1, 2, "exported");
-            const std::vector<float> got = plain_logits(tmp, ids);
-            report(o, "verify", 2, 2, "exported");
-            v.update(compare_logits(ref, got, tol));
-            v["ids_shape"] = {kVerifyBatch, kVerifySeq};
-            v["status"] = v["pass"].get<bool>() ? "pass" : "fail";
-            if (!deq && q.type == "nf4") {
-                // What a user of the original-base merge sees against the model that was actually trained.
-                const std::vector<float> tr = reference_logits(base, q, {{&src, 1.0}}, ids);
-                json g = compare_logits(tr, got, 0.0);
-                v["vs_trainer_nf4"] = {{"max_abs_diff", g["max_abs_diff"]}, {"mean_abs_diff", g["mean_abs_diff"]}};
+// Seconds per phase (reported as "timing"; bench_merge prints them).
+struct MergeTiming {
+    double copy = 0, read = 0, read_wait = 0, quant = 0, deq = 0, gap = 0, adapter = 0, gemm = 0, write = 0, finish = 0;
+
+    static std::chrono::steady_clock::time_point tick() { return std::chrono::steady_clock::now(); }
+    static double secs(std::chrono::steady_clock::time_point a) {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
+    }
+    json to_json() const {
+        return {{"copy_s", copy}, {"read_convert_s", read}, {"read_wait_s", read_wait}, {"nf4_quantize_s", quant},
+                {"nf4_dequantize_s", deq}, {"nf4_gap_s", gap}, {"adapter_read_s", adapter},
+                {"delta_gemm_s", gemm}, {"convert_write_s", write}, {"fsync_s", finish}};
+    }
+};
+
+// max and sum of |W - Wq| over fixed 64 Ki-element chunks, the chunk sums added in order: the same result for any
+// thread count.
+void nf4_gap(const std::vector<float>& W, const std::vector<float>& Wq, double* max_abs, double* sum_abs) {
+    double mx = 0, sum = 0;
+    const int64_t N = (int64_t)W.size(), CH = int64_t(1) << 16, nch = (N + CH - 1) / CH;
+    std::vector<double> cmax(size_t(nch), 0.0), csum(size_t(nch), 0.0);
+    const float* pw = W.data();
+    const float* pq = Wq.data();
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < nch; c++) {
+        // 8 interleaved lanes (vectorisable), added in lane order.
+        double cm[8] = {}, cs[8] = {};
+        const int64_t i0 = c * CH, e = std::min(N, i0 + CH);
+        int64_t i = i0;
+        for (; i + 8 <= e; i += 8)
+            for (int l = 0; l < 8; l++) {
+                const double dd = std::fabs(double(pw[i + l]) - double(pq[i + l]));
+                cm[l] = cm[l] > dd ? cm[l] : dd;
+                cs[l] += dd;
             }
+        for (; i < e; i++) {
+            const double dd = std::fabs(double(pw[i]) - double(pq[i]));
+            cm[0] = cm[0] > dd ? cm[0] : dd;
+            cs[0] += dd;
         }
-        rep["verification"] = v;
+        double m = 0, t = 0;
+        for (int l = 0; l < 8; l++) m = std::max(m, cm[l]), t += cs[l];
+        cmax[size_t(c)] = m;
+        csum[size_t(c)] = t;
+    }
+    for (int64_t c = 0; c < nch; c++) {
+        mx = std::max(mx, cmax[size_t(c)]);
+        sum += csum[size_t(c)];
+    }
+    *max_abs = mx;
+    *sum_abs = sum;
+}
+
+// Reused buffers of the write phase: the weight being converted W, its NF4 round trip Wq, the adapter's flat A, B.
+struct MergeBuffers {
+    std::vector<float> W, Wq, A, Bm;
+};
+
+// Phase "merge", one adapted weight `buf.W` [out, in] (fp32): measures its NF4 gap, swaps in the dequantized weight
+// when plan.deq, then W += B·A. Returns the module's nf4_gap entry; raises *gap_max to its max.
+json merge_module(const BaseMergePlan& plan, const SourceModule& m, MergeBuffers& buf, MergeTiming& tm,
+                  double* gap_max) {
+    std::vector<float>& W = buf.W;
+    std::vector<float>& Wq = buf.Wq;
+    // Difference between the original and the NF4-dequantized weight (what QLoRA merges lose).
+    auto tp = MergeTiming::tick();
+    const NF4Tensor nq = nf4_quantize(W.data(), m.out, m.in, plan.q.blocksize, plan.q.double_quant);
+    tm.quant += MergeTiming::secs(tp);
+    tp = MergeTiming::tick();
+    Wq.resize(W.size());
+    nf4_dequantize(nq, Wq.data());
+    tm.deq += MergeTiming::secs(tp);
+    tp = MergeTiming::tick();
+    double mx = 0, sum = 0;
+    nf4_gap(W, Wq, &mx, &sum);
+    *gap_max = std::max(*gap_max, mx);
+    if (plan.deq) W.swap(Wq);
+    tm.gap += MergeTiming::secs(tp);
+    tp = MergeTiming::tick();
+    plan.src.read_flat(m, &buf.A, &buf.Bm);
+    tm.adapter += MergeTiming::secs(tp);
+    tp = MergeTiming::tick();
+    const int R = plan.src.total_rank();
+    // W [out, in] += B [out, R] · A [R, in], split over the OpenMP team (OpenBLAS single-threaded).
+    {
+        BlasThreadScope blas;
+        par_sgemm(false, false, m.out, m.in, R, 1.0f, buf.Bm.data(), R, buf.A.data(), m.in, 1.0f, W.data(), m.in);
+    }
+    tm.gemm += MergeTiming::secs(tp);
+    return {{"module", m.name}, {"nf4_gap_max_abs", mx}, {"nf4_gap_mean_abs", sum / double(W.size())}};
+}
+
+struct WrittenShards {
+    json mods = json::array(), weight_map = json::object();
+    double gap_max = 0.0;
+    MergeTiming timing;
+};
+
+// Phase "write": every planned tensor into its shard under `tmp`. Same-dtype tensors without an adapter are copied
+// as bytes; the others are read (one ahead, in the background), converted to fp32, merged when adapted, and
+// written in the output dtype.
+WrittenShards write_merged_shards(const MergeIntoBaseOptions& o, const BaseMergePlan& plan, const std::string& tmp) {
+    WrittenShards out;
+    MergeTiming& tm = out.timing;
+    MergeBuffers buf;
+    int64_t done = 0, ntensors = 0;
+    for (const auto& s : plan.shards) ntensors += (int64_t)s.size();
+    std::future<std::vector<uint8_t>> ahead;
+    std::string ahead_name;
+    for (size_t si = 0; si < plan.shards.size(); si++) {
+        const std::string file = path_join(tmp, plan.shard_name(si));
+        StreamingSafetensorsWriter w(file, plan.shards[si], {{"format", "pt"}});
+        for (size_t di = 0; di < plan.shards[si].size(); di++) {
+            const TensorDecl& d = plan.shards[si][di];
+            const TensorDecl* nx = plan.next_decl(si, di);
+            {
+                // Next tensor: start its read-ahead now.
+                const SafeTensorsFile* nf = nullptr;
+                const TensorInfo* nt = nx ? plan.mw.find(nx->name, &nf) : nullptr;
+                if (nt && plan.converted(*nx, &nf) == nullptr) prefetch_mapped_range(nf->data(*nt), size_t(nt->end - nt->begin));
+            }
+            check_cancel(o, d.name);
+            const SafeTensorsFile* f = nullptr;
+            const TensorInfo* t = plan.mw.find(d.name, &f);
+            if (!is_float_dtype(t->dtype) || (t->dtype == d.dtype && !plan.adapted.count(d.name))) {
+                // Same dtype and no adapter (embeddings, norms, lm_head, untargeted projections), or non-float:
+                // the bytes are copied as they are, chunk by chunk, dropping each chunk's mapped pages.
+                auto tc = MergeTiming::tick();
+                w.write_chunked(d.name, f->data(*t), size_t(t->end - t->begin), release_mapped_range);
+                tm.copy += MergeTiming::secs(tc);
+            } else {
+                auto tp = MergeTiming::tick();
+                buf.W.resize(size_t(t->numel()));
+                std::vector<uint8_t> bytes;
+                if (ahead.valid() && ahead_name == d.name) bytes = ahead.get();
+                else if (plan.converted(d, &f)) bytes = pread_tensor(*f, *t, std::move(bytes));
+                tm.read_wait += MergeTiming::secs(tp);
+                read_f32_parallel(*f, *t, bytes, buf.W.data());
+                {
+                    // Start reading the next converted tensor while this one is processed.
+                    const SafeTensorsFile* nf = nullptr;
+                    const TensorInfo* nt = nx ? plan.converted(*nx, &nf) : nullptr;
+                    if (nt) {
+                        ahead_name = nx->name;
+                        ahead = std::async(std::launch::async, [nf, nt, b = std::move(bytes)]() mutable {
+                            return pread_tensor(*nf, *nt, std::move(b));
+                        });
+                    }
+                }
+                tm.read += MergeTiming::secs(tp);
+                auto it = plan.adapted.find(d.name);
+                if (it != plan.adapted.end()) out.mods.push_back(merge_module(plan, *it->second, buf, tm, &out.gap_max));
+                tp = MergeTiming::tick();
+                w.write_f32(d.name, buf.W.data(), buf.W.size());
+                tm.write += MergeTiming::secs(tp);
+            }
+            release_mapped_range(f->data(*t), size_t(t->end - t->begin));
+            out.weight_map[d.name] = plan.shard_name(si);
+            report(o, "write", ++done, ntensors, d.name);
+        }
+        const auto tf = MergeTiming::tick();
+        w.finish();
+        tm.finish += MergeTiming::secs(tf);
+        buf.W.clear(); buf.W.shrink_to_fit(); buf.Wq.clear(); buf.Wq.shrink_to_fit();
+    }
+    return out;
+}
+
+// The rest of the model folder: the shard index, config.json with the new dtype, the tokenizer and generation
+// files copied unchanged. Returns the names copied.
+json write_model_files(const BaseMergePlan& plan, const std::string& tmp, const json& weight_map) {
+    if (plan.shards.size() > 1)
+        write_file_atomic(path_join(tmp, "model.safetensors.index.json"),
+                          json{{"metadata", {{"total_size", plan.total_bytes}}}, {"weight_map", weight_map}}.dump(2) + "\n");
+    json c = json::parse(read_file(path_join(plan.base, "config.json")));
+    const char* tname = plan.out_dt == DType::F32 ? "float32" : plan.out_dt == DType::F16 ? "float16" : "bfloat16";
+    c["torch_dtype"] = tname;
+    if (c.contains("dtype")) c["dtype"] = tname;
+    write_file_atomic(path_join(tmp, "config.json"), c.dump(2) + "\n");
+    json copied = json::array();
+    for (const std::string& name : list_dir(plan.base)) {
+        const std::string p = path_join(plan.base, name);
+        if (is_directory(p) || name[0] == '.' || name == "config.json" || name == "model.safetensors.index.json" ||
+            (name.size() > 12 && name.compare(name.size() - 12, 12, ".safetensors") == 0) || name == "verify.json")
+            continue;
+        write_file_atomic(path_join(tmp, name), read_file(p));
+        copied.push_back(name);
+    }
+    return copied;
+}
+
+// Phase "verify": the merged folder (quant none, no adapter) vs the trainer forward on the chosen base.
+json verify_merged(const MergeIntoBaseOptions& o, const BaseMergePlan& plan, const std::string& tmp) {
+    const DType out_dt = plan.out_dt;
+    const double tol = out_dt == DType::F32 ? o.tolerance : out_dt == DType::F16 ? 2e-2 : 1e-1;
+    QuantSpec ref_q = plan.q;
+    if (o.base == "original") ref_q.type = "none";
+    json v = {{"reference", "base (" + std::string(plan.deq ? "NF4-dequantized" : "original") +
+                                ") + hierarchical adapter, trainer forward (Model)"},
+              {"exported", "merged model read back from disk (quantization none, no adapter)"},
+              {"quantization", quant_json(ref_q)}, {"exact", out_dt == DType::F32},
+              {"tolerance_note", "fp32: 1e-5 absolute; fp16: 2e-2; bf16: 1e-1 (8-bit mantissa rounding of every weight)"}};
+    if (!o.verify) {
+        v["status"] = "skipped";
+        v["reason"] = "verification disabled";
+        return v;
+    }
+    const std::vector<int32_t> ids = verify_ids(plan.cfg.vocab_size, plan.cfg.bos_token_id);
+    report(o, "verify", 0, 2, "reference");
+    const std::vector<float> ref = reference_logits(plan.base, ref_q, {{&plan.src, 1.0}}, ids);
+    check_cancel(o, "verify");
+    report(o, "verify", 1, 2, "exported");
+    const std::vector<float> got = plain_logits(tmp, ids);
+    report(o, "verify", 2, 2, "exported");
+    v.update(compare_logits(ref, got, tol));
+    v["ids_shape"] = {kVerifyBatch, kVerifySeq};
+    v["status"] = v["pass"].get<bool>() ? "pass" : "fail";
+    if (!plan.deq && plan.q.type == "nf4") {
+        // What a user of the original-base merge sees against the model that was actually trained.
+        const std::vector<float> tr = reference_logits(plan.base, plan.q, {{&plan.src, 1.0}}, ids);
+        json g = compare_logits(tr, got, 0.0);
+        v["vs_trainer_nf4"] = {{"max_abs_diff", g["max_abs_diff"]}, {"mean_abs_diff", g["mean_abs_diff"]}};
+    }
+    return v;
+}
+
+}  // namespace
+
+json merge_into_base(const MergeIntoBaseOptions& o) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const BaseMergePlan plan = plan_base_merge(o);
+    return build_dir(o, {o.source, plan.base}, [&](const std::string& tmp) {
+        WrittenShards ws = write_merged_shards(o, plan, tmp);
+        plan.src.release_pages();
+        const json copied = write_model_files(plan, tmp, ws.weight_map);
+        json rep = {{"operation", "merge_into_base"}, {"format", "hf-model"}, {"source", o.source},
+                    {"base_model", plan.base}, {"base", o.base}, {"dtype", o.dtype}, {"quantization", quant_json(plan.q)},
+                    {"shards", plan.shards.size()}, {"total_bytes", plan.total_bytes}, {"copied_files", copied},
+                    {"nf4_gap", {{"max_abs", ws.gap_max}, {"modules", ws.mods}}}, {"trainer_version", HQ_VERSION},
+                    {"timing", ws.timing.to_json()}};
+        rep["verification"] = verify_merged(o, plan, tmp);
         rep["elapsed_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         return rep;
     });
