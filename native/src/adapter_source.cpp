@@ -118,115 +118,110 @@ void AdapterSource::release_pages() const {
     for (const TensorInfo& t : st->tensors()) release_mapped_range(st->data(t), size_t(t.end - t.begin));
 }
 
-AdapterSource open_adapter_source(const std::string& path) {
-    AdapterSource s;
-    s.path = path;
-    HQ_CHECK(path_exists(path), "E_IO", "adapter " << path << " does not exist", (Where{path, "", "", -1, -1}),
-             "give a run folder, an adapter folder (adapter.safetensors or adapter_config.json) or an adapter file");
-    std::string dir;
-    json meta;   // adapter_metadata.json when present
-    if (!is_directory(path)) {
-        s.kind = "hierarchical";
-        s.file = path;
-        dir = parent_dir(path);
-    } else if (path_exists(path_join(path, "adapter.safetensors"))) {
-        s.kind = "hierarchical";
-        dir = path;
-    } else if (path_exists(path_join(path, "adapter_model.safetensors")) ||
-               path_exists(path_join(path, "adapter_config.json"))) {
-        s.kind = "peft";
-        dir = path;
-    } else if (path_exists(path_join(path, "adapter/adapter.safetensors"))) {
-        s.kind = "hierarchical";   // run folder
-        dir = path_join(path, "adapter");
-        const std::string rj = path_join(path, "run.json");
-        if (path_exists(rj)) {
-            const json run = read_json_file(rj);
-            if (run.contains("model") && run["model"].contains("path") && run["model"]["path"].is_string())
-                s.base_model = run["model"]["path"].get<std::string>();
-            if (run.contains("quantization") && run["quantization"].is_object()) {
-                const json& q = run["quantization"];
-                s.has_quant = true;
-                s.quant.type = q.value("type", std::string("nf4"));
-                s.quant.double_quant = q.value("double_quant", true);
-                s.quant.blocksize = q.value("blocksize", 64);
-            }
-        }
-    } else {
-        throw Error("E_IO", HQ_MSG(path << " holds no adapter"), Where{path, "", "", -1, -1},
-                    "expected adapter.safetensors (hierarchical), adapter_config.json + adapter_model.safetensors "
-                    "(PEFT) or a run folder with adapter/");
-    }
+namespace {
 
-    if (s.kind == "hierarchical") {
-        if (s.file.empty()) s.file = path_join(dir, "adapter.safetensors");
-        s.st = SafeTensorsFile::open(s.file);
-        const std::string mp = path_join(dir, "adapter_metadata.json");
-        if (is_directory(path) && path_exists(mp)) {
-            meta = read_json_file(mp);
-            if (meta.contains("base_model") && meta["base_model"].is_object()) {
-                const json& b = meta["base_model"];
-                if (s.base_model.empty() && b.contains("path") && b["path"].is_string())
-                    s.base_model = b["path"].get<std::string>();
-                if (b.contains("architecture") && b["architecture"].is_string())
-                    s.architecture = b["architecture"].get<std::string>();
-            }
-        }
-        const auto& md = s.st->metadata();
-        auto it = md.find("hqlora.levels");
-        HQ_CHECK(it != md.end(), "E_SAFETENSORS", s.file << " has no hqlora.levels metadata",
-                 (Where{s.file, "__metadata__", "", -1, -1}),
-                 "this is not a hierarchical adapter written by hqlora-train (a PEFT adapter needs adapter_config.json)");
-        json lv;
-        try {
-            lv = json::parse(it->second);
-        } catch (const json::exception&) {
-            throw Error("E_SAFETENSORS", HQ_MSG(s.file << ": metadata hqlora.levels is not valid JSON"),
-                        Where{s.file, "__metadata__", "", -1, -1}, "re-save the adapter");
-        }
-        HQ_CHECK(lv.is_array() && !lv.empty(), "E_SAFETENSORS", s.file << ": hqlora.levels is not a non-empty list",
+// Levels (rank, alpha, scale) from the hqlora.levels metadata of a hierarchical adapter file.
+void read_hierarchical_levels(AdapterSource& s) {
+    const auto& md = s.st->metadata();
+    auto it = md.find("hqlora.levels");
+    HQ_CHECK(it != md.end(), "E_SAFETENSORS", s.file << " has no hqlora.levels metadata",
+             (Where{s.file, "__metadata__", "", -1, -1}),
+             "this is not a hierarchical adapter written by hqlora-train (a PEFT adapter needs adapter_config.json)");
+    json lv;
+    try {
+        lv = json::parse(it->second);
+    } catch (const json::exception&) {
+        throw Error("E_SAFETENSORS", HQ_MSG(s.file << ": metadata hqlora.levels is not valid JSON"),
+                    Where{s.file, "__metadata__", "", -1, -1}, "re-save the adapter");
+    }
+    HQ_CHECK(lv.is_array() && !lv.empty(), "E_SAFETENSORS", s.file << ": hqlora.levels is not a non-empty list",
+             (Where{s.file, "__metadata__", "", -1, -1}), "re-save the adapter");
+    auto rs = md.find("hqlora.rslora");
+    s.rslora = rs != md.end() && rs->second == "true";
+    for (size_t j = 0; j < lv.size(); j++) {
+        const json& e = lv[j];
+        HQ_CHECK(e.is_object() && e.contains("rank") && e["rank"].is_number_integer() && e["rank"].get<int>() > 0 &&
+                     e.contains("alpha") && e["alpha"].is_number(),
+                 "E_SAFETENSORS", s.file << ": hqlora.levels[" << j << "] is not {rank, alpha}",
                  (Where{s.file, "__metadata__", "", -1, -1}), "re-save the adapter");
-        auto rs = md.find("hqlora.rslora");
-        s.rslora = rs != md.end() && rs->second == "true";
-        for (size_t j = 0; j < lv.size(); j++) {
-            const json& e = lv[j];
-            HQ_CHECK(e.is_object() && e.contains("rank") && e["rank"].is_number_integer() && e["rank"].get<int>() > 0 &&
-                         e.contains("alpha") && e["alpha"].is_number(),
-                     "E_SAFETENSORS", s.file << ": hqlora.levels[" << j << "] is not {rank, alpha}",
-                     (Where{s.file, "__metadata__", "", -1, -1}), "re-save the adapter");
-            LevelSpec l{e["rank"].get<int>(), e["alpha"].get<float>()};
-            s.levels.push_back(l);
-            const float sc = s.rslora ? l.alpha / std::sqrt(float(l.rank)) : l.alpha / float(l.rank);
-            s.scales.push_back(e.contains("scale") && e["scale"].is_number() ? e["scale"].get<float>() : sc);
-        }
-    } else {
-        const std::string cfgp = path_join(dir, "adapter_config.json");
-        s.file = path_join(dir, "adapter_model.safetensors");
-        const json cfg = read_json_file(cfgp);
-        HQ_CHECK(cfg.value("peft_type", std::string()) == "LORA", "E_CONFIG", cfgp << ": peft_type is not LORA",
-                 (Where{cfgp, "", "peft_type", -1, -1}), "only LoRA adapters can be merged");
-        for (const char* k : {"rank_pattern", "alpha_pattern"})
-            HQ_CHECK(!cfg.contains(k) || cfg[k].is_null() || cfg[k].empty(), "E_CONFIG",
-                     cfgp << ": " << k << " is not supported", (Where{cfgp, "", k, -1, -1}),
-                     "export the adapter with one rank for every module");
-        HQ_CHECK(cfg.contains("r") && cfg["r"].is_number_integer() && cfg["r"].get<int>() > 0 &&
-                     cfg.contains("lora_alpha") && cfg["lora_alpha"].is_number(),
-                 "E_CONFIG", cfgp << ": r / lora_alpha missing", (Where{cfgp, "", "r", -1, -1}), "");
-        HQ_CHECK(!cfg.value("use_dora", false) && !cfg.value("fan_in_fan_out", false), "E_CONFIG",
-                 cfgp << ": DoRA / fan_in_fan_out adapters are not supported", (Where{cfgp, "", "use_dora", -1, -1}), "");
-        s.rslora = cfg.value("use_rslora", false);
-        LevelSpec l{cfg["r"].get<int>(), cfg["lora_alpha"].get<float>()};
+        LevelSpec l{e["rank"].get<int>(), e["alpha"].get<float>()};
         s.levels.push_back(l);
-        s.scales.push_back(s.rslora ? l.alpha / std::sqrt(float(l.rank)) : l.alpha / float(l.rank));
-        if (cfg.contains("base_model_name_or_path") && cfg["base_model_name_or_path"].is_string())
-            s.base_model = cfg["base_model_name_or_path"].get<std::string>();
-        s.st = SafeTensorsFile::open(s.file);
+        const float sc = s.rslora ? l.alpha / std::sqrt(float(l.rank)) : l.alpha / float(l.rank);
+        s.scales.push_back(e.contains("scale") && e["scale"].is_number() ? e["scale"].get<float>() : sc);
     }
+}
 
-    // Modules from the tensor names; every tensor must belong to one.
+// A hierarchical adapter: the safetensors `file`, with <dir>/adapter_metadata.json (base model, architecture)
+// read when `with_metadata` (the adapter was given as a folder).
+void open_hierarchical(AdapterSource& s, const std::string& file, const std::string& dir, bool with_metadata) {
+    s.kind = "hierarchical";
+    s.file = file;
+    s.st = SafeTensorsFile::open(s.file);
+    const std::string mp = path_join(dir, "adapter_metadata.json");
+    if (with_metadata && path_exists(mp)) {
+        const json meta = read_json_file(mp);
+        if (meta.contains("base_model") && meta["base_model"].is_object()) {
+            const json& b = meta["base_model"];
+            if (s.base_model.empty() && b.contains("path") && b["path"].is_string())
+                s.base_model = b["path"].get<std::string>();
+            if (b.contains("architecture") && b["architecture"].is_string())
+                s.architecture = b["architecture"].get<std::string>();
+        }
+    }
+    read_hierarchical_levels(s);
+}
+
+// A PEFT LoRA folder: adapter_config.json (one level {r, lora_alpha}) + adapter_model.safetensors.
+void open_peft(AdapterSource& s, const std::string& dir) {
+    s.kind = "peft";
+    const std::string cfgp = path_join(dir, "adapter_config.json");
+    s.file = path_join(dir, "adapter_model.safetensors");
+    const json cfg = read_json_file(cfgp);
+    HQ_CHECK(cfg.value("peft_type", std::string()) == "LORA", "E_CONFIG", cfgp << ": peft_type is not LORA",
+             (Where{cfgp, "", "peft_type", -1, -1}), "only LoRA adapters can be merged");
+    for (const char* k : {"rank_pattern", "alpha_pattern"})
+        HQ_CHECK(!cfg.contains(k) || cfg[k].is_null() || cfg[k].empty(), "E_CONFIG",
+                 cfgp << ": " << k << " is not supported", (Where{cfgp, "", k, -1, -1}),
+                 "export the adapter with one rank for every module");
+    HQ_CHECK(cfg.contains("r") && cfg["r"].is_number_integer() && cfg["r"].get<int>() > 0 &&
+                 cfg.contains("lora_alpha") && cfg["lora_alpha"].is_number(),
+             "E_CONFIG", cfgp << ": r / lora_alpha missing", (Where{cfgp, "", "r", -1, -1}), "");
+    HQ_CHECK(!cfg.value("use_dora", false) && !cfg.value("fan_in_fan_out", false), "E_CONFIG",
+             cfgp << ": DoRA / fan_in_fan_out adapters are not supported", (Where{cfgp, "", "use_dora", -1, -1}), "");
+    s.rslora = cfg.value("use_rslora", false);
+    LevelSpec l{cfg["r"].get<int>(), cfg["lora_alpha"].get<float>()};
+    s.levels.push_back(l);
+    s.scales.push_back(s.rslora ? l.alpha / std::sqrt(float(l.rank)) : l.alpha / float(l.rank));
+    if (cfg.contains("base_model_name_or_path") && cfg["base_model_name_or_path"].is_string())
+        s.base_model = cfg["base_model_name_or_path"].get<std::string>();
+    s.st = SafeTensorsFile::open(s.file);
+}
+
+// A run folder: <run>/adapter/ (hierarchical); <run>/run.json, when present, supplies the base model path and the
+// quantization.
+void open_run_folder(AdapterSource& s, const std::string& run) {
+    const std::string rj = path_join(run, "run.json");
+    if (path_exists(rj)) {
+        const json cfg = read_json_file(rj);
+        if (cfg.contains("model") && cfg["model"].contains("path") && cfg["model"]["path"].is_string())
+            s.base_model = cfg["model"]["path"].get<std::string>();
+        if (cfg.contains("quantization") && cfg["quantization"].is_object()) {
+            const json& q = cfg["quantization"];
+            s.has_quant = true;
+            s.quant.type = q.value("type", std::string("nf4"));
+            s.quant.double_quant = q.value("double_quant", true);
+            s.quant.blocksize = q.value("blocksize", 64);
+        }
+    }
+    const std::string dir = path_join(run, "adapter");
+    open_hierarchical(s, path_join(dir, "adapter.safetensors"), dir, true);
+}
+
+// The modules named by the tensors (module -> its keys); every tensor must be a 2-D float LoRA weight of one.
+std::map<std::string, std::set<std::string>> group_tensors(const AdapterSource& s) {
     static const std::regex hre(R"(^(.+)\.levels\.(\d+)\.lora_([AB])\.weight$)");
     static const std::regex pre(R"(^base_model\.model\.(.+)\.lora_([AB])\.weight$)");
-    std::map<std::string, std::set<std::string>> seen;   // module -> keys
+    std::map<std::string, std::set<std::string>> seen;
     for (const TensorInfo& t : s.st->tensors()) {
         std::smatch m;
         std::string mod;
@@ -252,60 +247,96 @@ AdapterSource open_adapter_source(const std::string& path) {
     }
     HQ_CHECK(!seen.empty(), "E_SAFETENSORS", s.file << " holds no adapter tensors", (Where{s.file, "", "", -1, -1}),
              "the adapter file is empty");
-    std::set<std::string> targets;
-    for (const auto& [mod, keys] : seen) {
-        SourceModule sm;
-        sm.name = mod;
-        for (int j = 0; j < (int)s.levels.size(); j++) {
-            const int r = s.levels[size_t(j)].rank;
-            const std::string ka = tensor_key(s, mod, j, 'A'), kb = tensor_key(s, mod, j, 'B');
-            const TensorInfo* a = s.st->find(ka);
-            const TensorInfo* b = s.st->find(kb);
-            HQ_CHECK(a && b, "E_SAFETENSORS",
-                     s.file << ": module " << mod << " lacks " << (a ? kb : ka)
-                            << (s.kind == "hierarchical" ? " (every module needs every level's A and B)" : ""),
-                     (Where{s.file, a ? kb : ka, "", -1, -1}), "the adapter file is incomplete; re-export it");
-            if (j == 0) {
-                sm.in = int(a->shape[1]);
-                sm.out = int(b->shape[0]);
-            }
-            const std::vector<int64_t> wa{r, sm.in}, wb{sm.out, r};
-            HQ_CHECK(a->shape == wa, "E_SHAPE",
-                     s.file << ": tensor " << ka << " has shape " << shape_str(a->shape) << ", expected " << shape_str(wa),
-                     (Where{s.file, ka, "", -1, -1}), "the level ranks in the metadata do not match the tensors");
-            HQ_CHECK(b->shape == wb, "E_SHAPE",
-                     s.file << ": tensor " << kb << " has shape " << shape_str(b->shape) << ", expected " << shape_str(wb),
-                     (Where{s.file, kb, "", -1, -1}), "the level ranks in the metadata do not match the tensors");
+    return seen;
+}
+
+// One module with every level's A [r_j, in] and B [out, r_j], on a supported projection.
+SourceModule check_module(const AdapterSource& s, const std::string& mod) {
+    SourceModule sm;
+    sm.name = mod;
+    for (int j = 0; j < (int)s.levels.size(); j++) {
+        const int r = s.levels[size_t(j)].rank;
+        const std::string ka = tensor_key(s, mod, j, 'A'), kb = tensor_key(s, mod, j, 'B');
+        const TensorInfo* a = s.st->find(ka);
+        const TensorInfo* b = s.st->find(kb);
+        HQ_CHECK(a && b, "E_SAFETENSORS",
+                 s.file << ": module " << mod << " lacks " << (a ? kb : ka)
+                        << (s.kind == "hierarchical" ? " (every module needs every level's A and B)" : ""),
+                 (Where{s.file, a ? kb : ka, "", -1, -1}), "the adapter file is incomplete; re-export it");
+        if (j == 0) {
+            sm.in = int(a->shape[1]);
+            sm.out = int(b->shape[0]);
         }
-        const std::string sn = short_name(mod);
-        HQ_CHECK(projection_index(sn) >= 0, "E_CONFIG", s.file << ": module " << mod << " is not a supported projection",
-                 (Where{s.file, tensor_key(s, mod, 0, 'A'), "", -1, -1}),
-                 "supported targets: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj");
-        targets.insert(sn);
-        s.modules.push_back(sm);
+        const std::vector<int64_t> wa{r, sm.in}, wb{sm.out, r};
+        HQ_CHECK(a->shape == wa, "E_SHAPE",
+                 s.file << ": tensor " << ka << " has shape " << shape_str(a->shape) << ", expected " << shape_str(wa),
+                 (Where{s.file, ka, "", -1, -1}), "the level ranks in the metadata do not match the tensors");
+        HQ_CHECK(b->shape == wb, "E_SHAPE",
+                 s.file << ": tensor " << kb << " has shape " << shape_str(b->shape) << ", expected " << shape_str(wb),
+                 (Where{s.file, kb, "", -1, -1}), "the level ranks in the metadata do not match the tensors");
+    }
+    HQ_CHECK(projection_index(short_name(mod)) >= 0, "E_CONFIG",
+             s.file << ": module " << mod << " is not a supported projection",
+             (Where{s.file, tensor_key(s, mod, 0, 'A'), "", -1, -1}),
+             "supported targets: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj");
+    return sm;
+}
+
+// The target list from the metadata, when present, must match the tensors.
+void check_declared_targets(const AdapterSource& s, const std::set<std::string>& targets) {
+    auto tm = s.st->metadata().find("hqlora.target_modules");
+    if (tm == s.st->metadata().end()) return;
+    json t;
+    try {
+        t = json::parse(tm->second);
+    } catch (const json::exception&) {
+    }
+    if (!t.is_array()) return;
+    std::set<std::string> declared;
+    for (const json& e : t)
+        if (e.is_string()) declared.insert(e.get<std::string>());
+    HQ_CHECK(declared == targets, "E_SAFETENSORS",
+             s.file << ": hqlora.target_modules " << tm->second << " does not match the modules in the file",
+             (Where{s.file, "__metadata__", "", -1, -1}), "the adapter file is incomplete; re-export it");
+}
+
+// Modules and target modules from the tensors of an opened adapter, in canonical order.
+void index_modules(AdapterSource& s) {
+    std::set<std::string> targets;
+    for (const auto& entry : group_tensors(s)) {
+        s.modules.push_back(check_module(s, entry.first));
+        targets.insert(short_name(entry.first));
     }
     std::sort(s.modules.begin(), s.modules.end(), [](const SourceModule& a, const SourceModule& b) {
         return module_order(a.name) < module_order(b.name);
     });
     for (const char* p : kProj)
         if (targets.count(p)) s.target_modules.push_back(p);
-    // Target list from the metadata, when present, must match the tensors.
-    auto tm = s.st->metadata().find("hqlora.target_modules");
-    if (tm != s.st->metadata().end()) {
-        json t;
-        try {
-            t = json::parse(tm->second);
-        } catch (const json::exception&) {
-        }
-        if (t.is_array()) {
-            std::set<std::string> declared;
-            for (const json& e : t)
-                if (e.is_string()) declared.insert(e.get<std::string>());
-            HQ_CHECK(declared == targets, "E_SAFETENSORS",
-                     s.file << ": hqlora.target_modules " << tm->second << " does not match the modules in the file",
-                     (Where{s.file, "__metadata__", "", -1, -1}), "the adapter file is incomplete; re-export it");
-        }
+    check_declared_targets(s, targets);
+}
+
+}  // namespace
+
+AdapterSource open_adapter_source(const std::string& path) {
+    AdapterSource s;
+    s.path = path;
+    HQ_CHECK(path_exists(path), "E_IO", "adapter " << path << " does not exist", (Where{path, "", "", -1, -1}),
+             "give a run folder, an adapter folder (adapter.safetensors or adapter_config.json) or an adapter file");
+    if (!is_directory(path)) {
+        open_hierarchical(s, path, parent_dir(path), false);
+    } else if (path_exists(path_join(path, "adapter.safetensors"))) {
+        open_hierarchical(s, path_join(path, "adapter.safetensors"), path, true);
+    } else if (path_exists(path_join(path, "adapter_model.safetensors")) ||
+               path_exists(path_join(path, "adapter_config.json"))) {
+        open_peft(s, path);
+    } else if (path_exists(path_join(path, "adapter/adapter.safetensors"))) {
+        open_run_folder(s, path);
+    } else {
+        throw Error("E_IO", HQ_MSG(path << " holds no adapter"), Where{path, "", "", -1, -1},
+                    "expected adapter.safetensors (hierarchical), adapter_config.json + adapter_model.safetensors "
+                    "(PEFT) or a run folder with adapter/");
     }
+    index_modules(s);
     return s;
 }
 
