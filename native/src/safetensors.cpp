@@ -98,6 +98,17 @@ std::string similar_names(const std::string& want, const std::vector<std::string
     return out;
 }
 
+// out[i] = widen(element i of src), the elements `sizeof(Elem)` bytes each and read unaligned.
+template <class Elem, class Widen>
+void widen_elements(const uint8_t* src, int64_t N, bool par, float* out, Widen widen) {
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t i = 0; i < N; i++) {
+        Elem e;
+        std::memcpy(&e, src + sizeof(Elem) * i, sizeof(Elem));
+        out[i] = widen(e);
+    }
+}
+
 // Element-wise and independent, so large tensors are converted by all OpenMP threads (the first touch of the mapped
 // file's pages then happens in parallel too); the values do not depend on the thread count.
 void convert_to_f32(const uint8_t* src, DType dt, size_t n, float* out) {
@@ -112,33 +123,20 @@ void convert_to_f32(const uint8_t* src, DType dt, size_t n, float* out) {
                 std::memcpy(out + c * chunk, src + 4 * c * chunk, size_t(std::min(chunk, N - c * chunk)) * 4);
             break;
         }
-        case DType::F16:
-#pragma omp parallel for schedule(static) if (par)
-            for (int64_t i = 0; i < N; i++) {
-                uint16_t h;
-                std::memcpy(&h, src + 2 * i, 2);
-                out[i] = f16_to_f32(h);
-            }
-            break;
-        case DType::BF16:
-#pragma omp parallel for schedule(static) if (par)
-            for (int64_t i = 0; i < N; i++) {
-                uint16_t h;
-                std::memcpy(&h, src + 2 * i, 2);
-                out[i] = bf16_to_f32(h);
-            }
-            break;
-        case DType::F64:
-#pragma omp parallel for schedule(static) if (par)
-            for (int64_t i = 0; i < N; i++) {
-                double d;
-                std::memcpy(&d, src + 8 * i, 8);
-                out[i] = float(d);
-            }
-            break;
+        case DType::F16: widen_elements<uint16_t>(src, N, par, out, [](uint16_t h) { return f16_to_f32(h); }); break;
+        case DType::BF16: widen_elements<uint16_t>(src, N, par, out, [](uint16_t h) { return bf16_to_f32(h); }); break;
+        case DType::F64: widen_elements<double>(src, N, par, out, [](double d) { return float(d); }); break;
         default:
             HQ_ASSERT(false);
     }
+}
+
+[[noreturn]] void throw_tensor_not_found(const std::string& path, const std::string& name,
+                                         const std::vector<TensorInfo>& tensors) {
+    std::vector<std::string> names;
+    for (const auto& x : tensors) names.push_back(x.name);
+    throw Error("E_SAFETENSORS", HQ_MSG(path << ": tensor '" << name << "' not found"), Where{path, name, "", -1, -1},
+                HQ_MSG("check the model architecture / tensor names; similar names: " << similar_names(name, names)));
 }
 
 bool is_float_readable(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::F64; }
@@ -342,13 +340,7 @@ void SafeTensorsFile::convert_f32(const TensorInfo& t, float* out) const {
 
 std::vector<float> SafeTensorsFile::read_f32(const std::string& name) const {
     const TensorInfo* t = find(name);
-    if (!t) {
-        std::vector<std::string> names;
-        for (const auto& x : tensors_) names.push_back(x.name);
-        throw Error("E_SAFETENSORS", HQ_MSG(path_ << ": tensor '" << name << "' not found"),
-                    Where{path_, name, "", -1, -1},
-                    HQ_MSG("check the model architecture / tensor names; similar names: " << similar_names(name, names)));
-    }
+    if (!t) throw_tensor_not_found(path_, name, tensors_);
     std::vector<float> out(size_t(t->numel()));
     convert_f32(*t, out.data());
     return out;
@@ -356,13 +348,7 @@ std::vector<float> SafeTensorsFile::read_f32(const std::string& name) const {
 
 void SafeTensorsFile::read_f32_into(const std::string& name, float* out, size_t numel) const {
     const TensorInfo* t = find(name);
-    if (!t) {
-        std::vector<std::string> names;
-        for (const auto& x : tensors_) names.push_back(x.name);
-        throw Error("E_SAFETENSORS", HQ_MSG(path_ << ": tensor '" << name << "' not found"),
-                    Where{path_, name, "", -1, -1},
-                    HQ_MSG("check the model architecture / tensor names; similar names: " << similar_names(name, names)));
-    }
+    if (!t) throw_tensor_not_found(path_, name, tensors_);
     if (size_t(t->numel()) != numel)
         throw Error("E_SHAPE",
                     HQ_MSG(path_ << ": tensor '" << name << "' has " << t->numel() << " elements, expected " << numel),
