@@ -19,6 +19,7 @@
 #include "gguf_export.h"
 #include "inspect.h"
 #include "merge.h"
+#include "version.h"
 
 namespace {
 

@@ -10,10 +10,7 @@
 #include "error.h"
 #include "fsutil.h"
 #include "safetensors.h"
-
-#ifndef HQ_VERSION
-#define HQ_VERSION "0.0.0"
-#endif
+#include "version.h"
 
 namespace hq {
 

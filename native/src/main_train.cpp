@@ -16,6 +16,7 @@
 #include "events.h"
 #include "inspect.h"
 #include "trainer.h"
+#include "version.h"
 #ifdef HQ_WITH_CUDA
 #include "cuda_model.h"
 #endif

@@ -26,10 +26,7 @@
 #include "nf4.h"
 #include "safetensors.h"
 #include "st_stream.h"
-
-#ifndef HQ_VERSION
-#define HQ_VERSION "0.0.0"
-#endif
+#include "version.h"
 
 namespace hq {
 

@@ -20,6 +20,7 @@
 #include "optimizer.h"
 #include "run_config.h"
 #include "truncation.h"
+#include "version.h"
 
 extern "C" void openblas_set_num_threads(int num_threads);
 
