@@ -169,351 +169,471 @@ nlohmann::json adapter_stats(Model& model, int max_modules) {
     return {{"levels", levels}, {"modules", names}};
 }
 
-int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<int>& stop_flag,
-                 std::atomic<int>* save_request) {
-    const auto t_start = Clock::now();
-    RunConfig cfg = load_run_config(opt.config_path);
-    const std::string run_dir = cfg.run_dir();
-    const std::string ckpt_dir = path_join(run_dir, "checkpoints");
+namespace {
+
+// One training job, in the order it happens: setup (everything that can fail on user input is checked before the
+// run folder is written; then resume and the start event), the optimizer steps, evaluations and checkpoints in
+// between, and the end (a stop or the final adapter). Non-copyable: the batcher and the optimizer hold references
+// into it.
+class TrainingRun {
+  public:
+    TrainingRun(const TrainOptions& opt, EventSink& events, const std::atomic<int>& stop_flag,
+                std::atomic<int>* save_request)
+        : opt_(opt), events_(events), stop_flag_(stop_flag), save_request_(save_request) {}
+    TrainingRun(const TrainingRun&) = delete;
+    TrainingRun& operator=(const TrainingRun&) = delete;
+
+    int run() {
+        setup();
+        t_loop_ = Clock::now();
+        first_step_ = step_;
+        last_loss_ = loss_tail_.empty() ? std::nan("") : loss_tail_.back();
+        std::vector<MicroBatch> micro(static_cast<size_t>(ga_));
+        while (step_ < total_) {
+            if (stop_all_ || (!dp_->active() && stop_flag_.load())) break;
+            if (const int rc = train_step(micro); rc != kExitDone) return rc;
+            after_step();
+        }
+        if ((stop_all_ || stop_flag_.load()) && step_ < total_) return finish_stopped();
+        return finish_completed();
+    }
+
+  private:
+    // --- setup -----------------------------------------------------------------------------------------------
+    void setup() {
+        t_start_ = Clock::now();
+        cfg_ = load_run_config(opt_.config_path);
+        run_dir_ = cfg_.run_dir();
+        ckpt_dir_ = path_join(run_dir_, "checkpoints");
+        set_threads();
+        read_inputs();
+        load_model();
+        plan_schedule();
+        if (dp_->root()) {   // rank 0 alone writes the run folder
+            make_dirs(run_dir_);
+            events_.open_log(path_join(run_dir_, "events.jsonl"));
+        }
+        if (resume_from_) {
+            restore_checkpoint();
+        } else if (opt_.resume) {
+            events_.emit_warning("W_NO_CHECKPOINT", HQ_MSG("--resume given but " << ckpt_dir_
+                                                           << " has no complete checkpoint; starting from step 0"));
+        }
+        warn_truncated();
+        emit_start();
+    }
 
     // Threads: one setting for OpenMP and OpenBLAS; results are identical for a fixed count.
-    int threads = opt.threads >= 0 ? opt.threads : cfg.threads;
-    if (threads <= 0) threads = omp_get_num_procs();
-    omp_set_num_threads(threads);
-    openblas_set_num_threads(threads);
-
-    // Everything that can fail on user input is checked before anything in the run folder is written.
-    ModelConfig mc = load_model_config(cfg.model_path);
-    TokenFile train = read_token_file(cfg.data.train_tokens, mc.vocab_size);
-    std::optional<TokenFile> eval_file;
-    if (!cfg.data.eval_tokens.empty()) eval_file = read_token_file(cfg.data.eval_tokens, mc.vocab_size);
-    std::optional<McqFile> mcq_file;   // eval.mcq: multiple-choice accuracy at every eval (mcq event)
-    if (!cfg.eval.mcq_tokens.empty()) mcq_file = read_mcq_file(cfg.eval.mcq_tokens, mc.vocab_size);
-    HQ_CHECK(train.n_examples > 0, "E_TOKENS", cfg.data.train_tokens << " has no examples",
-             (Where{cfg.data.train_tokens, "", "", -1, -1}), "check the dataset and the data preparation settings");
-
-    std::optional<CheckpointRef> resume_from;
-    if (opt.resume) {
-        resume_from = find_resume_checkpoint(ckpt_dir);
-    } else if (!list_checkpoints(ckpt_dir).empty()) {
-        Where w;
-        w.file = cfg.file;
-        w.key = "output.run_name";
-        throw Error("E_CONFIG", HQ_MSG("the run folder " << run_dir << " already has checkpoints"), w,
-                    "pass --resume to continue that run, or choose another output.run_name");
+    void set_threads() {
+        threads_ = opt_.threads >= 0 ? opt_.threads : cfg_.threads;
+        if (threads_ <= 0) threads_ = omp_get_num_procs();
+        omp_set_num_threads(threads_);
+        openblas_set_num_threads(threads_);
     }
-    if (resume_from) check_checkpoint_compat(read_checkpoint_state(resume_from->path), compat_json(cfg),
-                                             resume_from->path);
+
+    // The model config, the token files and the checkpoint to resume from (or the absence of one to overwrite).
+    void read_inputs() {
+        mc_ = load_model_config(cfg_.model_path);
+        train_ = read_token_file(cfg_.data.train_tokens, mc_.vocab_size);
+        if (!cfg_.data.eval_tokens.empty()) eval_file_ = read_token_file(cfg_.data.eval_tokens, mc_.vocab_size);
+        // eval.mcq: multiple-choice accuracy at every eval (mcq event)
+        if (!cfg_.eval.mcq_tokens.empty()) mcq_file_ = read_mcq_file(cfg_.eval.mcq_tokens, mc_.vocab_size);
+        HQ_CHECK(train_.n_examples > 0, "E_TOKENS", cfg_.data.train_tokens << " has no examples",
+                 (Where{cfg_.data.train_tokens, "", "", -1, -1}), "check the dataset and the data preparation settings");
+
+        if (opt_.resume) {
+            resume_from_ = find_resume_checkpoint(ckpt_dir_);
+        } else if (!list_checkpoints(ckpt_dir_).empty()) {
+            Where w;
+            w.file = cfg_.file;
+            w.key = "output.run_name";
+            throw Error("E_CONFIG", HQ_MSG("the run folder " << run_dir_ << " already has checkpoints"), w,
+                        "pass --resume to continue that run, or choose another output.run_name");
+        }
+        if (resume_from_) check_checkpoint_compat(read_checkpoint_state(resume_from_->path), compat_json(cfg_),
+                                                  resume_from_->path);
+    }
 
     // Data parallel: join the world (when a launcher started this process as one rank of it) before the model
     // loads, so that the device backend picks this local rank's GPU.
-    DataParallel dp(cfg.dist, cfg.device);
-    const int world = dp.world(), rank = dp.rank();
-    LoadedModel loaded = load_model_on(cfg.device, cfg.model_path, cfg.quant, cfg.adapter, cfg.training.seed, cfg.file,
-                                      cfg.compute_dtype);
-    std::unique_ptr<Model> model = std::move(loaded.model);
-    const bool on_device = model->device_resident();
-    model->set_gradient_checkpointing(cfg.training.gradient_checkpointing);
-    std::vector<Param>& params = model->params();
-    dp.attach(*model, cfg.file);
-    AdamW adam(params, {cfg.training.learning_rate, cfg.training.adam_beta1, cfg.training.adam_beta2,
-                        cfg.training.adam_epsilon, cfg.training.weight_decay});
-
-    const int mbs = cfg.training.micro_batch_size, ga = cfg.training.gradient_accumulation_steps;
-    const int64_t ex_per_step = static_cast<int64_t>(mbs) * ga * world;   // the global batch (data_parallel.h)
-    int64_t total = cfg.training.max_steps;
-    if (cfg.training.has_epochs)
-        total = static_cast<int64_t>(std::ceil(cfg.training.epochs * static_cast<double>(train.n_examples) /
-                                               static_cast<double>(ex_per_step)));
-    if (opt.max_steps >= 0) total = opt.max_steps;
-    ScheduleConfig sched{cfg.training.lr_scheduler, cfg.training.learning_rate,
-                         resolve_warmup_steps(cfg.training.warmup_steps, cfg.training.warmup_ratio, total), total};
-    const int64_t max_len = std::min<int64_t>(cfg.data.max_len(), mc.max_position_embeddings);
-    Batcher batcher(train, mbs, max_len, cfg.training.shuffle, cfg.training.seed);
-    uint64_t dropout_seed = cfg.training.seed;
-    const std::string hash = config_hash(cfg);
-
-    if (dp.root()) {   // rank 0 alone writes the run folder
-        make_dirs(run_dir);
-        events.open_log(path_join(run_dir, "events.jsonl"));
+    void load_model() {
+        dp_.emplace(cfg_.dist, cfg_.device);
+        world_ = dp_->world();
+        rank_ = dp_->rank();
+        LoadedModel loaded = load_model_on(cfg_.device, cfg_.model_path, cfg_.quant, cfg_.adapter, cfg_.training.seed,
+                                           cfg_.file, cfg_.compute_dtype);
+        model_ = std::move(loaded.model);
+        load_warning_ = loaded.warning;
+        on_device_ = model_->device_resident();
+        model_->set_gradient_checkpointing(cfg_.training.gradient_checkpointing);
+        dp_->attach(*model_, cfg_.file);
+        adam_.emplace(model_->params(), AdamWConfig{cfg_.training.learning_rate, cfg_.training.adam_beta1,
+                                                    cfg_.training.adam_beta2, cfg_.training.adam_epsilon,
+                                                    cfg_.training.weight_decay});
     }
 
-    int64_t step = 0, last_ckpt_step = -1, last_eval_step = -1, tokens_seen = 0;
-    std::string last_ckpt_path;
-    std::deque<double> loss_tail;
-    if (resume_from) {
-        nlohmann::json st = load_checkpoint(resume_from->path, *model, adam);
-        model->sync_from_host(&adam);
-        step = st.at("step").get<int64_t>();
-        tokens_seen = st.value("tokens_seen", int64_t(0));
-        batcher.restore(DataCursor::from_json(st.at("data_cursor")));
-        dropout_seed = std::stoull(st.at("rng").at("dropout_seed").get<std::string>());
+    // Steps, learning-rate schedule, sequence length and data order.
+    void plan_schedule() {
+        mbs_ = cfg_.training.micro_batch_size;
+        ga_ = cfg_.training.gradient_accumulation_steps;
+        ex_per_step_ = static_cast<int64_t>(mbs_) * ga_ * world_;   // the global batch (data_parallel.h)
+        total_ = cfg_.training.max_steps;
+        if (cfg_.training.has_epochs)
+            total_ = static_cast<int64_t>(std::ceil(cfg_.training.epochs * static_cast<double>(train_.n_examples) /
+                                                    static_cast<double>(ex_per_step_)));
+        if (opt_.max_steps >= 0) total_ = opt_.max_steps;
+        sched_ = {cfg_.training.lr_scheduler, cfg_.training.learning_rate,
+                  resolve_warmup_steps(cfg_.training.warmup_steps, cfg_.training.warmup_ratio, total_), total_};
+        max_len_ = std::min<int64_t>(cfg_.data.max_len(), mc_.max_position_embeddings);
+        batcher_.emplace(train_, mbs_, max_len_, cfg_.training.shuffle, cfg_.training.seed);
+        dropout_seed_ = cfg_.training.seed;
+        hash_ = config_hash(cfg_);
+    }
+
+    void restore_checkpoint() {
+        nlohmann::json st = load_checkpoint(resume_from_->path, *model_, *adam_);
+        model_->sync_from_host(&*adam_);
+        step_ = st.at("step").get<int64_t>();
+        tokens_seen_ = st.value("tokens_seen", int64_t(0));
+        batcher_->restore(DataCursor::from_json(st.at("data_cursor")));
+        dropout_seed_ = std::stoull(st.at("rng").at("dropout_seed").get<std::string>());
         for (const auto& x : st.value("loss_history_tail", nlohmann::json::array()))
-            if (x.is_number()) loss_tail.push_back(x.get<double>());
+            if (x.is_number()) loss_tail_.push_back(x.get<double>());
         const int64_t saved_world = st.value("world_size", int64_t(1));
-        if (saved_world != world)
-            events.emit_warning("W_WORLD_CHANGED",
-                                HQ_MSG("checkpoint " << resume_from->path << " was written by a world of " << saved_world
-                                       << " rank(s); resuming on " << world << ": the data position is global, the "
-                                       "global batch is now " << ex_per_step << " examples"));
-        if (st.value("config_hash", std::string()) != hash)
-            events.emit_warning("W_CONFIG_CHANGED",
-                                HQ_MSG("run.json differs from the configuration of checkpoint " << resume_from->path
-                                       << " in training settings; resuming with the new settings"));
-        last_ckpt_step = step;
-        last_ckpt_path = resume_from->path;
-        std::fprintf(stderr, "[hqlora] resumed from %s (step %lld)\n", resume_from->path.c_str(), (long long)step);
-    } else if (opt.resume) {
-        events.emit_warning("W_NO_CHECKPOINT", HQ_MSG("--resume given but " << ckpt_dir
-                                                      << " has no complete checkpoint; starting from step 0"));
+        if (saved_world != world_)
+            events_.emit_warning("W_WORLD_CHANGED",
+                                 HQ_MSG("checkpoint " << resume_from_->path << " was written by a world of "
+                                        << saved_world << " rank(s); resuming on " << world_ << ": the data position "
+                                        "is global, the global batch is now " << ex_per_step_ << " examples"));
+        if (st.value("config_hash", std::string()) != hash_)
+            events_.emit_warning("W_CONFIG_CHANGED",
+                                 HQ_MSG("run.json differs from the configuration of checkpoint " << resume_from_->path
+                                        << " in training settings; resuming with the new settings"));
+        last_ckpt_step_ = step_;
+        last_ckpt_path_ = resume_from_->path;
+        std::fprintf(stderr, "[hqlora] resumed from %s (step %lld)\n", resume_from_->path.c_str(), (long long)step_);
     }
 
-    const TruncationStats trunc = truncation_stats(train, max_len);
-    if (trunc.rows > 0)
-        events.emit_warning("W_TRUNCATED", truncation_message(trunc, train.n_examples, max_len, cfg.data.max_len(), mc,
-                                                              cfg.model_path, cfg.data.train_tokens));
-
-    // start event
-    const AdapterSpec& spec = model->adapter_spec();
-    int64_t trainable = 0;
-    for (const Param& p : params) trainable += static_cast<int64_t>(p.numel);
-    nlohmann::json per_level = nlohmann::json::array();
-    for (size_t l = 0; l < spec.levels.size(); ++l) {
-        int64_t n = 0;
-        for (const AdaptedModule& m : model->modules()) n += static_cast<int64_t>(spec.levels[l].rank) * (m.in + m.out);
-        per_level.push_back({{"level", l}, {"rank", spec.levels[l].rank}, {"alpha", spec.levels[l].alpha},
-                             {"scale", spec.scale(static_cast<int>(l))}, {"params", n}});
+    void warn_truncated() {
+        const TruncationStats trunc = truncation_stats(train_, max_len_);
+        if (trunc.rows > 0)
+            events_.emit_warning("W_TRUNCATED", truncation_message(trunc, train_.n_examples, max_len_,
+                                                                   cfg_.data.max_len(), mc_, cfg_.model_path,
+                                                                   cfg_.data.train_tokens));
     }
-    const double tokens_per_step = static_cast<double>(ex_per_step) * static_cast<double>(train.total_targets(max_len)) /
-                                   static_cast<double>(train.n_examples);
-    events.emit("start",
-                {{"run_dir", run_dir}, {"trainer_version", HQ_VERSION}, {"config_hash", hash},
-                 {"model", {{"path", cfg.model_path}, {"architecture", mc.model_type}, {"layers", mc.num_layers},
-                            {"hidden", mc.hidden_size}, {"vocab", mc.vocab_size}, {"quantization", cfg.quant.type}}},
-                 {"backend", model->backend()}, {"threads", threads}, {"world_size", world},
-                 {"dist_backend", dp.backend()},
-                 {"params", {{"total", model->base_param_count() + trainable}, {"trainable", trainable},
-                             {"per_level", per_level}}},
-                 {"total_steps", total},
-                 {"resumed_from_step", resume_from ? nlohmann::json(step) : nlohmann::json()},
-                 {"tokens_per_step", tokens_per_step}, {"examples_per_step", ex_per_step},
-                 {"train_examples", train.n_examples}, {"eval_examples", eval_file ? eval_file->n_examples : 0}});
-    if (!loaded.warning.empty()) {   // after `start`: the start event is always the first one (CONTRACTS §2)
-        events.emit_warning("W_DEVICE_FALLBACK", loaded.warning);
-        std::fprintf(stderr, "[hqlora] warning: %s\n", loaded.warning.c_str());
-    }
-    std::fprintf(stderr, "[hqlora] %s: %s, %d layers, %lld trainable params, %lld steps, %d threads\n",
-                 run_dir.c_str(), mc.model_type.c_str(), mc.num_layers, (long long)trainable, (long long)total, threads);
 
-    auto save = [&](const char* reason) {
-        if (!dp.root()) {   // rank 0 writes the one checkpoint of the world
-            last_ckpt_step = step;
-            return;
+    void emit_start() {
+        const AdapterSpec& spec = model_->adapter_spec();
+        int64_t trainable = 0;
+        for (const Param& p : model_->params()) trainable += static_cast<int64_t>(p.numel);
+        nlohmann::json per_level = nlohmann::json::array();
+        for (size_t l = 0; l < spec.levels.size(); ++l) {
+            int64_t n = 0;
+            for (const AdaptedModule& m : model_->modules())
+                n += static_cast<int64_t>(spec.levels[l].rank) * (m.in + m.out);
+            per_level.push_back({{"level", l}, {"rank", spec.levels[l].rank}, {"alpha", spec.levels[l].alpha},
+                                 {"scale", spec.scale(static_cast<int>(l))}, {"params", n}});
         }
-        nlohmann::json state = {
-            {"reason", reason},   // "requested" checkpoints are never pruned (checkpoint.cpp)
-            {"micro_step", step * ga},
-            {"epoch", batcher.epoch_progress()},
-            {"data_cursor", batcher.cursor().to_json()},
-            {"rng", {{"dropout_seed", std::to_string(dropout_seed)},
-                     {"dropout_stream", "splitmix64(seed, step): re-seeded at every optimizer step"}}},
-            {"scheduler", {{"type", sched.type}, {"lr", sched.lr}, {"warmup_steps", sched.warmup_steps},
-                           {"total_steps", sched.total_steps}, {"last_lr", lr_at(sched, std::max<int64_t>(0, step - 1))}}},
-            {"config_hash", hash},
-            {"compat", compat_json(cfg)},
-            {"loss_history_tail", std::vector<double>(loss_tail.begin(), loss_tail.end())},
-            {"total_steps", total},
-            {"tokens_seen", tokens_seen},
-            {"world_size", world},
-            {"trainer_version", HQ_VERSION},
-            {"created", unix_time_s()}};
-        model->sync_to_host(&adam);
-        SavedCheckpoint sc;
-        try {
-            sc = save_checkpoint(ckpt_dir, step, *model, adam, state, cfg.checkpoints.keep);
-        } catch (const Error& e) {   // a full disk, say: say which checkpoint is still good
-            throw Error(e.code(), HQ_MSG("the checkpoint of step " << step << " was not written: " << e.what()),
-                        e.where(),
-                        HQ_MSG(e.hint() << "; " << (last_ckpt_path.empty()
-                                                        ? std::string("there is no earlier checkpoint: the run starts "
-                                                                      "again from step 0")
-                                                        : "the last complete checkpoint " + last_ckpt_path +
-                                                              " is kept: make room, then continue with --resume")));
+        const double tokens_per_step = static_cast<double>(ex_per_step_) *
+                                       static_cast<double>(train_.total_targets(max_len_)) /
+                                       static_cast<double>(train_.n_examples);
+        events_.emit("start",
+                     {{"run_dir", run_dir_}, {"trainer_version", HQ_VERSION}, {"config_hash", hash_},
+                      {"model", {{"path", cfg_.model_path}, {"architecture", mc_.model_type}, {"layers", mc_.num_layers},
+                                 {"hidden", mc_.hidden_size}, {"vocab", mc_.vocab_size},
+                                 {"quantization", cfg_.quant.type}}},
+                      {"backend", model_->backend()}, {"threads", threads_}, {"world_size", world_},
+                      {"dist_backend", dp_->backend()},
+                      {"params", {{"total", model_->base_param_count() + trainable}, {"trainable", trainable},
+                                  {"per_level", per_level}}},
+                      {"total_steps", total_},
+                      {"resumed_from_step", resume_from_ ? nlohmann::json(step_) : nlohmann::json()},
+                      {"tokens_per_step", tokens_per_step}, {"examples_per_step", ex_per_step_},
+                      {"train_examples", train_.n_examples},
+                      {"eval_examples", eval_file_ ? eval_file_->n_examples : 0}});
+        if (!load_warning_.empty()) {   // after `start`: the start event is always the first one (CONTRACTS §2)
+            events_.emit_warning("W_DEVICE_FALLBACK", load_warning_);
+            std::fprintf(stderr, "[hqlora] warning: %s\n", load_warning_.c_str());
         }
-        last_ckpt_step = step;
-        last_ckpt_path = sc.path;
-        events.emit("checkpoint", {{"step", step}, {"path", sc.path}, {"bytes", sc.bytes}, {"kept", sc.kept},
-                                   {"reason", reason}});
-        std::fprintf(stderr, "[hqlora] checkpoint %s (%.1f MB)\n", sc.path.c_str(), sc.bytes / 1e6);
-    };
-    auto run_eval = [&]() {
-        last_eval_step = step;
-        if (!dp.root()) return;   // rank 0 evaluates; the others wait at the next step's all-reduce
-        if (mcq_file) {
+        std::fprintf(stderr, "[hqlora] %s: %s, %d layers, %lld trainable params, %lld steps, %d threads\n",
+                     run_dir_.c_str(), mc_.model_type.c_str(), mc_.num_layers, (long long)trainable, (long long)total_,
+                     threads_);
+    }
+
+    // --- step ------------------------------------------------------------------------------------------------
+    // One optimizer step: gather the step's micro-batches, forward/backward each, clip, AdamW. Returns kExitDone,
+    // or kExitNonFinite when the loss, the gradient norm or an updated weight is not finite (nothing is applied to
+    // a checkpoint then).
+    int train_step(std::vector<MicroBatch>& micro) {
+        const auto t_step = Clock::now();
+        model_->set_training(true, dropout_seed_for(dropout_seed_, step_));
+        model_->skip_dropout_calls(static_cast<uint64_t>(rank_) * ga_);
+        int64_t n_targets = 0, n_tokens = 0;   // of the global batch: every rank walks the whole stream
+        for (int k = 0; k < ga_ * world_; ++k) {
+            MicroBatch mb = batcher_->next();
+            n_targets += mb.n_targets;
+            n_tokens += mb.n_real_tokens;
+            if (k / ga_ == rank_) micro[k % ga_] = std::move(mb);
+        }
+        const float grad_scale = n_targets > 0 ? 1.0f / static_cast<float>(n_targets) : 0.0f;
+        model_->zero_grad();
+        double loss_sum = 0.0;
+        for (int k = 0; k < ga_; ++k)
+            loss_sum += model_->forward_backward(micro[k].ids.data(), micro[k].labels.data(), micro[k].B, micro[k].T,
+                                                 true, grad_scale).loss_sum;
+        requested_here_ = false;
+        if (dp_->active()) reduce_over_ranks(loss_sum);
+        const double loss = n_targets > 0 ? loss_sum / static_cast<double>(n_targets) : 0.0;
+        if (!std::isfinite(loss)) return non_finite("the training loss", loss);
+        if (n_targets == 0)
+            events_.emit_warning("W_NO_TARGETS", HQ_MSG("step " << step_ + 1 << " has no target tokens; no update"));
+        const float max_norm = static_cast<float>(cfg_.training.max_grad_norm);
+        std::vector<Param>& params = model_->params();
+        const float grad_norm = on_device_ ? model_->device_clip_grad_norm(max_norm) : clip_grad_norm(params, max_norm);
+        if (!std::isfinite(grad_norm)) return non_finite("the gradient norm", grad_norm);
+        const double lr = lr_at(sched_, step_);
+        bool finite = true;
+        if (on_device_) {
+            finite = model_->device_adamw_step(*adam_, lr);
+        } else {
+            adam_->step(lr);
+            finite = params_finite(params);
+        }
+        if (!finite) return non_finite("an adapter weight after the update", std::nan(""));
+        ++step_;
+        tokens_seen_ += n_targets;
+        ran_step_ = true;
+        last_loss_ = loss;
+        loss_tail_.push_back(loss);
+        while (loss_tail_.size() > 32) loss_tail_.pop_front();
+        report_step(loss, lr, grad_norm, n_targets, n_tokens, seconds_since(t_step));
+        return kExitDone;
+    }
+
+    // Data parallel: sums the gradients, the loss and the stop / save requests over ranks (data_parallel.h), and
+    // gathers each rank's memory for the step event.
+    void reduce_over_ranks(double& loss_sum) {
+        allreduce_bytes_ = dp_->reduce_gradients(*model_);
+        std::vector<double> v(static_cast<size_t>(3 + world_), 0.0);
+        v[0] = loss_sum;
+        v[1] = stop_flag_.load() ? 1.0 : 0.0;
+        v[2] = save_request_ && save_request_->exchange(0) != 0 ? 1.0 : 0.0;
+        v[3 + rank_] = static_cast<double>(model_->memory_bytes() + (on_device_ ? 0 : optimizer_bytes(*adam_)));
+        dp_->reduce_host(v);
+        loss_sum = v[0];
+        stop_all_ = v[1] > 0;
+        requested_here_ = v[2] > 0;
+        rank_memory_.assign(v.begin() + 3, v.end());
+    }
+
+    void report_step(double loss, double lr, float grad_norm, int64_t n_targets, int64_t n_tokens, double dt) {
+        const double elapsed = seconds_since(t_loop_);
+        const double eta = elapsed / static_cast<double>(step_ - first_step_) * static_cast<double>(total_ - step_);
+        if (step_ % cfg_.logging.every_steps == 0 || step_ == total_) {
+            nlohmann::json ev = {{"step", step_}, {"total_steps", total_}, {"epoch", batcher_->epoch_progress()},
+                                 {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm}, {"tokens", n_targets},
+                                 {"tokens_per_s", n_tokens / std::max(dt, 1e-9)}, {"elapsed_s", elapsed},
+                                 {"eta_s", eta},
+                                 {"memory_bytes", model_->memory_bytes() + (on_device_ ? 0 : optimizer_bytes(*adam_))}};
+            if (dp_->active()) {
+                ev["world_size"] = world_;
+                ev["allreduce_bytes"] = allreduce_bytes_;
+                ev["rank_memory_bytes"] = rank_memory_;
+            }
+            events_.emit("step", ev);
+            std::fprintf(stderr, "[hqlora] step %lld/%lld | loss %.4f | lr %.3e | gnorm %.4f | %.0f tok/s | eta %s\n",
+                         (long long)step_, (long long)total_, loss, lr, grad_norm, n_tokens / std::max(dt, 1e-9),
+                         fmt_duration(eta).c_str());
+        }
+    }
+
+    // Adapter statistics, evaluation and checkpoints due after the step just taken.
+    void after_step() {
+        if (dp_->root() && cfg_.logging.adapter_stats_every > 0 && step_ % cfg_.logging.adapter_stats_every == 0) {
+            model_->sync_to_host(nullptr);
+            nlohmann::json st = adapter_stats(*model_);
+            st["step"] = step_;
+            events_.emit("adapter_stats", st);
+        }
+        if ((eval_file_ || mcq_file_) && cfg_.eval.every_steps > 0 && step_ % cfg_.eval.every_steps == 0 &&
+            step_ < total_)
+            evaluate_now();
+        // "Save checkpoint now" (SIGUSR1) is served after the step it arrived in, as one "requested" checkpoint, which
+        // keep-K pruning leaves alone; it stands in for a periodic one of the same step. On the last step the final
+        // checkpoint serves it.
+        const bool requested =
+            step_ < total_ && (dp_->active() ? requested_here_ : save_request_ && save_request_->exchange(0) != 0);
+        if (requested)
+            checkpoint("requested");
+        else if (cfg_.checkpoints.every_steps > 0 && step_ % cfg_.checkpoints.every_steps == 0)
+            checkpoint("periodic");
+    }
+
+    int non_finite(const char* what, double value) {
+        Where w;
+        w.file = last_ckpt_path_;
+        events_.emit_error(
+            Error("E_NONFINITE", HQ_MSG(what << " is " << json_number(value).dump() << " at step " << (step_ + 1)
+                                        << "; the update was not applied to any checkpoint"),
+                  w,
+                  last_ckpt_path_.empty()
+                      ? "lower training.learning_rate or training.max_grad_norm and start again"
+                      : HQ_MSG("lower training.learning_rate or training.max_grad_norm; the last good checkpoint "
+                               << last_ckpt_path_ << " is kept (resume from it with --resume)")),
+            {{"step", step_ + 1}});
+        std::fprintf(stderr, "[hqlora] error: %s is not finite at step %lld\n", what, (long long)(step_ + 1));
+        return kExitNonFinite;
+    }
+
+    // --- evaluate --------------------------------------------------------------------------------------------
+    void evaluate_now() {
+        last_eval_step_ = step_;
+        if (!dp_->root()) return;   // rank 0 evaluates; the others wait at the next step's all-reduce
+        if (mcq_file_) {
             McqOptions mo;
-            mo.max_len = mc.max_position_embeddings;
-            mo.max_questions = cfg.eval.mcq_max_questions;
-            nlohmann::json s = score_mcq(*model, *mcq_file, mo).summary();
-            s["step"] = step;
-            events.emit("mcq", s);
-            std::fprintf(stderr, "[hqlora] mcq step %lld | acc %.4f | macro %.4f\n", (long long)step,
+            mo.max_len = mc_.max_position_embeddings;
+            mo.max_questions = cfg_.eval.mcq_max_questions;
+            nlohmann::json s = score_mcq(*model_, *mcq_file_, mo).summary();
+            s["step"] = step_;
+            events_.emit("mcq", s);
+            std::fprintf(stderr, "[hqlora] mcq step %lld | acc %.4f | macro %.4f\n", (long long)step_,
                          s["accuracy"].get<double>(), s["macro_accuracy"].get<double>());
         }
-        if (!eval_file) return;
-        const int64_t max_ex = cfg.eval.max_batches > 0 ? cfg.eval.max_batches * mbs : 0;
-        EvalResult er = evaluate(*model, *eval_file, max_len, max_ex);
-        nlohmann::json f = {{"step", step}, {"eval_loss", er.loss}, {"perplexity", er.perplexity},
+        if (!eval_file_) return;
+        const int64_t max_ex = cfg_.eval.max_batches > 0 ? cfg_.eval.max_batches * mbs_ : 0;
+        EvalResult er = evaluate(*model_, *eval_file_, max_len_, max_ex);
+        nlohmann::json f = {{"step", step_}, {"eval_loss", er.loss}, {"perplexity", er.perplexity},
                             {"eval_tokens", er.tokens}, {"eval_examples", er.examples}};
         if (er.accuracy >= 0) {
             f["accuracy"] = er.accuracy;
             f["exact_match"] = er.exact_match;
         }
-        events.emit("eval", f);
-        std::fprintf(stderr, "[hqlora] eval step %lld | loss %.4f | ppl %.3f | acc %.4f\n", (long long)step, er.loss,
+        events_.emit("eval", f);
+        std::fprintf(stderr, "[hqlora] eval step %lld | loss %.4f | ppl %.3f | acc %.4f\n", (long long)step_, er.loss,
                      er.perplexity, er.accuracy);
-        last_eval_step = step;
-    };
-    auto non_finite = [&](const char* what, double value) {
-        Where w;
-        w.file = last_ckpt_path;
-        events.emit_error(
-            Error("E_NONFINITE", HQ_MSG(what << " is " << json_number(value).dump() << " at step " << (step + 1) << "; the update was not "
-                                        "applied to any checkpoint"),
-                  w,
-                  last_ckpt_path.empty()
-                      ? "lower training.learning_rate or training.max_grad_norm and start again"
-                      : HQ_MSG("lower training.learning_rate or training.max_grad_norm; the last good checkpoint "
-                               << last_ckpt_path << " is kept (resume from it with --resume)")),
-            {{"step", step + 1}});
-        std::fprintf(stderr, "[hqlora] error: %s is not finite at step %lld\n", what, (long long)(step + 1));
-        return kExitNonFinite;
-    };
-
-    const auto t_loop = Clock::now();
-    const int64_t first_step = step;
-    double last_loss = loss_tail.empty() ? std::nan("") : loss_tail.back();
-    bool ran_step = false;
-    std::vector<MicroBatch> micro(static_cast<size_t>(ga));
-    bool stop_all = false;   // data parallel: a stop request of any rank, summed with the step
-    size_t allreduce_bytes = 0;
-    std::vector<double> rank_memory;
-    while (step < total) {
-        if (stop_all || (!dp.active() && stop_flag.load())) break;
-        const auto t_step = Clock::now();
-        model->set_training(true, dropout_seed_for(dropout_seed, step));
-        model->skip_dropout_calls(static_cast<uint64_t>(rank) * ga);
-        int64_t n_targets = 0, n_tokens = 0;   // of the global batch: every rank walks the whole stream
-        for (int k = 0; k < ga * world; ++k) {
-            MicroBatch mb = batcher.next();
-            n_targets += mb.n_targets;
-            n_tokens += mb.n_real_tokens;
-            if (k / ga == rank) micro[k % ga] = std::move(mb);
-        }
-        const float grad_scale = n_targets > 0 ? 1.0f / static_cast<float>(n_targets) : 0.0f;
-        model->zero_grad();
-        double loss_sum = 0.0;
-        for (int k = 0; k < ga; ++k)
-            loss_sum += model->forward_backward(micro[k].ids.data(), micro[k].labels.data(), micro[k].B, micro[k].T,
-                                                true, grad_scale).loss_sum;
-        bool requested_here = false;
-        if (dp.active()) {   // sum the gradients, the loss and the requests over ranks (data_parallel.h)
-            allreduce_bytes = dp.reduce_gradients(*model);
-            std::vector<double> v(static_cast<size_t>(3 + world), 0.0);
-            v[0] = loss_sum;
-            v[1] = stop_flag.load() ? 1.0 : 0.0;
-            v[2] = save_request && save_request->exchange(0) != 0 ? 1.0 : 0.0;
-            v[3 + rank] = static_cast<double>(model->memory_bytes() + (on_device ? 0 : optimizer_bytes(adam)));
-            dp.reduce_host(v);
-            loss_sum = v[0];
-            stop_all = v[1] > 0;
-            requested_here = v[2] > 0;
-            rank_memory.assign(v.begin() + 3, v.end());
-        }
-        const double loss = n_targets > 0 ? loss_sum / static_cast<double>(n_targets) : 0.0;
-        if (!std::isfinite(loss)) return non_finite("the training loss", loss);
-        if (n_targets == 0)
-            events.emit_warning("W_NO_TARGETS", HQ_MSG("step " << step + 1 << " has no target tokens; no update"));
-        const float max_norm = static_cast<float>(cfg.training.max_grad_norm);
-        const float grad_norm = on_device ? model->device_clip_grad_norm(max_norm) : clip_grad_norm(params, max_norm);
-        if (!std::isfinite(grad_norm)) return non_finite("the gradient norm", grad_norm);
-        const double lr = lr_at(sched, step);
-        bool finite = true;
-        if (on_device) {
-            finite = model->device_adamw_step(adam, lr);
-        } else {
-            adam.step(lr);
-            finite = params_finite(params);
-        }
-        if (!finite) return non_finite("an adapter weight after the update", std::nan(""));
-        ++step;
-        tokens_seen += n_targets;
-        ran_step = true;
-        last_loss = loss;
-        loss_tail.push_back(loss);
-        while (loss_tail.size() > 32) loss_tail.pop_front();
-
-        const double dt = seconds_since(t_step), elapsed = seconds_since(t_loop);
-        const double eta = elapsed / static_cast<double>(step - first_step) * static_cast<double>(total - step);
-        if (step % cfg.logging.every_steps == 0 || step == total) {
-            nlohmann::json ev = {{"step", step}, {"total_steps", total}, {"epoch", batcher.epoch_progress()},
-                                 {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm}, {"tokens", n_targets},
-                                 {"tokens_per_s", n_tokens / std::max(dt, 1e-9)}, {"elapsed_s", elapsed},
-                                 {"eta_s", eta}, {"memory_bytes", model->memory_bytes() + (on_device ? 0 : optimizer_bytes(adam))}};
-            if (dp.active()) {
-                ev["world_size"] = world;
-                ev["allreduce_bytes"] = allreduce_bytes;
-                ev["rank_memory_bytes"] = rank_memory;
-            }
-            events.emit("step", ev);
-            std::fprintf(stderr, "[hqlora] step %lld/%lld | loss %.4f | lr %.3e | gnorm %.4f | %.0f tok/s | eta %s\n",
-                         (long long)step, (long long)total, loss, lr, grad_norm, n_tokens / std::max(dt, 1e-9),
-                         fmt_duration(eta).c_str());
-        }
-        if (dp.root() && cfg.logging.adapter_stats_every > 0 && step % cfg.logging.adapter_stats_every == 0) {
-            model->sync_to_host(nullptr);
-            nlohmann::json st = adapter_stats(*model);
-            st["step"] = step;
-            events.emit("adapter_stats", st);
-        }
-        if ((eval_file || mcq_file) && cfg.eval.every_steps > 0 && step % cfg.eval.every_steps == 0 && step < total) run_eval();
-        // "Save checkpoint now" (SIGUSR1) is served after the step it arrived in, as one "requested" checkpoint, which
-        // keep-K pruning leaves alone; it stands in for a periodic one of the same step. On the last step the final
-        // checkpoint serves it.
-        const bool requested =
-            step < total && (dp.active() ? requested_here : save_request && save_request->exchange(0) != 0);
-        if (requested)
-            save("requested");
-        else if (cfg.checkpoints.every_steps > 0 && step % cfg.checkpoints.every_steps == 0)
-            save("periodic");
     }
 
-    if ((stop_all || stop_flag.load()) && step < total) {
-        if (last_ckpt_step != step) save("signal");
-        events.emit("done", {{"step", step}, {"final_loss", ran_step ? json_number(last_loss) : nlohmann::json()},
-                             {"adapter_dir", nullptr}, {"peft_dir", nullptr}, {"checkpoint", last_ckpt_path},
-                             {"elapsed_s", seconds_since(t_start)}, {"status", "stopped"}});
-        std::fprintf(stderr, "[hqlora] stopped at step %lld; resume with --resume\n", (long long)step);
+    // --- checkpoint ------------------------------------------------------------------------------------------
+    void checkpoint(const char* reason) {
+        if (!dp_->root()) {   // rank 0 writes the one checkpoint of the world
+            last_ckpt_step_ = step_;
+            return;
+        }
+        nlohmann::json state = {
+            {"reason", reason},   // "requested" checkpoints are never pruned (checkpoint.cpp)
+            {"micro_step", step_ * ga_},
+            {"epoch", batcher_->epoch_progress()},
+            {"data_cursor", batcher_->cursor().to_json()},
+            {"rng", {{"dropout_seed", std::to_string(dropout_seed_)},
+                     {"dropout_stream", "splitmix64(seed, step): re-seeded at every optimizer step"}}},
+            {"scheduler", {{"type", sched_.type}, {"lr", sched_.lr}, {"warmup_steps", sched_.warmup_steps},
+                           {"total_steps", sched_.total_steps},
+                           {"last_lr", lr_at(sched_, std::max<int64_t>(0, step_ - 1))}}},
+            {"config_hash", hash_},
+            {"compat", compat_json(cfg_)},
+            {"loss_history_tail", std::vector<double>(loss_tail_.begin(), loss_tail_.end())},
+            {"total_steps", total_},
+            {"tokens_seen", tokens_seen_},
+            {"world_size", world_},
+            {"trainer_version", HQ_VERSION},
+            {"created", unix_time_s()}};
+        model_->sync_to_host(&*adam_);
+        SavedCheckpoint sc;
+        try {
+            sc = save_checkpoint(ckpt_dir_, step_, *model_, *adam_, state, cfg_.checkpoints.keep);
+        } catch (const Error& e) {   // a full disk, say: say which checkpoint is still good
+            throw Error(e.code(), HQ_MSG("the checkpoint of step " << step_ << " was not written: " << e.what()),
+                        e.where(),
+                        HQ_MSG(e.hint() << "; " << (last_ckpt_path_.empty()
+                                                        ? std::string("there is no earlier checkpoint: the run starts "
+                                                                      "again from step 0")
+                                                        : "the last complete checkpoint " + last_ckpt_path_ +
+                                                              " is kept: make room, then continue with --resume")));
+        }
+        last_ckpt_step_ = step_;
+        last_ckpt_path_ = sc.path;
+        events_.emit("checkpoint", {{"step", step_}, {"path", sc.path}, {"bytes", sc.bytes}, {"kept", sc.kept},
+                                    {"reason", reason}});
+        std::fprintf(stderr, "[hqlora] checkpoint %s (%.1f MB)\n", sc.path.c_str(), sc.bytes / 1e6);
+    }
+
+    // --- the end ---------------------------------------------------------------------------------------------
+    int finish_stopped() {
+        if (last_ckpt_step_ != step_) checkpoint("signal");
+        events_.emit("done", {{"step", step_}, {"final_loss", ran_step_ ? json_number(last_loss_) : nlohmann::json()},
+                              {"adapter_dir", nullptr}, {"peft_dir", nullptr}, {"checkpoint", last_ckpt_path_},
+                              {"elapsed_s", seconds_since(t_start_)}, {"status", "stopped"}});
+        std::fprintf(stderr, "[hqlora] stopped at step %lld; resume with --resume\n", (long long)step_);
         return kExitStopped;
     }
 
-    if ((eval_file || mcq_file) && last_eval_step != step) run_eval();
-    if (!dp.root()) return kExitDone;   // rank 0 writes the adapters
-    const std::string adapter_dir = path_join(run_dir, "adapter"), peft_dir = path_join(run_dir, "peft");
-    const nlohmann::json final_loss = loss_tail.empty() ? nlohmann::json() : json_number(last_loss);
-    nlohmann::json meta = {{"trainer_version", HQ_VERSION},
-                           {"base_model", {{"path", cfg.model_path}}},
-                           {"training", {{"steps", step}, {"final_loss", final_loss}, {"tokens", tokens_seen},
-                                         {"config_hash", hash}, {"seed", cfg.training.seed}}}};
-    model->sync_to_host(nullptr);
-    save_hierarchical_adapter(*model, adapter_dir, meta);
-    export_peft(*model, peft_dir, cfg.model_path);
-    events.emit("done", {{"step", step}, {"final_loss", final_loss},
-                         {"adapter_dir", adapter_dir}, {"peft_dir", peft_dir},
-                         {"checkpoint", last_ckpt_path.empty() ? nlohmann::json() : nlohmann::json(last_ckpt_path)},
-                         {"elapsed_s", seconds_since(t_start)}, {"status", "completed"}});
-    std::fprintf(stderr, "[hqlora] done: %lld steps, final loss %.4f, adapter %s\n", (long long)step, last_loss,
-                 adapter_dir.c_str());
-    return kExitDone;
+    int finish_completed() {
+        if ((eval_file_ || mcq_file_) && last_eval_step_ != step_) evaluate_now();
+        if (!dp_->root()) return kExitDone;   // rank 0 writes the adapters
+        const std::string adapter_dir = path_join(run_dir_, "adapter"), peft_dir = path_join(run_dir_, "peft");
+        const nlohmann::json final_loss = loss_tail_.empty() ? nlohmann::json() : json_number(last_loss_);
+        nlohmann::json meta = {{"trainer_version", HQ_VERSION},
+                               {"base_model", {{"path", cfg_.model_path}}},
+                               {"training", {{"steps", step_}, {"final_loss", final_loss}, {"tokens", tokens_seen_},
+                                             {"config_hash", hash_}, {"seed", cfg_.training.seed}}}};
+        model_->sync_to_host(nullptr);
+        save_hierarchical_adapter(*model_, adapter_dir, meta);
+        export_peft(*model_, peft_dir, cfg_.model_path);
+        events_.emit("done", {{"step", step_}, {"final_loss", final_loss},
+                              {"adapter_dir", adapter_dir}, {"peft_dir", peft_dir},
+                              {"checkpoint", last_ckpt_path_.empty() ? nlohmann::json() : nlohmann::json(last_ckpt_path_)},
+                              {"elapsed_s", seconds_since(t_start_)}, {"status", "completed"}});
+        std::fprintf(stderr, "[hqlora] done: %lld steps, final loss %.4f, adapter %s\n", (long long)step_, last_loss_,
+                     adapter_dir.c_str());
+        return kExitDone;
+    }
+
+    const TrainOptions& opt_;
+    EventSink& events_;
+    const std::atomic<int>& stop_flag_;
+    std::atomic<int>* save_request_;
+
+    // setup
+    Clock::time_point t_start_, t_loop_;
+    RunConfig cfg_;
+    std::string run_dir_, ckpt_dir_;
+    int threads_ = 0;
+    ModelConfig mc_;
+    TokenFile train_;
+    std::optional<TokenFile> eval_file_;
+    std::optional<McqFile> mcq_file_;
+    std::optional<CheckpointRef> resume_from_;
+    std::optional<DataParallel> dp_;   // joined before the model loads; outlives it (declared first)
+    int world_ = 1, rank_ = 0;
+    std::unique_ptr<Model> model_;
+    std::string load_warning_;
+    bool on_device_ = false;
+    std::optional<AdamW> adam_;     // holds a reference to model_->params()
+    int mbs_ = 1, ga_ = 1;
+    int64_t ex_per_step_ = 1, total_ = 0, max_len_ = 0;
+    ScheduleConfig sched_;
+    std::optional<Batcher> batcher_;  // holds a reference to train_
+    uint64_t dropout_seed_ = 0;
+    std::string hash_;
+
+    // progress
+    int64_t step_ = 0, first_step_ = 0, last_ckpt_step_ = -1, last_eval_step_ = -1, tokens_seen_ = 0;
+    std::string last_ckpt_path_;
+    std::deque<double> loss_tail_;
+    double last_loss_ = 0.0;
+    bool ran_step_ = false;
+    bool stop_all_ = false;         // data parallel: a stop request of any rank, summed with the step
+    bool requested_here_ = false;   // data parallel: a save request of any rank, summed with the step
+    size_t allreduce_bytes_ = 0;
+    std::vector<double> rank_memory_;
+};
+
+}  // namespace
+
+int run_training(const TrainOptions& opt, EventSink& events, const std::atomic<int>& stop_flag,
+                 std::atomic<int>* save_request) {
+    TrainingRun run(opt, events, stop_flag, save_request);
+    return run.run();
 }
 
 }  // namespace hq
