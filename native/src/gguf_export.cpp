@@ -15,10 +15,7 @@
 #include "model_config.h"
 #include "nf4.h"
 #include "safetensors.h"
-
-#ifndef HQ_VERSION
-#define HQ_VERSION "0.0.0"
-#endif
+#include "version.h"
 
 namespace hq {
 
