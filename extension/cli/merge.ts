@@ -13,7 +13,7 @@ import {
   type ExportCommonOptions, type ExportProgress, type ExportReport, type HqloraAddon, isNativeError, loadAddon, toHqError,
 } from '../native/addon';
 import { type GgufExportResult, exportGgufVerified, ggufFolderName } from '../gguf/export';
-import { HqError } from '../run/errors';
+import { HqError } from '../core/errors';
 import { UsageError } from './args';
 
 export const EXPORT_USAGE = `  hqlora merge <run-folder | adapter-folder> [--rank N] [--out DIR]

@@ -4,7 +4,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 import type { ExportProgress, HqloraAddon } from '../native/addon';
-import { HqError } from '../run/errors';
+import { HqError } from '../core/errors';
 import { type GgufExportResult, exportGgufVerified, ggufFolderName } from './export';
 
 export interface RunGguf {

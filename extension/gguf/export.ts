@@ -7,7 +7,7 @@ import { rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import type { CancelToken, ExportProgress, GgufExportOptions, GgufExportReport, HqloraAddon } from '../native/addon';
-import { HqError } from '../run/errors';
+import { HqError } from '../core/errors';
 import { type GgufVerification, verifyGgufExport } from './verify';
 
 export interface GgufExportRun {

@@ -4,7 +4,7 @@
 // bytes.
 import { open } from 'node:fs/promises';
 
-import { HqError } from '../run/errors';
+import { HqError } from '../core/errors';
 
 const MAGIC = 0x46554747;   // "GGUF"
 

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 
-import { HqError } from '../run/errors';
+import { HqError } from '../core/errors';
 import type {
   GenerateRequest, GenerateResult, HelloEvent, ServerMessage, VerifyRequest, VerifyResult,
 } from './protocol';

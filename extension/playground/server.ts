@@ -12,7 +12,7 @@ import type * as NodeLlamaCppModule from 'node-llama-cpp';
 import type { Llama, LlamaContext, LlamaModel, Token } from 'node-llama-cpp';
 
 import { checkGgufFile } from '../gguf/file';
-import { HqError } from '../run/errors';
+import { HqError } from '../core/errors';
 import type {
   GenerateRequest, GenerateResult, HelloEvent, LogitsCase, Request, ServerMessage, VerifyRequest, VerifyResult,
 } from './protocol';
