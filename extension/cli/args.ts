@@ -11,7 +11,7 @@ export interface ParsedArgs {
 }
 
 /** Flags that take a value (`--threads 2` or `--threads=2`). */
-const VALUE_FLAGS = new Set(['--threads', '--trainer', '--n', '--mcq', '--shots', '--split', '--adapter', '--max-questions', '--only']);
+const VALUE_FLAGS = new Set(['--gpus', '--threads', '--trainer', '--n', '--mcq', '--shots', '--split', '--adapter', '--max-questions', '--only']);
 
 export function parseArgs(argv: string[]): ParsedArgs {
   const flags = new Map<string, string | true>();
@@ -62,9 +62,12 @@ export function onePositional(args: ParsedArgs, what: string): string {
 export const USAGE = `hqlora — hierarchical QLoRA fine-tuning (CLI of the H-QLoRA VS Code extension)
 
 Usage:
-  hqlora run <config.hqlora.yaml> [--resume] [--threads N] [--trainer PATH]
+  hqlora run <config.hqlora.yaml> [--resume] [--gpus N] [--threads N] [--trainer PATH]
       Validate the config, tokenize the data into <run>/data, train with hqlora-train and print live progress.
       Ends by printing where the adapters went (<run>/adapter and <run>/peft).
+      --gpus N (default: hardware.gpus) trains data parallel on N ranks of this host, one per GPU (with
+      hardware.device cpu: N CPU processes); hqlora-train starts and supervises them, and one rank's failure
+      stops them all.
       Exit code: 0 completed, 3 stopped (Ctrl-C; continue with --resume), 1 failed.
   hqlora validate <config.hqlora.yaml> [--json]
       Check a config against schemas/run-config.schema.json; --json prints the resolved run.json.

@@ -37,11 +37,12 @@ async function main(argv: string[]): Promise<number> {
   }
   switch (args.command) {
     case 'run':
-      checkFlags(args, ['--resume', '--threads', '--trainer']);
+      checkFlags(args, ['--resume', '--gpus', '--threads', '--trainer']);
       return runCommand({
         configPath: onePositional(args, 'config file'),
         packageRoot,
         resume: args.flags.has('--resume'),
+        gpus: numberFlag(args.flags.get('--gpus'), '--gpus'),
         threads: numberFlag(args.flags.get('--threads'), '--threads'),
         trainerSetting,
       });

@@ -14,6 +14,8 @@ export interface RunCommandOptions {
   configPath: string;
   packageRoot: string;
   resume: boolean;
+  /** `--gpus N`: ranks of a one-host data-parallel run (hqlora-train starts and supervises them). */
+  gpus: number | undefined;
   threads: number | undefined;
   trainerSetting: string | undefined;
 }
@@ -79,6 +81,7 @@ export async function runCommand(opts: RunCommandOptions): Promise<number> {
       configPath: opts.configPath,
       packageRoot: opts.packageRoot,
       resume: opts.resume,
+      ...(opts.gpus !== undefined ? { gpus: opts.gpus } : {}),
       trainerSetting: opts.trainerSetting,
       trainerArgs: opts.threads !== undefined ? ['--threads', String(opts.threads)] : [],
       signal: abort.signal,
@@ -96,6 +99,11 @@ export async function runCommand(opts: RunCommandOptions): Promise<number> {
     out.status('');
     out.line(`run      ${run.runDir}`);
     out.line(`trainer  ${trainer.path} (hqlora-train ${trainer.version}, ${trainer.backends.join(',')})`);
+    const hw = run.config.hardware;
+    if (typeof hw.gpus === 'number' && hw.gpus > 1) {
+      const where = hw.device === 'cpu' ? ' (CPU processes)' : hw.gpu_ids ? ` (GPUs ${hw.gpu_ids.join(', ')})` : '';
+      out.line(`ranks    ${hw.gpus} on this host${where}; hqlora-train supervises them, rank 0's events below`);
+    }
     out.line(`data     ${data.trainTokens}${data.evalTokens ? ` + ${path.basename(data.evalTokens)}` : ''}${data.cached ? ' (cached)' : ''}`);
 
     let firstLoss: number | undefined;

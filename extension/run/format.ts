@@ -43,9 +43,18 @@ export function formatStep(e: StepEvent): string {
     `step ${e.step}/${e.total_steps}`,
     `loss ${formatLoss(e.loss)}`,
     `lr ${num(e.lr).toExponential(1)}`,
-    `${Number.isFinite(tps) ? Math.round(tps) : '?'} tok/s`,
+    `${Number.isFinite(tps) ? Math.round(tps) : '?'} tok/s${e.world_size !== undefined && e.world_size > 1 ? ` on ${e.world_size} ranks` : ''}`,
     `ETA ${formatDuration(num(e.eta_s))}`,
   ].join('  ');
+}
+
+/** Data parallel: `2 ranks · memory 1.20 GiB / 1.21 GiB · all-reduce 280 KiB/step`; undefined for a world of one. */
+export function formatRanks(e: StepEvent): string | undefined {
+  if (e.world_size === undefined || e.world_size <= 1) return undefined;
+  const parts = [`${e.world_size} ranks`];
+  if (e.rank_memory_bytes?.length) parts.push(`memory ${e.rank_memory_bytes.map((b) => formatBytes(b)).join(' / ')}`);
+  if (e.allreduce_bytes !== undefined) parts.push(`all-reduce ${formatBytes(e.allreduce_bytes)}/step`);
+  return parts.join(' · ');
 }
 
 /** Short status-bar form: `12/150 · loss 2.346 · ETA 1m02s` */
@@ -67,7 +76,8 @@ export function formatStart(e: StartEvent): string[] {
   const levels = e.params.per_level.map((l) => `r${l.rank}/α${num(l.alpha)}`).join(' + ');
   return [
     `model ${m.architecture}: ${m.layers} layers, hidden ${m.hidden}, vocab ${m.vocab}` +
-      `${m.quantization ? `, ${m.quantization}` : ''}; ${e.backend} × ${e.threads} threads`,
+      `${m.quantization ? `, ${m.quantization}` : ''}; ${e.backend} × ${e.threads} threads` +
+      `${e.world_size !== undefined && e.world_size > 1 ? ` × ${e.world_size} ranks (${e.dist_backend ?? '?'} all-reduce)` : ''}`,
     `adapter ${levels}: ${e.params.trainable.toLocaleString('en-US')} trainable of ${e.params.total.toLocaleString('en-US')} params; ` +
       `${e.total_steps} steps${e.resumed_from_step != null ? `, resumed from step ${e.resumed_from_step}` : ''}`,
   ];

@@ -12,6 +12,7 @@ import { HqError } from '../core/errors';
 import { launchTrainer, type TrainerProcess } from './launcher';
 import { type ResolvedRun, configName, resolveRunConfig } from './resolve';
 import { findTrainer, type TrainerInfo } from './trainer';
+import { isWorldProblem, worldPlan } from './world';
 
 export interface StartRunOptions {
   configPath: string;
@@ -23,6 +24,8 @@ export interface StartRunOptions {
   trainerSetting?: string;
   /** Extra trainer flags, e.g. ['--threads', '2']. */
   trainerArgs?: string[];
+  /** Ranks of a one-host data-parallel run (`hqlora run --gpus N`); default: the config's hardware.gpus. */
+  gpus?: number;
   signal?: AbortSignal;
   onWarning?: (message: string) => void;
   onPrepareProgress?: (p: PrepareProgress) => void;
@@ -70,6 +73,11 @@ export async function prepareRun(opts: PrepareRunOptions): Promise<PreparedRun> 
   if (opts.defaultDevice && loaded.raw.hardware?.device === undefined) {
     run.config.hardware.device = opts.defaultDevice as typeof run.config.hardware.device;
   }
+  // Data parallel on this host: run.json gets the rank count (hqlora-train starts the ranks) and the devices.
+  const world = worldPlan(run.config.hardware, opts.gpus);
+  if (isWorldProblem(world)) throw new HqError(world.message, { file: loaded.file, key: world.path.join('.') }, world.hint);
+  run.config.hardware.gpus = world.ranks;
+  run.config.hardware.gpu_ids = world.devices;
   const trainer = await findTrainer({ packageRoot: opts.packageRoot, setting: opts.trainerSetting, onWarning: opts.onWarning });
   opts.signal?.throwIfAborted();
 

@@ -10,7 +10,7 @@ import * as vscode from 'vscode';
 
 import { HqError } from '../core/errors';
 import { type PreparedRun, prepareRun } from '../run/job';
-import { writeRunJson } from '../run/launcher';
+import { gpuEnv, writeRunJson } from '../run/launcher';
 import { trainerEnv } from '../run/trainer';
 import type { Settings } from '../settings';
 import { procStartTime } from './proc';
@@ -172,7 +172,7 @@ export class RunManager implements vscode.Disposable {
     const err = openSync(path.join(run.runDir, 'trainer.log'), 'a');
     let child: ChildProcess;
     try {
-      child = spawn(trainer.path, args, { cwd: run.runDir, env: trainerEnv(), detached: true, stdio: ['ignore', out, err] });
+      child = spawn(trainer.path, args, { cwd: run.runDir, env: trainerEnv(gpuEnv(run.config.hardware.gpu_ids)), detached: true, stdio: ['ignore', out, err] });
     } finally {
       closeSync(out);
       closeSync(err);

@@ -8,13 +8,16 @@
 #include <cstring>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "backend.h"
 #include "data_parallel.h"
+#include "dist_launch.h"
 #include "error.h"
 #include "eval_cmd.h"
 #include "events.h"
 #include "inspect.h"
+#include "run_config.h"
 #include "trainer.h"
 #include "version.h"
 #ifdef HQ_WITH_CUDA
@@ -32,7 +35,7 @@ extern "C" void on_save_signal(int) { g_save.store(1); }
 
 void usage(std::FILE* out) {
     std::fprintf(out,
-                 "usage: hqlora-train [train] --config <run.json> [--resume] [--threads N] [--max-steps N]\n"
+                 "usage: hqlora-train [train] --config <run.json> [--resume] [--threads N] [--max-steps N] [--nproc N]\n"
                  "       hqlora-train inspect <file.safetensors | model-folder>\n"
                  "       hqlora-train eval --config <run.json> [--adapter DIR|none] [--levels all|ablation|K] ...\n"
                  "       hqlora-train --version | --help\n"
@@ -46,6 +49,7 @@ void usage(std::FILE* out) {
                  "  --resume          continue from the newest complete checkpoint     (default: off)\n"
                  "  --threads N       compute threads, 0 = all cores                   (default: run.json hardware.threads)\n"
                  "  --max-steps N     override the number of optimizer steps           (default: run.json training)\n"
+                 "  --nproc N         start and supervise N ranks on this host        (default: run.json hardware.gpus)\n"
                  "other:\n"
                  "  inspect PATH      validate a .safetensors file or model folder and print it as one JSON object\n"
                  "  eval ...          base vs adapter vs level ablation: eval loss + multiple choice (eval --help)\n"
@@ -54,7 +58,9 @@ void usage(std::FILE* out) {
                  "\n"
                  "data parallel: one process per rank, placed by the launcher's environment: torchrun (RANK,\n"
                  "         WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) or Slurm (SLURM_PROCID, SLURM_NTASKS,\n"
-                 "         SLURM_LOCALID, SLURM_JOB_NODELIST); run.json distributed.{backend,timeout_s,bucket_mb}\n"
+                 "         SLURM_LOCALID, SLURM_JOB_NODELIST); run.json distributed.{backend,timeout_s,bucket_mb}.\n"
+                 "         Without a launcher, --nproc N > 1 (or hardware.gpus > 1) makes this process the launcher\n"
+                 "         of N ranks on this host (rank k on visible GPU k), passing rank 0's events through\n"
                  "signals: SIGINT/SIGTERM stop after a checkpoint; SIGUSR1 writes a checkpoint after the current step\n"
                  "         and training goes on (checkpoint event, reason \"requested\")\n"
                  "exit codes: 0 done | 1 error (an error event was printed) | 2 usage | 3 stopped by SIGINT/SIGTERM\n"
@@ -65,6 +71,28 @@ int usage_error(const std::string& msg) {
     std::fprintf(stderr, "hqlora-train: %s\n\n", msg.c_str());
     usage(stderr);
     return hq::kExitUsage;
+}
+
+// The one-host launcher (dist_launch.h), when --nproc or run.json hardware.gpus asks for more than one rank and no
+// launcher started this process. Returns its exit code, or -1 to train in this process.
+int launch_if_asked(const hq::TrainOptions& opt, int nproc, const std::vector<std::string>& rank_args,
+                    hq::EventSink& events) {
+    const hq::DistEnv env = hq::dist_env_from_environment();
+    if (env.distributed()) {
+        if (nproc > 1)
+            throw hq::Error("E_DIST", HQ_MSG("--nproc " << nproc << " given, but this process already is rank "
+                                             << env.rank << " of a " << env.source << " world of " << env.world),
+                            {}, "let the launcher (torchrun, srun) start the ranks, and drop --nproc");
+        return -1;   // torchrun / srun set the world; hardware.gpus does not apply
+    }
+    const hq::RunConfig cfg = hq::load_run_config(opt.config_path);
+    const int n = nproc > 0 ? nproc : cfg.gpus;
+    if (n <= 1) return -1;
+    hq::LocalLaunch spec;
+    spec.nproc = n;
+    spec.args = rank_args;
+    spec.events_log = cfg.run_dir() + "/events.jsonl";
+    return hq::launch_local_world(spec, events);
 }
 
 bool parse_int(const char* s, long long lo, long long* out) {
@@ -113,6 +141,15 @@ int main(int argc, char** argv) {
     if (cmd != "train") return usage_error("unknown command \"" + cmd + "\"");
 
     hq::TrainOptions opt;
+    int nproc = 0;                     // --nproc (0: run.json hardware.gpus)
+    std::vector<std::string> rank_args;   // the arguments a rank of the one-host launcher gets (no --nproc)
+    for (int k = 1; k < argc; ++k) {
+        if (std::string(argv[k]) == "--nproc") {
+            ++k;
+            continue;
+        }
+        rank_args.emplace_back(argv[k]);
+    }
     for (; i < argc; ++i) {
         std::string a = argv[i];
         auto value = [&](const char* flag) -> const char* {
@@ -137,6 +174,11 @@ int main(int argc, char** argv) {
             const char* v = value("--threads");
             if (!v || !parse_int(v, 0, &n)) return usage_error("--threads needs an integer >= 0");
             opt.threads = static_cast<int>(n);
+        } else if (a == "--nproc") {
+            const char* v = value("--nproc");
+            if (!v || !parse_int(v, 1, &n) || n > 256) return usage_error("--nproc needs an integer in 1..256");
+            nproc = static_cast<int>(n);
+            continue;
         } else if (a == "--max-steps") {
             const char* v = value("--max-steps");
             if (!v || !parse_int(v, 0, &n)) return usage_error("--max-steps needs an integer >= 0");
@@ -159,6 +201,8 @@ int main(int argc, char** argv) {
     sigaction(SIGUSR1, &su, nullptr);
 
     try {
+        const int launched = launch_if_asked(opt, nproc, rank_args, events);
+        if (launched >= 0) return launched;
         return hq::run_training(opt, events, g_stop, &g_save);
     } catch (const hq::Error& e) {
         hq::dist_report_failure(e.code() + ": " + e.what());

@@ -224,6 +224,15 @@ RunConfig parse_run_config(const nlohmann::json& j, const std::string& file) {
     if (c.device != "auto" && c.device != "cpu" && c.device != "cuda")
         hw.fail("hardware.device", HQ_MSG("\"" << c.device << "\" is not one of auto, cpu, cuda"));
     c.threads = static_cast<int>(hw.integer("threads", 0, 0, 4096));
+    if (const nlohmann::json* g = hw.get("gpus"); g && g->is_array()) {   // GPU ordinals: one rank each
+        if (g->empty() || g->size() > 256) hw.fail("hardware.gpus", "must list 1 to 256 GPU ordinals");
+        for (const nlohmann::json& id : *g)
+            if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > 255)
+                hw.fail("hardware.gpus", HQ_MSG("must list GPU ordinals 0..255, got " << id.dump()));
+        c.gpus = static_cast<int>(g->size());
+    } else {
+        c.gpus = static_cast<int>(hw.integer("gpus", 1, 1, 256));
+    }
 
     Section ds(j, "distributed", file, false);   // data parallel (data_parallel.h); used only under a launcher
     c.dist.backend = ds.str("backend", "auto");

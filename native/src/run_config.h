@@ -73,6 +73,7 @@ struct RunConfig {
     std::string device = "auto";
     std::string compute_dtype = "auto";   // quantization.compute_dtype: auto | bfloat16 | float32
     int threads = 0;               // 0 = all cores
+    int gpus = 1;                  // hardware.gpus: ranks the one-host launcher starts (a list: its length)
     DistributedConfig dist;        // distributed.*: backend, timeout, buckets (a world of one ignores them)
     LoggingConfig logging;
     nlohmann::json raw;            // the parsed run.json

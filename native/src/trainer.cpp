@@ -13,6 +13,7 @@
 #include "backend.h"
 #include "checkpoint.h"
 #include "data_parallel.h"
+#include "dist_launch.h"
 #include "error.h"
 #include "fsutil.h"
 #include "mcq.h"
@@ -226,7 +227,7 @@ class TrainingRun {
     // Threads: one setting for OpenMP and OpenBLAS; results are identical for a fixed count.
     void set_threads() {
         threads_ = opt_.threads >= 0 ? opt_.threads : cfg_.threads;
-        if (threads_ <= 0) threads_ = omp_get_num_procs();
+        if (threads_ <= 0) threads_ = std::max(1, omp_get_num_procs() / dist_local_world());   // a host's ranks share the cores
         omp_set_num_threads(threads_);
         openblas_set_num_threads(threads_);
     }

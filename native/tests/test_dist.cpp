@@ -4,7 +4,8 @@
 //   - 2 and 4 ranks equal 1 rank with 2× / 4× accumulation (losses, gradient norms, final adapter);
 //   - a rank SIGKILLed at seeded random moments stops every other rank within seconds, rank 0 naming it, no
 //     checkpoint is partial, and --resume after every kill ends in the uninterrupted run's adapter, bit for bit;
-//   - a run resumes on another world size (the data position is global).
+//   - a run resumes on another world size (the data position is global);
+//   - hqlora-train --nproc N / hardware.gpus: the one-host launcher (dist_launch.h), its output and its failures.
 #include <doctest/doctest.h>
 
 #include <signal.h>
@@ -434,5 +435,103 @@ TEST_CASE("a run resumes on another world size: the data position is global") {
         bool exact = false;
         adapter_max_rel(e.dir + "/runs/" + name, e.dir + "/runs/ref", &exact);
         CHECK_MESSAGE(exact, name);
+    }
+}
+
+namespace {
+
+// The children of `parent` (field 4 of /proc/<pid>/stat) and the RANK each has in its environment (-1: none).
+std::map<pid_t, int> ranks_of(pid_t parent) {
+    std::map<pid_t, int> out;
+    for (const std::string& name : list_dir("/proc")) {
+        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+        std::string stat, env;
+        try {   // a process may end between the listing and the reads
+            stat = read_file("/proc/" + name + "/stat");
+            env = read_file("/proc/" + name + "/environ");
+        } catch (const Error&) {
+            continue;
+        }
+        const size_t close = stat.rfind(')');
+        if (close == std::string::npos) continue;
+        int ppid = 0;
+        char state = 0;
+        if (std::sscanf(stat.c_str() + close + 1, " %c %d", &state, &ppid) != 2 || ppid != parent) continue;
+        int rank = -1;
+        for (size_t p = 0; p < env.size();) {
+            if (env.compare(p, 5, "RANK=") == 0) rank = std::atoi(env.c_str() + p + 5);
+            const size_t end = env.find('\0', p);
+            if (end == std::string::npos) break;
+            p = end + 1;
+        }
+        out[static_cast<pid_t>(std::stol(name))] = rank;
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("--nproc 2: hqlora-train launches the world itself, passes rank 0's events through, stops all on a death") {
+    Env e = make_env();
+    // The launcher's world of 2 × accumulation 1 is one rank × accumulation 2, bit for bit.
+    hq_test::Child one = hq_test::spawn({"--config", write_config(e, "one", config(e, "one", 2, 4)), "--threads", "1"},
+                                        e.dir + "/one.out");
+    REQUIRE(hq_test::wait_child(one) == 0);
+    json two_cfg = config(e, "two", 1, 4);
+    two_cfg["hardware"] = {{"gpus", 2}, {"device", "cpu"}};   // hardware.gpus: no flag needed
+    hq_test::Child two = hq_test::spawn({"--config", write_config(e, "two", two_cfg), "--threads", "1"}, e.dir + "/two.out");
+    REQUIRE(hq_test::wait_child(two) == 0);
+    const std::vector<json> ev = read_events(two.out_path);
+    REQUIRE(of_type(ev, "start").size() == 1);   // rank 0's events only
+    CHECK(of_type(ev, "start")[0]["world_size"] == 2);
+    CHECK(of_type(ev, "start")[0]["dist_backend"] == "cpu");
+    CHECK(of_type(ev, "step").size() == 4);
+    CHECK(of_type(ev, "step")[0]["rank_memory_bytes"].size() == 2);
+    CHECK(field(ev, "loss") == field(read_events(one.out_path), "loss"));
+    bool exact = false;
+    adapter_max_rel(e.dir + "/runs/two", e.dir + "/runs/one", &exact);
+    CHECK(exact);
+    const std::string log = read_file(two.out_path + ".err");
+    CHECK(log.find("[rank 1] [hqlora] rank 1 of 2") != std::string::npos);
+
+    // SIGKILL of either rank mid-run: the launcher ends within seconds, exit 1, with an error event naming the rank.
+    for (int victim : {1, 0}) {
+        json cfg = config(e, "kill" + std::to_string(victim), 1, 400);
+        cfg["distributed"] = {{"timeout_s", 5}};
+        const std::string run = e.dir + "/runs/kill" + std::to_string(victim);
+        hq_test::Child l = hq_test::spawn({"--config", write_config(e, "kill" + std::to_string(victim), cfg),
+                                           "--threads", "1", "--nproc", "2"},
+                                          run + ".out");
+        const auto t0 = Clock::now();
+        while (of_type(read_events(l.out_path), "step").empty()) {
+            REQUIRE_MESSAGE(since(t0) < 60.0, read_file(l.out_path + ".err"));
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        const std::map<pid_t, int> ranks = ranks_of(l.pid);
+        REQUIRE(ranks.size() == 2);
+        pid_t target = -1;
+        for (const auto& [pid, r] : ranks)
+            if (r == victim) target = pid;
+        REQUIRE(target > 0);
+        kill(target, SIGKILL);
+        const auto tk = Clock::now();
+        int st = 0;
+        while (waitpid(l.pid, &st, WNOHANG) != l.pid) {
+            REQUIRE_MESSAGE(since(tk) < 20.0, "the launcher still runs 20 s after rank " << victim << " was killed");
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        MESSAGE("rank " << victim << " killed: the launcher ended after " << since(tk) << " s");
+        CHECK(WIFEXITED(st));
+        CHECK(WEXITSTATUS(st) == 1);
+        for (const auto& [pid, r] : ranks) CHECK_MESSAGE(kill(pid, 0) != 0, "rank " << r << " is left");
+        const std::vector<json> errs = of_type(read_events(l.out_path), "error");
+        REQUIRE(errs.size() == 1);
+        const std::string msg = errs[0]["message"];
+        CHECK_MESSAGE(msg.find("rank " + std::to_string(victim)) != std::string::npos, msg);
+        if (victim == 0) {   // the launcher's own event, in events.jsonl too
+            CHECK(msg.find("SIGKILL") != std::string::npos);
+            CHECK(of_type(read_events(run + "/events.jsonl"), "error").size() == 1);
+        }
+        for (const CheckpointRef& c : list_checkpoints(run + "/checkpoints")) CHECK_NOTHROW(read_checkpoint_state(c.path));
     }
 }

@@ -21,6 +21,7 @@ export interface RunConfig {
   checkpoints?: Checkpoints;
   output?: Output;
   hardware?: Hardware;
+  distributed?: Distributed;
   logging?: Logging;
 }
 /**
@@ -342,9 +343,30 @@ export interface Hardware {
    */
   gpu_ids?: number[] | null;
   /**
+   * Data parallel on one host: the number of trainer ranks `hqlora run` (and Start Run) launches, one per GPU, or the list of GPU ordinals (as nvidia-smi numbers them), one rank per listed GPU. Every rank holds the whole quantized model and trains on its own share of each global batch, so the memory per GPU is that of a one-GPU run and the global batch is micro_batch_size × gradient_accumulation_steps × gpus. With a count and gpu_ids, the ranks use the first `gpus` of gpu_ids; a list replaces gpu_ids. With device cpu the ranks are processes on the CPU (the cores are shared among them). `hqlora run --gpus N` overrides it. Launchers of their own (torchrun, srun) set the world themselves and ignore it.
+   */
+  gpus?: number | number[];
+  /**
    * CPU compute threads (0 = all cores).
    */
   threads?: number;
+}
+/**
+ * Data-parallel training, used when the trainer runs as one rank of several (hardware.gpus > 1, torchrun, srun). The adapter gradients are summed over ranks after every step's backward, so a run on N ranks is a run on one rank with N × gradient_accumulation_steps.
+ */
+export interface Distributed {
+  /**
+   * The collective backend. auto: NCCL when the model is on a GPU, else the CPU backend (shared memory, every rank on one host). nccl needs hardware.device cuda; cpu needs hardware.device cpu.
+   */
+  backend?: 'auto' | 'cpu' | 'nccl';
+  /**
+   * Seconds that the rendezvous and any collective may wait for the other ranks (NCCL's watchdog timeout); past it the rank fails naming the ranks that did not arrive. Raise it when rank 0's evaluations or checkpoints are long.
+   */
+  timeout_s?: number;
+  /**
+   * Size in MiB of the gradient buckets that are all-reduced one after another.
+   */
+  bucket_mb?: number;
 }
 /**
  * How often the trainer emits events.
