@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { validateTrainerEvent } from '../../extension/run/schemas';
+import { validateTrainerEvent } from '../../extension/core/schemas';
 import { requireBuilds, runCli, tinyConfig } from './helpers';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'hqlora-gpus-'));
