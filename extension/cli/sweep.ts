@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 
-import { formatBytes } from '../lsp/memory';
+import { formatBytes } from '../model/memory';
 import { formatDuration } from '../run/format';
 import { cellCost, deviceBudget } from '../sweep/capacity';
 import { readTrainCost } from '../sweep/results';

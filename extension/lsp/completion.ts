@@ -8,9 +8,9 @@ import path from 'node:path';
 import { type CompletionItem, CompletionItemKind, MarkupKind, type Position } from 'vscode-languageserver';
 
 import type { ConfigDoc, KeyPath } from './document';
-import { listCachedModels } from './hfcache';
-import { ALL_MODULES } from './memory';
-import { modulesOf } from './modelinfo';
+import { listCachedModels } from '../model/hfcache';
+import { ALL_MODULES } from '../model/memory';
+import { modulesOf } from '../model/modelinfo';
 import { enumValues, properties, schemaAt, schemaMarkdown, typeNames } from './schemanav';
 import type { Facts } from './semantic';
 

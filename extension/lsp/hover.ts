@@ -4,7 +4,7 @@
 import { type Hover, MarkupKind, type Position } from 'vscode-languageserver';
 
 import type { ConfigDoc, KeyPath } from './document';
-import { formatBytes, formatCount } from './memory';
+import { formatBytes, formatCount } from '../model/memory';
 import { schemaAt, schemaMarkdown } from './schemanav';
 import type { Facts } from './semantic';
 

@@ -10,9 +10,9 @@ import { type Diagnostic, DiagnosticSeverity, type Range } from 'vscode-language
 
 import { type DataPeek, peekData, recordFits } from './datapeek';
 import type { ConfigDoc, KeyPath } from './document';
-import { locateModel, type ModelLocation } from './hfcache';
-import { ALL_MODULES, type GpuInfo, type MemoryEstimate, estimateMemory, formatBytes, formatCount, moduleShape, trainableParams } from './memory';
-import { type ModelInfo, inspectModel, layerZeroWeight, modulesOf } from './modelinfo';
+import { locateModel, type ModelLocation } from '../model/hfcache';
+import { ALL_MODULES, type GpuInfo, type MemoryEstimate, estimateMemory, formatBytes, formatCount, moduleShape, trainableParams } from '../model/memory';
+import { type ModelInfo, inspectModel, layerZeroWeight, modulesOf } from '../model/modelinfo';
 import { schemaAt } from './schemanav';
 
 export const SOURCE = 'hqlora';

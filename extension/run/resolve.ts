@@ -9,7 +9,7 @@ import type { Adapter, Data, ModelRef, RunConfig } from '../../schemas/generated
 import { type KeyPath, formatKeyPath } from '../core/keypath';
 import type { LoadedRunConfig } from './config';
 import { HqError } from '../core/errors';
-import { hfCacheDir, locateModel } from '../lsp/hfcache';
+import { hfCacheDir, locateModel } from '../model/hfcache';
 import { describeAjvErrors } from '../core/schemaProblems';
 import { fillRunConfigDefaults } from '../core/schemas';
 

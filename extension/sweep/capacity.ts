@@ -1,8 +1,8 @@
 // capacity.ts — how many cells may train side by side: never more than fit. On the CPU one at a time (each
-// trainer uses every core it is given). On a GPU the cells' training-memory estimates (extension/lsp/memory.ts,
+// trainer uses every core it is given). On a GPU the cells' training-memory estimates (extension/model/memory.ts,
 // the language server's estimate, calibrated against nvidia-smi) must add up to at most the GPU's memory.
-import { inspectModel } from '../lsp/modelinfo';
-import { type GpuInfo, baseParams, detectGpus, estimateMemory, formatBytes, trainableParams } from '../lsp/memory';
+import { inspectModel } from '../model/modelinfo';
+import { type GpuInfo, baseParams, detectGpus, estimateMemory, formatBytes, trainableParams } from '../model/memory';
 import { findTrainer } from '../run/trainer';
 import type { LoadedSweep, SweepCell } from './spec';
 

@@ -13,7 +13,7 @@
 //   otherwise              hqlora-train --resume: from the cell's last complete checkpoint, else from step 0
 //   failed                 left alone, unless --retry-failed
 // Concurrency: one cell at a time on the CPU; on a GPU another cell starts only while the memory estimates
-// (extension/lsp/memory.ts) of the running cells and the next one fit the GPU's memory, and `parallel` caps it.
+// (extension/model/memory.ts) of the running cells and the next one fit the GPU's memory, and `parallel` caps it.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';

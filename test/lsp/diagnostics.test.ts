@@ -170,7 +170,7 @@ describe('lsp diagnostics: memory against the GPU', () => {
   after(() => ws.cleanup());
   const cfg = 'model: models/llama-7b\ndata: {train: data/three.jsonl}\nhardware: {device: cuda}\n';
 
-  // The CUDA backend (calibrated estimate, extension/lsp/memory.ts) needs about 8.6 GiB for a 7B model at the
+  // The CUDA backend (calibrated estimate, extension/model/memory.ts) needs about 8.6 GiB for a 7B model at the
   // defaults (1 x 1280 tokens, checkpointing, levels 32,8,8,8,8).
   for (const [gib, fits] of [[12, true], [8, false]] as const) {
     it(`a 7B model with NF4 weights ${fits ? 'fits' : 'does not fit'} in a ${gib} GiB GPU`, async () => {

@@ -4,7 +4,8 @@
 //   <cache>/models--<org>--<name>/snapshots/<commit>/...   (the files of that commit, symlinks into blobs/)
 // and the cache folder is chosen as huggingface_hub chooses it: $HF_HUB_CACHE, else $HF_HOME/hub, else
 // $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub.
-// Used by the language server (diagnostics, completion, hover) and by run/resolve.ts (the run records the snapshot).
+// The one model lookup: used by the language server (diagnostics, completion, hover) and by run/resolve.ts (the run
+// records the snapshot).
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
