@@ -10,6 +10,7 @@ import { evaluateCommand } from './commands/evaluate';
 import { combineAdaptersCommand, exportMergedCommand, mergeLevelsCommand } from './commands/merge';
 import { newConfigCommand } from './commands/newConfig';
 import { previewDataCommand } from './commands/previewData';
+import { copySweepMatrixCommand, startSweepCommand, stopSweepCommand } from './commands/sweep';
 import { Ctx } from './ctx';
 import { startLanguageClient } from './lsp/client';
 
@@ -27,6 +28,9 @@ const COMMANDS: Record<string, (ctx: Ctx) => Cmd> = {
   'hqlora.exportMerged': exportMergedCommand,
   'hqlora.combineAdapters': combineAdaptersCommand,
   'hqlora.evaluate': evaluateCommand,
+  'hqlora.startSweep': startSweepCommand,
+  'hqlora.stopSweep': stopSweepCommand,
+  'hqlora.copySweepMatrix': copySweepMatrixCommand,
 };
 
 /** What activate() returns: the Ctx, for the extension-host test suites (test/e2e/suite). */

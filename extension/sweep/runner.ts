@@ -16,7 +16,7 @@
 // (extension/model/memory.ts) of the running cells and the next one fit the GPU's memory, and `parallel` caps it.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 
 import type { EvalResultEvent, TrainerEvent } from '../../schemas/generated/trainer-events';
@@ -262,10 +262,14 @@ async function runCell(opts: SweepRunOptions, cell: SweepCell, sc: StateCell, sa
 /** True when the cell's adapter is trained; false when stopped (abort). Throws when it failed. */
 async function trainCell(opts: SweepRunOptions, cell: SweepCell, sc: StateCell, save: () => void): Promise<boolean> {
   const log = opts.log ?? ((): void => undefined);
-  // A trainer of this cell still running (the sweep was killed, the window reloaded): wait for it, never start a second.
-  if (sc.pid && isSameProcessAlive(sc.pid, sc.pid_start ?? undefined)) {
-    log(`${cell.id}: re-attached to its running trainer (pid ${sc.pid})`);
-    const pid = sc.pid;
+  // A trainer of this cell still running (the sweep was killed, the window reloaded): wait for it, never start a
+  // second. The recorded PID is checked, and so is every process training this run.json (a sweep killed between
+  // the spawn and the state write left no PID behind).
+  const live = sc.pid && isSameProcessAlive(sc.pid, sc.pid_start ?? undefined) ? { pid: sc.pid, start: sc.pid_start ?? undefined }
+    : trainerOf(path.join(sc.run_dir, 'run.json'));
+  if (live) {
+    log(`${cell.id}: re-attached to its running trainer (pid ${live.pid})`);
+    const pid = live.pid;
     const onAbort = (): void => {
       try {
         process.kill(-pid, 'SIGTERM');
@@ -274,7 +278,7 @@ async function trainCell(opts: SweepRunOptions, cell: SweepCell, sc: StateCell, 
       }
     };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
-    while (isSameProcessAlive(pid, sc.pid_start ?? undefined)) await sleep(100);
+    while (isSameProcessAlive(pid, live.start)) await sleep(100);
     opts.signal?.removeEventListener('abort', onAbort);
   }
   const before = trainerOutcome(sc.run_dir);
@@ -339,6 +343,30 @@ async function trainCell(opts: SweepRunOptions, cell: SweepCell, sc: StateCell, 
   if (outcome.status === 'error') throw new HqError(outcome.message, { file: path.join(sc.run_dir, 'trainer.log') });
   throw new HqError(exit.signal ? explainSignal(exit.signal, 'hqlora sweep --retry-failed') : `hqlora-train exited with code ${String(exit.code)}`,
     { file: path.join(sc.run_dir, 'trainer.log') });
+}
+
+/** A live hqlora-train process whose command line trains `runJson` (from /proc/<pid>/cmdline), if any. */
+function trainerOf(runJson: string): { pid: number; start: string | undefined } | undefined {
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+  } catch {
+    return undefined;
+  }
+  for (const d of pids) {
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    const i = argv.indexOf('--config');
+    if (i >= 0 && argv[i + 1] === runJson && argv[0] !== undefined && !argv.includes('eval')) {
+      const pid = Number(d);
+      if (isSameProcessAlive(pid, undefined)) return { pid, start: procStartTime(pid) };
+    }
+  }
+  return undefined;
 }
 
 /** Polls events.jsonl and delivers each new schema-valid event. */

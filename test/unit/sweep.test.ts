@@ -131,7 +131,7 @@ describe('sweep file → cells', () => {
     assert.deepEqual(c.loaded.raw.adapter, { ranks: [16, 4, 4, 4, 4], alpha: 16 });
     assert.equal(c.loaded.raw.data.train, path.join(FIX, 'data/train.alpaca.jsonl'));
     assert.equal(c.loaded.raw.data.format, 'alpaca');
-    assert.equal(c.loaded.raw.data.eval_holdout, 64); // the base's other data keys stay
+    assert.equal(c.loaded.raw.data.eval_holdout, 16); // the base's other data keys stay
     assert.equal(c.loaded.file, path.join(FIX, 'sweep-base.hqlora.yaml')); // the base's own paths resolve as before
     assert.equal(s.eval.mmlu?.path, path.join(FIX, 'mcq'));
     assert.notEqual(s.cells[0]!.fingerprint, s.cells[1]!.fingerprint);
