@@ -13,7 +13,8 @@ import { launchBrowser, makeWorkspace, runCommand, startCodeServer, statusBarIte
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const out = path.join(repo, 'test-results', 'e2e');
 const state = path.join(out, 'ui');
-const ws = makeWorkspace(path.join(state, 'workspace'), repo, { tiny: { steps: 600, accum: 32, evalEvery: 50, ckptEvery: 25 } });
+// 600 steps of 16 micro-batches: long enough to reload the window mid-run (about 1-2 min on 2 cores), short for CI.
+const ws = makeWorkspace(path.join(state, 'workspace'), repo, { tiny: { steps: 600, accum: 16, evalEvery: 50, ckptEvery: 25 } });
 const t0 = Date.now();
 const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
 const cs = await startCodeServer(Number(process.env.HQLORA_E2E_PORT ?? 8312), path.join(state, 'cs'));
@@ -52,7 +53,7 @@ try {
   log('re-attached after reload; status bar:', await statusBarItem(page, progress).first().innerText());
   await runCommand(page, 'H-QLoRA: Open H-QLoRA Dashboard');
   wv = webview(page);
-  await wv.locator('#run-status[data-status="completed"]').waitFor({ timeout: 180000 });
+  await wv.locator('#run-status[data-status="completed"]').waitFor({ timeout: 300000 });
   const points = Number(await wv.locator('#chart-loss').getAttribute('data-points'));
   log(`completed; loss chart shows ${points} points (history re-read from events.jsonl after the reload)`);
   if (points !== 600) throw new Error(`expected 600 loss points, got ${points}`);
