@@ -225,10 +225,8 @@ struct ConfigReader {
     }
 };
 
-}  // namespace
-
-ModelConfig load_model_config(const std::string& dir) {
-    const std::string file = path_join(dir, "config.json");
+// config.json as a JSON object, or an error naming the file (missing, not JSON, not an object).
+json read_config_json(const std::string& dir, const std::string& file) {
     if (!path_exists(file))
         throw Error("E_CONFIG", HQ_MSG("no config.json in model folder " << dir), Where{file, "", "", -1, -1},
                     "model.path must be a Hugging Face model folder (config.json + *.safetensors)");
@@ -242,9 +240,13 @@ ModelConfig load_model_config(const std::string& dir) {
     }
     if (!j.is_object())
         throw Error("E_CONFIG", "config.json is not a JSON object", Where{file, "", "", -1, -1}, "fix config.json");
-    ConfigReader r{j, file};
-    ModelConfig c;
+    return j;
+}
 
+// model_type (one of the supported families), the refusals that come before any shape (pre-quantized and
+// mixture-of-experts checkpoints), and what the family implies (norms, biases, fused projections).
+void read_family(const ConfigReader& r, ModelConfig& c) {
+    const json& j = r.j;
     c.model_type = r.get_str(j, "model_type", "model_type", "");
     static const Arch kArchs[] = {Arch::Llama, Arch::Gemma,   Arch::Qwen2,  Arch::Qwen3,
                                   Arch::Mistral, Arch::Gemma2, Arch::Gemma3, Arch::Phi3};
@@ -282,7 +284,13 @@ ModelConfig load_model_config(const std::string& dir) {
     c.qk_norm = A == Arch::Qwen3 || g3;
     c.sandwich_norm = g2 || g3;
     c.fused_proj = A == Arch::Phi3;
+}
 
+// Sizes: vocabulary, hidden, MLP, layers, heads (grouped-query) and head_dim.
+void read_shape(const ConfigReader& r, ModelConfig& c) {
+    const json& j = r.j;
+    const Arch A = c.arch;
+    const bool g2 = A == Arch::Gemma2, g3 = A == Arch::Gemma3;
     c.vocab_size = r.get_pos_int(j, "vocab_size", true, 0);
     c.hidden_size = r.get_pos_int(j, "hidden_size", true, 0);
     c.intermediate_size = r.get_pos_int(j, "intermediate_size", true, 0);
@@ -309,7 +317,13 @@ ModelConfig load_model_config(const std::string& dir) {
     if (c.head_dim % 2 != 0)
         throw r.fail("head_dim", HQ_MSG("head_dim " << c.head_dim << " is odd"),
                      "rotary embeddings need an even head_dim");
+}
 
+// The norm epsilon, the context length and the rotary embedding (theta, scaling; Gemma-3's per layer type).
+void read_norm_and_rope(const ConfigReader& r, ModelConfig& c) {
+    const json& j = r.j;
+    const Arch A = c.arch;
+    const bool g3 = A == Arch::Gemma3;
     c.rms_norm_eps = (float)r.get_num(j, "rms_norm_eps", "rms_norm_eps", 1e-6);
     if (!(c.rms_norm_eps > 0)) throw r.fail("rms_norm_eps", "rms_norm_eps must be > 0", "fix config.json");
     c.max_position_embeddings = r.get_pos_int(j, "max_position_embeddings", false, 2048);
@@ -354,7 +368,11 @@ ModelConfig load_model_config(const std::string& dir) {
     if (c.rope_scaling.type == "longrope" && A != Arch::Phi3)
         throw r.fail("rope_scaling", HQ_MSG("longrope scaling on a " << c.model_type << " model is not supported"),
                      "longrope is implemented for phi3 only");
+}
 
+// Refused biases and bidirectional attention, tied embeddings, and the MLP activation.
+void read_biases_and_activation(const ConfigReader& r, ModelConfig& c) {
+    const json& j = r.j;
     if (r.get_bool(j, "attention_bias", false))
         throw r.fail("attention_bias", "attention_bias=true (biased q/k/v/o projections) is not supported",
                      "Qwen2's q/k/v biases are implied by model_type qwen2; other families use attention_bias=false");
@@ -384,7 +402,12 @@ ModelConfig load_model_config(const std::string& dir) {
                          "LLaMA, Qwen, Mistral and Phi-3 use \"silu\" (SwiGLU)");
         c.hidden_act = "silu";
     }
+}
 
+void read_sliding_window(const ConfigReader& r, ModelConfig& c) {
+    const json& j = r.j;
+    const Arch A = c.arch;
+    const bool g2 = A == Arch::Gemma2, g3 = A == Arch::Gemma3;
     // Which layers slide, and the window. transformers 5 configs may list layer_types explicitly.
     const int L = c.num_layers;
     c.layer_sliding.assign(L, 0);
@@ -433,7 +456,11 @@ ModelConfig load_model_config(const std::string& dir) {
                          "fix config.json (null means no sliding window)");
         c.sliding_window = (int)std::min<int64_t>(window, 1 << 30);
     }
+}
 
+void read_gemma_attention(const ConfigReader& r, ModelConfig& c) {
+    const json& j = r.j;
+    const bool g2 = c.arch == Arch::Gemma2, g3 = c.arch == Arch::Gemma3;
     // Gemma-2/3 attention scale and soft-capping (Gemma2Config defaults 50 / 30; Gemma-3 has none by default).
     if (g2 || g3) {
         c.query_pre_attn_scalar = (float)r.get_num(j, "query_pre_attn_scalar", "query_pre_attn_scalar", 256.0);
@@ -449,6 +476,21 @@ ModelConfig load_model_config(const std::string& dir) {
         c.attn_softcap = cap("attn_logit_softcapping", g2 ? 50.0 : 0.0);
         c.final_softcap = cap("final_logit_softcapping", g2 ? 30.0 : 0.0);
     }
+}
+
+}  // namespace
+
+ModelConfig load_model_config(const std::string& dir) {
+    const std::string file = path_join(dir, "config.json");
+    const json j = read_config_json(dir, file);
+    ConfigReader r{j, file};
+    ModelConfig c;
+    read_family(r, c);
+    read_shape(r, c);
+    read_norm_and_rope(r, c);
+    read_biases_and_activation(r, c);
+    read_sliding_window(r, c);
+    read_gemma_attention(r, c);
     c.bos_token_id = r.get_token_id("bos_token_id");
     c.eos_token_id = r.get_token_id("eos_token_id");
     c.pad_token_id = r.get_token_id("pad_token_id");
