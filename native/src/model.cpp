@@ -250,20 +250,17 @@ int ModelImpl::call_threads(int64_t N) const {
     return (int)std::max(1.0, std::min(1e6, flops / kCallFlopsPerThread));
 }
 
-void ModelImpl::load_weights(const std::string& dir) {
-    const ModelConfig& c = cfg_;
+using TensorShapes = std::vector<std::pair<std::string, std::vector<int64_t>>>;
+
+// Every base tensor config.json implies, with its shape (pshape: the projections' [out, in]; Phi-3's q/k/v and
+// gate/up come fused).
+TensorShapes expected_base_tensors(const ModelConfig& c, const std::vector<int64_t> (&pshape)[P_COUNT]) {
     const int64_t C = c.hidden_size, F = c.intermediate_size, V = c.vocab_size;
     const int64_t Hd = (int64_t)c.num_heads * c.head_dim, KVd = (int64_t)c.num_kv_heads * c.head_dim;
-    ModelWeights mw = ModelWeights::open_dir(dir);
-    std::string listing = mw.index_path();
-    if (listing.empty()) listing = mw.files().size() == 1 ? mw.files()[0]->path() : dir;
-
-    // Every expected tensor with its shape, checked before anything is read.
-    std::vector<std::pair<std::string, std::vector<int64_t>>> expected;
+    TensorShapes expected;
     expected.push_back({"model.embed_tokens.weight", {V, C}});
     expected.push_back({"model.norm.weight", {C}});
     if (!c.tie_word_embeddings) expected.push_back({"lm_head.weight", {V, C}});
-    const std::vector<int64_t> pshape[P_COUNT] = {{Hd, C}, {KVd, C}, {KVd, C}, {C, Hd}, {F, C}, {F, C}, {C, F}};
     const int64_t d = c.head_dim;
     for (int l = 0; l < c.num_layers; l++) {
         const std::string p = HQ_MSG("model.layers." << l << ".");
@@ -291,6 +288,13 @@ void ModelImpl::load_weights(const std::string& dir) {
             for (int j = 0; j < P_COUNT; j++) expected.push_back({proj_module_name(l, j) + ".weight", pshape[j]});
         }
     }
+    return expected;
+}
+
+// Checked before anything is read: every expected tensor is there with a base-weight dtype and its shape, and
+// nothing else is (but rotary inv_freq buffers and a tied lm_head).
+void check_base_tensors(const ModelConfig& c, const ModelWeights& mw, const std::string& listing,
+                        const TensorShapes& expected) {
     auto shape_str = [](const std::vector<int64_t>& s) {
         std::ostringstream os;
         os << "[";
@@ -334,6 +338,21 @@ void ModelImpl::load_weights(const std::string& dir) {
                     "folder holds an unmodified Hugging Face checkpoint of a supported family");
     }
 
+}
+
+void ModelImpl::load_weights(const std::string& dir) {
+    const ModelConfig& c = cfg_;
+    const int64_t C = c.hidden_size, F = c.intermediate_size;
+    const int64_t Hd = (int64_t)c.num_heads * c.head_dim, KVd = (int64_t)c.num_kv_heads * c.head_dim;
+    ModelWeights mw = ModelWeights::open_dir(dir);
+    std::string listing = mw.index_path();
+    if (listing.empty()) listing = mw.files().size() == 1 ? mw.files()[0]->path() : dir;
+
+    // Every expected tensor with its shape, checked before anything is read.
+    const std::vector<int64_t> pshape[P_COUNT] = {{Hd, C}, {KVd, C}, {KVd, C}, {C, Hd}, {F, C}, {F, C}, {C, F}};
+    check_base_tensors(c, mw, listing, expected_base_tensors(c, pshape));
+
+    const int64_t d = c.head_dim;
     embed_ = mw.read_f32("model.embed_tokens.weight");
     norm_ = mw.read_f32("model.norm.weight");
     if (!c.tie_word_embeddings) lm_head_ = mw.read_f32("lm_head.weight");
