@@ -193,37 +193,12 @@ struct Plan {
     int permute_heads = 0;   // > 0: permute rows (q: num_heads, k: num_kv_heads)
 };
 
-}  // namespace
-
-json export_gguf(const GgufExportOptions& o) {
-    const auto t0 = std::chrono::steady_clock::now();
-    HQ_CHECK(o.base == "original" || o.base == "dequantized", "E_CONFIG", "base '" << o.base << "' is not original or dequantized",
-             (Where{"", "", "base", -1, -1}), "--base original | dequantized");
-    GgmlType T;
-    HQ_CHECK(ggml_type_from_name(o.type, &T), "E_CONFIG", "GGUF type '" << o.type << "' is not f32, f16, bf16 or q8_0",
-             (Where{"", "", "type", -1, -1}), "--type f32|f16|bf16|q8_0");
-    HQ_CHECK(o.write_merged || o.write_base || o.write_lora, "E_CONFIG", "nothing to write (no merged, base or LoRA GGUF)",
-             (Where{"", "", "parts", -1, -1}), "ask for at least one of the merged model, the base or the LoRA adapter");
-    AdapterSource src = open_adapter_source(o.source);
-    const std::string base = !o.base_model.empty() ? o.base_model : src.base_model;
-    HQ_CHECK(!base.empty(), "E_CONFIG", "the base model of " << o.source << " is unknown", (Where{src.file, "", "base_model", -1, -1}),
-             "pass the base model folder (--base-model DIR)");
-    const std::string cfg_path = path_join(base, "config.json");
-    const ModelConfig cfg = load_model_config(base);
-    const GgufArch& arch = gguf_arch(cfg, cfg_path);
-    HQ_CHECK(src.architecture.empty() || src.architecture == cfg.model_type, "E_CONFIG",
-             "the adapter was trained on a " << src.architecture << " model, " << base << " is " << cfg.model_type,
-             (Where{cfg_path, "", "model_type", -1, -1}), "pass the base model the adapter was trained on");
-    HQ_CHECK(o.levels >= 0 && o.levels <= int(src.levels.size()), "E_CONFIG",
-             "levels " << o.levels << " is outside 0.." << src.levels.size() << " (" << src.file << ")",
-             (Where{src.file, "", "levels", -1, -1}), "0 = all levels, n = the first n levels");
-    const QuantSpec q = o.quant_set ? o.quant : src.has_quant ? src.quant : QuantSpec{};
-    const bool deq = o.base == "dequantized" && q.type == "nf4";
-    ModelWeights mw = ModelWeights::open_dir(base);
-
+// The output plan, in llama.cpp's usual order: token_embd, blocks, output_norm, output; each of the source's
+// modules matched to its base weight by name and shape.
+std::vector<Plan> plan_tensors(const AdapterSource& src, const ModelWeights& mw, const GgufArch& arch,
+                               const ModelConfig& cfg, const std::string& base) {
     std::map<std::string, const SourceModule*> adapted;
     for (const SourceModule& m : src.modules) adapted[m.name + ".weight"] = &m;
-    // Output plan, in llama.cpp's usual order: token_embd, blocks, output_norm, output.
     std::vector<Plan> plan;
     for (const std::string& name : mw.names()) {
         if (name.size() >= 19 && name.compare(name.size() - 19, 19, "rotary_emb.inv_freq") == 0) continue;
@@ -262,6 +237,39 @@ json export_gguf(const GgufExportOptions& o) {
         const int la = std::stoi(a.gguf.substr(4)), lb = std::stoi(b.gguf.substr(4));
         return la < lb;
     });
+    return plan;
+}
+
+}  // namespace
+
+json export_gguf(const GgufExportOptions& o) {
+    const auto t0 = std::chrono::steady_clock::now();
+    HQ_CHECK(o.base == "original" || o.base == "dequantized", "E_CONFIG", "base '" << o.base << "' is not original or dequantized",
+             (Where{"", "", "base", -1, -1}), "--base original | dequantized");
+    GgmlType T;
+    HQ_CHECK(ggml_type_from_name(o.type, &T), "E_CONFIG", "GGUF type '" << o.type << "' is not f32, f16, bf16 or q8_0",
+             (Where{"", "", "type", -1, -1}), "--type f32|f16|bf16|q8_0");
+    HQ_CHECK(o.write_merged || o.write_base || o.write_lora, "E_CONFIG", "nothing to write (no merged, base or LoRA GGUF)",
+             (Where{"", "", "parts", -1, -1}), "ask for at least one of the merged model, the base or the LoRA adapter");
+    AdapterSource src = open_adapter_source(o.source);
+    const std::string base = !o.base_model.empty() ? o.base_model : src.base_model;
+    HQ_CHECK(!base.empty(), "E_CONFIG", "the base model of " << o.source << " is unknown", (Where{src.file, "", "base_model", -1, -1}),
+             "pass the base model folder (--base-model DIR)");
+    const std::string cfg_path = path_join(base, "config.json");
+    const ModelConfig cfg = load_model_config(base);
+    const GgufArch& arch = gguf_arch(cfg, cfg_path);
+    HQ_CHECK(src.architecture.empty() || src.architecture == cfg.model_type, "E_CONFIG",
+             "the adapter was trained on a " << src.architecture << " model, " << base << " is " << cfg.model_type,
+             (Where{cfg_path, "", "model_type", -1, -1}), "pass the base model the adapter was trained on");
+    HQ_CHECK(o.levels >= 0 && o.levels <= int(src.levels.size()), "E_CONFIG",
+             "levels " << o.levels << " is outside 0.." << src.levels.size() << " (" << src.file << ")",
+             (Where{src.file, "", "levels", -1, -1}), "0 = all levels, n = the first n levels");
+    const QuantSpec q = o.quant_set ? o.quant : src.has_quant ? src.quant : QuantSpec{};
+    const bool deq = o.base == "dequantized" && q.type == "nf4";
+    ModelWeights mw = ModelWeights::open_dir(base);
+
+    // Output plan, in llama.cpp's usual order: token_embd, blocks, output_norm, output.
+    const std::vector<Plan> plan = plan_tensors(src, mw, arch, cfg, base);
     const bool rope_freqs = cfg.rope_scaling.type == "llama3";
     const GgmlType lora_t = T == GgmlType::F32 ? GgmlType::F32 : GgmlType::F16;
     const std::string tn = o.type;

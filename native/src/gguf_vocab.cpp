@@ -147,6 +147,41 @@ std::string token_field(const json& cfg, const char* key) {
     return "";
 }
 
+// The merges of tokenizer.json's model: "a b" strings or [a, b] pairs.
+std::vector<std::pair<std::string, std::string>> read_merges(const json& model, const std::string& tpath) {
+    std::vector<std::pair<std::string, std::string>> merges;
+    if (model.contains("merges") && model["merges"].is_array())
+        for (const json& m : model["merges"]) {
+            if (m.is_string()) {
+                const std::string s = m.get<std::string>();
+                const size_t sp = s.find(' ', 1);
+                HQ_CHECK(sp != std::string::npos, "E_CONFIG", tpath << ": merge \"" << s << "\" has no space",
+                         (Where{tpath, "", "model.merges", -1, -1}), "restore tokenizer.json from the original model");
+                merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
+            } else if (m.is_array() && m.size() == 2) {
+                merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
+            }
+        }
+    return merges;
+}
+
+// The chat template: chat_template.jinja, else tokenizer_config's string (or the "default" of a named list);
+// "" when there is none.
+std::string read_chat_template(const std::string& dir, const json& tcfg) {
+    std::string tmpl;
+    const std::string jinja = path_join(dir, "chat_template.jinja");
+    if (path_exists(jinja)) tmpl = read_file(jinja);
+    else if (tcfg.is_object() && tcfg.contains("chat_template")) {
+        const json& c = tcfg["chat_template"];
+        if (c.is_string()) tmpl = c.get<std::string>();
+        else if (c.is_array())
+            for (const json& e : c)
+                if (e.is_object() && (tmpl.empty() || e.value("name", std::string()) == "default"))
+                    tmpl = e.value("template", std::string());
+    }
+    return tmpl;
+}
+
 }  // namespace
 
 GgufVocabInfo add_gguf_vocab(GgufWriter& w, const std::string& dir, int vocab_size) {
@@ -184,20 +219,7 @@ GgufVocabInfo add_gguf_vocab(GgufWriter& w, const std::string& dir, int vocab_si
     info.n_tokens = vocab_size;
     const std::string unk_str = model.value("unk_token", json()).is_string() ? model["unk_token"].get<std::string>() : "";
 
-    // merges: "a b" strings or [a, b] pairs
-    std::vector<std::pair<std::string, std::string>> merges;
-    if (model.contains("merges") && model["merges"].is_array())
-        for (const json& m : model["merges"]) {
-            if (m.is_string()) {
-                const std::string s = m.get<std::string>();
-                const size_t sp = s.find(' ', 1);
-                HQ_CHECK(sp != std::string::npos, "E_CONFIG", tpath << ": merge \"" << s << "\" has no space",
-                         (Where{tpath, "", "model.merges", -1, -1}), "restore tokenizer.json from the original model");
-                merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
-            } else if (m.is_array() && m.size() == 2) {
-                merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
-            }
-        }
+    const std::vector<std::pair<std::string, std::string>> merges = read_merges(model, tpath);
 
     const std::vector<std::string> b2u = byte_to_unicode();
     std::vector<std::string> tokens(static_cast<size_t>(vocab_size));
@@ -294,18 +316,7 @@ GgufVocabInfo add_gguf_vocab(GgufWriter& w, const std::string& dir, int vocab_si
     }
     info.byte_complete = info.kind != "chars";
 
-    // chat template: chat_template.jinja, else tokenizer_config's string (or the "default" of a named list)
-    std::string tmpl;
-    const std::string jinja = path_join(dir, "chat_template.jinja");
-    if (path_exists(jinja)) tmpl = read_file(jinja);
-    else if (tcfg.is_object() && tcfg.contains("chat_template")) {
-        const json& c = tcfg["chat_template"];
-        if (c.is_string()) tmpl = c.get<std::string>();
-        else if (c.is_array())
-            for (const json& e : c)
-                if (e.is_object() && (tmpl.empty() || e.value("name", std::string()) == "default"))
-                    tmpl = e.value("template", std::string());
-    }
+    const std::string tmpl = read_chat_template(dir, tcfg);
     if (!tmpl.empty()) w.add_string("tokenizer.chat_template", tmpl);
     info.has_chat_template = !tmpl.empty();
     return info;
