@@ -528,25 +528,33 @@ std::vector<std::string> ModelWeights::names() const {
     return out;
 }
 
+namespace {
+
+// The tensor `name` of the model folder and (*file) its shard, or E_SAFETENSORS naming the folder (its index when
+// sharded) and similar names.
+const TensorInfo& require_tensor(const ModelWeights& mw, const std::string& name, const SafeTensorsFile** file) {
+    const TensorInfo* t = mw.find(name, file);
+    if (!t)
+        throw Error("E_SAFETENSORS", HQ_MSG("model folder '" << mw.dir() << "' has no tensor '" << name << "'"),
+                    Where{mw.index_path().empty() ? mw.dir() : mw.index_path(), name, "", -1, -1},
+                    HQ_MSG("check that the model architecture is supported; similar names: "
+                           << similar_names(name, mw.names())));
+    return *t;
+}
+
+}  // namespace
+
 std::vector<float> ModelWeights::read_f32(const std::string& name) const {
     const SafeTensorsFile* f = nullptr;
-    const TensorInfo* t = find(name, &f);
-    if (!t)
-        throw Error("E_SAFETENSORS", HQ_MSG("model folder '" << dir_ << "' has no tensor '" << name << "'"),
-                    Where{index_path_.empty() ? dir_ : index_path_, name, "", -1, -1},
-                    HQ_MSG("check that the model architecture is supported; similar names: " << similar_names(name, names())));
-    std::vector<float> out(size_t(t->numel()));
-    f->convert_f32(*t, out.data());
+    const TensorInfo& t = require_tensor(*this, name, &f);
+    std::vector<float> out(size_t(t.numel()));
+    f->convert_f32(t, out.data());
     return out;
 }
 
 void ModelWeights::read_f32_into(const std::string& name, float* out, size_t numel) const {
     const SafeTensorsFile* f = nullptr;
-    const TensorInfo* t = find(name, &f);
-    if (!t)
-        throw Error("E_SAFETENSORS", HQ_MSG("model folder '" << dir_ << "' has no tensor '" << name << "'"),
-                    Where{index_path_.empty() ? dir_ : index_path_, name, "", -1, -1},
-                    HQ_MSG("check that the model architecture is supported; similar names: " << similar_names(name, names())));
+    require_tensor(*this, name, &f);
     f->read_f32_into(name, out, numel);
 }
 
