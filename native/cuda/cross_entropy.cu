@@ -24,19 +24,12 @@ using util::aligned;
 
 using util::pack_bf16x2;
 
-// (m, l) ⊕ (m2, l2) for l = Σ exp(x − m); an empty side has m = −inf, l = 0. Unfused and symmetric.
-__device__ __forceinline__ void merge(float& m, float& l, float m2, float l2) {
-    const float M = fmaxf(m, m2);
-    const float a = m == -INFINITY ? 0.0f : __fmul_rn(l, expf(__fsub_rn(m, M)));
-    const float b = m2 == -INFINITY ? 0.0f : __fmul_rn(l2, expf(__fsub_rn(m2, M)));
-    m = M;
-    l = __fadd_rn(a, b);
-}
+using util::softmax_merge;
 
 __device__ __forceinline__ void warp_merge(float& m, float& l) {
     for (int o = 16; o > 0; o >>= 1) {
         const float m2 = __shfl_xor_sync(0xFFFFFFFFu, m, o), l2 = __shfl_xor_sync(0xFFFFFFFFu, l, o);
-        merge(m, l, m2, l2);
+        softmax_merge(m, l, m2, l2);
     }
 }
 

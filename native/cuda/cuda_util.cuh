@@ -47,6 +47,16 @@ __device__ T block_sum(T v, T* sh) {
     return v;
 }
 
+// (m, l) ⊕ (m2, l2) of an online softmax, l = Σ exp(x − m); an empty side has m = −inf, l = 0. Unfused and
+// symmetric, so both lanes of an xor pair compute the same bits.
+__device__ __forceinline__ void softmax_merge(float& m, float& l, float m2, float l2) {
+    const float M = fmaxf(m, m2);
+    const float a = m == -INFINITY ? 0.0f : __fmul_rn(l, expf(__fsub_rn(m, M)));
+    const float b = m2 == -INFINITY ? 0.0f : __fmul_rn(l2, expf(__fsub_rn(m2, M)));
+    m = M;
+    l = __fadd_rn(a, b);
+}
+
 // true when p is aligned to `al` bytes (a power of two).
 inline bool aligned(const void* p, uintptr_t al) { return (reinterpret_cast<uintptr_t>(p) & (al - 1)) == 0; }
 

@@ -62,15 +62,7 @@ __device__ __forceinline__ void store_bf16(bf16* p, const float (&f)[V]) {
         p[0] = __float2bfloat16_rn(f[0]);
 }
 
-// (m, l) ⊕ (m2, l2) for l = Σ exp(x − m); an empty side has m = −inf, l = 0. Unfused and symmetric, so both lanes
-// of an xor pair compute the same bits.
-__device__ __forceinline__ void merge(float& m, float& l, float m2, float l2) {
-    const float M = fmaxf(m, m2);
-    const float a = m == -INFINITY ? 0.0f : __fmul_rn(l, expf(__fsub_rn(m, M)));
-    const float b = m2 == -INFINITY ? 0.0f : __fmul_rn(l2, expf(__fsub_rn(m2, M)));
-    m = M;
-    l = __fadd_rn(a, b);
-}
+using util::softmax_merge;
 
 template <int V>
 __global__ void __launch_bounds__(kThreads) causal_softmax_forward_kernel(bf16* __restrict__ P,
@@ -102,7 +94,7 @@ __global__ void __launch_bounds__(kThreads) causal_softmax_forward_kernel(bf16* 
         }
         for (int o = 16; o > 0; o >>= 1) {
             const float m2 = __shfl_xor_sync(0xFFFFFFFFu, m, o), l2 = __shfl_xor_sync(0xFFFFFFFFu, l, o);
-            merge(m, l, m2, l2);
+            softmax_merge(m, l, m2, l2);
         }
         const float inv = __fdiv_rn(1.0f, l);
         for (int j0 = lane * V; j0 < T; j0 += 32 * V) {
