@@ -8,11 +8,13 @@ import path from 'node:path';
 
 import { type Diagnostic, DiagnosticSeverity, type Range } from 'vscode-languageserver';
 
+import { LENGTH_KEY, lengthProblem } from '../core/truncation';
 import { type DataPeek, peekData, recordFits } from './datapeek';
 import type { ConfigDoc, KeyPath } from './document';
 import { locateModel, type ModelLocation } from '../model/hfcache';
 import { ALL_MODULES, type GpuInfo, type MemoryEstimate, estimateMemory, formatBytes, formatCount, moduleShape, trainableParams } from '../model/memory';
 import { type ModelInfo, inspectModel, layerZeroWeight, modulesOf } from '../model/modelinfo';
+import { type EditsFixData, lengthFixes } from './lengthfix';
 import { schemaAt } from './schemanav';
 
 export const SOURCE = 'hqlora';
@@ -53,7 +55,8 @@ export interface CheckContext {
   baseDir: string | null;
   env: CheckEnv;
   facts: Facts;
-  report(path: KeyPath, severity: DiagnosticSeverity, message: string, code: string, prefer?: 'value' | 'key'): void;
+  /** `data` travels with the diagnostic to its quick fixes (quickfix.ts). */
+  report(path: KeyPath, severity: DiagnosticSeverity, message: string, code: string, prefer?: 'value' | 'key', data?: EditsFixData): void;
 }
 
 export interface Check {
@@ -301,10 +304,16 @@ const trainingCheck: Check = {
         }
       }
     }
-    const maxPos = f.model?.info?.maxPositions;
-    if (maxPos && f.seqLen > maxPos) {
-      c.report(['data', 'source_max_len'], DiagnosticSeverity.Warning, `source_max_len + target_max_len = ${f.seqLen} exceeds the model's ` +
-        `max_position_embeddings ${maxPos}`, 'seq-len', 'key');
+    const model = f.model;
+    if (model?.info) {
+      const lengths = { source: numAt(c.cfg, ['data', 'source_max_len'], 1024), target: numAt(c.cfg, ['data', 'target_max_len'], 256) };
+      const configJson = path.join(model.info.dir, 'config.json');
+      const shared = model.location.kind === 'cache';
+      const p = lengthProblem(lengths.source, lengths.target, model.info.context, configJson, shared);
+      if (p) {
+        c.report([...LENGTH_KEY], DiagnosticSeverity.Warning, `${p.message}; ${p.hint}`, 'seq-len', 'key',
+          lengthFixes(c.cd, p, lengths, configJson, !shared));
+      }
     }
     const lr = numAt(c.cfg, ['training', 'learning_rate'], 2e-4);
     if (lr > 0.1) {
@@ -379,8 +388,8 @@ export function runChecks(cd: ConfigDoc, cfg: Record<string, unknown>, env: Chec
   const ctx: CheckContext = {
     cd, cfg, env, facts,
     baseDir: cd.file ? path.dirname(cd.file) : null,
-    report(p, severity, message, code, prefer = 'value') {
-      diagnostics.push({ range: cd.rangeFor(p, prefer), severity, message, code, source: SOURCE });
+    report(p, severity, message, code, prefer = 'value', data) {
+      diagnostics.push({ range: cd.rangeFor(p, prefer), severity, message, code, source: SOURCE, ...(data ? { data } : {}) });
     },
   };
   for (const check of checks) {

@@ -4,6 +4,7 @@
 import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 
+import { type ModelContext, modelContext } from '../core/truncation';
 import type { Dims } from './memory';
 
 const ATTN = ['q_proj', 'k_proj', 'v_proj', 'o_proj'] as const;
@@ -78,6 +79,8 @@ export interface ModelInfo {
   problem: string | null;
   dims: Dims;
   maxPositions: number | null;
+  /** max_position_embeddings and rope scaling as the trainer reads them (core/truncation.ts). */
+  context: ModelContext;
   /** .safetensors files of the folder. */
   weightFiles: string[];
   hasTokenizer: boolean;
@@ -172,6 +175,7 @@ function inspectUncached(dir: string): ModelInspection {
     problem: configProblem(c)?.message ?? null,
     dims,
     maxPositions: typeof c.max_position_embeddings === 'number' ? c.max_position_embeddings : null,
+    context: modelContext(c),
     weightFiles,
     hasTokenizer: files.includes('tokenizer.json'),
     tensors: readTensorNames(dir, files, weightFiles),

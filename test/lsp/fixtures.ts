@@ -15,12 +15,12 @@ export interface Workspace {
   cleanup(): void;
 }
 
-const LLAMA_7B = {
+export const LLAMA_7B = {
   model_type: 'llama', hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32,
   num_key_value_heads: 32, vocab_size: 32000, max_position_embeddings: 4096, tie_word_embeddings: false,
 };
 
-function modelFolder(dir: string, config: object, modules: string[]): void {
+export function modelFolder(dir: string, config: object, modules: string[]): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
   writeFileSync(path.join(dir, 'tokenizer.json'), '{}');
