@@ -337,9 +337,11 @@ void read_norm_and_rope(const ConfigReader& r, ModelConfig& c) {
         if (r.present(j, "rope_parameters")) {
             const json& rp = j.at("rope_parameters");
             if (rp.is_object() && (rp.contains("full_attention") || rp.contains("sliding_attention"))) {
-                if (rp.contains("full_attention"))
+                if (rp.contains("full_attention")) {
                     r.parse_rope(rp.at("full_attention"), "rope_parameters.full_attention", c, c.rope_theta,
                                  c.rope_scaling);
+                    c.rope_key = "rope_parameters.full_attention";
+                }
                 if (rp.contains("sliding_attention")) {
                     RopeScaling local;
                     r.parse_rope(rp.at("sliding_attention"), "rope_parameters.sliding_attention", c,
@@ -351,6 +353,7 @@ void read_norm_and_rope(const ConfigReader& r, ModelConfig& c) {
                 }
             } else {
                 r.parse_rope(rp, "rope_parameters", c, c.rope_theta, c.rope_scaling);
+                c.rope_key = "rope_parameters";
             }
         }
         if (!(c.rope_local_theta > 0))
@@ -358,8 +361,10 @@ void read_norm_and_rope(const ConfigReader& r, ModelConfig& c) {
     } else {
         if (r.present(j, "rope_scaling"))
             r.parse_rope(j.at("rope_scaling"), "rope_scaling", c, c.rope_theta, c.rope_scaling);
-        if (r.present(j, "rope_parameters"))
+        if (r.present(j, "rope_parameters")) {
             r.parse_rope(j.at("rope_parameters"), "rope_parameters", c, c.rope_theta, c.rope_scaling);
+            c.rope_key = "rope_parameters";
+        }
     }
     if (!(c.rope_theta > 0)) throw r.fail("rope_theta", "rope_theta must be > 0", "fix config.json");
     if (r.get_num(j, "partial_rotary_factor", "partial_rotary_factor", 1.0) != 1.0)

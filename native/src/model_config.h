@@ -39,6 +39,7 @@ struct ModelConfig {
     float rms_norm_eps = 1e-6f;
     float rope_theta = 10000.0f;
     RopeScaling rope_scaling;    // for every layer, or (Gemma-3) for the global layers only
+    std::string rope_key = "rope_scaling";   // the config.json key it was read from (a later rope_parameters wins)
     int max_position_embeddings = 2048;
     bool tie_word_embeddings = false;
     std::string hidden_act;      // "silu" | "gelu_pytorch_tanh" (Gemma family; "gelu" maps to tanh-GELU)

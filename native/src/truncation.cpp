@@ -39,12 +39,17 @@ std::string rope_extension_advice(const ModelConfig& mc, int64_t want) {
     const int64_t have = mc.max_position_embeddings;
     const double grow = static_cast<double>(want) / static_cast<double>(have);
     const RopeScaling& r = mc.rope_scaling;
-    if (r.type.empty())
-        return HQ_MSG("set max_position_embeddings to " << want << " and \"rope_scaling\": {\"rope_type\": \"linear\", "
-                      "\"factor\": " << factor_text(grow) << "} in the model's config.json (linear position "
-                      "interpolation; the fine-tune then learns the longer context)");
+    const std::string& at = mc.rope_key;
+    if (r.type.empty()) {
+        const std::string what =
+            at == "rope_scaling"
+                ? HQ_MSG("\"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": " << factor_text(grow) << "}")
+                : HQ_MSG(at << ".rope_type \"linear\" with " << at << ".factor " << factor_text(grow));
+        return HQ_MSG("set max_position_embeddings to " << want << " and " << what << " in the model's config.json "
+                      "(linear position interpolation; the fine-tune then learns the longer context)");
+    }
     if (r.type == "linear" || r.type == "llama3")
-        return HQ_MSG("set max_position_embeddings to " << want << " and rope_scaling.factor from "
+        return HQ_MSG("set max_position_embeddings to " << want << " and " << at << ".factor from "
                       << factor_text(r.factor) << " to " << factor_text(r.factor * grow) << " in the model's "
                       "config.json (" << r.type << " rope scaling)");
     return "";   // longrope: its per-frequency factors were fitted to this checkpoint's context

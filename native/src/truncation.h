@@ -23,7 +23,8 @@ TruncationStats truncation_stats(const TokenFile& f, int64_t max_len);
 
 // How to give the model a context of `want` > max_position_embeddings positions in its config.json, the way
 // hqlora-train reads it (model_config.cpp): linear position interpolation for a model without rope scaling, a larger
-// factor for linear / llama3 scaling; "" where the model cannot be extended so (Phi-3's fitted longrope factors).
+// factor for linear / llama3 scaling, under the key the scaling was read from (rope_scaling, or transformers 5's
+// rope_parameters); "" where the model cannot be extended so (Phi-3's fitted longrope factors).
 std::string rope_extension_advice(const ModelConfig& mc, int64_t want);
 
 // The W_TRUNCATED message. max_len is the cut (min(config_len, mc.max_position_embeddings)); config_len is

@@ -86,6 +86,17 @@ TEST_CASE("the message names both limits and the fixes, per rope scaling kind") 
     CHECK(has(rope_extension_advice(lin, 384), "rope_scaling.factor from 2 to 3 in"));
     CHECK(has(rope_extension_advice(plain, 300), "\"factor\": 1.1719}"));
 
+    // transformers 5: rope_parameters {"rope_type": "default", ...} is what the trainer reads (last).
+    const std::string d = tmp_dir();
+    json j = json::parse(read_file(kLlama + "/config.json"));
+    j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 10000}};
+    write_file_atomic(d + "/config.json", j.dump());
+    ModelConfig tf5 = load_model_config(d);
+    CHECK(tf5.rope_key == "rope_parameters");
+    CHECK(plain.rope_key == "rope_scaling");
+    remove_all(d);
+    CHECK(has(rope_extension_advice(tf5, 512), "and rope_parameters.rope_type \"linear\" with rope_parameters.factor 2 in"));
+
     ModelConfig phi = plain;
     phi.rope_scaling.type = "longrope";
     CHECK(rope_extension_advice(phi, 512).empty());
