@@ -61,6 +61,8 @@ const options = tests
       { ...common, entryPoints: ['extension/playground/server.ts'], outfile: 'dist/playground.js', external: ['node-llama-cpp'] },
       // The dashboard (browser): dist/webview/main.js + main.css, the webview's only localResourceRoot.
       { ...common, entryPoints: ['webview/main.ts'], outdir: 'dist/webview', format: 'iife', platform: 'browser', target: 'es2022' },
+      // The chat playground (browser): dist/webview/playground.js + playground.css, in the same assets folder.
+      { ...common, entryPoints: ['webview/playground/main.ts'], outfile: 'dist/webview/playground.js', format: 'iife', platform: 'browser', target: 'es2022' },
       // Extension-host test suites (test/e2e/suite), run inside a real VS Code by test/e2e/run-ext-tests.mjs.
       { ...common, entryPoints: ['test/e2e/suite/index.ts', ...testEntries('test/e2e/suite')], outbase: 'test/e2e/suite', outdir: 'out/e2e/suite', external: ['vscode', 'mocha'] },
     ];

@@ -3,6 +3,7 @@
 import * as vscode from 'vscode';
 
 import { Dashboard } from './dashboard/panel';
+import { Playgrounds } from './playground/panel';
 import { RunManager } from './runs/manager';
 import { Settings, watchSettings } from './settings';
 import { StatusBar } from './statusbar';
@@ -16,6 +17,8 @@ export class Ctx implements vscode.Disposable {
   readonly runs: RunManager;
   readonly statusBar: StatusBar;
   readonly dashboard: Dashboard;
+  /** Open chat playground panels (each ends its llama.cpp server process when closed). */
+  readonly playgrounds: Playgrounds;
   /** The run-config language client, once started (extension.ts); disposed through the extension's subscriptions. */
   languageClient: { stop(): Promise<void> } | undefined;
 
@@ -27,6 +30,7 @@ export class Ctx implements vscode.Disposable {
     this.runs.restore(); // before the status bar: runs that ended while the window was closed are not announced
     this.statusBar = new StatusBar(this.runs);
     this.dashboard = new Dashboard(extension, this.runs, this.log);
+    this.playgrounds = new Playgrounds(extension, this.log);
     extension.subscriptions.push(
       watchSettings(() => this.runs.liveRuns.length, (key) => {
         if (key === 'hqlora.runsFolder') this.runs.rescan();
@@ -42,6 +46,7 @@ export class Ctx implements vscode.Disposable {
 
   dispose(): void {
     // Trainers are detached and keep running; the next activation re-attaches to them (runs/manager.ts).
+    this.playgrounds.dispose();
     this.dashboard.dispose();
     this.statusBar.dispose();
     this.runs.dispose();

@@ -6,6 +6,7 @@ import {
   type Cmd, notifyOnFinish, openDashboardCommand, resumeRunCommand, saveCheckpointCommand, showLogCommand,
   showTrainerLogCommand, startRunCommand, stopRunCommand,
 } from './commands';
+import { chatWithAdapterCommand } from './commands/chat';
 import { evaluateCommand } from './commands/evaluate';
 import { combineAdaptersCommand, exportMergedCommand, mergeLevelsCommand } from './commands/merge';
 import { newConfigCommand } from './commands/newConfig';
@@ -31,6 +32,7 @@ const COMMANDS: Record<string, (ctx: Ctx) => Cmd> = {
   'hqlora.startSweep': startSweepCommand,
   'hqlora.stopSweep': stopSweepCommand,
   'hqlora.copySweepMatrix': copySweepMatrixCommand,
+  'hqlora.chatWithAdapter': chatWithAdapterCommand,
 };
 
 /** What activate() returns: the Ctx, for the extension-host test suites (test/e2e/suite). */

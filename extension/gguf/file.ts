@@ -7,8 +7,11 @@ import { open } from 'node:fs/promises';
 import { HqError } from '../core/errors';
 
 const MAGIC = 0x46554747;   // "GGUF"
+/** llama.cpp's limits (ggml.h GGML_MAX_NAME, GGML_MAX_DIMS): a name is shorter than 64 bytes, a tensor has <= 4 dims. */
+const MAX_NAME = 64;
+const MAX_DIMS = 4;
 
-/** Bytes per block and elements per block of the ggml types (ggml.c type_traits); unknown types skip the size check. */
+/** Bytes per block and elements per block of the ggml types llama.cpp reads (ggml.c type_traits); any other type is refused. */
 const TYPE_SIZE: Record<number, [number, number]> = {
   0: [4, 1], 1: [2, 1], 2: [18, 32], 3: [20, 32], 6: [22, 32], 7: [24, 32], 8: [34, 32], 9: [36, 32],
   10: [84, 256], 11: [110, 256], 12: [144, 256], 13: [176, 256], 14: [210, 256], 15: [292, 256],
@@ -21,8 +24,8 @@ export interface GgufHeader {
   metadata: Map<string, string | number | boolean | bigint | { array: number }>;
   tensors: { name: string; shape: number[]; type: number; offset: bigint }[];
   dataStart: number;
-  /** Bytes the tensors need (when every type is known), from dataStart. */
-  dataBytes: bigint | null;
+  /** Bytes the tensors need, from dataStart (the last tensor's end). */
+  dataBytes: bigint;
   fileSize: number;
 }
 
@@ -105,33 +108,60 @@ export async function readGgufHeader(file: string): Promise<GgufHeader> {
     }
     const version = await u32();
     if (version < 2 || version > 3) throw bad(file, `GGUF version ${version} (llama.cpp reads 2 and 3)`);
-    const nTensors = Number(await u64());
-    const nKv = Number(await u64());
+    const nTensors = await u64();
+    const nKv = await u64();
+    // Every key-value pair takes at least 12 bytes (an empty key and a type), every tensor info at least 24.
+    if (nKv * 12n > BigInt(fileSize)) throw bad(file, `the header ends early: it claims ${nKv} metadata keys, more than its ${fileSize} bytes can hold (the file is cut short)`);
+    if (nTensors * 24n > BigInt(fileSize)) throw bad(file, `the header ends early: it claims ${nTensors} tensors, more than its ${fileSize} bytes can hold (the file is cut short)`);
     const metadata: GgufHeader['metadata'] = new Map();
-    for (let i = 0; i < nKv; i++) {
+    const keyTypes = new Map<string, number>();
+    for (let i = 0; i < Number(nKv); i++) {
+      const at = pos;
       const k = await str();
-      metadata.set(k, await value(await u32()));
+      if (metadata.has(k)) throw bad(file, `the metadata key "${k.slice(0, 80)}" appears twice (at byte ${at})`);
+      const t = await u32();
+      keyTypes.set(k, t);
+      metadata.set(k, await value(t));
+    }
+    let alignment = 32;
+    if (metadata.has('general.alignment')) {
+      const a = metadata.get('general.alignment');
+      if (keyTypes.get('general.alignment') !== 4 || typeof a !== 'number') throw bad(file, 'general.alignment is not a uint32');
+      if (a === 0 || (a & (a - 1)) !== 0) throw bad(file, `general.alignment ${a} is not a power of 2`);
+      alignment = a;
     }
     const tensors: GgufHeader['tensors'] = [];
-    for (let i = 0; i < nTensors; i++) {
+    const names = new Set<string>();
+    const sizes: bigint[] = [];
+    for (let i = 0; i < Number(nTensors); i++) {
       const name = await str();
+      if (Buffer.byteLength(name) >= MAX_NAME) throw bad(file, `tensor ${i}'s name "${name.slice(0, 80)}…" is ${Buffer.byteLength(name)} bytes (llama.cpp allows ${MAX_NAME - 1})`);
+      if (names.has(name)) throw bad(file, `the tensor name "${name}" appears twice`);
+      names.add(name);
       const nd = await u32();
-      if (nd > 8) throw bad(file, `tensor ${name} has ${nd} dimensions`);
-      const shape: number[] = [];
-      for (let d = 0; d < nd; d++) shape.push(Number(await u64()));
-      tensors.push({ name, shape, type: await u32(), offset: await u64() });
+      if (nd > MAX_DIMS) throw bad(file, `tensor ${name} has ${nd} dimensions (at most ${MAX_DIMS})`);
+      const shape: bigint[] = [];
+      for (let d = 0; d < nd; d++) shape.push(await u64());
+      const elements = shape.reduce((x, y) => x * y, 1n);
+      if (shape.some((n) => n >= 1n << 63n) || elements >= 1n << 63n) throw bad(file, `tensor ${name} has shape [${shape.join(', ')}]: too many elements`);
+      const type = await u32();
+      const ts = TYPE_SIZE[type];
+      if (!ts) throw bad(file, `tensor ${name} has ggml type ${type}, which llama.cpp does not know`);
+      if ((shape[0] ?? 1n) % BigInt(ts[1]) !== 0n) throw bad(file, `tensor ${name} has ${shape[0]} elements per row, not a multiple of its type's block of ${ts[1]}`);
+      tensors.push({ name, shape: shape.map(Number), type, offset: await u64() });
+      sizes.push((elements / BigInt(ts[1])) * BigInt(ts[0]));
     }
-    const alignment = Number(metadata.get('general.alignment') ?? 32);
     const dataStart = Math.ceil(pos / alignment) * alignment;
-    let dataBytes: bigint | null = 0n;
-    for (const t of tensors) {
-      const ts = TYPE_SIZE[t.type];
-      if (!ts || dataBytes === null) { dataBytes = null; continue; }
-      const n = t.shape.reduce((a, b) => a * b, 1);
-      const end = t.offset + BigInt(Math.ceil(n / ts[1]) * ts[0]);
-      if (end > dataBytes) dataBytes = end;
-    }
-    if (dataBytes !== null && BigInt(dataStart) + dataBytes > BigInt(fileSize)) {
+    // The data section: every tensor at the aligned end of the one before it, as llama.cpp requires.
+    let end = 0n;
+    let dataBytes = 0n;
+    const align = BigInt(alignment);
+    tensors.forEach((t, i) => {
+      if (t.offset !== end) throw bad(file, `tensor ${t.name} is at data offset ${t.offset}, but the tensors before it end at ${end} (aligned to ${alignment})`);
+      dataBytes = end + (sizes[i] ?? 0n);
+      end += (((sizes[i] ?? 0n) + align - 1n) / align) * align;
+    });
+    if (BigInt(dataStart) + dataBytes > BigInt(fileSize)) {
       throw bad(file, `the tensors need ${BigInt(dataStart) + dataBytes} bytes but the file has ${fileSize} (it is cut short)`);
     }
     return { version, metadata, tensors, dataStart, dataBytes, fileSize };

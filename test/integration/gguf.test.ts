@@ -9,6 +9,9 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { readGgufHeader } from '../../extension/gguf/file';
+import { loadAddon } from '../../extension/native/addon';
+import { PlaygroundClient } from '../../extension/playground/client';
+import { DEFAULT_SETTINGS, PlaygroundSession } from '../../extension/playground/session';
 import type { GgufExportResult } from '../../extension/gguf/export';
 import { writeGoldenAdapter } from './golden-adapter';
 import { cli, root, runCli } from './helpers';
@@ -82,6 +85,74 @@ describe('hqlora export --format gguf (verified by llama.cpp)', () => {
     const long = await runCli(['generate', run, '--prompt', 'x'.repeat(300)], env);
     assert.equal(long.code, 1);
     assert.match(long.stderr, /the prompt is 301 tokens and up to 256 new tokens are asked for, but the context holds 256 tokens: shorten the prompt by 301 tokens/);
+  });
+
+  it('playground: base, level subsets and tuned answer side by side; tuned equals hqlora generate; stop, crash and close', async () => {
+    const run = path.join(tmp, 'run-done');
+    const gen = await runCli(['generate', run, '--prompt', 'cfabz =>', '--max-tokens', '8', '--json'], env);
+    assert.equal(gen.code, 0, gen.stderr);
+    const want = (JSON.parse(gen.stdout) as { text: string }).text;
+    const s = new PlaygroundSession({ addon: loadAddon(root), packageRoot: root, source: run, env });
+    try {
+      await s.prepare();
+      assert.deepEqual(s.panes().map((p) => p.id), ['base', 'tuned', 'L1', 'L2']);
+      assert.deepEqual(s.defaultPanes(), ['base', 'L1', 'tuned']);
+      assert.equal(s.chatTemplate, false);
+      const streamed = new Map<string, string>();
+      const ev = { onToken: (p: string, t: string) => streamed.set(p, (streamed.get(p) ?? '') + t), onAnswer: () => undefined };
+      const settings = { ...DEFAULT_SETTINGS, maxTokens: 8 };
+      const answers = await s.ask('cfabz =>', ['base', 'L1', 'L2', 'tuned'], settings, ev);
+      for (const a of answers) {
+        assert.equal(a.stopReason, 'maxTokens', `${a.pane}: ${a.error ?? ''}`);
+        assert.equal(a.tokens, 8);
+        assert.equal(streamed.get(a.pane), a.text, `${a.pane}: the streamed tokens make the answer`);
+        assert.ok((a.ttftMs ?? -1) >= 0 && (a.tokensPerSecond ?? 0) > 0);
+      }
+      assert.equal(answers[3]?.text, want, 'the tuned pane\'s greedy answer is hqlora generate\'s');
+      // Level subsets: base GGUF + the LoRA of levels 1..n (ranks 4, 2, 2 -> 4 and 6), cached beside the run's GGUF.
+      for (const [n, rank] of [[1, 4], [2, 6]] as const) {
+        const h = await readGgufHeader(await s.levelLora(n));
+        assert.deepEqual(h.tensors.find((t) => t.name === 'blk.0.attn_q.weight.lora_a')?.shape, [64, rank]);
+        assert.equal(h.metadata.get('adapter.lora.alpha'), rank);
+      }
+      assert.ok(existsSync(path.join(run, 'gguf-dequantized-f16-L1', 'verify.json')));
+      // Regenerate (greedy) gives the same answers again; the history holds one user turn per pane.
+      const again = await s.regenerate(settings, ev);
+      assert.deepEqual(again.map((a) => a.text), answers.map((a) => a.text));
+      assert.equal(s.markdown().match(/\*\*User:\*\*/g)?.length, 4);
+      // Stop: the running answer ends at once and the panes not started are skipped.
+      let first = true;
+      const stopping = s.ask('abc', ['base', 'tuned'], { ...settings, maxTokens: 200 }, { onToken: () => { if (first) { first = false; s.stop(); } }, onAnswer: () => undefined });
+      const stopped = await stopping;
+      assert.deepEqual(stopped.map((a) => a.stopReason), ['cancelled', 'cancelled']);
+      assert.ok((stopped[0]?.tokens ?? 99) < 200);
+      // A crash of the server is reported in the pane; the next prompt restarts it.
+      const pid = s.client.pid;
+      assert.ok(pid);
+      const crashed = s.ask('abc', ['base', 'tuned'], settings, { onToken: () => { if (s.client.pid === pid) process.kill(pid, 'SIGKILL'); }, onAnswer: () => undefined });
+      const c = await crashed;
+      assert.equal(c[0]?.stopReason, 'error');
+      assert.match(c[0]?.error ?? '', /playground server \(llama\.cpp\) was killed by SIGKILL/);
+      assert.equal(c[1]?.stopReason, 'maxTokens', 'the next pane restarted the server');
+      assert.notEqual(s.client.pid, pid);
+    } finally {
+      s.dispose();
+    }
+  });
+
+  it('playground server: 10 start/close cycles leave no process behind', async () => {
+    const pids: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const c = new PlaygroundClient({ packageRoot: root, env });
+      const hello = await c.start();
+      assert.equal(hello.backend, 'cpu');
+      assert.ok(c.pid);
+      pids.push(c.pid);
+      c.dispose();
+    }
+    const alive = (pid: number): boolean => { try { process.kill(-pid, 0); return true; } catch { return false; } };
+    for (let t = 0; t < 50 && pids.some(alive); t++) await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(pids.filter(alive), [], 'every server process group has ended');
   });
 
   it('a truncated or foreign GGUF is named with what is wrong', async () => {

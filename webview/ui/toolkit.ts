@@ -2,10 +2,13 @@
 // (@vscode/webview-ui-toolkit, pinned). Everything else calls these factories, so swapping the library (the toolkit
 // is archived upstream; vscode-elements is the successor) means changing this file only.
 import {
-  provideVSCodeDesignSystem, vsCodeBadge, vsCodeButton, vsCodeCheckbox, vsCodeDivider, vsCodeProgressRing, vsCodeTag,
+  provideVSCodeDesignSystem, vsCodeBadge, vsCodeButton, vsCodeCheckbox, vsCodeDivider, vsCodeProgressRing, vsCodeTag, vsCodeTextArea,
+  vsCodeTextField,
 } from '@vscode/webview-ui-toolkit';
 
-provideVSCodeDesignSystem().register(vsCodeButton(), vsCodeCheckbox(), vsCodeBadge(), vsCodeDivider(), vsCodeTag(), vsCodeProgressRing());
+provideVSCodeDesignSystem().register(
+  vsCodeButton(), vsCodeCheckbox(), vsCodeBadge(), vsCodeDivider(), vsCodeTag(), vsCodeProgressRing(), vsCodeTextArea(), vsCodeTextField(),
+);
 
 export interface ButtonOptions {
   id?: string;
@@ -59,4 +62,37 @@ export function divider(): HTMLElement {
 
 export function spinner(): HTMLElement {
   return document.createElement('vscode-progress-ring');
+}
+
+/** An element with a string value (the toolkit's text field and text area). */
+export type ValueElement = HTMLElement & { value: string };
+
+/** A themed single-line field with a label; `onEnter` runs on Enter. */
+export function textField(label: string, value: string, o: { id?: string; size?: number; title?: string } = {}): ValueElement {
+  const f = document.createElement('vscode-text-field') as ValueElement;
+  f.textContent = label;
+  f.value = value;
+  if (o.id) f.id = o.id;
+  if (o.size) f.setAttribute('size', String(o.size));
+  if (o.title) f.title = o.title;
+  return f;
+}
+
+/** A themed multi-line field; Enter (without Shift) runs `onEnter`. */
+export function textArea(placeholder: string, o: { id?: string; rows?: number; onEnter?: () => void } = {}): ValueElement {
+  const a = document.createElement('vscode-text-area') as ValueElement;
+  a.setAttribute('placeholder', placeholder);
+  a.setAttribute('rows', String(o.rows ?? 3));
+  a.setAttribute('resize', 'vertical');
+  if (o.id) a.id = o.id;
+  if (o.onEnter) {
+    const run = o.onEnter;
+    a.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.shiftKey) {
+        e.preventDefault();
+        run();
+      }
+    });
+  }
+  return a;
 }
