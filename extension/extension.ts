@@ -12,6 +12,7 @@ import { combineAdaptersCommand, exportMergedCommand, mergeLevelsCommand } from 
 import { newConfigCommand } from './commands/newConfig';
 import { previewDataCommand } from './commands/previewData';
 import { copySweepMatrixCommand, startSweepCommand, stopSweepCommand } from './commands/sweep';
+import { SweepTree } from './commands/sweepView';
 import { Ctx } from './ctx';
 import { startLanguageClient } from './lsp/client';
 
@@ -46,6 +47,8 @@ export function activate(context: vscode.ExtensionContext): HqloraApi {
       context.subscriptions.push(vscode.commands.registerCommand(id, factory(ctx)));
     }
     context.subscriptions.push(notifyOnFinish(ctx));
+    const sweeps = new SweepTree(ctx.log);
+    context.subscriptions.push(sweeps, vscode.window.registerTreeDataProvider('hqlora.sweeps', sweeps));
     return ctx;
   } catch (err) {
     void vscode.window.showErrorMessage(`Cannot activate H-QLoRA: ${err instanceof Error ? err.message : String(err)}`);

@@ -15,6 +15,7 @@ import { buildResults, resultsCsv, resultsMarkdown, type CellOutcome } from '../
 import { validateSweepResults } from '../../extension/sweep/schemas';
 import { parseSweep } from '../../extension/sweep/spec';
 import { acquireLock, addCells, newState, planChanges, readState, writeFileAtomic, writeState } from '../../extension/sweep/state';
+import { sweepView } from '../../extension/sweep/view';
 import { meanStd, mulberry32, pairedBootstrap, quantile, standardError } from '../../extension/sweep/stats';
 import runConfigSchema from '../../schemas/run-config.schema.json';
 
@@ -287,5 +288,38 @@ describe('sweep results', () => {
     const csv = resultsCsv(r).split('\n');
     assert.equal(csv[0], 'split,row,data,cells_done,mmlu,mmlu_se,mmlu_std,delta_vs_baseline,delta_lo,delta_hi,significant,stem,humanities,social_sciences,other,eval_loss,train_s,time_vs_baseline,tokens_per_s,peak_memory_bytes');
     assert.match(csv[2]!, /^"8,8","8,8",,1,0\.8,/);
+  });
+
+  it('the Sweeps view: cell states and the matrix lines, from the sweep folder\'s files', async () => {
+    const s = await sweepOf(`base: base.hqlora.yaml\naxes:\n  adapter.ranks: [[16], [8, 8]]\n  seed: [0, 1]\nbootstrap: {samples: 500, seed: 1}\n`, 'v');
+    const dir = mkdtempSync(path.join(tmpdir(), 'hqlora-sweep-view-'));
+    try {
+      assert.equal(sweepView(dir), undefined); // never started
+      const answers = 'ABCDABCDAB';
+      const st = newState(s);
+      for (const c of st.cells) c.run_dir = path.join(dir, 'cells', c.id);
+      const [a, b, c, d] = st.cells;
+      a!.status = 'done';
+      b!.status = 'done';
+      c!.status = 'training';
+      d!.status = 'failed';
+      d!.error = 'train.jsonl:3: bad line';
+      writeState(dir, st);
+      const outcomes: CellOutcome[] = s.cells.map((cell, i) => ({
+        cell, state: st.cells[i]!, adapterSha256: null, train: null,
+        eval: i < 2 ? evalOf(answers, ['DDDDDDDDDD', i === 0 ? 'ABCDDDDDDD' : 'ABCDABDDDD'], ['abstract_algebra']) : null,
+      }));
+      writeFileAtomic(path.join(dir, 'sweep-results.json'), JSON.stringify(buildResults(s, outcomes)));
+      const v = sweepView(dir)!;
+      assert.equal(v.name, 'v');
+      assert.deepEqual([v.done, v.total, v.running], [2, 4, true]);
+      assert.deepEqual(v.cells.map((x) => x.description), ['done · MMLU 50.0 %', 'done · MMLU 70.0 %', 'training 0/?', 'failed: train.jsonl:3: bad line']);
+      // Row 16 over seeds 0 and 1: mean ± std across seeds (50 %, 70 %); row 8,8 has no finished cell yet.
+      assert.deepEqual(v.rows.map((r) => r.split), ['16', '8,8']);
+      assert.equal(v.rows[0]!.columns[0], `60.0 ± ${(100 * Math.sqrt(0.02)).toFixed(1)} (seeds) %`);
+      assert.equal(v.rows[1]!.columns[0], '–');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
