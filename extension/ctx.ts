@@ -4,7 +4,7 @@ import * as vscode from 'vscode';
 
 import { Dashboard } from './dashboard/panel';
 import { Playgrounds } from './playground/panel';
-import { RunManager } from './runs/manager';
+import { RunManager } from './registry/manager';
 import { Settings, watchSettings } from './settings';
 import { StatusBar } from './statusbar';
 

@@ -5,7 +5,7 @@ import * as vscode from 'vscode';
 import {
   type Cmd, notifyOnFinish, openDashboardCommand, resumeRunCommand, saveCheckpointCommand, showLogCommand,
   showTrainerLogCommand, startRunCommand, stopRunCommand,
-} from './commands';
+} from './commands/run';
 import { chatWithAdapterCommand } from './commands/chat';
 import { evaluateCommand } from './commands/evaluate';
 import { combineAdaptersCommand, exportMergedCommand, mergeLevelsCommand } from './commands/merge';

@@ -2,8 +2,8 @@
 // completed, stopped or failed (shown for a minute after the run ends), hidden when nothing runs. Click: dashboard.
 import * as vscode from 'vscode';
 
-import type { RunManager } from './runs/manager';
-import type { Run } from './runs/run';
+import type { RunManager } from './registry/manager';
+import type { Run } from './registry/run';
 
 /** How long a finished run stays in the status bar. */
 const FINISHED_VISIBLE_MS = 60_000;

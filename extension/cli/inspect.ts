@@ -2,8 +2,8 @@
 // (`hqlora-train inspect`, one JSON object), printed as a table of dtype, shape and bytes per tensor.
 import path from 'node:path';
 
-import { formatBytes } from '../run/format';
-import { findTrainer, inspectWithTrainer } from '../run/trainer';
+import { formatBytes } from '../job/format';
+import { findTrainer, inspectWithTrainer } from '../job/trainer';
 import { warn } from './io';
 
 export interface InspectOptions {

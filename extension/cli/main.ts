@@ -5,7 +5,7 @@ import path from 'node:path';
 
 import pkg from '../../package.json';
 import { formatError } from '../core/errors';
-import { findTrainer } from '../run/trainer';
+import { findTrainer } from '../job/trainer';
 import { USAGE, UsageError, checkFlags, onePositional, parseArgs } from './args';
 import { evalCommand } from './eval';
 import { GENERATE_USAGE, generateCommand } from './generate';

@@ -2,8 +2,8 @@
 // see them (rendered text, the trained part marked, token counts), without preparing the run.
 import { dataSettings } from '../data/settings';
 import { formatPreview, previewData } from '../data/preview';
-import { loadRunConfig } from '../run/config';
-import { resolveRunConfig } from '../run/resolve';
+import { loadRunConfig } from '../job/config';
+import { resolveRunConfig } from '../job/resolve';
 
 export async function previewCommand(configPath: string, n: number, json: boolean): Promise<number> {
   const run = resolveRunConfig(await loadRunConfig(configPath));

@@ -4,10 +4,10 @@
 import path from 'node:path';
 
 import type { TrainerEvent } from '../../schemas/generated/trainer-events';
-import { formatBytes, formatDuration, formatEval, formatLoss, formatStart, formatStep, num } from '../run/format';
+import { formatBytes, formatDuration, formatEval, formatLoss, formatStart, formatStep, num } from '../job/format';
 import { formatMcqLine } from '../eval/table';
-import { startRun } from '../run/job';
-import type { RunResult, TrainerProcess } from '../run/launcher';
+import { startRun } from '../job/job';
+import type { RunResult, TrainerProcess } from '../job/launcher';
 import { warn } from './io';
 
 export interface RunCommandOptions {

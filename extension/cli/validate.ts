@@ -5,8 +5,8 @@ import path from 'node:path';
 
 import { LENGTH_KEY, lengthProblem, modelContext } from '../core/truncation';
 import { formatKeyPath } from '../core/keypath';
-import { type LoadedRunConfig, loadRunConfig } from '../run/config';
-import { type ResolvedRun, resolveRunConfig } from '../run/resolve';
+import { type LoadedRunConfig, loadRunConfig } from '../job/config';
+import { type ResolvedRun, resolveRunConfig } from '../job/resolve';
 
 /** The problems a run would warn about (the config is valid): `file:line:col: warning: message (at key)` + hint. */
 export function configWarnings(loaded: LoadedRunConfig, run: ResolvedRun): string[] {

@@ -7,7 +7,7 @@ import path from 'node:path';
 
 import * as vscode from 'vscode';
 
-import { type Cmd, requireTrust } from '../commands';
+import { type Cmd, requireTrust } from './run';
 import type { Ctx } from '../ctx';
 import { checkCompletedAdapter } from '../gguf/cache';
 import { HqError } from '../core/errors';

@@ -9,7 +9,7 @@ import path from 'node:path';
 
 import * as vscode from 'vscode';
 
-import { type Cmd, requireTrust } from '../commands';
+import { type Cmd, requireTrust } from './run';
 import type { Ctx } from '../ctx';
 import { evaluateRun } from '../eval/evaluate';
 import { formatMcqLine, formatProgress } from '../eval/table';

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
 import type { ExportProgress, ExportReport } from '../native/addon';
-import { timestamp } from '../run/resolve';
+import { timestamp } from '../job/resolve';
 
 export type BaseChoice = 'original' | 'dequantized';
 export type DtypeChoice = 'bf16' | 'fp16' | 'fp32';

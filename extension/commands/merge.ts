@@ -9,7 +9,7 @@ import path from 'node:path';
 
 import * as vscode from 'vscode';
 
-import { type Cmd, requireTrust } from '../commands';
+import { type Cmd, requireTrust } from './run';
 import type { Ctx } from '../ctx';
 import {
   type ExportCommonOptions, type ExportProgress, type ExportReport, type HqloraAddon, isNativeError, loadAddon, toHqError,

@@ -5,7 +5,7 @@ import path from 'node:path';
 
 import * as vscode from 'vscode';
 
-import type { Cmd } from '../commands';
+import type { Cmd } from './run';
 import type { Ctx } from '../ctx';
 import { defaultConfigName, starterConfig } from './configTemplate';
 

@@ -8,13 +8,13 @@ import path from 'node:path';
 
 import * as vscode from 'vscode';
 
-import type { Cmd } from '../commands';
+import type { Cmd } from './run';
 import type { Ctx } from '../ctx';
 import { previewData } from '../data/preview';
 import { dataSettings } from '../data/settings';
-import { loadRunConfig, parseRunConfig } from '../run/config';
+import { loadRunConfig, parseRunConfig } from '../job/config';
 import { HqError, formatError } from '../core/errors';
-import { resolveRunConfig } from '../run/resolve';
+import { resolveRunConfig } from '../job/resolve';
 import { type PreviewDocument, previewDocument } from './previewDocument';
 
 export const PREVIEW_SCHEME = 'hqlora-preview';

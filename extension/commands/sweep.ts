@@ -8,8 +8,8 @@ import path from 'node:path';
 
 import * as vscode from 'vscode';
 
-import type { Cmd } from '../commands';
-import { requireTrust } from '../commands';
+import type { Cmd } from './run';
+import { requireTrust } from './run';
 import type { Ctx } from '../ctx';
 import { formatError } from '../core/errors';
 import { RESULTS_JSON, runSweep } from '../sweep/runner';

@@ -16,9 +16,9 @@ import path from 'node:path';
 import * as vscode from 'vscode';
 
 import type { HostToWebview, OpenOutputMessage, RunActionMessage, RunSummary, WebviewToHost } from '../../schemas/generated/webview-messages';
-import type { RunManager } from '../runs/manager';
-import type { Cursor } from '../runs/metrics';
-import type { Run } from '../runs/run';
+import type { RunManager } from '../registry/manager';
+import type { Cursor } from '../registry/metrics';
+import type { Run } from '../registry/run';
 import { dashboardHtml } from './html';
 import { isListedOutput, listOutputs } from './outputs';
 import { parseWebviewMessage } from './protocol';

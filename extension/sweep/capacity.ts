@@ -3,7 +3,7 @@
 // the language server's estimate, calibrated against nvidia-smi) must add up to at most the GPU's memory.
 import { inspectModel } from '../model/modelinfo';
 import { type GpuInfo, baseParams, detectGpus, estimateMemory, formatBytes, trainableParams } from '../model/memory';
-import { findTrainer } from '../run/trainer';
+import { findTrainer } from '../job/trainer';
 import type { LoadedSweep, SweepCell } from './spec';
 
 export interface DeviceBudget {

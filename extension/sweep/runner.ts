@@ -1,6 +1,6 @@
 // runner.ts — runs a sweep's cells to completion, shared by `hqlora sweep` and "H-QLoRA: Start Sweep".
 //
-// Each cell is an ordinary run (extension/run/job.ts prepareRun, the same path as `hqlora run`) in
+// Each cell is an ordinary run (extension/job/job.ts prepareRun, the same path as `hqlora run`) in
 // <sweep>/cells/<id>, trained by hqlora-train detached in its own process group with stdout/stderr going to files
 // (like the extension's run manager): killing the sweep, or a window reload, leaves the trainers running, and
 // their events stay in <run>/events.jsonl. A finished cell is scored by `hqlora eval` (extension/eval/evaluate.ts)
@@ -22,12 +22,12 @@ import path from 'node:path';
 import type { EvalResultEvent, TrainerEvent } from '../../schemas/generated/trainer-events';
 import { evaluateRun } from '../eval/evaluate';
 import { HqError, formatError } from '../core/errors';
-import { num } from '../run/format';
-import { prepareRun } from '../run/job';
-import { explainSignal, writeRunJson } from '../run/launcher';
+import { num } from '../job/format';
+import { prepareRun } from '../job/job';
+import { explainSignal, writeRunJson } from '../job/launcher';
 import { parseEventLine } from '../core/schemas';
-import { trainerEnv } from '../run/trainer';
-import { isSameProcessAlive, procStartTime } from '../runs/proc';
+import { trainerEnv } from '../job/trainer';
+import { isSameProcessAlive, procStartTime } from '../registry/proc';
 import { cellMemoryBytes, deviceBudget } from './capacity';
 import { type CellOutcome, buildResults, readTrainCost, resultsCsv, resultsMarkdown, type SweepResults } from './results';
 import type { LoadedSweep, SweepCell } from './spec';

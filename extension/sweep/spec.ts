@@ -24,7 +24,7 @@ import runConfigSchema from '../../schemas/run-config.schema.json';
 import type { RunConfig } from '../../schemas/generated/run-config';
 import type { Cell, Dataset, RankSplit, SweepConfig } from '../../schemas/generated/sweep';
 import { type KeyPath, formatKeyPath } from '../core/keypath';
-import { type LoadedRunConfig, loadRunConfig } from '../run/config';
+import { type LoadedRunConfig, loadRunConfig } from '../job/config';
 import { HqError, HqErrors, errnoCode } from '../core/errors';
 import { validateRunConfig } from '../core/schemas';
 import { editDistance } from '../core/spelling';

@@ -14,7 +14,7 @@ import path from 'node:path';
 import type { SweepState, StateCell } from '../../schemas/generated/sweep-state';
 import { HqError, errnoCode } from '../core/errors';
 import { describeAjvErrors } from '../core/schemaProblems';
-import { isSameProcessAlive, procStartTime } from '../runs/proc';
+import { isSameProcessAlive, procStartTime } from '../registry/proc';
 import type { LoadedSweep } from './spec';
 import { validateSweepState } from './schemas';
 

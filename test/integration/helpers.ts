@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
-import { bundledTrainerPath } from '../../extension/run/trainer';
+import { bundledTrainerPath } from '../../extension/job/trainer';
 
 export const root = process.cwd();
 export const fixtures = path.join(root, 'test', 'fixtures');

@@ -10,8 +10,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import type { TrainerEvent } from '../../schemas/generated/trainer-events';
-import { startRun } from '../../extension/run/job';
-import { explainSignal } from '../../extension/run/launcher';
+import { startRun } from '../../extension/job/job';
+import { explainSignal } from '../../extension/job/launcher';
 import { fixtures, requireBuilds, root, tinyConfig } from './helpers';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'hqlora-launch-'));

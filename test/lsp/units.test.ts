@@ -14,9 +14,9 @@ import { ConfigDoc, nestingProblem } from '../../extension/lsp/document';
 import { hfCacheDir, listCachedModels, locateModel, looksLikeRepoId, resolveRepoId } from '../../extension/model/hfcache';
 import { ALL_MODULES, type Dims, baseParams, estimateMemory, moduleShape, nf4BitsPerParam, parseNvidiaSmi, trainableParams } from '../../extension/model/memory';
 import { closest, editDistance } from '../../extension/core/spelling';
-import { parseRunConfig } from '../../extension/run/config';
-import { gpuEnv } from '../../extension/run/launcher';
-import { resolveRunConfig } from '../../extension/run/resolve';
+import { parseRunConfig } from '../../extension/job/config';
+import { gpuEnv } from '../../extension/job/launcher';
+import { resolveRunConfig } from '../../extension/job/resolve';
 import { validateRunConfig } from '../../extension/core/schemas';
 import { COMMIT, FIXTURES, type Workspace, makeWorkspace } from './fixtures';
 

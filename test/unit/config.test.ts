@@ -6,9 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 
-import { loadRunConfig, parseRunConfig } from '../../extension/run/config';
+import { loadRunConfig, parseRunConfig } from '../../extension/job/config';
 import { HqError, HqErrors } from '../../extension/core/errors';
-import { configName, resolveRunConfig, timestamp } from '../../extension/run/resolve';
+import { configName, resolveRunConfig, timestamp } from '../../extension/job/resolve';
 
 const root = process.cwd();
 const fixtures = path.join(root, 'test', 'fixtures');

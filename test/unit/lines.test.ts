@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { LineSplitter } from '../../extension/run/lines';
+import { LineSplitter } from '../../extension/job/lines';
 
 describe('LineSplitter', () => {
   it('joins a line split across chunks', () => {

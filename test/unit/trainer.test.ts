@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 
 import { HqError } from '../../extension/core/errors';
-import { bundledTrainerPath, findTrainer, missingSharedLibrary, trainerEnv } from '../../extension/run/trainer';
+import { bundledTrainerPath, findTrainer, missingSharedLibrary, trainerEnv } from '../../extension/job/trainer';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'hqlora-trainer-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));

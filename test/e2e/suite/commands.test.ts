@@ -10,7 +10,7 @@ import * as vscode from 'vscode';
 
 import type { HqloraApi } from '../../../extension/extension';
 import type { ExportReport } from '../../../extension/native/addon';
-import type { Run } from '../../../extension/runs/run';
+import type { Run } from '../../../extension/registry/run';
 
 import { activate, waitFor, ws } from './host';
 

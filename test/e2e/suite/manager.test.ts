@@ -8,9 +8,9 @@ import path from 'node:path';
 import * as vscode from 'vscode';
 
 import type { HqloraApi } from '../../../extension/extension';
-import { prepareRun } from '../../../extension/run/job';
-import { isSameProcessAlive, processesInGroup } from '../../../extension/runs/proc';
-import type { Run } from '../../../extension/runs/run';
+import { prepareRun } from '../../../extension/job/job';
+import { isSameProcessAlive, processesInGroup } from '../../../extension/registry/proc';
+import type { Run } from '../../../extension/registry/run';
 
 import { activate, waitFor, ws } from './host';
 

@@ -10,8 +10,8 @@ import path from 'node:path';
 
 import type { RunSummary } from '../../schemas/generated/webview-messages';
 import type { TrainerEvent } from '../../schemas/generated/trainer-events';
-import { num } from '../run/format';
-import { ExitCode, explainSignal } from '../run/launcher';
+import { num } from '../job/format';
+import { ExitCode, explainSignal } from '../job/launcher';
 import { parseEventLine } from '../core/schemas';
 import { RunMetrics } from './metrics';
 import { isSameProcessAlive } from './proc';

@@ -9,9 +9,9 @@ import path from 'node:path';
 import * as vscode from 'vscode';
 
 import { HqError } from '../core/errors';
-import { type PreparedRun, prepareRun } from '../run/job';
-import { gpuEnv, writeRunJson } from '../run/launcher';
-import { trainerEnv } from '../run/trainer';
+import { type PreparedRun, prepareRun } from '../job/job';
+import { gpuEnv, writeRunJson } from '../job/launcher';
+import { trainerEnv } from '../job/trainer';
 import type { Settings } from '../settings';
 import { procStartTime } from './proc';
 import { RunRegistry, scanRunFolders } from './registry';

@@ -8,7 +8,7 @@
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 
-import { LineSplitter } from '../run/lines';
+import { LineSplitter } from '../job/lines';
 
 export interface TailerOptions {
   onLines: (lines: string[]) => void;

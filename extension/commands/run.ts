@@ -1,12 +1,12 @@
-// commands.ts — the extension's commands (palette category "H-QLoRA"), each a factory over the Ctx (no globals).
+// commands/run.ts — the extension's commands (palette category "H-QLoRA"), each a factory over the Ctx (no globals).
 // Every command that cannot act says why (untrusted workspace, no config, no run).
 import path from 'node:path';
 
 import * as vscode from 'vscode';
 
-import type { Ctx } from './ctx';
-import { HqError, formatError } from './core/errors';
-import type { Run } from './runs/run';
+import type { Ctx } from '../ctx';
+import { HqError, formatError } from '../core/errors';
+import type { Run } from '../registry/run';
 
 export type Cmd = (...args: unknown[]) => unknown;
 
