@@ -24,7 +24,7 @@ export function startLanguageClient(context: vscode.ExtensionContext, serverModu
     debug: { module: serverModule, transport: TransportKind.ipc, options: { execArgv: ['--nolazy', '--inspect=6019'] } },
   };
   const clientOptions: LanguageClientOptions = {
-    documentSelector: [{ language: LANGUAGE_ID }],
+    documentSelector: [{ language: LANGUAGE_ID }, { scheme: 'file', pattern: '**/*.hqsweep.{yaml,yml}' }],
     middleware: {
       // A lens whose command no part of the extension registers (yet) is hidden rather than failing on click.
       provideCodeLenses: async (doc, token, next) => {

@@ -8,6 +8,7 @@
 // a failing handler logs and answers empty; a failing validation publishes an "internal error" diagnostic.
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 
 import {
   type CodeAction, type CodeLens, type CompletionItem, type Connection, type Diagnostic, DiagnosticSeverity,
@@ -24,6 +25,7 @@ import { hover } from './hover';
 import { type GpuInfo, detectGpus } from '../model/memory';
 import { codeActions } from './quickfix';
 import { type Check, type CheckEnv, CHECKS, SOURCE } from './semantic';
+import { isSweepFile, sweepDiagnostics } from './sweep';
 import { documentSymbols } from './symbols';
 
 export interface ServerOptions {
@@ -86,6 +88,13 @@ export function startServer(connection: Connection, opts: ServerOptions = {}): T
     await gpusReady;
     const doc = documents.get(uri);
     if (!doc) return;
+    const file = uri.startsWith('file:') ? fileURLToPath(uri) : uri;
+    if (isSweepFile(file)) {
+      const sweepDiags = await sweepDiagnostics(file, doc.getText());
+      if (documents.get(uri)?.version !== doc.version) return;
+      await connection.sendDiagnostics({ uri, version: doc.version, diagnostics: sweepDiags });
+      return;
+    }
     const { analysis } = analysisOf(doc);
     if (documents.get(uri)?.version !== doc.version) return; // superseded: the newer change schedules its own run
     const diagnostics: Diagnostic[] = analysis.diagnostics;
@@ -127,7 +136,7 @@ export function startServer(connection: Connection, opts: ServerOptions = {}): T
   function guarded<P extends { textDocument: { uri: string } }, R>(name: string, empty: R, fn: (doc: TextDocument, p: P) => R): (p: P) => R {
     return (p) => {
       const doc = documents.get(p.textDocument.uri);
-      if (!doc) return empty;
+      if (!doc || isSweepFile(doc.uri)) return empty; // sweep files: diagnostics only (sweep.ts)
       try {
         return fn(doc, p);
       } catch (err) {
