@@ -9,7 +9,7 @@ import { PlaygroundClient } from '../playground/client';
 import { UsageError } from './args';
 
 export const GENERATE_USAGE = `  hqlora generate <run-folder | adapter-folder> --prompt TEXT [--max-tokens N] [--temperature T] [--seed S]
-                  [--base] [--json]
+                  [--top-k K] [--top-p P] [--base] [--json]
       One answer of the tuned model through llama.cpp (node-llama-cpp), streamed to stdout; --base answers with the
       base model. Greedy by default. The GGUF (f16) is exported into the run folder on first use and reused.
 `;

@@ -8,6 +8,7 @@ import { formatError } from '../core/errors';
 import { findTrainer } from '../job/trainer';
 import { USAGE, UsageError, checkFlags, onePositional, parseArgs } from './args';
 import { evalCommand } from './eval';
+import { CHAT_USAGE, chatCommand } from './chat';
 import { GENERATE_USAGE, generateCommand } from './generate';
 import { inspectCommand } from './inspect';
 import { EXPORT_USAGE, exportCommand } from './merge';
@@ -25,7 +26,7 @@ async function main(argv: string[]): Promise<number> {
   const trainerFlag = args.flags.get('--trainer');
   const trainerSetting = typeof trainerFlag === 'string' ? trainerFlag : undefined;
   if (args.flags.has('--help') || args.command === 'help') {
-    process.stdout.write(`${USAGE}\nMerge and export:\n${EXPORT_USAGE}\nTry the tuned model:\n${GENERATE_USAGE}`);
+    process.stdout.write(`${USAGE}\nMerge and export:\n${EXPORT_USAGE}\nTry the tuned model:\n${GENERATE_USAGE}${CHAT_USAGE}`);
     return 0;
   }
   if (args.flags.has('--version') && args.command === undefined) {
@@ -85,6 +86,8 @@ async function main(argv: string[]): Promise<number> {
       return exportCommand({ command: args.command, words: argv.filter((_, i) => i !== argv.indexOf(args.command ?? '')), packageRoot, exists: existsSync });
     case 'generate':
       return generateCommand(argv.filter((_, i) => i !== argv.indexOf('generate')), packageRoot);
+    case 'chat':
+      return chatCommand(argv.filter((_, i) => i !== argv.indexOf('chat')), packageRoot);
     case undefined:
       throw new UsageError('no command given');
     default:

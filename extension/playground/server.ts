@@ -33,6 +33,8 @@ let lib: NodeLlamaCpp;
 let llama: Llama;
 const models = new Map<string, Promise<LlamaModel>>();
 const running = new Map<number, AbortController>();
+/** Cancels that came before their generation started (it then stops before its first token). */
+const cancelledEarly = new Set<number>();
 
 /** Each GGUF is checked (header, size) and loaded once. */
 function loadModel(file: string): Promise<LlamaModel> {
@@ -144,6 +146,7 @@ async function generate(q: GenerateRequest): Promise<GenerateResult> {
   const ctx = await createContext(model, contextSize, q.lora);
   const abort = new AbortController();
   running.set(q.id, abort);
+  if (cancelledEarly.delete(q.id)) abort.abort();
   const t0 = performance.now();
   let ttft = -1;
   let count = 0;
@@ -222,7 +225,9 @@ async function generate(q: GenerateRequest): Promise<GenerateResult> {
 
 async function handle(q: Request): Promise<void> {
   if (q.op === 'cancel') {
-    running.get(q.target)?.abort();
+    const r = running.get(q.target);
+    if (r) r.abort();
+    else cancelledEarly.add(q.target);
     send({ type: 'result', id: q.id, result: { tokens: [], addBos: false, cases: [] } });
     return;
   }

@@ -3,6 +3,7 @@
 // and our forward and tokenizer. verify.json must pass: tokens equal, merged and base logits within the type's
 // bound, base GGUF + LoRA GGUF equal to ours and to the merged GGUF. Then the bad inputs, each named in the message.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -137,6 +138,41 @@ describe('hqlora export --format gguf (verified by llama.cpp)', () => {
       assert.notEqual(s.client.pid, pid);
     } finally {
       s.dispose();
+    }
+  });
+
+  it('hqlora chat in a terminal (tmux): streams the greedy answer, Ctrl-C stops an answer, Ctrl-D ends', async () => {
+    const run = path.join(tmp, 'run-done');
+    const gen = await runCli(['generate', run, '--prompt', 'cfabz =>', '--max-tokens', '8', '--json'], env);
+    const want = (JSON.parse(gen.stdout) as { text: string }).text;
+    const sock = `hq-chat-${process.pid}`;
+    const tmux = (...a: string[]): string => execFileSync('tmux', ['-L', sock, ...a], { encoding: 'utf8' });
+    const screen = (): string => tmux('capture-pane', '-p', '-J', '-S', '-200', '-t', 'chat');
+    const waitFor = async (re: RegExp, what: string): Promise<string> => {
+      for (let i = 0; i < 1200; i++) {
+        const s = screen();
+        if (re.test(s)) return s;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`timed out waiting for ${what}:\n${screen()}`);
+    };
+    tmux('new-session', '-d', '-s', 'chat', '-x', '220', '-y', '60',
+      `env HQLORA_PLAYGROUND_GPU=false ${process.execPath} ${cli} chat ${run} --max-tokens 8; echo CHAT-EXIT-$?; sleep 60`);
+    try {
+      await waitFor(/llama\.cpp on cpu; no chat template: plain prompts[\s\S]*you> $/m, 'the prompt');
+      tmux('send-keys', '-t', 'chat', '-l', 'cfabz =>');
+      tmux('send-keys', '-t', 'chat', 'Enter');
+      const first = await waitFor(/\[8 tokens, maxTokens, TTFT \d+ ms/, 'the first answer');
+      const answer = first.slice(first.indexOf('model> ') + 7, first.lastIndexOf('\n[8 tokens'));
+      assert.equal(answer, want, 'the greedy answer is hqlora generate\'s');
+      tmux('send-keys', '-t', 'chat', '-l', 'abc');
+      tmux('send-keys', '-t', 'chat', 'Enter', 'C-c');
+      const stopped = await waitFor(/\[\d+ tokens, stopped, /, 'the stopped answer');
+      assert.ok(Number(/\[(\d+) tokens, stopped, /.exec(stopped)?.[1]) < 8, 'Ctrl-C stopped the answer before its 8 tokens');
+      tmux('send-keys', '-t', 'chat', 'C-d');
+      await waitFor(/CHAT-EXIT-0/, 'the exit');
+    } finally {
+      tmux('kill-server');
     }
   });
 
