@@ -17,7 +17,6 @@
 import { Template } from '@huggingface/jinja';
 
 import { HqError } from '../core/errors';
-import type { ModelTokenizer } from './tokenizer';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
@@ -64,8 +63,13 @@ export interface ChatBuilt {
   spans: [number, number][];
 }
 
+/** What buildChatExample needs of a tokenizer (tokenizer.ts ModelTokenizer has it; chat.ts stays below tokenizer.ts). */
+export interface ChatEncoder {
+  encode(text: string): number[];
+}
+
 /** Renders, finds the assistant spans and tokenizes one conversation. Errors carry file:line. */
-export function buildChatExample(tok: Pick<ModelTokenizer, 'encode'>, tpl: ChatTemplate, messages: ChatMessage[],
+export function buildChatExample(tok: ChatEncoder, tpl: ChatTemplate, messages: ChatMessage[],
   opts: { maxLen: number; trainOnSource: boolean }, where: { file: string; line: number }): ChatBuilt {
   const render = (msgs: ChatMessage[], gen: boolean, what: string): string => {
     try {

@@ -15,24 +15,14 @@ import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
+import type { TokenFileHeader as TokenFileHeaderSchema } from '../../schemas/generated/token-file';
 import { HqError } from '../core/errors';
 
 export const HQTOK_MAGIC = Buffer.from([0x48, 0x51, 0x54, 0x4f, 0x4b, 0x00, 0x00, 0x01]);
 export const HQTOK_VERSION = 1;
 
-export interface TokenFileHeader {
-  format: 'hqtok';
-  version: 1;
-  n_examples: number;
-  n_tokens: number;
-  vocab_size: number;
-  bos_id: number | null;
-  eos_id: number;
-  pad_id: number;
-  tokenizer_sha256: string;
-  source: { files: string[]; format: string };
-  created_by: string;
-}
+/** The header as this writer fills it: the generated schema type (schemas/token-file.schema.json) with every key present. */
+export type TokenFileHeader = Required<Omit<TokenFileHeaderSchema, 'source'>> & { source: Required<NonNullable<TokenFileHeaderSchema['source']>> };
 
 export interface TokenData {
   /** n_examples + 1 offsets; offsets[0] = 0, last = ids.length. */
