@@ -116,7 +116,7 @@ export async function trainerVersion(file: string): Promise<{ version: string; b
  * thread and GPU controls), plus `extra`. Nothing else leaks in.
  */
 export function trainerEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const keep = /^(PATH|HOME|USER|LANG|LC_[A-Z]+|TZ|TMPDIR|LD_LIBRARY_PATH|OMP_[A-Z_]+|OPENBLAS_[A-Z_]+|GOTO_NUM_THREADS|CUDA_[A-Z_]+|NVIDIA_[A-Z_]+|HQ_[A-Z_]+)$/;
+  const keep = /^(PATH|HOME|USER|LANG|LC_[A-Z]+|TZ|TMPDIR|LD_LIBRARY_PATH|OMP_[A-Z_]+|OPENBLAS_[A-Z_]+|GOTO_NUM_THREADS|CUDA_[A-Z_]+|NVIDIA_[A-Z_]+|HQ_[A-Z_]+|NCCL_[A-Z0-9_]+)$/;
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (keep.test(k) && v !== undefined) env[k] = v;
   return { ...env, ...extra };

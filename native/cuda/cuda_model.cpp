@@ -921,6 +921,8 @@ DeviceBackend cuda_backend() {
     b.name = "cuda";
     b.available = &available;
     b.load = &load;
+    b.select_device = &select_device;
+    b.make_collective = &make_nccl_collective;
     return b;
 }
 

@@ -14,4 +14,8 @@ namespace hq::cuda {
 // The backend to register with hq::register_device_backend (main_train.cpp).
 DeviceBackend cuda_backend();
 
+// Data parallel (nccl.cpp): this local rank's GPU (LOCAL_RANK modulo the visible devices), and the NCCL collective.
+void select_device(int local_rank);
+std::unique_ptr<Collective> make_nccl_collective(Rendezvous& rv, double timeout_s);
+
 }  // namespace hq::cuda

@@ -62,6 +62,7 @@ void DataParallel::attach(Model& model, const std::string& config_file) {
     }
     Collective* c = coll_.get();
     rv_->start_watchdog([c] { c->abort(); }, 10.0);
+    coll_->start();
     std::fprintf(stderr, "[hqlora] rank %d: %s collectives ready\n", env_.rank, coll_->name().c_str());
 }
 

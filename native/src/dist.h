@@ -126,6 +126,9 @@ class Collective {
     virtual void all_reduce_host(double* data, size_t n) = 0;
     // From the watchdog thread when another rank failed: make a blocked collective return (NCCL: ncclCommAbort).
     virtual void abort() {}
+    // Once the watchdog runs (the rendezvous carries no more messages): connect (NCCL: the communicator's init,
+    // which waits for every rank, so a rank that dies meanwhile must be seen).
+    virtual void start() {}
 };
 
 // The CPU backend over shared memory (all ranks on one host; E_DIST otherwise). `timeout_s`: a collective that
