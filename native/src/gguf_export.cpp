@@ -151,16 +151,6 @@ int read_flat_levels(const AdapterSource& src, const SourceModule& m, int n, std
     return R;
 }
 
-void check_cancel(const ExportCommon& o, const std::string& item) {
-    if (o.cancel && o.cancel->load(std::memory_order_relaxed))
-        throw Error("E_CANCELLED", HQ_MSG("export cancelled (at " << item << "); nothing was written to " << o.out_dir),
-                    Where{o.out_dir, item, "", -1, -1}, "run the command again to export");
-}
-
-void report(const ExportCommon& o, const char* phase, int64_t done, int64_t total, const std::string& item) {
-    if (o.progress) o.progress(MergeProgress{phase, done, total, item});
-}
-
 void add_general(GgufWriter& w, const GgufArch& a, const std::string& type, const std::string& name, GgmlType t) {
     w.add_string("general.architecture", a.arch);
     w.add_string("general.type", type);
@@ -301,7 +291,7 @@ json export_gguf(const GgufExportOptions& o) {
             }
             int64_t done = 0;
             for (const Plan& p : plan) {
-                check_cancel(o, p.hf);
+                export_check_cancel(o, p.hf);
                 const TensorInfo* t = mw.find(p.hf);
                 W.resize(size_t(t->numel()));
                 mw.read_f32_into(p.hf, W.data(), W.size());
@@ -319,7 +309,7 @@ json export_gguf(const GgufExportOptions& o) {
                     for (float& v : W) v += arch.norm_add;
                 if (p.permute_heads > 0) permute_rows(W, p.permute_heads, p.shape[0], p.shape[1]);
                 w.write_tensor_f32(p.gguf, W.data(), int64_t(W.size()));
-                report(o, "write", ++done, int64_t(plan.size()), file + ": " + p.gguf);
+                export_report(o, "write", ++done, int64_t(plan.size()), file + ": " + p.gguf);
             }
             w.finish();
             files[merged ? "merged" : "base"] = {{"file", file}, {"bytes", file_size(w.path())}, {"type", tn}};
@@ -350,13 +340,13 @@ json export_gguf(const GgufExportOptions& o) {
             int64_t done = 0, n = int64_t(src.modules.size());
             for (const Plan& p : plan) {
                 if (!p.module) continue;
-                check_cancel(o, p.module->name);
+                export_check_cancel(o, p.module->name);
                 read_flat_levels(src, *p.module, o.levels, &A, &B);
                 // llama.cpp's RoPE layout applies to B's output rows only (convert_lora_to_gguf's LoraTorchTensor).
                 if (p.permute_heads > 0) permute_rows(B, p.permute_heads, p.module->out, R_lora);
                 w.write_tensor_f32(p.gguf + ".lora_a", A.data(), int64_t(A.size()));
                 w.write_tensor_f32(p.gguf + ".lora_b", B.data(), int64_t(B.size()));
-                report(o, "write", ++done, n, f_lora + ": " + p.gguf);
+                export_report(o, "write", ++done, n, f_lora + ": " + p.gguf);
             }
             w.finish();
             files["lora"] = {{"file", f_lora}, {"bytes", file_size(w.path())}, {"type", ggml_type_name(lora_t)},

@@ -32,17 +32,17 @@ namespace hq {
 
 using nlohmann::json;
 
-namespace {
-
-void check_cancel(const ExportCommon& o, const std::string& item) {
+void export_check_cancel(const ExportCommon& o, const std::string& item) {
     if (o.cancel && o.cancel->load(std::memory_order_relaxed))
         throw Error("E_CANCELLED", HQ_MSG("export cancelled (at " << item << "); nothing was written to " << o.out_dir),
                     Where{o.out_dir, item, "", -1, -1}, "run the command again to export");
 }
 
-void report(const ExportCommon& o, const char* phase, int64_t done, int64_t total, const std::string& item) {
+void export_report(const ExportCommon& o, const char* phase, int64_t done, int64_t total, const std::string& item) {
     if (o.progress) o.progress(MergeProgress{phase, done, total, item});
 }
+
+namespace {
 
 QuantSpec default_quant() { return QuantSpec{}; }
 
@@ -137,8 +137,8 @@ json build_dir(const ExportCommon& o, const std::vector<std::string>& inputs, F 
         json rep = fill(tmp);
         rep["output"] = o.out_dir;
         write_file_atomic(path_join(tmp, "verify.json"), rep.dump(2) + "\n");
-        check_cancel(o, "publish");
-        report(o, "publish", 1, 1, o.out_dir);
+        export_check_cancel(o, "publish");
+        export_report(o, "publish", 1, 1, o.out_dir);
         publish_dir(tmp, o.out_dir);
         return rep;
     } catch (...) {
@@ -188,15 +188,15 @@ json verify_peft(const ExportCommon& o, const std::string& base, const QuantSpec
                          {"reason", base.empty() ? "the base model is unknown (pass the base model folder)"
                                                  : "base model folder " + base + " not found"}}),
                v;
-    report(o, "verify", 0, 2, "reference");
+    export_report(o, "verify", 0, 2, "reference");
     const ModelConfig cfg = load_model_config(base);
     const std::vector<int32_t> ids = verify_ids(cfg.vocab_size, cfg.bos_token_id);
     const std::vector<float> ref = reference_logits(base, quant, refs, ids);
-    check_cancel(o, "verify");
-    report(o, "verify", 1, 2, "exported");
+    export_check_cancel(o, "verify");
+    export_report(o, "verify", 1, 2, "exported");
     const AdapterSource exported = open_adapter_source(peft_dir);
     const std::vector<float> got = reference_logits(base, quant, {{&exported, 1.0}}, ids);
-    report(o, "verify", 2, 2, "exported");
+    export_report(o, "verify", 2, 2, "exported");
     json c = compare_logits(ref, got, exact ? o.tolerance : o.lossy_tolerance);
     v.update(c);
     v["ids_shape"] = {kVerifyBatch, kVerifySeq};
@@ -230,7 +230,7 @@ json merge_levels(const MergeLevelsOptions& o) {
         const int64_t n = (int64_t)src.modules.size();
         for (int64_t i = 0; i < n; i++) {
             const SourceModule& m = src.modules[size_t(i)];
-            check_cancel(o, m.name);
+            export_check_cancel(o, m.name);
             src.read_flat(m, &A, &B);
             if (!lossy) {
                 w.write_f32(peft_key(m.name, 'A'), A.data(), A.size());
@@ -248,7 +248,7 @@ json merge_levels(const MergeLevelsOptions& o) {
                                 {"frob_error", std::sqrt(sq)}, {"frob_norm", std::sqrt(s.energy_total)},
                                 {"delta_max_abs", refmax}});
             }
-            report(o, "merge", i + 1, n, m.name);
+            export_report(o, "merge", i + 1, n, m.name);
         }
         w.finish();
         write_file_atomic(path_join(tmp, "adapter_config.json"),
@@ -500,7 +500,7 @@ WrittenShards write_merged_shards(const MergeIntoBaseOptions& o, const BaseMerge
                 const TensorInfo* nt = nx ? plan.mw.find(nx->name, &nf) : nullptr;
                 if (nt && plan.converted(*nx, &nf) == nullptr) prefetch_mapped_range(nf->data(*nt), size_t(nt->end - nt->begin));
             }
-            check_cancel(o, d.name);
+            export_check_cancel(o, d.name);
             const SafeTensorsFile* f = nullptr;
             const TensorInfo* t = plan.mw.find(d.name, &f);
             if (!is_float_dtype(t->dtype) || (t->dtype == d.dtype && !plan.adapted.count(d.name))) {
@@ -537,7 +537,7 @@ WrittenShards write_merged_shards(const MergeIntoBaseOptions& o, const BaseMerge
             }
             release_mapped_range(f->data(*t), size_t(t->end - t->begin));
             out.weight_map[d.name] = plan.shard_name(si);
-            report(o, "write", ++done, ntensors, d.name);
+            export_report(o, "write", ++done, ntensors, d.name);
         }
         const auto tf = MergeTiming::tick();
         w.finish();
@@ -587,12 +587,12 @@ json verify_merged(const MergeIntoBaseOptions& o, const BaseMergePlan& plan, con
         return v;
     }
     const std::vector<int32_t> ids = verify_ids(plan.cfg.vocab_size, plan.cfg.bos_token_id);
-    report(o, "verify", 0, 2, "reference");
+    export_report(o, "verify", 0, 2, "reference");
     const std::vector<float> ref = reference_logits(plan.base, ref_q, {{&plan.src, 1.0}}, ids);
-    check_cancel(o, "verify");
-    report(o, "verify", 1, 2, "exported");
+    export_check_cancel(o, "verify");
+    export_report(o, "verify", 1, 2, "exported");
     const std::vector<float> got = plain_logits(tmp, ids);
-    report(o, "verify", 2, 2, "exported");
+    export_report(o, "verify", 2, 2, "exported");
     v.update(compare_logits(ref, got, tol));
     v["ids_shape"] = {kVerifyBatch, kVerifySeq};
     v["status"] = v["pass"].get<bool>() ? "pass" : "fail";
@@ -690,7 +690,7 @@ json combine_adapters(const CombineOptions& o) {
         const int64_t n = (int64_t)s0.modules.size();
         for (int64_t mi = 0; mi < n; mi++) {
             const SourceModule& m = s0.modules[size_t(mi)];
-            check_cancel(o, m.name);
+            export_check_cancel(o, m.name);
             // Exact weighted sum as one product: Acat [Rsum, in] = concat_rows(w_i·A_i), Bcat [out, Rsum].
             Acat.assign(size_t(Rsum) * m.in, 0.0f);
             Bcat.assign(size_t(m.out) * Rsum, 0.0f);
@@ -736,7 +736,7 @@ json combine_adapters(const CombineOptions& o) {
                 w.write_f32(peft_key(m.name, 'B'), Bo.data(), Bo.size());
                 mods.push_back(ms);
             }
-            report(o, "merge", mi + 1, n, m.name);
+            export_report(o, "merge", mi + 1, n, m.name);
         }
         w.finish();
         write_file_atomic(path_join(tmp, "adapter_config.json"), peft_config_json(k, s0.target_modules, base).dump(2) + "\n");

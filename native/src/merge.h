@@ -79,6 +79,11 @@ nlohmann::json combine_adapters(const CombineOptions& opts);
 nlohmann::json build_export_dir(const ExportCommon& o, const std::vector<std::string>& inputs,
                                 const std::function<nlohmann::json(const std::string& tmp)>& fill);
 
+// For the export writers (merge.cpp, gguf_export.cpp): E_CANCELLED naming `item` once o.cancel is set (nothing is
+// published), and progress `phase` done/total at `item` to o.progress.
+void export_check_cancel(const ExportCommon& o, const std::string& item);
+void export_report(const ExportCommon& o, const char* phase, int64_t done, int64_t total, const std::string& item);
+
 // One-line human summary of a returned report, e.g. "verify: PASS max |Δlogit| 2.4e-07 (tol 1e-05) ...".
 std::string export_summary(const nlohmann::json& report);
 
