@@ -8,6 +8,8 @@ import { defineConfig } from 'eslint/config';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
+// The folders above the job layer (and the host's top-level files).
+const UPPER = ['cli', 'commands', 'dashboard', 'registry', 'sweep', 'lsp', 'ctx', 'extension', 'settings', 'statusbar'];
 const nodeBuiltins = [...builtinModules, ...builtinModules.map((m) => `node:${m}`)];
 
 export default defineConfig(
@@ -55,6 +57,29 @@ export default defineConfig(
       ],
     },
   },
+  // The layers of extension/ (README "Layout"), top to bottom: nothing imports a folder above it. The lower layers'
+  // bans listed here are the edges already gone; each block repeats the webview/ ban (a later block replaces it).
+  ...[
+    { dirs: ['core'], above: [...UPPER, 'job', 'data', 'eval', 'gguf', 'playground', 'model', 'native'] },
+    { dirs: ['model', 'native'], above: [...UPPER, 'job', 'data', 'eval', 'gguf', 'playground'] },
+    { dirs: ['job', 'data', 'eval'], above: UPPER },
+  ].map(({ dirs, above }) => ({
+    files: dirs.map((d) => `extension/${d}/**/*.ts`),
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['**/webview', '**/webview/**'], message: 'extension/ must not import webview/ (share types via schemas/).' },
+            {
+              group: above.flatMap((d) => [`../${d}`, `../${d}/**`]),
+              message: `extension/${dirs.join('/, extension/')}/ sit below ${above.join('/, ')}: import downward only (README "Layout").`,
+            },
+          ],
+        },
+      ],
+    },
+  })),
   {
     // The run-config language server runs in its own Node process: only its client may touch the vscode API.
     files: ['extension/lsp/**/*.ts'],
