@@ -12,8 +12,10 @@
 #include <napi.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "error.h"
 #include "gguf_export.h"
@@ -98,14 +100,24 @@ using Job = std::function<json(const std::function<void(const hq::MergeProgress&
 class ExportWorker : public Napi::AsyncWorker {
   public:
     ExportWorker(Napi::Env env, Job job, Napi::Value on_progress, std::shared_ptr<std::atomic<bool>> cancel)
-        : Napi::AsyncWorker(env, "hqlora.export"), job_(std::move(job)), deferred_(Napi::Promise::Deferred::New(env)),
+        : Napi::AsyncWorker(env, "hqlora.export"), job_(std::move(job)),
+          settle_(std::make_shared<Settle>(Settle{Napi::Promise::Deferred::New(env), false, nullptr})),
           cancel_(cancel ? std::move(cancel) : std::make_shared<std::atomic<bool>>(false)) {
         if (on_progress.IsFunction()) {
-            tsfn_ = Napi::ThreadSafeFunction::New(env, on_progress.As<Napi::Function>(), "hqlora.progress", 0, 1);
+            // The promise settles in the finalizer, which runs after the last queued progress call: BlockingCall
+            // only waits for room in the queue, so OnOK could otherwise resolve before the last progress arrives.
+            std::shared_ptr<Settle> s = settle_;
+            tsfn_ = Napi::ThreadSafeFunction::New(env, on_progress.As<Napi::Function>(), "hqlora.progress", 0, 1,
+                                                  [s](Napi::Env e) {
+                                                      s->progress_done = true;
+                                                      if (s->action) std::exchange(s->action, nullptr)(e);
+                                                  });
             has_tsfn_ = true;
+        } else {
+            settle_->progress_done = true;
         }
     }
-    Napi::Promise promise() { return deferred_.Promise(); }
+    Napi::Promise promise() { return settle_->deferred.Promise(); }
 
     void Execute() override {
         auto progress = [this](const hq::MergeProgress& p) {
@@ -137,14 +149,33 @@ class ExportWorker : public Napi::AsyncWorker {
         if (has_tsfn_) tsfn_.Release();
         has_tsfn_ = false;
     }
-    void OnOK() override { deferred_.Resolve(json_to_js(Env(), result_)); }
-    void OnError(const Napi::Error& e) override {
-        deferred_.Reject(to_js_error(Env(), code_, e.Message(), where_, hint_).Value());
+    void OnOK() override {
+        std::shared_ptr<Settle> s = settle_;
+        later([s, r = std::move(result_)](Napi::Env e) { s->deferred.Resolve(json_to_js(e, r)); });
+    }
+    void OnError(const Napi::Error& err) override {
+        std::shared_ptr<Settle> s = settle_;
+        later([s, code = code_, msg = err.Message(), where = where_, hint = hint_](Napi::Env e) {
+            s->deferred.Reject(to_js_error(e, code, msg, where, hint).Value());
+        });
     }
 
   private:
+    // Main-thread state shared with the progress function's finalizer (the worker is deleted after OnOK).
+    struct Settle {
+        Napi::Promise::Deferred deferred;
+        bool progress_done = false;
+        std::function<void(Napi::Env)> action;
+    };
+    void later(std::function<void(Napi::Env)> f) {
+        if (settle_->progress_done)
+            f(Env());
+        else
+            settle_->action = std::move(f);
+    }
+
     Job job_;
-    Napi::Promise::Deferred deferred_;
+    std::shared_ptr<Settle> settle_;
     std::shared_ptr<std::atomic<bool>> cancel_;
     Napi::ThreadSafeFunction tsfn_;
     bool has_tsfn_ = false;
