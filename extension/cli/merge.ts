@@ -10,7 +10,7 @@
 import path from 'node:path';
 
 import {
-  type ExportCommonOptions, type ExportProgress, type ExportReport, type HqloraAddon, isNativeError, loadAddon, toHqError,
+  type CancelToken, type ExportCommonOptions, type ExportProgress, type ExportReport, type HqloraAddon, isNativeError, loadAddon, toHqError,
 } from '../native/addon';
 import { type GgufExportResult, exportGgufVerified, ggufFolderName } from '../gguf/export';
 import { HqError } from '../core/errors';
@@ -102,6 +102,17 @@ function isRunFolder(p: string, exists: (f: string) => boolean): boolean {
   return exists(path.join(p, 'adapter', 'adapter.safetensors'));
 }
 
+/** One native export's cancel token (Ctrl-C trips it) and progress line; close() removes the SIGINT handler. */
+function exportSession(addon: HqloraAddon): { token: CancelToken; prog: ReturnType<typeof progressPrinter>; close: () => void } {
+  const token = new addon.CancelToken();
+  const onSigint = (): void => {
+    process.stderr.write('\nhqlora: cancelling (nothing will be left under the output folder)…\n');
+    token.cancel();
+  };
+  process.once('SIGINT', onSigint);
+  return { token, prog: progressPrinter(process.stderr), close: () => process.removeListener('SIGINT', onSigint) };
+}
+
 /** Progress on stderr: one rewritten line on a TTY, otherwise a line per phase (and per 25 % of it). */
 function progressPrinter(stream: NodeJS.WriteStream): { onProgress: (p: ExportProgress) => void; end: () => void } {
   let lastPhase = '';
@@ -152,13 +163,7 @@ async function ggufCommand(o: ExportCommandOptions, a: ExportArgs, common: Expor
   const out = path.resolve(str(a, '--out') ?? (run ? path.join(source, ggufFolderName(base, type, levels))
     : `${source}-${ggufFolderName(base, type, levels)}`));
   const addon = o.addon ?? loadAddon(o.packageRoot);
-  const token = new addon.CancelToken();
-  const onSigint = (): void => {
-    process.stderr.write('\nhqlora: cancelling (nothing will be left under the output folder)…\n');
-    token.cancel();
-  };
-  process.once('SIGINT', onSigint);
-  const prog = progressPrinter(process.stderr);
+  const { token, prog, close } = exportSession(addon);
   let rep: GgufExportResult;
   try {
     rep = await exportGgufVerified({
@@ -174,7 +179,7 @@ async function ggufCommand(o: ExportCommandOptions, a: ExportArgs, common: Expor
     if (isNativeError(e)) throw toHqError(e);
     throw e;
   } finally {
-    process.removeListener('SIGINT', onSigint);
+    close();
   }
   prog.end();
   if (a.flags.has('--json')) process.stdout.write(`${JSON.stringify(rep, null, 2)}\n`);
@@ -208,13 +213,7 @@ export async function exportCommand(o: ExportCommandOptions): Promise<number> {
   if (o.command === 'export' && format === 'gguf') return ggufCommand(o, a, common);
   if (a.flags.has('--type') || a.flags.has('--levels')) throw new UsageError('--type and --levels are for --format gguf');
   const addon = o.addon ?? loadAddon(o.packageRoot);
-  const token = new addon.CancelToken();
-  const onSigint = (): void => {
-    process.stderr.write('\nhqlora: cancelling (nothing will be left under the output folder)…\n');
-    token.cancel();
-  };
-  process.once('SIGINT', onSigint);
-  const prog = progressPrinter(process.stderr);
+  const { token, prog, close } = exportSession(addon);
   let rep: ExportReport;
   try {
     if (o.command === 'combine') {
@@ -261,7 +260,7 @@ export async function exportCommand(o: ExportCommandOptions): Promise<number> {
     }
     throw e;
   } finally {
-    process.removeListener('SIGINT', onSigint);
+    close();
   }
   prog.end();
   if (a.flags.has('--json')) process.stdout.write(`${JSON.stringify(rep, null, 2)}\n`);
