@@ -31,6 +31,8 @@ static float attn_scale(const AttnShape& s) {
 }
 // First key visible from query i.
 static inline int first_key(const AttnShape& s, int i) { return s.window > 0 ? std::max(0, i - s.window + 1) : 0; }
+// The document mask of row b: key j in [first_key, i] is visible from query i (nullptr seg: every one is).
+static inline bool same_doc(const int32_t* sg, int i, int j) { return !sg || sg[i] == sg[j]; }
 
 // Per-thread score buffers, kept between calls (no allocation per call).
 static float* scratch(std::vector<float>& v, size_t n) {
@@ -72,19 +74,21 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
             float* L = lse + ((int64_t)b * H + h) * T + i0;                     // [nq]
             // S [nq, nk] = Q · Kᵀ
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, d, 1.0f, Q, ldq, K, ldk, 0.0f, S, nk);
+            const int32_t* sg = s.seg ? s.seg + (int64_t)b * T : nullptr;   // [T] this row's documents
             for (int r = 0; r < nq; r++) {
                 float* row = S + (int64_t)r * nk;
-                const int nvis = i0 + r + 1;
-                const int j0 = first_key(s, i0 + r);
+                const int i = i0 + r, nvis = i + 1;
+                const int j0 = first_key(s, i);
                 float m = -INFINITY;
                 for (int j = j0; j < nvis; j++) {
+                    if (!same_doc(sg, i, j)) continue;
                     row[j] *= scale;
                     if (cap > 0) row[j] = std::tanh(row[j] * inv_cap) * cap;   // transformers: /cap, tanh, *cap
                     m = std::max(m, row[j]);
                 }
                 float sum = 0.0f;
                 for (int j = j0; j < nvis; j++) {
-                    row[j] = std::exp(row[j] - m);
+                    row[j] = same_doc(sg, i, j) ? std::exp(row[j] - m) : 0.0f;
                     sum += row[j];
                 }
                 const float inv = 1.0f / sum;
@@ -132,6 +136,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 #pragma omp for schedule(dynamic)
         for (int64_t task = 0; task < ntask; task++) {
             const int b = (int)(task / H), h = (int)(task % H), kvh = h / G;
+            const int32_t* sg = s.seg ? s.seg + (int64_t)b * T : nullptr;   // [T] this row's documents
             const float* K = k + (int64_t)b * T * ldk + (int64_t)kvh * d;   // [T, d] (ld KV*d)
             const float* V = v + (int64_t)b * T * ldk + (int64_t)kvh * d;   // [T, d] (ld KV*d)
             float* dK;   // [T, d] partial for this query head
@@ -163,19 +168,27 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                 for (int r = 0; r < nq; r++) {
                     float* pr = P + (int64_t)r * nk;
                     float* dpr = dP + (int64_t)r * nk;
-                    const int nvis = i0 + r + 1;
-                    const int j0 = first_key(s, i0 + r);
+                    const int i = i0 + r, nvis = i + 1;
+                    const int j0 = first_key(s, i);
                     float D = 0.0f;   // Σ_c dO·O = Σ_j P·dP
                     for (int c = 0; c < d; c++) D += dO[(int64_t)r * ldq + c] * O[(int64_t)r * ldq + c];
                     for (int j = 0; j < j0; j++) pr[j] = dpr[j] = 0.0f;
                     if (cap > 0) {
                         for (int j = j0; j < nvis; j++) {
+                            if (!same_doc(sg, i, j)) {
+                                pr[j] = dpr[j] = 0.0f;
+                                continue;
+                            }
                             const float t = std::tanh(pr[j] * scale * inv_cap);
                             pr[j] = std::exp(t * cap - L[r]);
                             dpr[j] = pr[j] * (dpr[j] - D) * (1.0f - t * t) * scale;   // through the cap
                         }
                     } else {
                         for (int j = j0; j < nvis; j++) {
+                            if (!same_doc(sg, i, j)) {
+                                pr[j] = dpr[j] = 0.0f;
+                                continue;
+                            }
                             pr[j] = std::exp(pr[j] * scale - L[r]);
                             dpr[j] = pr[j] * (dpr[j] - D) * scale;   // dS (scaled back to q·k)
                         }

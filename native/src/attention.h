@@ -2,8 +2,11 @@
 //
 //   S = (q·kᵀ)·scale, scale = head_dim^-0.5 (or AttnShape::scale); optional soft-capping S = cap·tanh(S/cap);
 //   causal mask (key j <= query i), with a sliding window also i - j < window (transformers' sliding_window_overlay:
-//   kv_idx > q_idx - window); P = softmax(S) with max subtraction (fp32); out = P·v. Query head h reads kv head
-//   h / (H/KV) (transformers repeat_kv). Backward of the cap: dS_raw = dS·(1 − tanh²).
+//   kv_idx > q_idx - window), with packed rows also seg[b, j] == seg[b, i] (a document mask: a query sees only
+//   its own document, as transformers' padding-free packing / flash_attn_varlen_func with cu_seqlens);
+//   P = softmax(S) with max subtraction (fp32); out = P·v. Query head h reads kv head h / (H/KV) (transformers
+//   repeat_kv). Backward of the cap: dS_raw = dS·(1 − tanh²). A masked key gets P = 0 and dS = 0; key i is always
+//   visible from query i, so no row is empty.
 // The forward saves only lse [B, H, T] (log-sum-exp of each score row); the backward recomputes P = exp(S − lse)
 // row block by row block (FlashAttention-style), so no [T, T] matrix is kept between forward and backward.
 // Work is split over (batch, head, query block) with OpenMP; the matmuls are cblas_sgemm calls run single-threaded
@@ -19,6 +22,8 @@ struct AttnShape {
     float scale = 0.0f;    // score scale; 0 = head_dim^-0.5 (Gemma-2/3: query_pre_attn_scalar^-0.5)
     int window = 0;        // sliding window: key j visible from query i iff 0 <= i - j < window; 0 = causal only
     float softcap = 0.0f;  // scores = softcap·tanh(scores / softcap) before the mask (Gemma-2); 0 = off
+    const int32_t* seg = nullptr;   // [B, T] document id per position (packing): key j visible from query i only
+                                    // if seg[b·T + i] == seg[b·T + j], on top of causal and window; nullptr = off
 };
 
 // q [B, T, H, d], k, v [B, T, KV, d] -> out [B, T, H, d], lse [B, H, T].

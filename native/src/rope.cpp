@@ -1,6 +1,7 @@
 // rope.cpp — rotary embedding tables and rotation. See rope.h for the numerics.
 #include "rope.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "error.h"
@@ -60,13 +61,15 @@ void rope_tables(float* cos, float* sin, const float* inv_freq, int T, int head_
 }
 
 // Shared loop: sign = +1 applies the rotation, -1 its transpose (the backward).
-static void rope_apply(float* x, const float* cos, const float* sin, int B, int T, int nh, int d, float sign) {
+static void rope_apply(float* x, const float* cos, const float* sin, int B, int T, int nh, int d, float sign,
+                       const int32_t* pos) {
     const int h = d / 2;
 #pragma omp parallel for collapse(2) schedule(static) if ((int64_t)B * T * nh * d >= kParMinElems)
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
-            const float* c = cos + (int64_t)t * h;   // [d/2]
-            const float* s = sin + (int64_t)t * h;   // [d/2]
+            const int64_t p = pos ? pos[(int64_t)b * T + t] : t;
+            const float* c = cos + p * h;   // [d/2]
+            const float* s = sin + p * h;   // [d/2]
             float* row = x + ((int64_t)b * T + t) * nh * d;   // [nh, d]
             for (int hh = 0; hh < nh; hh++) {
                 float* v = row + (int64_t)hh * d;
@@ -81,12 +84,27 @@ static void rope_apply(float* x, const float* cos, const float* sin, int B, int 
     }
 }
 
-void rope_forward(float* x, const float* cos, const float* sin, int B, int T, int nh, int head_dim) {
-    rope_apply(x, cos, sin, B, T, nh, head_dim, 1.0f);
+void rope_forward(float* x, const float* cos, const float* sin, int B, int T, int nh, int head_dim,
+                  const int32_t* pos) {
+    rope_apply(x, cos, sin, B, T, nh, head_dim, 1.0f, pos);
 }
 
-void rope_backward(float* dx, const float* cos, const float* sin, int B, int T, int nh, int head_dim) {
-    rope_apply(dx, cos, sin, B, T, nh, head_dim, -1.0f);
+void rope_backward(float* dx, const float* cos, const float* sin, int B, int T, int nh, int head_dim,
+                   const int32_t* pos) {
+    rope_apply(dx, cos, sin, B, T, nh, head_dim, -1.0f, pos);
+}
+
+int positions_from_segments(int32_t* pos, const int32_t* seg, int B, int T) {
+    int32_t mx = 0;
+    for (int b = 0; b < B; b++) {
+        const int32_t* sg = seg + (int64_t)b * T;
+        int32_t* p = pos + (int64_t)b * T;
+        for (int t = 0; t < T; t++) {
+            p[t] = t > 0 && sg[t] == sg[t - 1] ? p[t - 1] + 1 : 0;
+            mx = std::max(mx, p[t]);
+        }
+    }
+    return (int)mx + 1;
 }
 
 }  // namespace hq

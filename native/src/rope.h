@@ -30,11 +30,19 @@ bool rope_depends_on_length(const RopeScaling& scaling);
 // cos, sin [T, d/2] for positions 0..T-1, each multiplied by `scale` (fp32, after cos/sin as transformers does).
 void rope_tables(float* cos, float* sin, const float* inv_freq, int T, int head_dim, float scale = 1.0f);
 
-// x [B, T, nh, d] rotated in place with the tables of positions 0..T-1 (cos, sin [>=T, d/2]).
-void rope_forward(float* x, const float* cos, const float* sin, int B, int T, int nh, int head_dim);
+// x [B, T, nh, d] rotated in place with the tables of positions 0..T-1 (cos, sin [>=T, d/2]). With pos [B, T]
+// (packed rows: each document's positions restart at 0, transformers' position_ids) token (b, t) is rotated by the
+// table row pos[b·T + t] instead of t; the tables must then cover max(pos) + 1 rows.
+void rope_forward(float* x, const float* cos, const float* sin, int B, int T, int nh, int head_dim,
+                  const int32_t* pos = nullptr);
 
-// dx [B, T, nh, d] in place: the gradient w.r.t. the rotation input (the transposed rotation).
+// dx [B, T, nh, d] in place: the gradient w.r.t. the rotation input (the transposed rotation), same `pos`.
 //   dx[i] = dy[i]·cos + dy[i+d/2]·sin ;  dx[i+d/2] = dy[i+d/2]·cos − dy[i]·sin
-void rope_backward(float* dx, const float* cos, const float* sin, int B, int T, int nh, int head_dim);
+void rope_backward(float* dx, const float* cos, const float* sin, int B, int T, int nh, int head_dim,
+                   const int32_t* pos = nullptr);
+
+// pos [B, T] of packed rows: pos = t − (the first position of t's run of equal seg values), so each document of a
+// row counts from 0. Returns max(pos) + 1 (the rows of the rope tables that are read).
+int positions_from_segments(int32_t* pos, const int32_t* seg, int B, int T);
 
 }  // namespace hq

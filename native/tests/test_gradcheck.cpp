@@ -252,6 +252,97 @@ TEST_CASE("attention with a sliding window, soft-capping and a custom scale (Gem
     }
 }
 
+TEST_CASE("attention with a document mask (packed rows): fp64 forward, fd backward, nothing leaks across documents") {
+    // B = 2 packed rows of T = 70 (two query blocks): row 0 holds documents of 20, 25 and 25 tokens, row 1 one of 66
+    // and one of 4, so a boundary falls inside the second, partial block. GQA (H = 4 on KV = 2); once with a window
+    // of 9 and the soft-cap on top, so all three masks combine.
+    const std::vector<std::pair<int, int>> docs[2] = {{{0, 20}, {20, 45}, {45, 70}}, {{0, 66}, {66, 70}}};
+    for (const int window : {0, 9}) {
+        CAPTURE(window);
+        AttnShape s;
+        s.B = 2, s.T = 70, s.H = 4, s.KV = 2, s.d = 4, s.window = window, s.softcap = window ? 0.8f : 0.0f;
+        std::vector<int32_t> seg((size_t)s.B * s.T);
+        for (int b = 0; b < s.B; b++)
+            for (size_t n = 0; n < docs[b].size(); n++)
+                for (int t = docs[b][n].first; t < docs[b][n].second; t++) seg[(size_t)b * s.T + t] = (int32_t)n;
+        s.seg = seg.data();
+        const int G = s.H / s.KV;
+        const size_t nq = (size_t)s.B * s.T * s.H * s.d, nk = (size_t)s.B * s.T * s.KV * s.d;
+        std::vector<float> q = randu(nq, 51, -1.5f, 1.5f), k = randu(nk, 52, -1.5f, 1.5f), v = randu(nk, 53);
+        const std::vector<float> r = randu(nq, 54);
+        std::vector<float> out(nq), lse((size_t)s.B * s.H * s.T);
+        auto loss = [&] {
+            attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), s);
+            return dot(out, r);
+        };
+        loss();
+        const double scale = 1.0 / std::sqrt((double)s.d);
+        for (int b = 0; b < s.B; b++)
+            for (int h = 0; h < s.H; h++)
+                for (int i = 0; i < s.T; i++) {
+                    // fp64: keys j <= i of i's own document (and inside the window).
+                    std::vector<double> p(i + 1, 0.0);
+                    std::vector<bool> vis(i + 1, false);
+                    double m = -1e300, sum = 0;
+                    for (int j = 0; j <= i; j++) {
+                        vis[j] = seg[b * s.T + j] == seg[b * s.T + i] && (window == 0 || i - j < window);
+                        if (!vis[j]) continue;
+                        double dd = 0;
+                        for (int c = 0; c < s.d; c++)
+                            dd += (double)q[((b * s.T + i) * s.H + h) * s.d + c] * k[((b * s.T + j) * s.KV + h / G) * s.d + c];
+                        dd *= scale;
+                        if (s.softcap > 0) dd = s.softcap * std::tanh(dd / s.softcap);
+                        m = std::max(m, p[j] = dd);
+                    }
+                    for (int j = 0; j <= i; j++)
+                        if (vis[j]) sum += (p[j] = std::exp(p[j] - m));
+                    CHECK(lse[(b * s.H + h) * s.T + i] == doctest::Approx(m + std::log(sum)).epsilon(1e-5));
+                    for (int c = 0; c < s.d; c++) {
+                        double o = 0;
+                        for (int j = 0; j <= i; j++)
+                            if (vis[j]) o += p[j] / sum * v[((b * s.T + j) * s.KV + h / G) * s.d + c];
+                        CHECK(std::fabs(out[((b * s.T + i) * s.H + h) * s.d + c] - o) < 1e-5);
+                    }
+                }
+        std::vector<float> dq(nq), dk(nk), dv(nk);
+        attention_backward(dq.data(), dk.data(), dv.data(), r.data(), q.data(), k.data(), v.data(), out.data(),
+                           lse.data(), s);
+        fd_check("document-masked attention dq", q, dq, loss);
+        fd_check("document-masked attention dk", k, dk, loss);
+        fd_check("document-masked attention dv", v, dv, loss);
+        // A change to the values of row 0's first document moves no output of its other documents.
+        loss();   // fd_check left `out` at its last perturbed input
+        const std::vector<float> before = out;
+        for (int t = 0; t < 20; t++)
+            for (int c = 0; c < s.KV * s.d; c++) v[(size_t)t * s.KV * s.d + c] += 0.5f;
+        loss();
+        for (size_t e = (size_t)20 * s.H * s.d; e < nq; e++) REQUIRE(out[e] == before[e]);
+    }
+}
+
+TEST_CASE("rope with per-document positions equals rotating each document alone") {
+    // Packed row [doc of 5 | doc of 3 | doc of 4]: positions 0..4, 0..2, 0..3; forward and backward with pos give
+    // the same numbers as each document rotated by positions 0..len-1 on its own.
+    const int T = 12, nh = 2, d = 6;
+    const std::vector<int32_t> seg = {0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2};
+    std::vector<int32_t> pos(T);
+    CHECK(positions_from_segments(pos.data(), seg.data(), 1, T) == 5);
+    CHECK(pos == std::vector<int32_t>{0, 1, 2, 3, 4, 0, 1, 2, 0, 1, 2, 3});
+    const std::vector<float> inv = rope_inv_freq(d, 10000.0f, RopeScaling{});
+    std::vector<float> cs((size_t)T * d / 2), sn((size_t)T * d / 2);
+    rope_tables(cs.data(), sn.data(), inv.data(), T, d);
+    const std::vector<float> x = randu((size_t)T * nh * d, 61);
+    for (const bool bwd : {false, true}) {
+        std::vector<float> packed = x;
+        (bwd ? rope_backward : rope_forward)(packed.data(), cs.data(), sn.data(), 1, T, nh, d, pos.data());
+        for (const auto& [t0, len] : {std::pair{0, 5}, {5, 3}, {8, 4}}) {
+            std::vector<float> alone(x.begin() + (size_t)t0 * nh * d, x.begin() + (size_t)(t0 + len) * nh * d);
+            (bwd ? rope_backward : rope_forward)(alone.data(), cs.data(), sn.data(), 1, len, nh, d, nullptr);
+            for (size_t e = 0; e < alone.size(); e++) REQUIRE(packed[(size_t)t0 * nh * d + e] == alone[e]);
+        }
+    }
+}
+
 TEST_CASE("cross-entropy with final logit soft-capping (Gemma-2): fp64 loss, fd dh") {
     const int N = 7, C = 5, V = 9;
     std::vector<float> h = randu((size_t)N * C, 41, -2, 2), W = randu((size_t)V * C, 42, -2, 2);
