@@ -1,7 +1,7 @@
 // eval.ts — `hqlora eval <config|run-dir> [--mcq DIR|FILE] [--shots k] [--split val|test|dev] [--ablation]`:
 // scores the base model and the run's adapter (or the level ablation) and prints + saves the table
 // (<run>/eval.json, <run>/eval.md). On a TTY the progress line (done/total, ETA) is redrawn in place.
-import { evaluateRun } from '../eval/evaluate';
+import { evaluateRun } from '../job/evaluate';
 import { SPLITS, type Split } from '../eval/mmlu';
 import { formatProgress } from '../eval/table';
 import { warn } from './io';

@@ -2,7 +2,7 @@
 // (`hqlora-train inspect`, one JSON object), printed as a table of dtype, shape and bytes per tensor.
 import path from 'node:path';
 
-import { formatBytes } from '../job/format';
+import { formatBytes } from '../core/format';
 import { findTrainer, inspectWithTrainer } from '../job/trainer';
 import { warn } from './io';
 

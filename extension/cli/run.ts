@@ -4,7 +4,7 @@
 import path from 'node:path';
 
 import type { TrainerEvent } from '../../schemas/generated/trainer-events';
-import { formatBytes, formatDuration, formatEval, formatLoss, formatStart, formatStep, num } from '../job/format';
+import { formatBytes, formatDuration, formatEval, formatLoss, formatStart, formatStep, num } from '../core/format';
 import { formatMcqLine } from '../eval/table';
 import { startRun } from '../job/job';
 import type { RunResult, TrainerProcess } from '../job/launcher';

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 
 import { formatBytes } from '../model/memory';
-import { formatDuration } from '../job/format';
+import { formatDuration } from '../core/format';
 import { cellCost, deviceBudget } from '../sweep/capacity';
 import { readTrainCost } from '../sweep/results';
 import { type ChangeDecision, runSweep } from '../sweep/runner';

@@ -1,6 +1,6 @@
 // evaluate.ts — "H-QLoRA: Evaluate Adapter": scores a finished run's adapter against its NF4 base model (eval loss
 // and multiple-choice accuracy), optionally as the level ablation (levels 1..k cumulatively), through the same
-// module as `hqlora eval` (eval/evaluate.ts: tokenize the questions, run `hqlora-train eval`, save
+// module as `hqlora eval` (job/evaluate.ts: tokenize the questions, run `hqlora-train eval`, save
 // <run>/eval.json + <run>/eval.md). Progress (row, %, ETA) is a cancellable notification; the table opens as a
 // Markdown preview and is also written to the H-QLoRA log. Takes a run folder (string or Uri: the dashboard, the
 // Explorer) or asks with a quick pick of the known runs that have an adapter. Runs native code: trusted workspaces only.
@@ -11,7 +11,7 @@ import * as vscode from 'vscode';
 
 import { type Cmd, requireTrust } from './run';
 import type { Ctx } from '../ctx';
-import { evaluateRun } from '../eval/evaluate';
+import { evaluateRun } from '../job/evaluate';
 import { formatMcqLine, formatProgress } from '../eval/table';
 import { formatError } from '../core/errors';
 

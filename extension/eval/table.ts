@@ -2,7 +2,7 @@
 // progress line. One row per configuration (base, then adapter levels), like the QLoRA paper's Tables 1/2:
 // eval loss, perplexity, multiple-choice accuracy (macro over subjects, and micro), then one column per subject.
 import type { EvalProgressEvent, EvalResultEvent, EvalRow, McqEvent } from '../../schemas/generated/trainer-events';
-import { formatDuration, num } from '../job/format';
+import { formatDuration, num } from '../core/format';
 
 const pct = (x: number | undefined): string => (x === undefined ? '–' : `${(100 * x).toFixed(1)}`);
 const fix = (x: EvalRow['eval_loss'], d: number): string => (x === undefined ? '–' : num(x).toFixed(d));

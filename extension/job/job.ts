@@ -6,7 +6,7 @@ import path from 'node:path';
 
 import { type PrepareProgress, type PrepareResult, prepareData } from '../data/prepare';
 import { dataSettings } from '../data/settings';
-import { mcqMaxLen, prepareMcq } from '../eval/evaluate';
+import { mcqMaxLen, prepareMcq } from '../eval/prepare';
 import { type LoadedRunConfig, loadRunConfig } from './config';
 import { HqError } from '../core/errors';
 import { launchTrainer, type TrainerProcess } from './launcher';

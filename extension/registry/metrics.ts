@@ -6,7 +6,7 @@ import type { Columns } from '../../schemas/generated/webview-messages';
 import type {
   AdapterStatsEvent, DoneEvent, ErrorEvent, EvalEvent, StartEvent, StepEvent, TrainerEvent,
 } from '../../schemas/generated/trainer-events';
-import { num } from '../job/format';
+import { num } from '../core/format';
 
 export const STEP_KEYS = ['loss', 'lr', 'grad_norm', 'tokens_per_s', 'memory_bytes'] as const;
 

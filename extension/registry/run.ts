@@ -10,7 +10,7 @@ import path from 'node:path';
 
 import type { RunSummary } from '../../schemas/generated/webview-messages';
 import type { TrainerEvent } from '../../schemas/generated/trainer-events';
-import { num } from '../job/format';
+import { num } from '../core/format';
 import { ExitCode, explainSignal } from '../job/launcher';
 import { parseEventLine } from '../core/schemas';
 import { RunMetrics } from './metrics';

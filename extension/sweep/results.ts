@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 
 import type { EvalResultEvent, TrainerEvent } from '../../schemas/generated/trainer-events';
 import type { CellResult, Column, Row, SweepResults } from '../../schemas/generated/sweep-results';
-import { num } from '../job/format';
+import { num } from '../core/format';
 import { parseEventLine } from '../core/schemas';
 import { CATEGORIES, CATEGORY_LABELS, type Category, categoryOf } from './categories';
 import type { LoadedSweep, SweepCell } from './spec';

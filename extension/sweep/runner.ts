@@ -3,7 +3,7 @@
 // Each cell is an ordinary run (extension/job/job.ts prepareRun, the same path as `hqlora run`) in
 // <sweep>/cells/<id>, trained by hqlora-train detached in its own process group with stdout/stderr going to files
 // (like the extension's run manager): killing the sweep, or a window reload, leaves the trainers running, and
-// their events stay in <run>/events.jsonl. A finished cell is scored by `hqlora eval` (extension/eval/evaluate.ts)
+// their events stay in <run>/events.jsonl. A finished cell is scored by `hqlora eval` (extension/job/evaluate.ts)
 // on its run folder, then the matrix is written (sweep-results.json, results.csv, results.md).
 //
 // Resuming (running the same sweep again): the state file says where each cell was.
@@ -20,9 +20,9 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync }
 import path from 'node:path';
 
 import type { EvalResultEvent, TrainerEvent } from '../../schemas/generated/trainer-events';
-import { evaluateRun } from '../eval/evaluate';
+import { evaluateRun } from '../job/evaluate';
 import { HqError, formatError } from '../core/errors';
-import { num } from '../job/format';
+import { num } from '../core/format';
 import { prepareRun } from '../job/job';
 import { explainSignal, writeRunJson } from '../job/launcher';
 import { parseEventLine } from '../core/schemas';

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { formatBytes, formatDuration, formatStep, num } from '../../extension/job/format';
+import { formatBytes, formatDuration, formatStep, num } from '../../extension/core/format';
 
 describe('format', () => {
   it('decodes the non-finite number strings of the event schema', () => {

@@ -1,22 +1,22 @@
-// evaluate.ts — one evaluation of a run, shared by `hqlora eval` and the "Evaluate Adapter" command:
-// find the run folder, tokenize the multiple-choice data into <run>/data/*.hqmcq, run `hqlora-train eval` (its
-// events are validated like training events), and save the table as <run>/eval.json + <run>/eval.md.
+// evaluate.ts — one evaluation of a run, shared by `hqlora eval`, the "Evaluate Adapter" command and the sweep:
+// find the run folder, tokenize the multiple-choice data into <run>/data/*.hqmcq (eval/prepare.ts), run
+// `hqlora-train eval` (its events are validated like training events), and save the table as <run>/eval.json +
+// <run>/eval.md.
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import type { EvalProgressEvent, EvalResultEvent, McqEvent, TrainerEvent } from '../../schemas/generated/trainer-events';
-import { loadTokenizer } from '../data/tokenizer';
 import { HqError } from '../core/errors';
-import { LineSplitter } from '../job/lines';
-import { loadRunConfig } from '../job/config';
-import { configName } from '../job/resolve';
 import { parseEventLine } from '../core/schemas';
-import { findTrainer, trainerEnv } from '../job/trainer';
-import { type Split, loadMcq } from './mmlu';
-import { tokenizeMcq, writeMcqFile } from './mcqfile';
-import { evalMarkdown } from './table';
+import type { Split } from '../eval/mmlu';
+import { mcqMaxLen, prepareMcq } from '../eval/prepare';
+import { evalMarkdown } from '../eval/table';
+import { loadRunConfig } from './config';
+import { LineSplitter } from './lines';
+import { configName } from './resolve';
+import { findTrainer, trainerEnv } from './trainer';
 
 export interface EvalOptions {
   /** A run folder (holding run.json), or a config file (its newest run with an adapter). */
@@ -83,28 +83,6 @@ export async function findRunDir(target: string): Promise<string> {
       `train it first (hqlora run ${path.basename(t)}), or pass the run folder`);
   }
   return path.join(dir, runs[0].d);
-}
-
-/** Longest prompt the model takes (config.json max_position_embeddings), capped by `cap` when given. */
-export async function mcqMaxLen(modelDir: string, cap = Infinity): Promise<number> {
-  const cfg = JSON.parse(await readFile(path.join(modelDir, 'config.json'), 'utf8')) as { max_position_embeddings?: number };
-  const m = Math.min(cfg.max_position_embeddings ?? Infinity, cap);
-  return Number.isFinite(m) ? m : 4096;
-}
-
-/** Tokenizes the multiple-choice data of `run` into <run>/data/mcq-<split>-<k>shot.hqmcq; returns its path. */
-export async function prepareMcq(runDir: string, modelDir: string, maxLen: number,
-  src: { path: string; shots: number; split: Split }, onPrepare?: (d: number, t: number) => void,
-  onWarning?: (m: string) => void): Promise<string> {
-  const set = await loadMcq(src.path, { split: src.split, shots: src.shots });
-  if (set.items.length === 0) throw new HqError(`no questions in ${src.path}`, { file: src.path }, `check the ${src.split} split`);
-  const tok = await loadTokenizer(modelDir);
-  const t = tokenizeMcq(tok, set, { maxLen, shots: src.shots, split: set.layout === 'hendrycks' ? src.split : undefined,
-    ...(onPrepare ? { onProgress: onPrepare } : {}) });
-  if (t.reducedShots) onWarning?.(`${t.reducedShots} of ${set.items.length} prompts use fewer than ${src.shots} shots to fit ${maxLen} tokens`);
-  if (t.tooLong) onWarning?.(`${t.tooLong} prompts exceed ${maxLen} tokens even without shots; their first tokens are dropped`);
-  const tag = set.layout === 'hendrycks' ? `${src.split}-${src.shots}shot` : path.basename(src.path).replace(/\.[^.]*$/, '');
-  return writeMcqFile(path.join(runDir, 'data', `mcq-${tag}.hqmcq`), t.data);
 }
 
 export async function evaluateRun(opts: EvalOptions): Promise<EvalOutcome> {
