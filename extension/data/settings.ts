@@ -1,6 +1,6 @@
 // settings.ts — the data settings of a resolved run config (run.json `data`, schemas/run-config.schema.json), as
 // prepareData / previewData take them. One mapping, used by the run module and by `hqlora preview-data`.
-import type { ResolvedRunConfig } from '../job/resolve';
+import type { ResolvedRunConfig } from '../core/runjson';
 import type { DataSettings } from './prepare';
 
 export function dataSettings(c: Pick<ResolvedRunConfig, 'data' | 'training'>): DataSettings {

@@ -5,27 +5,14 @@ import { existsSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import type { Adapter, Data, ModelRef, RunConfig } from '../../schemas/generated/run-config';
+import type { RunConfig } from '../../schemas/generated/run-config';
 import { type KeyPath, formatKeyPath } from '../core/keypath';
 import type { LoadedRunConfig } from './config';
 import { HqError } from '../core/errors';
 import { hfCacheDir, locateModel } from '../model/hfcache';
 import { describeAjvErrors } from '../core/schemaProblems';
+import type { ResolvedRunConfig } from '../core/runjson';
 import { fillRunConfigDefaults } from '../core/schemas';
-
-/** T with every optional property made present (defaults filled), recursively. */
-export type Filled<T> = T extends readonly (infer U)[]
-  ? Filled<U>[]
-  : T extends object
-    ? { [K in keyof T]-?: Filled<T[K]> }
-    : T;
-
-/** The run.json a trainer reads: every default present, `model` as {path}, `levels` expanded, paths absolute. */
-export type ResolvedRunConfig = Filled<Omit<RunConfig, '$schema' | 'model' | 'adapter' | 'data'>> & {
-  model: ModelRef;
-  adapter: Filled<Omit<Adapter, 'ranks' | 'alpha'>>;
-  data: Filled<Omit<Data, 'train_tokens' | 'eval_tokens'>> & { train_tokens?: string; eval_tokens?: string | null };
-};
 
 export interface ResolvedRun {
   /** Absolute path of the config file. */
