@@ -9,12 +9,12 @@ import path from 'node:path';
 
 import type { EvalProgressEvent, EvalResultEvent, McqEvent, TrainerEvent } from '../../schemas/generated/trainer-events';
 import { HqError } from '../core/errors';
+import { LineSplitter } from '../core/lines';
 import { parseEventLine } from '../core/schemas';
 import type { Split } from '../eval/mmlu';
 import { mcqMaxLen, prepareMcq } from '../eval/prepare';
 import { evalMarkdown } from '../eval/table';
 import { loadRunConfig } from './config';
-import { LineSplitter } from './lines';
 import { configName } from './resolve';
 import { findTrainer, trainerEnv } from './trainer';
 

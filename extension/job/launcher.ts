@@ -11,7 +11,7 @@ import { createWriteStream, mkdirSync, renameSync, writeFileSync } from 'node:fs
 import path from 'node:path';
 
 import type { DoneEvent, ErrorEvent, StartEvent, TrainerEvent } from '../../schemas/generated/trainer-events';
-import { LineSplitter } from './lines';
+import { LineSplitter } from '../core/lines';
 import type { ResolvedRun } from './resolve';
 import { parseEventLine } from '../core/schemas';
 import { trainerEnv } from './trainer';

@@ -1,14 +1,13 @@
 // tail.ts — follows a growing text file (events.jsonl, trainer.log) by polling its size, like `tail -F`.
 //
 // - Partial lines: a chunk may end inside a line (or inside a UTF-8 sequence); only complete lines are delivered,
-//   the rest waits for the next read (StringDecoder keeps split multi-byte characters).
+//   the rest waits for the next read (core/lines.ts, which also keeps split multi-byte characters).
 // - Truncation (size < offset) and rotation (a new inode at the same path) restart from the beginning and call
 //   onReset first, so the reader can drop what it built from the old content.
 // - A missing file is not an error: the trainer creates events.jsonl only once its run folder is known.
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
-import { StringDecoder } from 'node:string_decoder';
 
-import { LineSplitter } from '../job/lines';
+import { LineSplitter } from '../core/lines';
 
 export interface TailerOptions {
   onLines: (lines: string[]) => void;
@@ -23,7 +22,6 @@ export class FileTailer {
   private offset = 0;
   private inode: number | undefined;
   private splitter = new LineSplitter();
-  private decoder = new StringDecoder('utf8');
   private timer: NodeJS.Timeout | undefined;
   private readonly buf: Buffer;
 
@@ -49,10 +47,8 @@ export class FileTailer {
       // keep reading until a poll returns no new bytes
     }
     if (final) {
-      const rest = this.splitter.end();
-      const tail = this.decoder.end();
-      const last = rest.concat(tail ? [tail] : []).join('');
-      if (last) this.opts.onLines([last]);
+      const last = this.splitter.end();
+      if (last.length) this.opts.onLines(last);
     }
   }
 
@@ -83,7 +79,7 @@ export class FileTailer {
       const n = readSync(fd, this.buf, 0, Math.min(this.buf.length, st.size - this.offset), this.offset);
       if (n <= 0) return false;
       this.offset += n;
-      const lines = this.splitter.push(this.decoder.write(this.buf.subarray(0, n)));
+      const lines = this.splitter.push(this.buf.subarray(0, n));
       if (lines.length) this.opts.onLines(lines);
       return true;
     } finally {
@@ -94,7 +90,6 @@ export class FileTailer {
   private reset(): void {
     this.offset = 0;
     this.splitter = new LineSplitter();
-    this.decoder = new StringDecoder('utf8');
     this.opts.onReset?.();
   }
 }
