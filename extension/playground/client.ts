@@ -16,7 +16,7 @@ import type {
 type Pending = { resolve: (r: unknown) => void; reject: (e: Error) => void; onToken?: (t: string) => void };
 
 export interface PlaygroundClientOptions {
-  /** Folder holding dist/playground.js and node_modules/node-llama-cpp (the package root). */
+  /** The package root: it holds dist/playground.js, which finds node-llama-cpp in dist/node_modules (VSIX) or node_modules. */
   packageRoot: string;
   /** Runtime to start the server with (default process.execPath). */
   nodePath?: string;

@@ -4,7 +4,7 @@
 // Compute: CUDA when node-llama-cpp's CUDA binary and a GPU are usable, else the CPU (HQLORA_PLAYGROUND_GPU=false
 // forces the CPU); the first line says which. Only prebuilt binaries are used (build: "never"): nothing is downloaded
 // or compiled at run time.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 
@@ -244,6 +244,17 @@ async function handle(q: Request): Promise<void> {
   }
 }
 
+/**
+ * node-llama-cpp's package.json, found the way `import('node-llama-cpp')` finds the package: dist/node_modules in the
+ * VSIX (scripts/stage-playground.mjs), the repository's node_modules in a checkout.
+ */
+function nodeLlamaCppPackageJson(): string {
+  const tried = (require.resolve.paths('node-llama-cpp') ?? []).map((d) => path.join(d, 'node-llama-cpp', 'package.json'));
+  const found = tried.find((f) => existsSync(f));
+  if (!found) throw new Error(`node-llama-cpp's package.json is in none of: ${tried.join(', ')}`);
+  return found;
+}
+
 async function main(): Promise<void> {
   lib = await import('node-llama-cpp');
   const forceCpu = process.env.HQLORA_PLAYGROUND_GPU === 'false';
@@ -255,7 +266,7 @@ async function main(): Promise<void> {
     llama = await lib.getLlama({ gpu: false, build: 'never', progressLogs: false, logLevel: lib.LlamaLogLevel.error });
   }
   if (llama.gpu === false && !note) note = forceCpu ? 'HQLORA_PLAYGROUND_GPU=false' : 'no usable GPU (CUDA/Vulkan) found';
-  const pkg = JSON.parse(readFileSync(path.join(__dirname, '..', 'node_modules', 'node-llama-cpp', 'package.json'), 'utf8')) as { version: string };
+  const pkg = JSON.parse(readFileSync(nodeLlamaCppPackageJson(), 'utf8')) as { version: string };
   const hello: HelloEvent = { type: 'hello', backend: llama.gpu === false ? 'cpu' : llama.gpu, nodeLlamaCppVersion: pkg.version, ...(note ? { note } : {}) };
   send(hello);
   const rl = readline.createInterface({ input: process.stdin });
