@@ -5,11 +5,14 @@
 //   node esbuild.mjs --watch      rebuild on change
 //   (also dist/webview/ — the dashboard — and out/e2e/suite/ — the extension-host suites of test/e2e)
 //   node esbuild.mjs --tests      test/**/*.test.ts -> out/test/**/*.test.js for `node --test` (scripts/run-tests.mjs)
-// Type checking is separate: `npm run typecheck` (tsc --noEmit).
+// Type checking is separate: `npm run typecheck` (tsc --noEmit). Before bundling, the standalone schema validators
+// (schemas/generated/*.validate.js, scripts/schema-validators.mjs) are regenerated when a schema changed.
 import { chmodSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 
 import * as esbuild from 'esbuild';
+
+import { generateAll } from './scripts/gen-types.mjs';
 
 const production = process.argv.includes('--production');
 const watch = process.argv.includes('--watch');
@@ -67,6 +70,7 @@ const options = tests
       { ...common, entryPoints: ['test/e2e/suite/index.ts', ...testEntries('test/e2e/suite')], outbase: 'test/e2e/suite', outdir: 'out/e2e/suite', external: ['vscode', 'mocha'] },
     ];
 
+await generateAll({ validatorsOnly: true, log: (m) => console.log(`esbuild.mjs: ${m} (a schema changed)`) });
 const contexts = await Promise.all(options.map((o) => esbuild.context(o)));
 if (watch) {
   await Promise.all(contexts.map((c) => c.watch()));

@@ -1,15 +1,9 @@
 // protocol.ts — the host side of the dashboard's message contract (schemas/webview-messages.schema.json).
-// Messages from the webview are untrusted: `parseWebviewMessage` validates each one with ajv against
-// $defs/WebviewToHost and returns undefined (with the reason) for anything else.
-import webviewMessagesSchema from '../../schemas/webview-messages.schema.json';
+// Messages from the webview are untrusted: `parseWebviewMessage` validates each one against $defs/WebviewToHost
+// (ajv standalone code, schemas/generated/webview-messages.validate.js) and returns the reason for anything else.
 import type { HostToWebview, WebviewToHost } from '../../schemas/generated/webview-messages';
+import { validateHostToWebview as validateToWebview, validateWebviewToHost as validateToHost } from '../../schemas/generated/webview-messages.validate';
 import { describeAjvErrors } from '../core/schemaProblems';
-import { makeAjv } from '../core/schemas';
-
-const ajv = makeAjv(false);
-ajv.addSchema(webviewMessagesSchema);
-const validateToHost = ajv.compile<WebviewToHost>({ $ref: `${webviewMessagesSchema.$id}#/$defs/WebviewToHost` });
-const validateToWebview = ajv.compile<HostToWebview>({ $ref: `${webviewMessagesSchema.$id}#/$defs/HostToWebview` });
 
 export type ParseResult = { ok: true; message: WebviewToHost } | { ok: false; reason: string };
 

@@ -9,20 +9,14 @@ import path from 'node:path';
 
 import * as vscode from 'vscode';
 
-import playgroundSchema from '../../schemas/playground-messages.schema.json';
 import type { HostToPlayground, PaneId, PlaygroundToHost, Settings } from '../../schemas/generated/playground-messages';
 import { loadAddon } from '../native/addon';
 import { HqError, formatError } from '../core/errors';
 import { describeAjvErrors } from '../core/schemaProblems';
-import { makeAjv } from '../core/schemas';
+import { validateHostToPlayground as validateToWebview, validatePlaygroundToHost as validateToHost } from '../../schemas/generated/playground-messages.validate';
 import { DEFAULT_SETTINGS, type PaneAnswer, PlaygroundSession, type SessionEvents } from './session';
 
 export const PLAYGROUND_VIEW_TYPE = 'hqlora.playground';
-
-const ajv = makeAjv(false);
-ajv.addSchema(playgroundSchema);
-const validateToHost = ajv.compile<PlaygroundToHost>({ $ref: `${playgroundSchema.$id}#/$defs/PlaygroundToHost` });
-const validateToWebview = ajv.compile<HostToPlayground>({ $ref: `${playgroundSchema.$id}#/$defs/HostToPlayground` });
 
 export type PlaygroundParse = { ok: true; message: PlaygroundToHost } | { ok: false; reason: string };
 

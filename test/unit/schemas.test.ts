@@ -1,5 +1,5 @@
 // schemas.test.ts — the contracts in schemas/: every schema compiles (ajv, draft 2020-12, strict), the committed
-// generated types are fresh, the examples validate and known-bad documents are rejected.
+// generated types and standalone validators are fresh, the examples validate and known-bad documents are rejected.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -8,7 +8,8 @@ import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 
 import { generateTypes, listSchemas } from '../../scripts/schema-types.mjs';
-import { explainInvalidEvent, makeAjv, validateRunConfig, validateTrainerEvent } from '../../extension/core/schemas';
+import { generateValidators, makeAjv } from '../../scripts/schema-validators.mjs';
+import { explainInvalidEvent, fillRunConfigDefaults, validateRunConfig, validateTrainerEvent } from '../../extension/core/schemas';
 
 const root = process.cwd();
 const schemas = listSchemas(root);
@@ -37,6 +38,18 @@ describe('schemas/', () => {
       }
       assert.ok(actual === expected, `${path.relative(root, typesFile)} is stale: run npm run gen:types`);
     });
+
+    it(`${name}: the standalone validators in schemas/generated/${name}.*.js are up to date (npm run gen:types)`, () => {
+      for (const { file, text } of generateValidators(schemaFile)) {
+        let actual = '';
+        try {
+          actual = readFileSync(file, 'utf8');
+        } catch {
+          assert.fail(`${path.relative(root, file)} is missing: run npm run gen:types`);
+        }
+        assert.ok(actual === text, `${path.relative(root, file)} is stale: run npm run gen:types`);
+      }
+    });
   }
 });
 
@@ -53,6 +66,23 @@ describe('run-config schema', () => {
   it('accepts the demo config', () => {
     const demo: unknown = parse(readFileSync(path.join(root, 'test/fixtures/demo.hqlora.yaml'), 'utf8'));
     assert.ok(validateRunConfig(demo), JSON.stringify(validateRunConfig.errors));
+  });
+
+  it('the standalone validators judge like ajv compiling the schema now, errors included', () => {
+    const fresh = makeAjv().compile(JSON.parse(readFileSync(path.join(root, 'schemas/run-config.schema.json'), 'utf8')));
+    for (const doc of [...schema.examples, { model: 'm', data: {} }, { model: 3, data: { train: 't' }, trianing: {} }]) {
+      assert.equal(validateRunConfig(doc), fresh(doc));
+      assert.deepEqual(validateRunConfig.errors ?? null, fresh.errors ?? null);
+    }
+  });
+
+  it('fillRunConfigDefaults writes the defaults, validateRunConfig does not', () => {
+    const plain = { model: 'm', data: { train: 't' } };
+    assert.ok(validateRunConfig(plain));
+    assert.deepEqual(plain, { model: 'm', data: { train: 't' } });
+    const filled: Record<string, unknown> = { model: 'm', data: { train: 't' } };
+    assert.ok(fillRunConfigDefaults(filled));
+    assert.equal((filled.training as { lr_scheduler?: string } | undefined)?.lr_scheduler, 'constant');
   });
 
   it('accepts the model shorthand, the object form and the ranks shorthand', () => {

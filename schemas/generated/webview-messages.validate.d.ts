@@ -1,0 +1,11 @@
+// GENERATED from schemas/webview-messages.schema.json by scripts/schema-validators.mjs — do not edit.
+// Standalone ajv validators (checking only).
+// Run `npm run gen:types` after changing the schema; test/unit/schemas.test.ts fails when this file is stale.
+/* eslint-disable */
+import type { ValidateFunction } from 'ajv/dist/2020';
+
+import type { WebviewMessage, WebviewToHost, HostToWebview } from './webview-messages';
+
+export declare const validate: ValidateFunction<WebviewMessage>;
+export declare const validateWebviewToHost: ValidateFunction<WebviewToHost>;
+export declare const validateHostToWebview: ValidateFunction<HostToWebview>;
