@@ -7,14 +7,14 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
-import type { EvalProgressEvent, EvalResultEvent, McqEvent, TrainerEvent } from '../../schemas/generated/trainer-events';
+import type { EvalProgressEvent, EvalResultEvent, McqEvent } from '../../schemas/generated/trainer-events';
 import { HqError } from '../core/errors';
 import { LineSplitter } from '../core/lines';
-import { parseEventLine } from '../core/schemas';
 import type { Split } from '../eval/mmlu';
 import { mcqMaxLen, prepareMcq } from '../eval/prepare';
 import { evalMarkdown } from '../eval/table';
 import { loadRunConfig } from './config';
+import { TrainerEventReader } from './events';
 import { configName } from './resolve';
 import { findTrainer, trainerEnv } from './trainer';
 
@@ -133,26 +133,20 @@ function runTrainerEval(trainer: string, args: string[], cwd: string, opts: Eval
     };
     opts.signal?.addEventListener('abort', kill, { once: true });
     let result: EvalResultEvent | undefined;
-    let error: Extract<TrainerEvent, { type: 'error' }> | undefined;
     const stderrTail: string[] = [];
-    const out = new LineSplitter(), err = new LineSplitter();
-    const onLine = (line: string): void => {
-      if (!line.trim()) return;
-      const parsed = parseEventLine(line);
-      if ('invalid' in parsed) {
-        opts.onWarning?.(parsed.invalid === 'not JSON'
-          ? `ignored non-JSON trainer output: ${line.slice(0, 160)}`
-          : `ignored invalid trainer event (${parsed.invalid}): ${line.slice(0, 160)}`);
-        return;
-      }
-      const e = parsed.event;
-      if (e.type === 'eval_progress') opts.onProgress?.(e);
-      else if (e.type === 'mcq') opts.onMcq?.(e);
-      else if (e.type === 'warning') opts.onWarning?.(`${e.code}: ${e.message}`);
-      else if (e.type === 'eval_result') result = e;
-      else if (e.type === 'error') error = e;
-    };
-    child.stdout.setEncoding('utf8').on('data', (s: string) => out.push(s).forEach(onLine));
+    const err = new LineSplitter();
+    const events = new TrainerEventReader({
+      event: (e) => {
+        if (e.type === 'eval_progress') opts.onProgress?.(e);
+        else if (e.type === 'mcq') opts.onMcq?.(e);
+        else if (e.type === 'warning') opts.onWarning?.(`${e.code}: ${e.message}`);
+        else if (e.type === 'eval_result') result = e;
+      },
+      invalid: (line, reason) => opts.onWarning?.(reason === 'not JSON'
+        ? `ignored non-JSON trainer output: ${line.slice(0, 160)}`
+        : `ignored invalid trainer event (${reason}): ${line.slice(0, 160)}`),
+    });
+    child.stdout.setEncoding('utf8').on('data', (s: string) => events.push(s));
     child.stderr.setEncoding('utf8').on('data', (s: string) => {
       for (const l of err.push(s)) {
         stderrTail.push(l);
@@ -161,7 +155,8 @@ function runTrainerEval(trainer: string, args: string[], cwd: string, opts: Eval
     });
     child.on('error', (e) => reject(new HqError(`cannot start ${trainer}: ${e.message}`, { file: trainer }, 'check the trainer path', { cause: e })));
     child.on('close', (code, signal) => {
-      out.end().forEach(onLine);
+      events.end();
+      const { error } = events;
       opts.signal?.removeEventListener('abort', kill);
       if (opts.signal?.aborted) return reject(new HqError('evaluation cancelled', {}, ''));
       if (code === 0 && result) return resolve(result);

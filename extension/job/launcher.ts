@@ -2,8 +2,8 @@
 //
 // launchTrainer() writes <run>/run.json, spawns `hqlora-train --config <run>/run.json [--resume]` with an explicit
 // environment in its own process group (so stop() reaches every thread and child), copies stderr to
-// <run>/trainer.log, splits stdout into JSON lines and validates EVERY line against
-// schemas/trainer-events.schema.json: valid events are emitted as 'event', anything else as 'invalid' (a warning,
+// <run>/trainer.log, and reads stdout with the one event reader (events.ts: EVERY line validated against
+// schemas/trainer-events.schema.json): valid events are emitted as 'event', anything else as 'invalid' (a warning,
 // never a crash). `result` resolves once with the one run status derived from the exit code or signal.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
@@ -12,8 +12,8 @@ import path from 'node:path';
 
 import type { DoneEvent, ErrorEvent, StartEvent, TrainerEvent } from '../../schemas/generated/trainer-events';
 import { LineSplitter } from '../core/lines';
+import { TrainerEventReader } from './events';
 import type { ResolvedRun } from './resolve';
-import { parseEventLine } from '../core/schemas';
 import { trainerEnv } from './trainer';
 
 /** Exit codes of hqlora-train (CONTRACTS §1). */
@@ -111,20 +111,20 @@ export class TrainerProcess extends EventEmitter<TrainerProcessEvents> {
   readonly logFile: string;
   private status: RunStatus = 'running';
   private stopRequested = false;
-  private start_?: StartEvent;
-  private done?: DoneEvent;
-  private error?: ErrorEvent;
+  private readonly events = new TrainerEventReader({
+    event: (e) => this.emit('event', e),
+    invalid: (line, reason) => this.emit('invalid', line, reason),
+  });
   private stderrTail: string[] = [];
 
   constructor(private readonly child: ChildProcess, readonly runDir: string) {
     super();
     this.logFile = path.join(runDir, 'trainer.log');
     const log = createWriteStream(this.logFile, { flags: 'a' });
-    const out = new LineSplitter();
     const err = new LineSplitter();
 
-    child.stdout?.setEncoding('utf8').on('data', (s: string) => out.push(s).forEach((l) => this.onLine(l)));
-    child.stdout?.on('end', () => out.end().forEach((l) => this.onLine(l)));
+    child.stdout?.setEncoding('utf8').on('data', (s: string) => this.events.push(s));
+    child.stdout?.on('end', () => this.events.end());
     child.stderr?.setEncoding('utf8').on('data', (s: string) => {
       log.write(s);
       for (const l of err.push(s)) this.keepStderr(l);
@@ -153,7 +153,7 @@ export class TrainerProcess extends EventEmitter<TrainerProcessEvents> {
 
   /** The start event, once received. */
   get startEvent(): StartEvent | undefined {
-    return this.start_;
+    return this.events.start;
   }
 
   /**
@@ -193,20 +193,6 @@ export class TrainerProcess extends EventEmitter<TrainerProcessEvents> {
     if (this.stderrTail.length > 20) this.stderrTail.shift();
   }
 
-  private onLine(line: string): void {
-    if (!line.trim()) return;
-    const parsed = parseEventLine(line);
-    if ('invalid' in parsed) {
-      this.emit('invalid', line, parsed.invalid);
-      return;
-    }
-    const value = parsed.event;
-    if (value.type === 'start') this.start_ = value;
-    else if (value.type === 'done') this.done = value;
-    else if (value.type === 'error') this.error = value;
-    this.emit('event', value);
-  }
-
   private spawnFailure(e: Error): RunResult {
     return {
       status: 'failed',
@@ -219,7 +205,8 @@ export class TrainerProcess extends EventEmitter<TrainerProcessEvents> {
 
   /** The one mapping from (exit code, signal, events) to a run status. */
   private classify(code: number | null, signal: NodeJS.Signals | null): RunResult {
-    const base = { exitCode: code, signal, done: this.done, error: this.error, hint: this.error?.hint ?? '' };
+    const { done, error } = this.events;
+    const base = { exitCode: code, signal, done, error, hint: error?.hint ?? '' };
     const logHint = `see ${this.logFile}`;
     if (signal) {
       if (this.stopRequested) return { ...base, status: 'stopped', message: `stopped (${signal})` };
@@ -227,18 +214,18 @@ export class TrainerProcess extends EventEmitter<TrainerProcessEvents> {
     }
     switch (code) {
       case ExitCode.done:
-        if (this.done?.status === 'stopped') return { ...base, status: 'stopped', message: 'stopped after a checkpoint' };
-        return { ...base, status: 'completed', message: `completed ${this.done?.step ?? '?'} steps` };
+        if (done?.status === 'stopped') return { ...base, status: 'stopped', message: 'stopped after a checkpoint' };
+        return { ...base, status: 'completed', message: `completed ${done?.step ?? '?'} steps` };
       case ExitCode.stopped:
         return { ...base, status: 'stopped', message: 'stopped after a checkpoint; continue with --resume' };
       case ExitCode.usage:
         return { ...base, status: 'failed', message: `hqlora-train usage error: ${this.stderrTail.at(-1) ?? ''}`, hint: logHint };
       default: {
-        if (this.error) {
-          const w = this.error.where;
+        if (error) {
+          const w = error.where;
           const where = [w.file, w.key && `key ${w.key}`, w.tensor && `tensor ${w.tensor}`, w.offset !== undefined && `offset ${w.offset}`]
             .filter(Boolean).join(', ');
-          return { ...base, status: 'failed', message: `${this.error.code}: ${this.error.message}${where ? ` [${where}]` : ''}` };
+          return { ...base, status: 'failed', message: `${error.code}: ${error.message}${where ? ` [${where}]` : ''}` };
         }
         const last = this.stderrTail.at(-1);
         return { ...base, status: 'failed', message: `hqlora-train exited with code ${String(code)}${last ? `: ${last}` : ''}`, hint: logHint };

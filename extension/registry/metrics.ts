@@ -1,4 +1,5 @@
-// metrics.ts — a run's time series, built from its validated trainer events, column-wise (what uPlot draws).
+// metrics.ts — a run's time series, built from its validated trainer events, column-wise (what uPlot draws), beside
+// what the one event reader (job/events.ts) keeps of the stream: its start, last step, done and error events.
 //
 // Columns only grow; `generation` changes when the history is replaced (events.jsonl truncated or rotated), so a
 // reader that remembers (generation, lengths) can ask for exactly what is new (see dashboard/panel.ts).
@@ -7,6 +8,7 @@ import type {
   AdapterStatsEvent, DoneEvent, ErrorEvent, EvalEvent, StartEvent, StepEvent, TrainerEvent,
 } from '../../schemas/generated/trainer-events';
 import { num } from '../core/format';
+import type { TrainerEventReader } from '../job/events';
 
 export const STEP_KEYS = ['loss', 'lr', 'grad_norm', 'tokens_per_s', 'memory_bytes'] as const;
 
@@ -28,35 +30,51 @@ export class RunMetrics {
   steps: { x: number[] } & Record<(typeof STEP_KEYS)[number], (number | null)[]> = RunMetrics.emptySteps();
   evals = { x: [] as number[], eval_loss: [] as (number | null)[] };
   levels: { x: number[]; series: (number | null)[][] } = { x: [], series: [] };
-  start?: StartEvent;
-  lastStep?: StepEvent;
-  done?: DoneEvent;
-  error?: ErrorEvent;
-  lastTime = 0;
+
+  /** `reader` is the run's event reader, which feeds add() with each event it read. */
+  constructor(private readonly reader: TrainerEventReader) {}
+
+  get start(): StartEvent | undefined {
+    return this.reader.start;
+  }
+
+  get lastStep(): StepEvent | undefined {
+    return this.reader.lastStep;
+  }
+
+  get done(): DoneEvent | undefined {
+    return this.reader.done;
+  }
+
+  get error(): ErrorEvent | undefined {
+    return this.reader.error;
+  }
+
+  /** The latest event time (Unix seconds), 0 before the first event. */
+  get lastTime(): number {
+    return this.reader.lastTime;
+  }
 
   private static emptySteps(): RunMetrics['steps'] {
     return { x: [], loss: [], lr: [], grad_norm: [], tokens_per_s: [], memory_bytes: [] };
   }
 
+  /** The history is replaced (events.jsonl truncated or rotated): the series and the reader start over. */
   reset(): void {
     this.generation++;
     this.steps = RunMetrics.emptySteps();
     this.evals = { x: [], eval_loss: [] };
     this.levels = { x: [], series: [] };
-    this.start = this.lastStep = this.done = this.error = undefined;
+    this.reader.reset();
   }
 
   add(e: TrainerEvent): void {
-    this.lastTime = Math.max(this.lastTime, e.time);
     switch (e.type) {
       case 'start':
-        this.start = e;
         // A resumed run starts again from its checkpoint: drop the points after it (they are recomputed).
         if (e.resumed_from_step != null) this.truncateAfter(e.resumed_from_step);
-        this.done = this.error = undefined;
         break;
       case 'step':
-        this.lastStep = e;
         this.steps.x.push(e.step);
         for (const k of STEP_KEYS) this.steps[k].push(v(e[k]));
         break;
@@ -65,12 +83,6 @@ export class RunMetrics {
         break;
       case 'adapter_stats':
         this.addStats(e);
-        break;
-      case 'done':
-        this.done = e;
-        break;
-      case 'error':
-        this.error = e;
         break;
       default:
         break;

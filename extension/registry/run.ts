@@ -2,7 +2,8 @@
 // liveness (our child process, or a re-attached PID checked against its start time) and its one status.
 //
 // Events come from <run>/events.jsonl, which the trainer appends itself, never from the trainer's stdout pipe: the
-// trainer is detached and must outlive a window reload, and after a reload only the file is left to read.
+// trainer is detached and must outlive a window reload, and after a reload only the file is left to read. The file
+// is followed by tail.ts and read by the one event reader (job/events.ts), as `hqlora run` reads stdout.
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
@@ -11,8 +12,8 @@ import path from 'node:path';
 import type { RunSummary } from '../../schemas/generated/webview-messages';
 import type { TrainerEvent } from '../../schemas/generated/trainer-events';
 import { num } from '../core/format';
+import { TrainerEventReader } from '../job/events';
 import { ExitCode, explainSignal } from '../job/launcher';
-import { parseEventLine } from '../core/schemas';
 import { RunMetrics } from './metrics';
 import { isSameProcessAlive } from './proc';
 import { FileTailer } from './tail';
@@ -54,14 +55,22 @@ export interface ExitInfo {
 }
 
 export class Run extends EventEmitter<RunEvents> {
-  readonly metrics = new RunMetrics();
+  readonly metrics: RunMetrics;
+  private readonly reader: TrainerEventReader;
   private readonly events: FileTailer;
   private log: FileTailer | undefined;
   private liveness: NodeJS.Timeout | undefined;
   private child: ChildProcess | undefined;
+  /** Whether the lines read so far in this batch changed the summary (anything but adapter_stats). */
+  private changedInBatch = false;
 
   constructor(readonly record: RunRecord) {
     super();
+    this.reader = new TrainerEventReader({
+      event: (e) => this.onEvent(e),
+      invalid: (line, reason) => this.emit('invalid', line, reason),
+    });
+    this.metrics = new RunMetrics(this.reader);
     this.events = new FileTailer(path.join(record.runDir, 'events.jsonl'), {
       onLines: (lines) => this.onLines(lines),
       onReset: () => {
@@ -168,22 +177,17 @@ export class Run extends EventEmitter<RunEvents> {
   }
 
   private onLines(lines: string[]): void {
-    let changed = false;
-    for (const line of lines) {
-      if (!line.trim()) continue;
-      const parsed = parseEventLine(line);
-      if ('invalid' in parsed) {
-        this.emit('invalid', line, parsed.invalid);
-        continue;
-      }
-      const value = parsed.event;
-      this.metrics.add(value);
-      if (value.type === 'checkpoint') this.emit('checkpoint', value);
-      changed ||= value.type !== 'adapter_stats';
-      if (value.type === 'start' && this.record.status === 'preparing') this.record.status = 'running';
-    }
+    this.changedInBatch = false;
+    this.reader.lines(lines);
     this.emit('metrics');
-    if (changed) this.emit('changed');
+    if (this.changedInBatch) this.emit('changed');
+  }
+
+  private onEvent(e: TrainerEvent): void {
+    this.metrics.add(e);
+    if (e.type === 'checkpoint') this.emit('checkpoint', e);
+    this.changedInBatch ||= e.type !== 'adapter_stats';
+    if (e.type === 'start' && this.record.status === 'preparing') this.record.status = 'running';
   }
 
   /** The process is gone: read the last events and map (exit, events, stop request) to one status. */
@@ -226,15 +230,17 @@ export function classify(m: RunMetrics, exit: ExitInfo | undefined, stopRequeste
   return { status: 'failed', message: `hqlora-train ${code}${lastLogLine(runDir)}` };
 }
 
-/** Errors before the trainer opened events.jsonl (bad run.json, unreadable model) only reach its stdout file. */
+/**
+ * Errors before the trainer opened events.jsonl (bad run.json, unreadable model) only reach its stdout file, which
+ * every launch of the run appends to: the last launch's error (the reader forgets errors before a later start).
+ */
 function earlyError(runDir: string): Extract<TrainerEvent, { type: 'error' }> | undefined {
   const file = path.join(runDir, 'trainer.stdout.jsonl');
   if (!existsSync(file)) return undefined;
-  for (const line of readFileSync(file, 'utf8').split('\n').reverse()) {
-    const parsed = parseEventLine(line);
-    if ('event' in parsed && parsed.event.type === 'error') return parsed.event;
-  }
-  return undefined;
+  const reader = new TrainerEventReader();
+  reader.push(readFileSync(file));
+  reader.end();
+  return reader.error;
 }
 
 function lastLogLine(runDir: string): string {

@@ -1,6 +1,7 @@
 // launcher.test.ts — the trainer as a typed, cancellable resource, with the real hqlora-train: every event
 // validated, stop() = SIGTERM to the process group (checkpoint, exit 3 -> 'stopped'), --resume continues to
-// 'completed', and a trainer error becomes 'failed' with the error event's message.
+// 'completed', and a trainer error becomes 'failed' with the error event's message. The run registry, reading the
+// run's events.jsonl, sees what the launcher read on stdout (one event reader, job/events.ts).
 import assert from 'node:assert/strict';
 import {
   copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync,
@@ -10,8 +11,10 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import type { TrainerEvent } from '../../schemas/generated/trainer-events';
+import { TrainerEventReader } from '../../extension/job/events';
 import { startRun } from '../../extension/job/job';
 import { explainSignal } from '../../extension/job/launcher';
+import { Run } from '../../extension/registry/run';
 import { fixtures, requireBuilds, root, tinyConfig } from './helpers';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'hqlora-launch-'));
@@ -101,5 +104,33 @@ describe('launcher', () => {
     assert.equal(result.error?.code, 'E_SAFETENSORS');
     assert.ok(result.message.includes('model-00001-of-00002.safetensors'), result.message);
     assert.ok(existsSync(proc.logFile));
+  });
+
+  it('reads the same events from stdout (launcher) as the run registry reads from events.jsonl', async () => {
+    const config = tinyConfig(tmp, 'both-readers');
+    const { proc, run } = await startRun({ configPath: config, packageRoot: root });
+    const fromStdout: TrainerEvent[] = [];
+    const invalid: string[] = [];
+    proc.on('event', (e: TrainerEvent) => fromStdout.push(e));
+    proc.on('invalid', (l, why) => invalid.push(`${why}: ${l}`));
+    const result = await proc.result;
+    assert.equal(result.status, 'completed', result.message);
+    assert.deepEqual(invalid, []);
+
+    const fromFile: TrainerEvent[] = [];
+    const invalidInFile: string[] = [];
+    const reader = new TrainerEventReader({ event: (e) => fromFile.push(e), invalid: (l, why) => invalidInFile.push(`${why}: ${l}`) });
+    reader.push(readFileSync(path.join(run.runDir, 'events.jsonl')));
+    reader.end();
+    assert.deepEqual(invalidInFile, []);
+    assert.deepEqual(fromFile, fromStdout);
+
+    const registered = new Run({ runDir: run.runDir, configFile: config, startedAt: Date.now(), status: 'running', message: '' });
+    registered.load();
+    assert.equal(registered.status, 'completed', registered.record.message);
+    assert.deepEqual(registered.metrics.done, result.done);
+    assert.deepEqual(registered.metrics.steps.x, fromStdout.flatMap((e) => (e.type === 'step' ? [e.step] : [])));
+    assert.equal(registered.summary().step, 4);
+    registered.dispose();
   });
 });
