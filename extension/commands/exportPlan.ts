@@ -1,10 +1,10 @@
 // exportPlan.ts — the pure part of the merge/export/combine commands (commands/merge.ts): default output folders,
-// the rank input's validation, one overall progress fraction over the addon's phases, and the verification summary
-// line shown to the user. No vscode import, so test/unit covers it directly.
+// the rank input's validation and one overall progress fraction over the addon's phases (the verification summary
+// line is native/exportReport.ts, shared with the dashboard). No vscode import, so test/unit covers it directly.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
-import type { ExportProgress, ExportReport } from '../native/addon';
+import type { ExportProgress } from '../native/addon';
 import { timestamp } from '../job/resolve';
 
 export type BaseChoice = 'original' | 'dequantized';
@@ -74,33 +74,4 @@ export class ProgressMeter {
     this.reported += increment;
     return { message: `${p.phase} ${p.done}/${p.total}${p.item ? ` · ${p.item}` : ''}`, increment };
   }
-}
-
-const OPERATION: Record<ExportReport['operation'], string> = {
-  merge_levels: 'Merged adapter levels',
-  merge_into_base: 'Merged adapter into base model',
-  combine: 'Combined adapters',
-};
-
-/** Scientific for small diffs, plain otherwise: 0, 3.1e-7, 0.0149. */
-export function fmtDiff(v: number | undefined): string {
-  if (v === undefined || !Number.isFinite(v)) return '?';
-  if (v === 0) return '0';
-  return Math.abs(v) < 1e-3 ? v.toExponential(1) : v.toPrecision(3);
-}
-
-/**
- * The notification for a finished export: `ok` false (a warning) when the verification failed; the text names the
- * output, pass/fail and the max/mean |Δlogit| against the tolerance.
- */
-export function verificationSummary(rep: ExportReport): { ok: boolean; text: string } {
-  const v = rep.verification;
-  const head = `${OPERATION[rep.operation]} → ${path.basename(rep.output)}`;
-  if (v.status === 'skipped') return { ok: true, text: `${head}. Verification skipped${v.reason ? `: ${v.reason}` : ''}.` };
-  const kind = v.exact ? 'exact' : 'lossy export';
-  const diff = `max |Δlogit| ${fmtDiff(v.max_abs_diff)}, mean ${fmtDiff(v.mean_abs_diff)} (tolerance ${fmtDiff(v.tolerance)}, ${kind})`;
-  const svd = rep.svd ? `; SVD retained energy ≥ ${(100 * rep.svd.min_retained_energy).toFixed(2)} %` : '';
-  const gap = rep.nf4_gap ? `; NF4 gap max |W − deq(W)| ${fmtDiff(rep.nf4_gap.max_abs)}` : '';
-  const ok = v.status === 'pass';
-  return { ok, text: `${head}. Verification ${ok ? 'PASSED' : 'FAILED'}: ${diff}${svd}${gap}.` };
 }

@@ -14,10 +14,10 @@ import type { Ctx } from '../ctx';
 import {
   type ExportCommonOptions, type ExportProgress, type ExportReport, type HqloraAddon, isNativeError, loadAddon, toHqError,
 } from '../native/addon';
+import { verificationSummary } from '../native/exportReport';
 import { formatError } from '../core/errors';
 import {
   type BaseChoice, type CombineMode, type DtypeChoice, ProgressMeter, combineOutDir, exportOutDir, mergeOutDir, parseRank, totalRank,
-  verificationSummary,
 } from './exportPlan';
 
 /** Optional second argument: every field given is not asked for. */

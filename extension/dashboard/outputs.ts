@@ -1,13 +1,13 @@
 // outputs.ts — a run's exports as the dashboard lists them: the sibling folders `<run>-…` that hold a verify.json
 // (merge levels writes `<run>-peft-merged` / `<run>-peft-r<N>`, merge into base `<run>-merged-<base>-<dtype>`; see
 // commands/exportPlan.ts). verify.json is the export's report (merge.h), so it says what the folder is and whether
-// the forward check passed. No vscode import: test/unit covers it on real folders.
+// the forward check passed (worded by native/exportReport.ts, as the commands' notification words it). No vscode import: test/unit covers it on real folders.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 import type { ExportOutput } from '../../schemas/generated/webview-messages';
-import { verificationSummary } from '../commands/exportPlan';
 import type { ExportReport } from '../native/addon';
+import { verificationSummary } from '../native/exportReport';
 
 const MAX_OUTPUTS = 50;
 

@@ -1,17 +1,17 @@
 // commands.test.ts — the pure helpers of the merge/export and Preview Data commands (extension/commands/
-// exportPlan.ts, previewDocument.ts): output folders, rank input, progress, verification summary, preview ranges.
+// exportPlan.ts, previewDocument.ts, native/exportReport.ts): output folders, rank input, progress, verification
+// summary, preview ranges.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 
-import {
-  ProgressMeter, combineOutDir, exportOutDir, fmtDiff, mergeOutDir, parseRank, totalRank, verificationSummary,
-} from '../../extension/commands/exportPlan';
+import { ProgressMeter, combineOutDir, exportOutDir, mergeOutDir, parseRank, totalRank } from '../../extension/commands/exportPlan';
 import { CLOSE, OPEN, previewDocument } from '../../extension/commands/previewDocument';
 import type { DataPreview } from '../../extension/data/preview';
 import type { ExportReport } from '../../extension/native/addon';
+import { fmtDiff, verificationSummary } from '../../extension/native/exportReport';
 
 describe('export plan', () => {
   it('puts default outputs beside the source, never inside it', () => {
