@@ -61,7 +61,7 @@ const options = tests
       { ...common, entryPoints: ['extension/cli/main.ts'], outfile: 'dist/cli.js', banner: { js: '#!/usr/bin/env node' } },
       { ...common, entryPoints: ['extension/lsp/server.ts'], outfile: 'dist/server.js' },
       // The playground server (its own process): node-llama-cpp stays in node_modules (native binaries, ESM).
-      { ...common, entryPoints: ['extension/playground/server.ts'], outfile: 'dist/playground.js', external: ['node-llama-cpp'] },
+      { ...common, entryPoints: ['extension/llama/server.ts'], outfile: 'dist/playground.js', external: ['node-llama-cpp'] },
       // The dashboard (browser): dist/webview/main.js + main.css, the webview's only localResourceRoot.
       { ...common, entryPoints: ['webview/main.ts'], outdir: 'dist/webview', format: 'iife', platform: 'browser', target: 'es2022' },
       // The chat playground (browser): dist/webview/playground.js + playground.css, in the same assets folder.

@@ -5,7 +5,7 @@ import path from 'node:path';
 
 import { ensureRunGguf } from '../gguf/cache';
 import { type HqloraAddon, isNativeError, loadAddon, toHqError } from '../native/addon';
-import { PlaygroundClient } from '../playground/client';
+import { PlaygroundClient } from '../llama/client';
 import { UsageError } from './args';
 
 export const GENERATE_USAGE = `  hqlora generate <run-folder | adapter-folder> --prompt TEXT [--max-tokens N] [--temperature T] [--seed S]

@@ -1,5 +1,5 @@
 // verify.ts — verify.json of a GGUF export, from llama.cpp itself (node-llama-cpp 3.21.1 in the playground server
-// process, client.ts):
+// process, llama/client.ts):
 //   tokens   llama.cpp's ids of TOKEN_STRINGS (special tokens, unicode, whitespace runs; special tokens parsed, none
 //            added) equal ours (extension/data/tokenizer.ts on tokenizer.json), id for id; and llama.cpp adds BOS
 //            exactly when our data preparation does (whenever there is one). A tokenizer without byte fallback (the fixtures' character
@@ -17,8 +17,8 @@ import path from 'node:path';
 
 import { loadTokenizer } from '../data/tokenizer';
 import type { CancelToken, ExportProgress, GgufExportReport, HqloraAddon, ReferenceLogits } from '../native/addon';
-import { PlaygroundClient } from '../playground/client';
-import type { LogitsCase, VerifyResult } from '../playground/protocol';
+import { PlaygroundClient } from '../llama/client';
+import type { LogitsCase, VerifyResult } from '../llama/protocol';
 
 /** The fixed tokenization strings (the bos/eos texts of the model are added around one of them). */
 export const TOKEN_STRINGS: readonly string[] = [

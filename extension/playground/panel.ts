@@ -1,5 +1,5 @@
 // panel.ts — "H-QLoRA: Chat with Adapter": a webview panel per run that compares base, tuned and level-subset
-// answers side by side. The model runs in the playground server (client.ts: llama.cpp in its own Node process,
+// answers side by side. The model runs in the playground server (llama/client.ts: llama.cpp in its own Node process,
 // started with the runtime VS Code gives extensions), never in the extension host. Like the dashboard: a nonce CSP,
 // localResourceRoots = dist/webview only, nothing posted before the webview's `ready`, and every incoming message
 // validated against schemas/playground-messages.schema.json (invalid ones are logged and dropped). Closing the panel

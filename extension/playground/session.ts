@@ -1,7 +1,7 @@
 // session.ts — one chat playground session over a run (host-neutral: the VS Code panel and the tests use it): the
 // run's GGUF files (gguf/cache.ts, made and verified on first use), one pane per model — the base, the tuned model
 // (the merged GGUF: every level) and each level prefix (base GGUF + the LoRA GGUF of levels 1..n) — and each pane's
-// own history, answered through one playground server (client.ts; llama.cpp in its own process).
+// own history, answered through one playground server (llama/client.ts; llama.cpp in its own process).
 //
 // Answers of one turn are generated pane after pane (the server runs one generation at a time), each streaming its
 // tokens. stop() cancels the running one and skips the rest.
@@ -13,8 +13,8 @@ import { type RunGguf, checkCompletedAdapter, ensureRunGguf } from '../gguf/cach
 import { type GgufExportResult, exportGgufVerified } from '../gguf/export';
 import type { ExportProgress, HqloraAddon } from '../native/addon';
 import { HqError } from '../core/errors';
-import { PlaygroundClient } from './client';
-import type { GenerateResult } from './protocol';
+import { PlaygroundClient } from '../llama/client';
+import type { GenerateResult } from '../llama/protocol';
 
 class StoppedBeforeStart extends Error {}
 

@@ -9,9 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { readGgufHeader } from '../../extension/gguf/file';
+import { readGgufHeader } from '../../extension/llama/ggufFile';
 import { loadAddon } from '../../extension/native/addon';
-import { PlaygroundClient } from '../../extension/playground/client';
+import { PlaygroundClient } from '../../extension/llama/client';
 import { DEFAULT_SETTINGS, PlaygroundSession } from '../../extension/playground/session';
 import type { GgufExportResult } from '../../extension/gguf/export';
 import { writeGoldenAdapter } from './golden-adapter';

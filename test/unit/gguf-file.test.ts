@@ -1,4 +1,4 @@
-// gguf-file.test.ts — the GGUF header reader (extension/gguf/file.ts) against the format's rules as llama.cpp
+// gguf-file.test.ts — the GGUF header reader (extension/llama/ggufFile.ts) against the format's rules as llama.cpp
 // enforces them, and fuzzed: a valid file built here byte by byte reads back exactly; each rule broken on its own is
 // refused with a message naming the file and the rule; and thousands of seeded random mutations (bit flips, cuts,
 // inserted and deleted bytes) of the file either read as a header that keeps every rule or are refused with an
@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { type GgufHeader, readGgufHeader } from '../../extension/gguf/file';
+import { type GgufHeader, readGgufHeader } from '../../extension/llama/ggufFile';
 import { HqError } from '../../extension/core/errors';
 
 type Kv = [key: string, type: number, value: Buffer];

@@ -1,7 +1,7 @@
-// file.ts — a validating reader of a GGUF file's header (native/src/gguf_writer.h has the layout), so that a
-// truncated or foreign file gets a clear message naming it before llama.cpp sees it (llama.cpp's own loader fails
-// with less to go on). Reads only the header and the tensor table, then checks that the file holds every tensor's
-// bytes.
+// ggufFile.ts — a validating reader of a GGUF file's header (native/src/gguf_writer.h has the layout) by llama.cpp's
+// rules, so that a truncated or foreign file gets a clear message naming it before llama.cpp sees it (llama.cpp's
+// own loader fails with less to go on; the server checks each file before it loads it). Reads only the header and
+// the tensor table, then checks that the file holds every tensor's bytes.
 import { open } from 'node:fs/promises';
 
 import { HqError } from '../core/errors';

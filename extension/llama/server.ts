@@ -1,5 +1,6 @@
 // server.ts — the playground server (dist/playground.js): node-llama-cpp (llama.cpp) in its own Node process, never
-// in the extension host. The parent speaks protocol.ts over stdin/stdout; see client.ts for the parent side.
+// in the extension host. The parent speaks protocol.ts over stdin/stdout; see client.ts for the parent side. It
+// serves the chat playground, `hqlora generate` / `chat` and the GGUF export's verification (gguf/verify.ts).
 //
 // Compute: CUDA when node-llama-cpp's CUDA binary and a GPU are usable, else the CPU (HQLORA_PLAYGROUND_GPU=false
 // forces the CPU); the first line says which. Only prebuilt binaries are used (build: "never"): nothing is downloaded
@@ -11,7 +12,7 @@ import readline from 'node:readline';
 import type * as NodeLlamaCppModule from 'node-llama-cpp';
 import type { Llama, LlamaContext, LlamaModel, Token } from 'node-llama-cpp';
 
-import { checkGgufFile } from '../gguf/file';
+import { checkGgufFile } from './ggufFile';
 import { HqError } from '../core/errors';
 import type {
   GenerateRequest, GenerateResult, HelloEvent, LogitsCase, Request, ServerMessage, VerifyRequest, VerifyResult,
