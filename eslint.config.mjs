@@ -1,15 +1,18 @@
 // eslint.config.mjs — type-aware lint (typescript-eslint recommendedTypeChecked) plus the import boundaries of the
 // layout: webview/ runs in the browser (no vscode, no node:*, nothing from extension/); extension/ never imports
-// webview/; both may import schemas/ (the contracts).
+// webview/; both may import schemas/ (the contracts); the modules of extension/ import downward only, by the layers
+// of scripts/layers.mjs.
+import { existsSync } from 'node:fs';
 import { builtinModules } from 'node:module';
+import path from 'node:path';
 
 import js from '@eslint/js';
 import { defineConfig } from 'eslint/config';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
-// The folders above the job layer (and the host's top-level files).
-const UPPER = ['cli', 'commands', 'dashboard', 'registry', 'sweep', 'lsp', 'ctx', 'extension', 'settings', 'statusbar'];
+import { LAYERS, LAYER_OF } from './scripts/layers.mjs';
+
 const nodeBuiltins = [...builtinModules, ...builtinModules.map((m) => `node:${m}`)];
 
 export default defineConfig(
@@ -57,43 +60,40 @@ export default defineConfig(
       ],
     },
   },
-  // The layers of extension/ (README "Layout"), top to bottom: nothing imports a folder above it. The lower layers'
-  // bans listed here are the edges already gone; each block repeats the webview/ ban (a later block replaces it).
-  ...[
-    { dirs: ['core'], above: [...UPPER, 'job', 'data', 'eval', 'gguf', 'playground', 'model', 'native'] },
-    { dirs: ['model', 'native'], above: [...UPPER, 'job', 'data', 'eval', 'gguf', 'playground'] },
-    { dirs: ['job', 'data', 'eval'], above: UPPER },
-  ].map(({ dirs, above }) => ({
-    files: dirs.map((d) => `extension/${d}/**/*.ts`),
-    rules: {
+  // The layers of extension/ (scripts/layers.mjs, README "Layering"), top to bottom: a module imports only the layers
+  // below its own. One block per module, each repeating the webview/ ban (a later block replaces the rule); the
+  // language server's block also bans vscode (its own process; only client.ts runs in the host).
+  // test/unit/layering.test.ts checks the same table on the resolved import graph, and import circles.
+  ...LAYERS.flat().flatMap((mod) => {
+    const isFolder = existsSync(path.join(import.meta.dirname, 'extension', mod));
+    const banned = LAYERS.flat().filter((m) => m !== mod && (LAYER_OF.get(m) ?? 0) <= (LAYER_OF.get(mod) ?? 0));
+    const up = isFolder ? '..' : '.';
+    const rule = (paths) => ({
       'no-restricted-imports': [
         'error',
         {
+          paths,
           patterns: [
             { group: ['**/webview', '**/webview/**'], message: 'extension/ must not import webview/ (share types via schemas/).' },
-            {
-              group: above.flatMap((d) => [`../${d}`, `../${d}/**`]),
-              message: `extension/${dirs.join('/, extension/')}/ sit below ${above.join('/, ')}: import downward only (README "Layout").`,
-            },
+            ...(banned.length === 0 ? [] : [{
+              group: banned.flatMap((m) => [`${up}/${m}`, `${up}/${m}/**`]),
+              message: `extension/${mod} imports only the layers below its own (scripts/layers.mjs), not ${banned.join(', ')}.`,
+            }]),
           ],
         },
       ],
-    },
-  })),
-  {
-    // The run-config language server runs in its own Node process: only its client may touch the vscode API.
-    files: ['extension/lsp/**/*.ts'],
-    ignores: ['extension/lsp/client.ts'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          paths: [{ name: 'vscode', message: 'extension/lsp/ is the language server process (no vscode API); only client.ts runs in the host.' }],
-          patterns: [{ group: ['**/webview', '**/webview/**'], message: 'extension/ must not import webview/ (share types via schemas/).' }],
-        },
-      ],
-    },
-  },
+    });
+    const files = [isFolder ? `extension/${mod}/**/*.ts` : `extension/${mod}.ts`];
+    if (mod !== 'lsp') return [{ files, rules: rule([]) }];
+    return [
+      {
+        files,
+        ignores: ['extension/lsp/client.ts'],
+        rules: rule([{ name: 'vscode', message: 'extension/lsp/ is the language server process (no vscode API); only client.ts runs in the host.' }]),
+      },
+      { files: ['extension/lsp/client.ts'], rules: rule([]) },
+    ];
+  }),
   {
     files: ['**/*.mjs'],
     languageOptions: {
