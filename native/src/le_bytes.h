@@ -20,6 +20,7 @@ inline uint64_t rd_u64(const std::string& b, size_t off) {
 }
 inline void wr_u32(std::string& b, uint32_t v) { b.append(reinterpret_cast<const char*>(&v), 4); }
 inline void wr_u64(std::string& b, uint64_t v) { b.append(reinterpret_cast<const char*>(&v), 8); }
+inline void wr_u32_at(std::string& b, size_t off, uint32_t v) { std::memcpy(&b[off], &v, 4); }
 inline uint64_t round8(uint64_t x) { return (x + 7) / 8 * 8; }
 
 // The start both formats share: the 8-byte magic, version 1, the header length, the JSON header padded with spaces

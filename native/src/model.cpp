@@ -106,7 +106,12 @@ class ModelImpl final : public Model {
     int64_t base_param_count() const override { return base_params_; }
 
     LossOut forward_backward(const int32_t* ids, const int32_t* labels, int B, int T, bool backward,
-                             float grad_scale) override;
+                             float grad_scale) override {
+        return forward_backward_packed(ids, labels, nullptr, B, T, backward, grad_scale);
+    }
+    LossOut forward_backward_packed(const int32_t* ids, const int32_t* labels, const int32_t* seg, int B, int T,
+                                    bool backward, float grad_scale) override;
+    bool supports_packing() const override { return true; }
     void forward_logits(const int32_t* ids, int B, int T, float* logits_out) override;
     void forward_logits_at(const int32_t* ids, int B, int T, const int32_t* positions, float* logits_out) override;
 
@@ -196,8 +201,15 @@ class ModelImpl final : public Model {
         s.scale = cfg_.attn_scale();
         s.window = layers_[l].sliding ? cfg_.sliding_window : 0;
         s.softcap = cfg_.attn_softcap;
+        s.seg = seg_;
         return s;
     }
+    // Packed rows of the current forward_backward_packed call (nullptr otherwise): documents [B, T] and the RoPE
+    // position of each token [B, T] (empty: t).
+    const int32_t* seg_ = nullptr;
+    std::vector<int32_t> pos_;
+    int pos_len_ = 0;   // max(pos_) + 1
+    const int32_t* rope_pos() const { return seg_ ? pos_.data() : nullptr; }
 
     bool training_ = false, ckpt_ = false;
     uint64_t dropout_seed_ = 0, call_ = 0;
@@ -572,8 +584,8 @@ void ModelImpl::layer_forward(int l, const float* x, float* y, LayerActs& a, int
         rmsnorm_forward(a.k.data(), a.rstdk.data(), a.kpre.data(), L.k_norm.data(), N * c.num_kv_heads, c.head_dim,
                         c.rms_norm_eps, gemma_);
     }
-    rope_forward(a.q.data(), rope_cos(l), rope_sin(l), B, T, c.num_heads, c.head_dim);
-    rope_forward(a.k.data(), rope_cos(l), rope_sin(l), B, T, c.num_kv_heads, c.head_dim);
+    rope_forward(a.q.data(), rope_cos(l), rope_sin(l), B, T, c.num_heads, c.head_dim, rope_pos());
+    rope_forward(a.k.data(), rope_cos(l), rope_sin(l), B, T, c.num_kv_heads, c.head_dim, rope_pos());
     const AttnShape as = attn_shape(l, B, T);
     attention_forward(a.att.data(), a.lse.data(), a.q.data(), a.k.data(), a.v.data(), as);
     const float* t = tmpC_.data();
@@ -646,8 +658,8 @@ void ModelImpl::layer_backward(int l, const float* x, LayerActs& a, const float*
     const AttnShape as = attn_shape(l, B, T);
     attention_backward(dq_.data(), dk_.data(), dv_.data(), datt_.data(), a.q.data(), a.k.data(), a.v.data(),
                        a.att.data(), a.lse.data(), as);
-    rope_backward(dq_.data(), rope_cos(l), rope_sin(l), B, T, c.num_heads, c.head_dim);
-    rope_backward(dk_.data(), rope_cos(l), rope_sin(l), B, T, c.num_kv_heads, c.head_dim);
+    rope_backward(dq_.data(), rope_cos(l), rope_sin(l), B, T, c.num_heads, c.head_dim, rope_pos());
+    rope_backward(dk_.data(), rope_cos(l), rope_sin(l), B, T, c.num_kv_heads, c.head_dim, rope_pos());
     const float* dqp = dq_.data();
     const float* dkp = dk_.data();
     if (c.qk_norm) {
@@ -677,7 +689,9 @@ void ModelImpl::forward_hidden(const int32_t* ids, int B, int T, bool keep) {
     const int64_t N = (int64_t)B * T, C = c.hidden_size;
     const int nL = c.num_layers;
     if (training_) call_++;   // fresh dropout masks per call; backward and recompute reuse this call's keys
-    ensure_rope(T);
+    // Packed rows read the tables at per-document positions 0 .. max(pos) (longrope: chosen by max(pos) + 1, as
+    // transformers decides by max(position_ids) + 1).
+    ensure_rope(seg_ ? pos_len_ : T);
     // keep: xs_[0..L] all kept (layer inputs for the backward); otherwise two ping-pong buffers.
     const size_t nx = keep ? (size_t)nL + 1 : 2;
     if (xs_.size() < nx) xs_.resize(nx);
@@ -703,12 +717,21 @@ int ModelImpl::loss_chunk(int64_t N) const {
     return (int)std::max<int64_t>(1, std::min<int64_t>({N, 1024, std::max<int64_t>(8, rows)}));
 }
 
-LossOut ModelImpl::forward_backward(const int32_t* ids, const int32_t* labels, int B, int T, bool backward,
-                                    float grad_scale) {
+LossOut ModelImpl::forward_backward_packed(const int32_t* ids, const int32_t* labels, const int32_t* seg, int B,
+                                           int T, bool backward, float grad_scale) {
     const ModelConfig& c = cfg_;
     const int64_t N = (int64_t)B * T, C = c.hidden_size;
     const int nL = c.num_layers;
     BlasThreadScope threads(call_threads(N));
+    struct SegScope {   // the documents hold for this call only
+        const int32_t*& p;
+        ~SegScope() { p = nullptr; }
+    } seg_scope{seg_};
+    seg_ = seg;
+    if (seg) {
+        pos_.resize((size_t)N);
+        pos_len_ = positions_from_segments(pos_.data(), seg, B, T);
+    }
     forward_hidden(ids, B, T, backward);
     targets_.resize(N);
     shift_labels(targets_.data(), labels, B, T);
@@ -800,6 +823,14 @@ HostWeights host_weights(Model& m) {
     auto* impl = dynamic_cast<ModelImpl*>(&m);
     HQ_ASSERT(impl != nullptr);
     return impl->host_view();
+}
+
+LossOut Model::forward_backward_packed(const int32_t* ids, const int32_t* labels, const int32_t* seg, int B, int T,
+                                       bool backward, float grad_scale) {
+    if (!seg) return forward_backward(ids, labels, B, T, backward, grad_scale);
+    throw Error("E_CONFIG", "the " + backend() + " backend does not support packed sequences (document masks)",
+                Where{"", "", "data.packing", -1, -1},
+                "set data.packing to false, or train on the CPU backend (hardware.device: cpu)");
 }
 
 float Model::device_clip_grad_norm(float) {

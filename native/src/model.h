@@ -89,6 +89,15 @@ class Model {
     // The vocab projection + cross-entropy is computed over chunks so the full [B*T, V] logits never exist.
     virtual LossOut forward_backward(const int32_t* ids, const int32_t* labels, int B, int T, bool backward,
                                      float grad_scale) = 0;
+    // The same on packed rows (data.packing, a version-2 token file): seg [B, T] is the document of each position
+    // within its row (MicroBatch::seg; documents are contiguous runs). A token attends only to earlier tokens of its
+    // own document and each document's RoPE positions start at 0, as transformers' padding-free packing does
+    // (flash_attn_varlen_func over cu_seqlens, position_ids per example); the labels already hold -100 at each
+    // document's first token, so every document gets the loss and gradients it gets alone. seg == nullptr is
+    // forward_backward. A backend without packing (supports_packing() false) throws E_CONFIG.
+    virtual LossOut forward_backward_packed(const int32_t* ids, const int32_t* labels, const int32_t* seg, int B,
+                                            int T, bool backward, float grad_scale);
+    virtual bool supports_packing() const { return false; }
 
     // Inference forward: logits_out [B, T, V]. For tests, verification and eval (small inputs).
     virtual void forward_logits(const int32_t* ids, int B, int T, float* logits_out) = 0;

@@ -46,6 +46,30 @@ int64_t example_of(const std::vector<uint64_t>& offsets, uint64_t pos) {
     return static_cast<int64_t>(it - offsets.begin()) - 1;
 }
 
+// Version 2: the document offsets at `at` (first 0, last n_tokens, non-decreasing, every example offset among
+// them, so no document spans two examples).
+void read_documents(TokenFile& f, const std::string& b, uint64_t at, uint64_t n_docs) {
+    f.documents.resize(n_docs + 1);
+    size_t ex = 0;   // next example offset to find among the document offsets
+    for (uint64_t i = 0; i <= n_docs; ++i) {
+        const uint64_t o = rd_u64(b, at + 8 * i);
+        const int64_t where = static_cast<int64_t>(at + 8 * i);
+        if (i == 0 && o != 0) fail(f.path, where, HQ_MSG("first document offset is " << o << ", must be 0"));
+        if (i > 0 && o < f.documents[i - 1])
+            fail(f.path, where, HQ_MSG("document offsets decrease at document " << (i - 1) << " (" << f.documents[i - 1]
+                                       << " -> " << o << ")"));
+        if (ex < f.offsets.size() && f.offsets[ex] < o)
+            fail(f.path, where, HQ_MSG("example " << ex << " starts at token " << f.offsets[ex]
+                                       << ", which is no document start (document " << i << " starts at " << o
+                                       << "): a document spans two examples"));
+        while (ex < f.offsets.size() && f.offsets[ex] == o) ++ex;
+        f.documents[i] = o;
+    }
+    if (f.documents[n_docs] != static_cast<uint64_t>(f.n_tokens))
+        fail(f.path, static_cast<int64_t>(at + 8 * n_docs),
+             HQ_MSG("last document offset is " << f.documents[n_docs] << ", must equal n_tokens=" << f.n_tokens));
+}
+
 uint64_t splitmix64(uint64_t& state) {
     uint64_t z = (state += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -60,7 +84,27 @@ int64_t TokenFile::targets(int64_t i, int64_t max_len) const {
     if (max_len > 0) len = std::min(len, max_len);
     int64_t n = 0;
     for (int64_t t = 1; t < len; ++t) n += mask[offsets[i] + t];
+    if (packed) {
+        // The first token of every later document is not predicted either.
+        auto d = std::upper_bound(documents.begin(), documents.end(), offsets[i]);
+        for (; d != documents.end() && *d < offsets[i] + static_cast<uint64_t>(len); ++d)
+            if (*d != *(d - 1)) n -= mask[*d];   // once per offset (empty documents repeat it)
+    }
     return n;
+}
+
+void TokenFile::segments(int64_t i, int64_t len, int32_t* seg) const {
+    const uint64_t o = offsets[i];
+    int32_t doc = 0;
+    auto d = packed ? std::upper_bound(documents.begin(), documents.end(), o) : documents.end();
+    for (int64_t t = 0; t < len; ++t) {
+        const uint64_t at = o + static_cast<uint64_t>(t);
+        if (d != documents.end() && *d == at) {   // a document starts here (t > 0, as *d > o)
+            ++doc;
+            while (d != documents.end() && *d == at) ++d;   // empty documents repeat the offset
+        }
+        seg[t] = doc;
+    }
 }
 
 int64_t TokenFile::total_targets(int64_t max_len) const {
@@ -77,10 +121,11 @@ TokenFile read_token_file(const std::string& path, int64_t model_vocab_size) {
     if (size < 16) fail(path, static_cast<int64_t>(size), HQ_MSG("file is " << size << " bytes, shorter than the 16-byte preamble"));
     if (std::memcmp(b.data(), kHqtokMagic, 8) != 0)
         fail(path, 0, "bad magic: not an .hqtok token file (expected bytes 48 51 54 4F 4B 00 00 01)");
-    uint32_t version = rd_u32(b, 8);
-    if (version != 1)
-        fail(path, 8, HQ_MSG("unsupported format version " << version << " (this trainer reads version 1)"),
+    const uint32_t version = rd_u32(b, 8);
+    if (version != 1 && version != 2)
+        fail(path, 8, HQ_MSG("unsupported format version " << version << " (this trainer reads versions 1 and 2)"),
              "re-create the token file with this version of the extension");
+    f.packed = version == 2;
     uint64_t H = rd_u32(b, 12);
     if (16 + H > size)
         fail(path, 12, HQ_MSG("header length " << H << " runs past the end of the " << size << "-byte file"));
@@ -93,7 +138,9 @@ TokenFile read_token_file(const std::string& path, int64_t model_vocab_size) {
     const nlohmann::json& h = f.header;
     if (!h.is_object()) fail(path, 16, "header JSON is not an object");
     if (!h.contains("format") || h["format"] != "hqtok") fail(path, 16, "header field \"format\" is not \"hqtok\"");
-    if (header_int(path, h, "version", true, 0) != 1) fail(path, 16, "header field \"version\" is not 1");
+    if (header_int(path, h, "version", true, 0) != version)
+        fail(path, 16, HQ_MSG("header field \"version\" is not " << version << ", the file's format version"));
+    const int64_t n_docs = f.packed ? header_int(path, h, "n_documents", true, 0) : 0;
     f.n_examples = header_int(path, h, "n_examples", true, 0);
     f.n_tokens = header_int(path, h, "n_tokens", true, 0);
     f.vocab_size = header_int(path, h, "vocab_size", true, 0);
@@ -104,6 +151,8 @@ TokenFile read_token_file(const std::string& path, int64_t model_vocab_size) {
     if (f.n_examples < 0 || f.n_tokens < 0 || f.vocab_size <= 0)
         fail(path, 16, HQ_MSG("header has n_examples=" << f.n_examples << ", n_tokens=" << f.n_tokens
                                << ", vocab_size=" << f.vocab_size << " (must be >= 0, >= 0, > 0)"));
+    if (n_docs < 0 || n_docs >= (int64_t(1) << 40) || (f.packed && n_docs < f.n_examples))
+        fail(path, 16, HQ_MSG("header field \"n_documents\" is " << n_docs << " (a packed file holds at least one document per example)"));
     if (f.n_tokens >= (int64_t(1) << 40) || f.n_examples >= (int64_t(1) << 40))
         fail(path, 16, "header declares an implausibly large n_tokens / n_examples");
     if (model_vocab_size > 0 && f.pad_id >= model_vocab_size)
@@ -116,10 +165,12 @@ TokenFile read_token_file(const std::string& path, int64_t model_vocab_size) {
             fail(path, static_cast<int64_t>(o), "header padding byte is not 0x20 (space)");
     const uint64_t n_ex = static_cast<uint64_t>(f.n_examples), n_tok = static_cast<uint64_t>(f.n_tokens);
     const uint64_t off_start = P, ids_start = off_start + 8 * (n_ex + 1), mask_start = ids_start + 4 * n_tok;
-    const uint64_t data_end = mask_start + n_tok, expected = round8(data_end);
+    const uint64_t data_end = mask_start + n_tok, docs_start = round8(data_end);
+    const uint64_t expected = docs_start + (f.packed ? 8 * (static_cast<uint64_t>(n_docs) + 1) : 0);
     if (size != expected)
         fail(path, static_cast<int64_t>(std::min<uint64_t>(size, expected)),
              HQ_MSG("file is " << size << " bytes but its header (n_examples=" << n_ex << ", n_tokens=" << n_tok
+                               << (f.packed ? HQ_MSG(", n_documents=" << n_docs) : std::string())
                                << ") requires exactly " << expected << " bytes"
                                << (size < expected ? ": the file is truncated" : ": trailing bytes")));
 
@@ -155,14 +206,18 @@ TokenFile read_token_file(const std::string& path, int64_t model_vocab_size) {
             fail(path, static_cast<int64_t>(mask_start + t),
                  HQ_MSG("loss-mask byte " << int(f.mask[t]) << " at position " << t << " of example "
                                           << example_of(f.offsets, t) << " is not 0 or 1"));
-    for (uint64_t o = data_end; o < size; ++o)
+    for (uint64_t o = data_end; o < docs_start; ++o)
         if (b[o] != 0) fail(path, static_cast<int64_t>(o), "final padding byte is not zero");
+    if (f.packed) read_documents(f, b, docs_start, static_cast<uint64_t>(n_docs));
     return f;
 }
 
 std::string encode_token_file(const std::vector<std::vector<uint32_t>>& examples,
-                              const std::vector<std::vector<uint8_t>>& masks, nlohmann::json header) {
+                              const std::vector<std::vector<uint8_t>>& masks, nlohmann::json header,
+                              const std::vector<std::vector<int64_t>>& documents) {
     HQ_ASSERT(examples.size() == masks.size());
+    const bool packed = !documents.empty();
+    HQ_ASSERT(!packed || documents.size() == examples.size());
     uint64_t n_tok = 0;
     for (size_t i = 0; i < examples.size(); ++i) {
         HQ_ASSERT(examples[i].size() == masks[i].size());
@@ -170,9 +225,19 @@ std::string encode_token_file(const std::vector<std::vector<uint32_t>>& examples
     }
     if (!header.is_object()) header = nlohmann::json::object();
     header["format"] = "hqtok";
-    header["version"] = 1;
+    header["version"] = packed ? 2 : 1;
     header["n_examples"] = examples.size();
     header["n_tokens"] = n_tok;
+    std::vector<uint64_t> doc_offsets = {0};
+    for (size_t i = 0; i < documents.size(); ++i) {
+        int64_t sum = 0;
+        for (int64_t len : documents[i]) {
+            sum += len;
+            doc_offsets.push_back(doc_offsets.back() + static_cast<uint64_t>(len));
+        }
+        HQ_ASSERT(sum == static_cast<int64_t>(examples[i].size()));
+    }
+    if (packed) header["n_documents"] = doc_offsets.size() - 1;
     if (!header.contains("vocab_size")) {
         uint32_t mx = 0;
         for (const auto& e : examples)
@@ -180,8 +245,11 @@ std::string encode_token_file(const std::vector<std::vector<uint32_t>>& examples
         header["vocab_size"] = mx + 1;
     }
     std::string b = frame_rows(kHqtokMagic, header.dump(), examples);
+    if (packed) le::wr_u32_at(b, 8, 2);
     for (const auto& m : masks) b.append(reinterpret_cast<const char*>(m.data()), m.size());
     b.append(round8(b.size()) - b.size(), '\0');
+    if (packed)
+        for (uint64_t o : doc_offsets) le::wr_u64(b, o);
     return b;
 }
 
@@ -229,13 +297,22 @@ MicroBatch make_micro_batch(const TokenFile& f, const std::vector<int64_t>& exam
     mb.T = static_cast<int>(T);
     mb.ids.assign(static_cast<size_t>(mb.B * T), static_cast<int32_t>(f.pad_id));
     mb.labels.assign(static_cast<size_t>(mb.B * T), kIgnoreLabel);
+    if (f.packed) mb.seg.assign(static_cast<size_t>(mb.B * T), 0);
     for (int b = 0; b < mb.B; ++b) {
         int64_t e = examples[b], len = f.length(e);
         if (max_len > 0) len = std::min(len, max_len);
         const uint64_t o = f.offsets[e];
+        int32_t* seg = f.packed ? mb.seg.data() + b * T : nullptr;   // [T] this row's documents
+        if (seg) {
+            f.segments(e, len, seg);
+            for (int64_t t = len; t < T; ++t) seg[t] = (len ? seg[len - 1] : 0) + 1;   // padding: a document of its own
+        }
         for (int64_t t = 0; t < len; ++t) {
             mb.ids[b * T + t] = static_cast<int32_t>(f.ids[o + t]);
-            if (f.mask[o + t]) {
+            // A document's first token is predicted by no one (as position 0 of an unpacked row): the token before
+            // it ends another document.
+            const bool doc_start = seg && t > 0 && seg[t] != seg[t - 1];
+            if (f.mask[o + t] && !doc_start) {
                 mb.labels[b * T + t] = static_cast<int32_t>(f.ids[o + t]);
                 if (t >= 1) ++mb.n_targets;
             }

@@ -1,7 +1,13 @@
 // tokens.h — the .hqtok token file (docs/CONTRACTS.md §3): validating reader, writer, and the batcher.
 //
-// File (little-endian): magic "HQTOK\0\0\1" | u32 version=1 | u32 H | H bytes header JSON + 0x20 pad to 8 |
-//   u64 offsets[n_examples+1] | u32 ids[n_tokens] | u8 mask[n_tokens] | 0 pad to 8 (file ends here).
+// File (little-endian): magic "HQTOK\0\0\1" | u32 version (1 or 2) | u32 H | H bytes header JSON + 0x20 pad to 8 |
+//   u64 offsets[n_examples+1] | u32 ids[n_tokens] | u8 mask[n_tokens] | 0 pad to 8 | version 2 only (packed files,
+//   header n_documents): u64 documents[n_documents+1], the document (original row) start offsets, every example
+//   offset among them | the file ends here.
+// Packed sequences (version 2): an example (a sequence the batcher takes) holds several documents back to back.
+// The micro-batch then carries seg [B, T] (the document of each position within its row) for the model's document
+// mask and per-document RoPE positions, and the first token of every document gets label -100, so no loss crosses
+// a document boundary (transformers' DataCollatorWithFlattening: separator -100, position_ids per example).
 // Every validation failure throws hq::Error("E_TOKENS", msg, Where{file, offset}, hint); the message names the
 // example index when the problem is inside one example.
 //
@@ -31,11 +37,15 @@ struct TokenFile {
     std::vector<uint64_t> offsets;  // [n_examples + 1]
     std::vector<uint32_t> ids;      // [n_tokens]
     std::vector<uint8_t> mask;      // [n_tokens] 1 = training target
+    bool packed = false;            // version 2: examples are packed documents
+    std::vector<uint64_t> documents;  // [n_documents + 1] document start offsets (version 2; empty for version 1)
 
     int64_t length(int64_t i) const { return static_cast<int64_t>(offsets[i + 1] - offsets[i]); }
     // Target positions of example i when truncated to max_len (0 = no limit): mask[t] for t in [1, len) —
-    // position 0 is never predicted (HF shift).
+    // position 0 is never predicted (HF shift), nor (packed) the first token of any document.
     int64_t targets(int64_t i, int64_t max_len = 0) const;
+    // Document of each of the first `len` tokens of example i, counted from 0 within the example (all 0 unpacked).
+    void segments(int64_t i, int64_t len, int32_t* seg) const;
     int64_t total_targets(int64_t max_len = 0) const;
 };
 
@@ -45,9 +55,11 @@ TokenFile read_token_file(const std::string& path, int64_t model_vocab_size = 0)
 
 // The exact bytes of a token file holding `examples` (ids) with `masks` (same lengths). `header` supplies the
 // optional fields (bos_id, eos_id, pad_id, tokenizer_sha256, source, created_by); format, version, n_examples,
-// n_tokens are set here, vocab_size is kept from `header`. For tests and tools.
+// n_tokens (and n_documents) are set here, vocab_size is kept from `header`. With `documents` (one list of document
+// lengths per example, summing to its length) the file is a packed version 2 file. For tests and tools.
 std::string encode_token_file(const std::vector<std::vector<uint32_t>>& examples,
-                              const std::vector<std::vector<uint8_t>>& masks, nlohmann::json header);
+                              const std::vector<std::vector<uint8_t>>& masks, nlohmann::json header,
+                              const std::vector<std::vector<int64_t>>& documents = {});
 
 // Position in the example stream. `position` indexes the epoch's permutation (0 <= position < n_examples).
 struct DataCursor {
@@ -68,10 +80,15 @@ struct MicroBatch {
     int B = 0, T = 0;
     std::vector<int32_t> ids;      // [B, T]
     std::vector<int32_t> labels;   // [B, T]
+    std::vector<int32_t> seg;      // [B, T] document of each position within its row (packed files; else empty);
+                                   //        the padding of row b is one more document after its last
     std::vector<int64_t> examples; // [B] example indices
     int64_t n_targets = 0;         // Σ_b #{t >= 1 : labels[b, t] != -100}
     int64_t n_real_tokens = 0;     // non-padding tokens
 };
+
+// The documents of a micro-batch for Model::forward_backward_packed: nullptr when its file is not packed.
+inline const int32_t* seg_of(const MicroBatch& mb) { return mb.seg.empty() ? nullptr : mb.seg.data(); }
 
 // Builds one micro-batch from the given examples (in order). max_len 0 = no truncation.
 MicroBatch make_micro_batch(const TokenFile& f, const std::vector<int64_t>& examples, int64_t max_len);

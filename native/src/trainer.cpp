@@ -80,9 +80,11 @@ EvalResult evaluate(Model& model, const TokenFile& file, int64_t max_len, int64_
         const int T = mb.T;
         r.examples += 1;
         r.tokens += mb.n_targets;
-        if (static_cast<size_t>(T) * static_cast<size_t>(V) * sizeof(float) > max_logits_bytes) {
+        // Packed rows need the document mask, which only the loss path takes (no accuracy / exact match then).
+        if (file.packed || static_cast<size_t>(T) * static_cast<size_t>(V) * sizeof(float) > max_logits_bytes) {
             logits_ok = false;
-            loss_sum += model.forward_backward(mb.ids.data(), mb.labels.data(), 1, T, false, 0.0f).loss_sum;
+            loss_sum += model.forward_backward_packed(mb.ids.data(), mb.labels.data(), seg_of(mb), 1, T, false, 0.0f)
+                            .loss_sum;
             continue;
         }
         logits.resize(static_cast<size_t>(T) * V);
@@ -266,6 +268,12 @@ class TrainingRun {
         model_ = std::move(loaded.model);
         load_warning_ = loaded.warning;
         on_device_ = model_->device_resident();
+        const TokenFile* packed = train_.packed ? &train_ : eval_file_ && eval_file_->packed ? &*eval_file_ : nullptr;
+        if (packed && !model_->supports_packing())
+            throw Error("E_CONFIG", HQ_MSG(packed->path << " holds packed sequences (data.packing), which the "
+                                           << model_->backend() << " backend cannot train yet: it has no document mask"),
+                        Where{cfg_.file, "", "data.packing", -1, -1},
+                        "set data.packing to false, or train on the CPU backend (hardware.device: cpu)");
         model_->set_gradient_checkpointing(cfg_.training.gradient_checkpointing);
         dp_->attach(*model_, cfg_.file);
         adam_.emplace(model_->params(), AdamWConfig{cfg_.training.learning_rate, cfg_.training.adam_beta1,
@@ -380,8 +388,8 @@ class TrainingRun {
         model_->zero_grad();
         double loss_sum = 0.0;
         for (int k = 0; k < ga_; ++k)
-            loss_sum += model_->forward_backward(micro[k].ids.data(), micro[k].labels.data(), micro[k].B, micro[k].T,
-                                                 true, grad_scale).loss_sum;
+            loss_sum += model_->forward_backward_packed(micro[k].ids.data(), micro[k].labels.data(), seg_of(micro[k]),
+                                                        micro[k].B, micro[k].T, true, grad_scale).loss_sum;
         requested_here_ = false;
         if (dp_->active()) reduce_over_ranks(loss_sum);
         const double loss = n_targets > 0 ? loss_sum / static_cast<double>(n_targets) : 0.0;

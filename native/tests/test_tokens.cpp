@@ -99,8 +99,12 @@ TEST_CASE("each corruption is an E_TOKENS error naming the file and byte offset"
     expect_error(dir, "magic.hqtok", b, 0, "bad magic");
 
     b = good;
-    put_u32(b, 8, 2);
-    expect_error(dir, "version.hqtok", b, 8, "version 2");
+    put_u32(b, 8, 3);
+    expect_error(dir, "version.hqtok", b, 8, "version 3");
+
+    b = good;
+    put_u32(b, 8, 2);   // a version 2 preamble on a version 1 header
+    expect_error(dir, "version12.hqtok", b, 16, "\"version\" is not 2");
 
     expect_error(dir, "short.hqtok", good.substr(0, 10), 10, "shorter than");
 
@@ -176,6 +180,53 @@ TEST_CASE("micro-batches are right-padded with pad_id; labels -100 on source and
     CHECK(tr.ids == std::vector<int32_t>{1, 13, 14});
     CHECK(tr.labels == std::vector<int32_t>{-100, -100, 14});
     CHECK(tr.n_targets == 1);
+    remove_all(dir);
+}
+
+TEST_CASE("a packed (version 2) file: document offsets, segments, and no label on a document's first token") {
+    // Example 0 packs two documents, [1 10 11 2] and [1 12] (all tokens targets), example 1 is one document of 5.
+    const std::vector<std::vector<uint32_t>> ex = {{1, 10, 11, 2, 1, 12}, {1, 13, 14, 15, 2}};
+    const std::vector<std::vector<uint8_t>> mk = {{1, 1, 1, 1, 1, 1}, {0, 0, 1, 1, 1}};
+    const nlohmann::json hdr = {{"vocab_size", 32}, {"bos_id", 1}, {"eos_id", 2}, {"pad_id", 0}};
+    const std::string good = encode_token_file(ex, mk, hdr, {{4, 2}, {5}});
+    CHECK(good.size() % 8 == 0);
+    const std::string dir = tmp_dir();
+    write_file_atomic(dir + "/p.hqtok", good);
+    TokenFile f = read_token_file(dir + "/p.hqtok", 32);
+    CHECK(f.packed);
+    CHECK(f.header["version"] == 2);
+    CHECK(f.header["n_documents"] == 3);
+    CHECK(f.documents == std::vector<uint64_t>{0, 4, 6, 11});
+    CHECK(f.targets(0) == 4);        // tokens 1..5 are targets but 4 starts the second document
+    CHECK(f.targets(0, 4) == 3);     // cut before the second document
+    CHECK(f.total_targets() == 7);
+    MicroBatch mb = make_micro_batch(f, {0, 1}, 0);
+    CHECK(mb.T == 6);
+    CHECK(mb.seg == std::vector<int32_t>{0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 1});   // row 1's padding: a document of its own
+    CHECK(mb.labels == std::vector<int32_t>{1, 10, 11, 2, -100, 12, -100, -100, 14, 15, 2, -100});   // label 0 is never read (HF shift)
+    CHECK(mb.n_targets == 7);
+    CHECK(make_micro_batch(read_token_file(dir + "/p.hqtok"), {1}, 0).seg == std::vector<int32_t>{0, 0, 0, 0, 0});
+
+    // Version 1 files read as before: not packed, no segments.
+    write_file_atomic(dir + "/v1.hqtok", encode_token_file(ex, mk, hdr));
+    TokenFile v1 = read_token_file(dir + "/v1.hqtok");
+    CHECK(!v1.packed);
+    CHECK(make_micro_batch(v1, {0}, 0).seg.empty());
+    CHECK(v1.targets(0) == 5);
+
+    // Corruptions of the document offsets name the byte offset.
+    const size_t docs = good.size() - 8 * 4;
+    std::string b = good;
+    put_u64(b, docs + 8, 5);   // document 0 ends at 5: example 1 (at 6) still fine, but 4 .. 6 is now 5 .. 6
+    put_u64(b, docs + 16, 7);  // 7 > 6: example 1 starts inside document 1
+    expect_error(dir, "span.hqtok", b, static_cast<int64_t>(docs + 16), "a document spans two examples");
+    b = good;
+    put_u64(b, docs + 16, 3);
+    expect_error(dir, "ddecr.hqtok", b, static_cast<int64_t>(docs + 16), "document offsets decrease at document 1");
+    b = good;
+    put_u64(b, docs + 24, 10);
+    expect_error(dir, "dlast.hqtok", b, static_cast<int64_t>(docs + 24), "last document offset is 10");
+    expect_error(dir, "dtrunc.hqtok", good.substr(0, docs + 16), static_cast<int64_t>(docs + 16), "n_documents=3");
     remove_all(dir);
 }
 
