@@ -4,7 +4,6 @@
 // localResourceRoots = dist/webview only, nothing posted before the webview's `ready`, and every incoming message
 // validated against schemas/playground-messages.schema.json (invalid ones are logged and dropped). Closing the panel
 // disposes the session, which ends the server's whole process group.
-import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 
 import * as vscode from 'vscode';
@@ -13,6 +12,7 @@ import type { HostToPlayground, PaneId, PlaygroundToHost, Settings } from '../..
 import { loadAddon } from '../native/addon';
 import { HqError, formatError } from '../core/errors';
 import { describeAjvErrors } from '../core/schemaProblems';
+import { webviewShell } from '../core/webviewShell';
 import { validateHostToPlayground as validateToWebview, validatePlaygroundToHost as validateToHost } from '../../schemas/generated/playground-messages.validate';
 import { DEFAULT_SETTINGS, type PaneAnswer, PlaygroundSession, type SessionEvents } from './session';
 
@@ -35,30 +35,12 @@ export function isPlaygroundHostMessage(value: unknown): value is HostToPlaygrou
 }
 
 export function playgroundHtml(webview: vscode.Webview, assets: vscode.Uri): string {
-  const nonce = randomBytes(16).toString('base64');
-  const csp = [
-    "default-src 'none'",
-    `style-src ${webview.cspSource} 'nonce-${nonce}'`,
-    `font-src ${webview.cspSource}`,
-    `script-src 'nonce-${nonce}'`,
-  ].join('; ');
-  const script = webview.asWebviewUri(vscode.Uri.joinPath(assets, 'playground.js'));
-  const style = webview.asWebviewUri(vscode.Uri.joinPath(assets, 'playground.css'));
-  return `<!DOCTYPE html>
-<html lang="en">
-<head>
-  <meta charset="UTF-8">
-  <meta http-equiv="Content-Security-Policy" content="${csp}">
-  <meta name="viewport" content="width=device-width, initial-scale=1.0">
-  <meta name="csp-nonce" content="${nonce}">
-  <link rel="stylesheet" href="${style.toString()}" nonce="${nonce}">
-  <title>H-QLoRA Chat</title>
-</head>
-<body>
-  <div id="app" data-state="loading">Loading the H-QLoRA playground…</div>
-  <script nonce="${nonce}" src="${script.toString()}"></script>
-</body>
-</html>`;
+  return webviewShell(webview, {
+    script: webview.asWebviewUri(vscode.Uri.joinPath(assets, 'playground.js')),
+    style: webview.asWebviewUri(vscode.Uri.joinPath(assets, 'playground.css')),
+    title: 'H-QLoRA Chat',
+    loading: 'Loading the H-QLoRA playground…',
+  });
 }
 
 export interface PlaygroundStats {
