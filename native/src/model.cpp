@@ -143,6 +143,17 @@ class ModelImpl final : public Model {
     }
     std::vector<float> dequantized_weight(const std::string& module) const override;
     size_t memory_bytes() const override;
+    void layer_rope(int layer, int T, std::vector<float>* cos, std::vector<float>* sin) override {
+        HQ_ASSERT(layer >= 0 && layer < cfg_.num_layers && T > 0);
+        ensure_rope(T);
+        const size_t n = (size_t)T * (cfg_.head_dim / 2);
+        cos->assign(rope_cos(layer), rope_cos(layer) + n);
+        sin->assign(rope_sin(layer), rope_sin(layer) + n);
+    }
+    AttnShape layer_attention(int layer, int B, int T) const override {
+        HQ_ASSERT(layer >= 0 && layer < cfg_.num_layers);
+        return attn_shape(layer, B, T);
+    }
 
     HostWeights host_view() {
         HostWeights h;
@@ -836,6 +847,16 @@ LossOut Model::forward_backward_packed(const int32_t* ids, const int32_t* labels
 float Model::device_clip_grad_norm(float) {
     throw Error("E_INTERNAL", "device_clip_grad_norm called on the " + backend() + " backend", Where{},
                 "please report this as a bug with the trainer log");
+}
+
+void Model::layer_rope(int, int, std::vector<float>*, std::vector<float>*) {
+    throw Error("E_INTERNAL", "layer_rope is not exposed by the " + backend() + " backend", Where{},
+                "the family probes run on the CPU backend");
+}
+
+AttnShape Model::layer_attention(int, int, int) const {
+    throw Error("E_INTERNAL", "layer_attention is not exposed by the " + backend() + " backend", Where{},
+                "the family probes run on the CPU backend");
 }
 
 bool Model::device_adamw_step(AdamW&, double) {

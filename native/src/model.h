@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "attention.h"
 #include "model_config.h"
 
 namespace hq {
@@ -121,6 +122,14 @@ class Model {
     // Dequantized (what the forward uses) weight of a targeted projection, [out, in]; for tests and merge.
     virtual std::vector<float> dequantized_weight(const std::string& module) const = 0;
     virtual size_t memory_bytes() const = 0;    // resident bytes of weights + adapters + workspace
+
+    // ---- what a layer's attention is given (the family probes of test_golden against transformers) -----------
+    // cos, sin [T, d/2]: the RoPE tables layer `layer` rotates q and k with for a batch of length T (positions
+    // 0..T-1; Gemma-3's sliding layers their local theta, longrope its short or long factors by T).
+    virtual void layer_rope(int layer, int T, std::vector<float>* cos, std::vector<float>* sin);
+    // The attention of layer `layer` on a [B, T] batch (score scale, sliding window, soft-cap): what it passes to
+    // attention_forward.
+    virtual AttnShape layer_attention(int layer, int B, int T) const;
 
     // ---- device-resident training (the CUDA backend) ----------------------------------------------------------
     // The CPU backend computes on params() directly and answers false to device_resident(); the trainer then clips

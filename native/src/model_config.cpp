@@ -485,6 +485,27 @@ void read_gemma_attention(const ConfigReader& r, ModelConfig& c) {
 
 }  // namespace
 
+ProjRows proj_rows(const ModelConfig& c, const std::string& module) {
+    const int64_t Hd = (int64_t)c.num_heads * c.head_dim, KVd = (int64_t)c.num_kv_heads * c.head_dim;
+    const int64_t F = c.intermediate_size, C = c.hidden_size;
+    const size_t dot = module.rfind('.');
+    const std::string leaf = dot == std::string::npos ? module : module.substr(dot + 1);
+    const std::string stem = dot == std::string::npos ? "" : module.substr(0, dot + 1);   // "model.layers.3.self_attn."
+    struct Row { const char* leaf; const char* fused; int64_t row0, rows; };
+    const Row rows[] = {
+        {"q_proj", "qkv_proj", 0, Hd},        {"k_proj", "qkv_proj", Hd, KVd}, {"v_proj", "qkv_proj", Hd + KVd, KVd},
+        {"o_proj", nullptr, 0, C},            {"gate_proj", "gate_up_proj", 0, F}, {"up_proj", "gate_up_proj", F, F},
+        {"down_proj", nullptr, 0, C},
+    };
+    for (const Row& r : rows) {
+        if (leaf != r.leaf) continue;
+        if (c.fused_proj && r.fused) return {stem + r.fused + ".weight", r.row0, r.rows};
+        return {module + ".weight", 0, r.rows};
+    }
+    throw Error("E_INTERNAL", HQ_MSG("proj_rows: " << module << " is not a projection"), Where{},
+                "please report this as a bug");
+}
+
 ModelConfig load_model_config(const std::string& dir) {
     const std::string file = path_join(dir, "config.json");
     const json j = read_config_json(dir, file);

@@ -67,6 +67,16 @@ struct ModelConfig {
     std::string cuda_missing_features() const;
 };
 
+// Where the weight of projection `module` ("model.layers.3.self_attn.q_proj") is stored in the checkpoint: rows
+// [row0, row0 + rows) of the tensor `tensor` ("model.layers.3.self_attn.qkv_proj.weight"). Its own tensor from row 0
+// for every family except Phi-3 (fused_proj): q/k/v are rows of self_attn.qkv_proj = [q (H·d); k (KV·d); v (KV·d)]
+// and gate/up rows of mlp.gate_up_proj = [gate (F); up (F)], as Phi3Attention / Phi3MLP split them.
+struct ProjRows {
+    std::string tensor;
+    int64_t row0 = 0, rows = 0;
+};
+ProjRows proj_rows(const ModelConfig& c, const std::string& module);
+
 // Reads <dir>/config.json. Throws hq::Error("E_CONFIG", ..., where.file=config.json, where.key=<field>) for an
 // unsupported architecture or field value (e.g. attention_bias=true, rope_scaling.type="yarn").
 ModelConfig load_model_config(const std::string& dir);

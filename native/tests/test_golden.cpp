@@ -13,6 +13,16 @@
 //   trajectory    20 steps of zero_grad, forward_backward(1/n_target), clip_grad_norm(1.0), AdamW(lr 1e-3,
 //                 betas (0.9, 0.999), eps 1e-8, weight_decay 0.01): loss of every step |d| / |ref| <= 1e-3;
 //                 pre-clip grad norm of every step rel <= 1e-3; final adapter weights max-rel <= 1e-3 per tensor
+// The family fixtures (tiny-qwen2, -qwen2-tied, -qwen3, -mistral, -gemma2, -gemma3, -phi3; made with the real
+// transformers classes by make_golden.py --families) are held to the same bounds, and to their probes:
+//   probe.rope.T{6,12,16}.L{l}.{cos,sin} [T, d]  the cos/sin layer l's attention received (transformers'
+//                 position_embeddings, cat(freqs, freqs)) vs Model::layer_rope: max-abs <= 1e-6 (both halves)
+//   probe.mask.L{l} U8 [16, 16]  key j visible from query i (eager attention weights > 0) vs the visibility of our
+//                 attention_forward with the layer's Model::layer_attention shape (q = k = 0, one-hot v): equal
+//                 everywhere, the sliding window's edge included
+//   probe.short.ids / .logits [2, 6(, V)]  the adapted model on 6 positions (Phi-3: LongRoPE's short factors):
+//                 max-abs <= 1e-4
+// Phi-3's golden names the row slices of qkv_proj / gate_up_proj as the native modules (q_proj, ..., up_proj).
 // Measured differences are printed with MESSAGE. HQ_GOLDEN_DIR / HQ_FIXTURES_DIR override the folders.
 //
 // The CUDA backend (builds with CUDA, on a machine with a usable GPU; skipped otherwise) is checked against the same
@@ -41,6 +51,7 @@
 #include "cuda_model.h"
 #endif
 
+#include "attention.h"
 #include "dtype.h"
 #include "golden_files.h"
 #include "model.h"
@@ -191,6 +202,86 @@ struct Tol {
            traj_norm = 1e-3, final_w = 1e-3;
 };
 
+// The family probes (see the header): RoPE tables per layer and length, attention visibility per layer, and the
+// logits of a short batch. `model` holds the golden init adapters.
+void check_probes(const std::string& name, Model& model, const Golden& g) {
+    const ModelConfig& cfg = model.config();
+    const int h = cfg.head_dim / 2;
+    double rope_err = 0.0;
+    for (int T : {6, 12, 16}) {
+        for (int l = 0; l < cfg.num_layers; l++) {
+            CAPTURE(T);
+            CAPTURE(l);
+            const std::string k = "probe.rope.T" + std::to_string(T) + ".L" + std::to_string(l);
+            const std::vector<float> rc = gf32(*g.file, k + ".cos"), rs = gf32(*g.file, k + ".sin");
+            REQUIRE(rc.size() == size_t(T) * cfg.head_dim);
+            std::vector<float> c, s;
+            model.layer_rope(l, T, &c, &s);
+            REQUIRE(c.size() == size_t(T) * h);
+            std::vector<float> wc(rc.size()), ws(rs.size());   // ours as cat(freqs, freqs): lane i and i + d/2
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < cfg.head_dim; i++) {
+                    wc[size_t(t) * cfg.head_dim + i] = c[size_t(t) * h + i % h];
+                    ws[size_t(t) * cfg.head_dim + i] = s[size_t(t) * h + i % h];
+                }
+            const double e = std::max(max_abs(wc, rc), max_abs(ws, rs));
+            CHECK_MESSAGE(e <= 1e-6, k << " max-abs " << e);
+            rope_err = std::max(rope_err, e);
+        }
+    }
+    // Visibility: with q = k = 0 every visible key gets the same probability, 1 / (number visible); v one-hot over
+    // keys, so out[i, h, c] = P[i, c0 + c] for the keys c0 .. c0 + d - 1 of a pass.
+    const int T = 16, H = cfg.num_heads, KV = cfg.num_kv_heads, d = cfg.head_dim;
+    std::string mask_desc;
+    for (int l = 0; l < cfg.num_layers; l++) {
+        CAPTURE(l);
+        const std::vector<uint8_t> want = gu8(*g.file, "probe.mask.L" + std::to_string(l));
+        REQUIRE(want.size() == size_t(T) * T);
+        const AttnShape sh = model.layer_attention(l, 1, T);
+        std::vector<float> q(size_t(T) * H * d, 0.0f), k(size_t(T) * KV * d, 0.0f), v(k.size()), out(q.size());
+        std::vector<float> lse(size_t(H) * T);
+        std::vector<uint8_t> got(size_t(T) * T, 0);
+        for (int c0 = 0; c0 < T; c0 += d) {
+            for (int j = 0; j < T; j++)
+                for (int kv = 0; kv < KV; kv++)
+                    for (int c = 0; c < d; c++) v[(size_t(j) * KV + kv) * d + c] = j == c0 + c ? 1.0f : 0.0f;
+            attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), sh);
+            for (int i = 0; i < T; i++)
+                for (int c = 0; c < d && c0 + c < T; c++) {
+                    bool all = true, none = true;   // the same for every head
+                    for (int hh = 0; hh < H; hh++) {
+                        const float p = out[(size_t(i) * H + hh) * d + c];
+                        all = all && p > 0.0f;
+                        none = none && p == 0.0f;
+                    }
+                    CHECK(all != none);
+                    got[size_t(i) * T + c0 + c] = all ? 1 : 0;
+                }
+        }
+        int64_t bad = 0, visible = 0;
+        for (size_t i = 0; i < got.size(); i++) {
+            bad += got[i] != want[i];
+            visible += want[i];
+        }
+        CHECK_MESSAGE(bad == 0, "layer " << l << ": " << bad << " of " << T * T << " visibilities differ");
+        mask_desc += (l ? ", L" : "L") + std::to_string(l) + (sh.window ? " window " + std::to_string(sh.window) : " causal") +
+                     " (" + std::to_string(visible) + " visible, " + std::to_string(bad) + " differ)";
+    }
+    // Short batch.
+    std::vector<int64_t> shp;
+    const std::vector<int32_t> ids = gi32(*g.file, "probe.short.ids", &shp);
+    REQUIRE(shp.size() == 2);
+    const std::vector<float> ref = gf32(*g.file, "probe.short.logits");
+    std::vector<float> logits(ref.size());
+    REQUIRE(ref.size() == size_t(shp[0] * shp[1] * cfg.vocab_size));
+    model.set_training(false, 0);
+    model.forward_logits(ids.data(), int(shp[0]), int(shp[1]), logits.data());
+    const double short_err = max_abs(logits, ref);
+    MESSAGE(name << ": probes: rope cos/sin T 6/12/16 max-abs " << rope_err << "; masks T 16: " << mask_desc
+                 << "; short logits T " << shp[1] << " max-abs " << short_err);
+    CHECK(short_err <= 1e-4);
+}
+
 void check_model(const std::string& name, bool cuda = false) {
     Golden g = open_golden(name);
     Tol tol;
@@ -233,6 +324,7 @@ void check_model(const std::string& name, bool cuda = false) {
     }
     load_adapters(*model, g);
     model->sync_from_host(nullptr);
+    if (!cuda && g.file->find("probe.mask.L0")) check_probes(name, *model, g);
 
     // The frozen base: the dequantized NF4 weights the reference model used (lut[code] * scale).
     double base_rel = 0.0;
@@ -355,6 +447,34 @@ TEST_CASE("golden: tiny-llama3 (llama3 rope scaling, BF16, tied) matches transfo
 
 TEST_CASE("golden: tiny-gemma (MQA, head_dim 32, tanh-GELU, BF16, tied) matches transformers + PEFT") {
     check_model("tiny-gemma");
+}
+
+TEST_CASE("golden: tiny-qwen2 (q/k/v biases, rope theta 1e6, F32, untied) matches transformers + PEFT") {
+    check_model("tiny-qwen2");
+}
+
+TEST_CASE("golden: tiny-qwen2-tied (q/k/v biases, BF16, tied) matches transformers + PEFT") {
+    check_model("tiny-qwen2-tied");
+}
+
+TEST_CASE("golden: tiny-qwen3 (q/k norm, head_dim 32 != hidden/heads, BF16, tied) matches transformers + PEFT") {
+    check_model("tiny-qwen3");
+}
+
+TEST_CASE("golden: tiny-mistral (sliding window 5 < T, BF16, untied) matches transformers + PEFT") {
+    check_model("tiny-mistral");
+}
+
+TEST_CASE("golden: tiny-gemma2 (sandwich norms, clipping soft-caps, local + global layers) matches transformers + PEFT") {
+    check_model("tiny-gemma2");
+}
+
+TEST_CASE("golden: tiny-gemma3 (q/k norm, local theta 1e4 / global linear x8, window 5) matches transformers + PEFT") {
+    check_model("tiny-gemma3");
+}
+
+TEST_CASE("golden: tiny-phi3 (fused qkv/gate_up, LongRoPE past original 8, F32) matches transformers + PEFT") {
+    check_model("tiny-phi3");
 }
 
 #ifdef HQ_WITH_CUDA

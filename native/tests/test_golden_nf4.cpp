@@ -29,6 +29,7 @@
 
 #include "dtype.h"
 #include "golden_files.h"
+#include "model_config.h"
 #include "nf4.h"
 #include "safetensors.h"
 
@@ -194,6 +195,7 @@ void check_model(const std::string& model) {
     auto g = SafeTensorsFile::open(gpath);
     const std::string fdir = fixtures_dir() + "/" + model;
     ModelWeights weights = ModelWeights::open_dir(fdir);
+    const ModelConfig cfg = load_model_config(fdir);
 
     // The tables.
     const std::vector<float> g_map = hq_test::gf32(*g, "nf4.dynamic_map");
@@ -220,11 +222,17 @@ void check_model(const std::string& model) {
     std::vector<float> concat;
     for (const auto& mj : modules) {
         const std::string m = mj.get<std::string>();
-        const TensorInfo* info = weights.find(m + ".weight");
-        REQUIRE_MESSAGE(info != nullptr, "fixture " << fdir << " has no " << m << ".weight");
+        // The module's rows of its checkpoint tensor (Phi-3: a row slice of qkv_proj / gate_up_proj, quantized on
+        // its own as the trainer and the reference do).
+        const ProjRows pr = proj_rows(cfg, m);
+        const TensorInfo* info = weights.find(pr.tensor);
+        REQUIRE_MESSAGE(info != nullptr, "fixture " << fdir << " has no " << pr.tensor);
         REQUIRE(info->shape.size() == 2);
-        std::vector<float> w = weights.read_f32(m + ".weight");
-        check_tensor(*g, "nf4." + m, w, info->shape[0], info->shape[1], st);
+        REQUIRE(pr.row0 + pr.rows <= info->shape[0]);
+        const int64_t cols = info->shape[1];
+        const std::vector<float> all = weights.read_f32(pr.tensor);
+        std::vector<float> w(all.begin() + pr.row0 * cols, all.begin() + (pr.row0 + pr.rows) * cols);
+        check_tensor(*g, "nf4." + m, w, pr.rows, cols, st);
         concat.insert(concat.end(), w.begin(), w.end());
     }
     check_tensor(*g, "nf4.concat", concat, 1, int64_t(concat.size()), st);
@@ -258,4 +266,12 @@ TEST_CASE("golden nf4: tiny-llama3 (BF16) codes and scales match the bitsandbyte
 
 TEST_CASE("golden nf4: tiny-gemma (BF16, H*d != hidden) codes and scales match the bitsandbytes reference") {
     check_model("tiny-gemma");
+}
+
+TEST_CASE("golden nf4: the family fixtures (qwen2, qwen2-tied, qwen3, mistral, gemma2, gemma3, phi3 fused rows)") {
+    for (const char* m : {"tiny-qwen2", "tiny-qwen2-tied", "tiny-qwen3", "tiny-mistral", "tiny-gemma2", "tiny-gemma3",
+                          "tiny-phi3"}) {
+        CAPTURE(std::string(m));
+        check_model(m);
+    }
 }
