@@ -7,9 +7,11 @@
 // must then keep the file order (run.json training.shuffle = false, set by the run module).
 //
 // Packing: consecutive sequences are concatenated while the total stays <= maxLen (greedy, in order); each token
-// keeps its own example's mask, so the loss is exactly the unpacked loss except that a packed example can attend to
-// the examples before it in its sequence (the trainer's attention is causal over the whole packed sequence, as with
-// transformers' ConstantLengthDataset). Each example starts with its own BOS. Fewer, fuller sequences: less padding.
+// keeps its own example's mask, and the examples' offsets become the file's document offsets (token file version
+// 2). The trainer then trains each document as if alone: a document mask (a token attends only to earlier tokens of
+// its own document), RoPE positions from 0 per document, and no loss on a document's first token — transformers'
+// padding-free packing (DataCollatorWithFlattening: position_ids per example, separator label -100, flash varlen).
+// Each example starts with its own BOS. Fewer, fuller sequences: less padding and no wasted attention.
 import type { TokenData } from './tokenfile';
 
 /** A seeded permutation of 0..count-1: Fisher-Yates with a 32-bit xorshift seeded from `seed`. */
@@ -56,7 +58,7 @@ export function reorder(data: TokenData, order: number[]): TokenData {
   return { offsets, ids, mask };
 }
 
-/** Greedy packing in order: sequence boundaries are dropped while the packed length stays <= maxLen. */
+/** Greedy packing in order: sequence boundaries are dropped while the packed length stays <= maxLen; they stay as documents. */
 export function packSequences(data: TokenData, maxLen: number): TokenData {
   const offsets = [0];
   for (let e = 0; e + 1 < data.offsets.length; e++) {
@@ -65,5 +67,5 @@ export function packSequences(data: TokenData, maxLen: number): TokenData {
     if (offsets.length >= 2 && end - offsets[offsets.length - 2]! <= maxLen) offsets[offsets.length - 1] = end;
     else offsets.push(end);
   }
-  return { offsets, ids: data.ids, mask: data.mask };
+  return { offsets, ids: data.ids, mask: data.mask, documents: data.documents ?? [...data.offsets] };
 }

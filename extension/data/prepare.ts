@@ -92,7 +92,8 @@ export interface PrepareResult {
   cached: boolean;
 }
 
-const CACHE_VERSION = 'hqlora-data-2';
+// 3: packed files are version 2 (document offsets); a cached version-1 packed file would train across documents.
+const CACHE_VERSION = 'hqlora-data-3';
 const YIELD_EVERY = 256; // examples between event-loop yields (progress + abort)
 
 /** Token ids and mask of one example, QLoRA style. */
@@ -303,7 +304,7 @@ export async function prepareData(modelDir: string, data: DataSettings, outDir: 
     eval_source: evalRead ? 'file' : evalOut ? 'holdout' : 'none', settings,
   };
   const header = (files: string[]) => ({
-    format: 'hqtok' as const, version: 1 as const, vocab_size: tok.vocabSize, bos_id: tok.bosId, eos_id: tok.eosId,
+    format: 'hqtok' as const, vocab_size: tok.vocabSize, bos_id: tok.bosId, eos_id: tok.eosId,
     pad_id: tok.padId, tokenizer_sha256: tok.sha256, source: { files, format: train.format }, created_by: 'hqlora data/prepare.ts',
   });
 

@@ -166,7 +166,7 @@ export interface Data {
     render?: 'guanaco' | 'chat';
   };
   /**
-   * Pack training examples: consecutive examples are concatenated into sequences of at most `pack_max_len` tokens, each token keeping its own example's loss mask (the eval split is never packed). Less padding and faster steps; a packed example can attend to the examples before it in its sequence.
+   * Pack training examples: consecutive examples are concatenated into sequences of at most `pack_max_len` tokens (the eval split is never packed), and each is still trained as if alone, as transformers' padding-free packing does: a document mask (a token attends only to earlier tokens of its own example), RoPE positions restarting at 0 per example, no loss on an example's first token from the one before it, and its own loss mask. Less padding and faster steps with the same per-example losses. The CPU backend trains packed data; the CUDA backend refuses it until its attention takes the document mask.
    */
   packing?: boolean;
   /**

@@ -14,7 +14,7 @@ import { guanacoText } from '../../extension/data/oasst';
 import { lengthGroupedOrder, packSequences } from '../../extension/data/pack';
 import { type DataSettings, prepareData, tokenizeExample } from '../../extension/data/prepare';
 import { formatPreview, previewData, segmentsOf } from '../../extension/data/preview';
-import { readTokenFile } from '../../extension/data/tokenfile';
+import { decodeTokenFile, encodeTokenFile, readTokenFile } from '../../extension/data/tokenfile';
 import { type ModelTokenizer, loadTokenizer } from '../../extension/data/tokenizer';
 import { HqError } from '../../extension/core/errors';
 
@@ -238,6 +238,12 @@ describe('packing and group-by-length', () => {
     assert.deepEqual(b.offsets.slice(0, 4), [0, 80, 160, 240]);
     assert.deepEqual([...b.ids], [...a.ids]);
     assert.deepEqual([...b.mask], [...a.mask]);
+    // Version 2: every example stays a document (the trainer's document mask and per-document positions).
+    assert.equal(b.header.version, 2);
+    assert.equal(b.header.n_documents, 2000);
+    assert.deepEqual(b.documents, a.offsets);
+    assert.equal(a.header.version, 1);
+    assert.equal(a.documents, undefined);
     const half = await prepareData(MODEL, settings({ packing: true, packMaxLen: 40 }), path.join(tmp, 'packed40'));
     assert.equal(half.stats.train.sequences, 1000);
     await assert.rejects(prepareData(MODEL, settings({ packing: true, packMaxLen: 81 }), path.join(tmp, 'packed81')), /pack_max_len/);
@@ -247,6 +253,24 @@ describe('packing and group-by-length', () => {
     const data = { offsets: [0, 3, 10, 12, 25, 27], ids: new Uint32Array(27), mask: new Uint8Array(27) };
     assert.deepEqual(packSequences(data, 12).offsets, [0, 12, 25, 27]);
     assert.deepEqual(packSequences(data, 2).offsets, [0, 3, 10, 12, 25, 27]);
+    assert.deepEqual(packSequences(data, 12).documents, data.offsets);
+  });
+
+  it('a packed token file round-trips its document offsets and refuses a document spanning two examples', () => {
+    const header = { format: 'hqtok' as const, vocab_size: 8, bos_id: 1, eos_id: 2, pad_id: 0, tokenizer_sha256: '',
+      source: { files: [], format: 'text' }, created_by: 'test' };
+    const data = { offsets: [0, 5, 7], ids: Uint32Array.from([1, 3, 2, 1, 4, 1, 5]), mask: Uint8Array.from([0, 1, 1, 1, 1, 0, 1]), documents: [0, 3, 5, 7] };
+    const buf = encodeTokenFile(header, data);
+    assert.equal(buf.readUInt32LE(8), 2);
+    assert.equal(buf.length % 8, 0);
+    const back = decodeTokenFile(buf);
+    assert.deepEqual(back.documents, [0, 3, 5, 7]);
+    assert.equal(back.header.n_documents, 3);
+    const docsAt = buf.length - 8 * 4;
+    const bad = Buffer.from(buf);
+    bad.writeBigUInt64LE(6n, docsAt + 16); // documents 0, 3, 6, 7: example 1 (at 5) starts inside a document
+    assert.throws(() => decodeTokenFile(bad, 'p.hqtok'), (e: Error) => /spans two examples/.test(e.message) && e.message.includes(`byte offset ${docsAt}`));
+    assert.throws(() => encodeTokenFile(header, { ...data, documents: [0, 4, 7] }), /spans two examples/);
   });
 
   it('orders examples in mega-batches sorted longest first (seeded, a permutation)', async () => {
