@@ -1,5 +1,12 @@
 // prepare.ts — dataset + model tokenizer -> <outDir>/train.hqtok (+ eval.hqtok) + stats.json, shared by the CLI
-// and the extension (run/job.ts).
+// and the extension (job/job.ts). prepareData is the one driver of the pipeline, a stage per step:
+//   read      the data files, each record's format detected (readSplits; reader.ts, formats.ts, oasst.ts)
+//   cache     stats.json says the token files are of these files, tokenizer and settings: done (cachedResult)
+//   split     the eval split: its own file, or a seeded holdout of the training examples (splitExamples)
+//   tokenize  each example through its template (a QLoRA prompt, or the chat template, chat.ts) and the model's
+//             tokenizer (tokenizer.ts), with its loss mask (tokenizeSplit)
+//   pack      group-by-length order and packing of the training split (arrangeTrain; pack.ts)
+//   write     the token files, then stats.json last (writeOutputs; tokenfile.ts)
 //
 // Masking is QLoRA's DataCollatorForCausalLM (trainer-anchors §2.3): source = BOS + prompt and target =
 // output + EOS are tokenized separately without special tokens, truncated to source_max_len / target_max_len
@@ -261,35 +268,14 @@ export async function prepareData(modelDir: string, data: DataSettings, outDir: 
   const tok = await loadTokenizer(modelDir);
   const paths = { train: path.join(outDir, 'train.hqtok'), eval: path.join(outDir, 'eval.hqtok'), stats: path.join(outDir, 'stats.json') };
 
-  onProgress?.({ phase: 'read', done: 0, total: data.eval ? 2 : 1 });
-  const readOpts = (format: FormatSetting) => ({
-    format, maxLineBytes: data.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES,
-    oasst: { paths: data.oasstPaths ?? 'best', lang: data.oasstLang ?? null, render: data.oasstRender ?? 'guanaco' },
-  });
-  const train = await readExamples(data.train, readOpts(data.format ?? 'auto'));
-  const evalRead = data.eval ? await readExamples(data.eval, readOpts(data.format ?? train.format)) : null;
-  if (evalRead && evalRead.format !== train.format) {
-    throw new HqError(`eval data is ${evalRead.format} but train data is ${train.format}`, { file: evalRead.files[0]! },
-      'use the same record format for both, or set data.format');
-  }
-  onProgress?.({ phase: 'read', done: data.eval ? 2 : 1, total: data.eval ? 2 : 1 });
+  const { train, evalRead } = await readSplits(data, onProgress);
   if (signal?.aborted) throw cancelled();
 
   const key = await cacheKey(tok, data, { train: train.files, eval: evalRead?.files ?? [] });
   const hit = await cachedResult(outDir, key, paths);
   if (hit) return hit;
 
-  let trainExamples = train.examples, evalExamples = evalRead?.examples ?? [];
-  const holdout = data.eval ? 0 : data.evalHoldout ?? 0;
-  if (holdout > 0) {
-    if (holdout >= train.examples.length) {
-      throw new HqError(`eval_holdout ${holdout} leaves no training examples (the data has ${train.examples.length})`,
-        { key: 'data.eval_holdout' }, 'hold out fewer examples or give a separate data.eval file');
-    }
-    const held = holdoutIndices(train.examples.length, holdout, data.seed ?? 0);
-    evalExamples = train.examples.filter((_, i) => held.has(i));
-    trainExamples = train.examples.filter((_, i) => !held.has(i));
-  }
+  const { trainExamples, evalExamples } = splitExamples(train.examples, evalRead?.examples ?? null, data);
 
   const total = trainExamples.length + evalExamples.length;
   const report = (base: number) => (n: number) => onProgress?.({ phase: 'tokenize', done: base + n, total });
@@ -308,17 +294,62 @@ export async function prepareData(modelDir: string, data: DataSettings, outDir: 
     pad_id: tok.padId, tokenizer_sha256: tok.sha256, source: { files, format: train.format }, created_by: 'hqlora data/prepare.ts',
   });
 
+  await writeOutputs(outDir, paths, { train: header(train.files), eval: header(evalRead?.files ?? train.files) },
+    { train: trainOut.data, eval: evalOut?.data ?? null }, stats, onProgress, signal);
+  return { trainTokens: paths.train, ...(evalOut ? { evalTokens: paths.eval } : {}), stats, cached: false };
+}
+
+type ReadResult = Awaited<ReturnType<typeof readExamples>>;
+type Header = Parameters<typeof writeTokenFile>[1];
+
+/** read: the training data and the eval file (if any), in one record format (the eval file must match). */
+async function readSplits(data: DataSettings, onProgress?: (p: PrepareProgress) => void):
+  Promise<{ train: ReadResult; evalRead: ReadResult | null }> {
+  onProgress?.({ phase: 'read', done: 0, total: data.eval ? 2 : 1 });
+  const readOpts = (format: FormatSetting) => ({
+    format, maxLineBytes: data.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES,
+    oasst: { paths: data.oasstPaths ?? 'best', lang: data.oasstLang ?? null, render: data.oasstRender ?? 'guanaco' },
+  });
+  const train = await readExamples(data.train, readOpts(data.format ?? 'auto'));
+  const evalRead = data.eval ? await readExamples(data.eval, readOpts(data.format ?? train.format)) : null;
+  if (evalRead && evalRead.format !== train.format) {
+    throw new HqError(`eval data is ${evalRead.format} but train data is ${train.format}`, { file: evalRead.files[0]! },
+      'use the same record format for both, or set data.format');
+  }
+  onProgress?.({ phase: 'read', done: data.eval ? 2 : 1, total: data.eval ? 2 : 1 });
+  return { train, evalRead };
+}
+
+/** split: the eval examples are the eval file's, else a seeded holdout of eval_holdout training examples. */
+function splitExamples(train: Example[], evalFile: Example[] | null, data: DataSettings): { trainExamples: Example[]; evalExamples: Example[] } {
+  const holdout = data.eval ? 0 : data.evalHoldout ?? 0;
+  if (holdout <= 0) return { trainExamples: train, evalExamples: evalFile ?? [] };
+  if (holdout >= train.length) {
+    throw new HqError(`eval_holdout ${holdout} leaves no training examples (the data has ${train.length})`,
+      { key: 'data.eval_holdout' }, 'hold out fewer examples or give a separate data.eval file');
+  }
+  const held = holdoutIndices(train.length, holdout, data.seed ?? 0);
+  return { trainExamples: train.filter((_, i) => !held.has(i)), evalExamples: train.filter((_, i) => held.has(i)) };
+}
+
+/**
+ * write: the token files, then stats.json last (deleted first: stale stats must never vouch for new token files);
+ * without an eval split an old eval.hqtok is removed. A failure removes the token files this call wrote.
+ */
+async function writeOutputs(outDir: string, paths: { train: string; eval: string; stats: string }, headers: { train: Header; eval: Header },
+  data: { train: TokenData; eval: TokenData | null }, stats: DataStats, onProgress?: (p: PrepareProgress) => void,
+  signal?: AbortSignal): Promise<void> {
   await mkdir(outDir, { recursive: true });
   const written: string[] = [];
-  const steps = evalOut ? 3 : 2;
+  const steps = data.eval ? 3 : 2;
   try {
-    await unlink(paths.stats).catch(() => undefined); // stale stats must never vouch for new token files
+    await unlink(paths.stats).catch(() => undefined);
     onProgress?.({ phase: 'write', done: 0, total: steps });
-    await writeTokenFile(paths.train, header(train.files), trainOut.data, signal);
+    await writeTokenFile(paths.train, headers.train, data.train, signal);
     written.push(paths.train);
     onProgress?.({ phase: 'write', done: 1, total: steps });
-    if (evalOut) {
-      await writeTokenFile(paths.eval, header(evalRead?.files ?? train.files), evalOut.data, signal);
+    if (data.eval) {
+      await writeTokenFile(paths.eval, headers.eval, data.eval, signal);
       written.push(paths.eval);
       onProgress?.({ phase: 'write', done: 2, total: steps });
     } else {
@@ -330,5 +361,4 @@ export async function prepareData(modelDir: string, data: DataSettings, outDir: 
     for (const f of written) await unlink(f).catch(() => undefined);
     throw err;
   }
-  return { trainTokens: paths.train, ...(evalOut ? { evalTokens: paths.eval } : {}), stats, cached: false };
 }
