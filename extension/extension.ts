@@ -8,6 +8,7 @@ import {
 } from './commands/run';
 import { chatWithAdapterCommand } from './commands/chat';
 import { evaluateCommand } from './commands/evaluate';
+import { exportGgufCommand } from './commands/gguf';
 import { combineAdaptersCommand, exportMergedCommand, mergeLevelsCommand } from './commands/merge';
 import { newConfigCommand } from './commands/newConfig';
 import { previewDataCommand } from './commands/previewData';
@@ -34,6 +35,7 @@ const COMMANDS: Record<string, (ctx: Ctx) => Cmd> = {
   'hqlora.stopSweep': stopSweepCommand,
   'hqlora.copySweepMatrix': copySweepMatrixCommand,
   'hqlora.chatWithAdapter': chatWithAdapterCommand,
+  'hqlora.exportGguf': exportGgufCommand,
 };
 
 /** What activate() returns: the Ctx, for the extension-host test suites (test/e2e/suite). */

@@ -7,6 +7,7 @@ import path from 'node:path';
 
 import * as vscode from 'vscode';
 
+import { argPath } from './merge';
 import { type Cmd, requireTrust } from './run';
 import type { Ctx } from '../ctx';
 import { checkCompletedAdapter } from '../gguf/cache';
@@ -17,7 +18,7 @@ const TRUST = 'exports the adapter to GGUF with its native addon and runs it in 
 export function chatWithAdapterCommand(ctx: Ctx): Cmd {
   return async (arg?: unknown): Promise<string | undefined> => {
     if (!(await requireTrust(TRUST))) return undefined;
-    let source = arg instanceof vscode.Uri ? arg.fsPath : typeof arg === 'string' && arg ? arg : undefined;
+    let source = argPath(arg);
     if (!source) {
       const runs = ctx.runs.runs.filter((r) => r.status === 'completed' && existsSync(path.join(r.id, 'adapter', 'adapter.safetensors')));
       if (runs.length === 0) {

@@ -10,6 +10,7 @@ import { timestamp } from '../job/resolve';
 export type BaseChoice = 'original' | 'dequantized';
 export type DtypeChoice = 'bf16' | 'fp16' | 'fp32';
 export type CombineMode = 'concat' | 'linear' | 'svd';
+export type GgufType = 'f16' | 'f32' | 'bf16' | 'q8_0';
 
 /**
  * Default output folders. They are siblings of the source (`<run>-peft-merged`, `<run>-merged-dequantized-bf16`):
@@ -21,6 +22,11 @@ export function mergeOutDir(source: string, rank: number): string {
 
 export function exportOutDir(source: string, base: BaseChoice, dtype: DtypeChoice): string {
   return `${stripSlash(source)}-merged-${base}-${dtype}`;
+}
+
+/** `<run>-gguf-<base>-<type>`: GGUF for llama.cpp (gguf/export.ts), beside the run like the other exports. */
+export function ggufOutDir(source: string, base: BaseChoice, type: GgufType): string {
+  return `${stripSlash(source)}-gguf-${base}-${type}`;
 }
 
 /** `<folder of the first source>/combined-<mode>-<stamp>` (the stamp of run names: yyyymmdd-hhmmss, UTC). */

@@ -53,8 +53,17 @@ function exportArgs(v: unknown): ExportArgs {
   return a;
 }
 
-function argPath(arg: unknown): string | undefined {
+/**
+ * A run folder argument: a path string (the dashboard's buttons), a vscode.Uri (the Explorer's context menu) or a
+ * tree element of the H-QLoRA Sweeps view's cell (its run folder).
+ */
+export function argPath(arg: unknown): string | undefined {
   if (arg instanceof vscode.Uri) return arg.fsPath;
+  if (arg && typeof arg === 'object' && 'cell' in arg) {
+    const cell = arg.cell;
+    const dir = cell && typeof cell === 'object' && 'runDir' in cell ? cell.runDir : undefined;
+    return typeof dir === 'string' && dir ? dir : undefined;
+  }
   return typeof arg === 'string' && arg ? arg : undefined;
 }
 
@@ -64,7 +73,7 @@ function adapterRuns(ctx: Ctx): { id: string; name: string; status: string }[] {
 }
 
 /** The run (or adapter) folder: the argument, else the only run with an adapter, else a quick pick. */
-async function pickSource(ctx: Ctx, arg: unknown, title: string): Promise<string | undefined> {
+export async function pickSource(ctx: Ctx, arg: unknown, title: string): Promise<string | undefined> {
   const given = argPath(arg);
   if (given) {
     const run = ctx.runs.get(given);
@@ -95,13 +104,13 @@ async function pickSource(ctx: Ctx, arg: unknown, title: string): Promise<string
  * One of a sequence of prompts. ignoreFocusOut: when the command runs from the dashboard's button, closing the
  * previous prompt gives the focus back to the webview, which would otherwise dismiss this one as soon as it opens.
  */
-async function pickOne<T extends string>(title: string, items: { value: T; label: string; detail: string }[]): Promise<T | undefined> {
+export async function pickOne<T extends string>(title: string, items: { value: T; label: string; detail: string }[]): Promise<T | undefined> {
   const picked = await vscode.window.showQuickPick(items.map((i) => ({ ...i, description: i.value })), { title, ignoreFocusOut: true });
   return picked?.value;
 }
 
 /** An existing output folder is replaced only after the user agrees (the addon replaces it atomically). */
-async function confirmOut(out: string, overwrite: boolean | undefined): Promise<boolean | undefined> {
+export async function confirmOut(out: string, overwrite: boolean | undefined): Promise<boolean | undefined> {
   if (overwrite !== undefined || !existsSync(out)) return overwrite ?? false;
   const choice = await vscode.window.showWarningMessage(`${out} already exists.`, { modal: true }, 'Replace');
   return choice === 'Replace' ? true : undefined;
@@ -153,7 +162,7 @@ async function runExport(ctx: Ctx, title: string, out: string, overwriteArg: boo
 }
 
 /** In the Explorer when the folder is in the workspace (works remotely too), else the OS file manager. */
-async function revealFolder(dir: string): Promise<void> {
+export async function revealFolder(dir: string): Promise<void> {
   const uri = vscode.Uri.file(dir);
   await vscode.commands.executeCommand(vscode.workspace.getWorkspaceFolder(uri) ? 'revealInExplorer' : 'revealFileInOS', uri);
 }

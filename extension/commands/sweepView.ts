@@ -78,6 +78,8 @@ export class SweepTree implements vscode.TreeDataProvider<Node>, vscode.Disposab
       item.description = node.cell.description;
       item.tooltip = `${node.cell.description}\n${node.cell.runDir}`;
       item.iconPath = new vscode.ThemeIcon(ICONS[node.cell.status] ?? 'circle-outline');
+      // A completed cell is a run with an adapter: its context menu offers Export to GGUF and Chat with Adapter.
+      item.contextValue = node.cell.status === 'done' ? 'hqlora.sweepCell.completed' : 'hqlora.sweepCell';
       item.command = { command: 'revealFileInOS', title: 'Reveal Run Folder', arguments: [vscode.Uri.file(node.cell.runDir)] };
       return item;
     }

@@ -1,5 +1,6 @@
 // outputs.ts — a run's exports as the dashboard lists them: the sibling folders `<run>-…` that hold a verify.json
-// (merge levels writes `<run>-peft-merged` / `<run>-peft-r<N>`, merge into base `<run>-merged-<base>-<dtype>`; see
+// (merge levels writes `<run>-peft-merged` / `<run>-peft-r<N>`, merge into base `<run>-merged-<base>-<dtype>`, Export to
+// GGUF `<run>-gguf-<base>-<type>`; see
 // commands/exportPlan.ts). verify.json is the export's report (merge.h), so it says what the folder is and whether
 // the forward check passed (worded by native/exportReport.ts, as the commands' notification words it). No vscode import: test/unit covers it on real folders.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -7,6 +8,8 @@ import path from 'node:path';
 
 import type { ExportOutput } from '../../schemas/generated/webview-messages';
 import type { ExportReport } from '../native/addon';
+import type { GgufExportResult } from '../gguf/export';
+import { ggufSummaryLine } from '../gguf/summary';
 import { verificationSummary } from '../native/exportReport';
 
 const MAX_OUTPUTS = 50;
@@ -46,7 +49,8 @@ function describe(output: string, name: string, verify: string, time: number): E
   }
   const status = (['pass', 'fail', 'skipped'] as const).find((s) => s === rep.verification.status) ?? 'unreadable';
   // The report's own output path is where it was written; the folder may since have been moved: show where it is.
-  const summary = verificationSummary({ ...rep, output }).text;
+  const summary = String(rep.format) === 'gguf' ? ggufSummaryLine(rep as unknown as GgufExportResult, output).text
+    : verificationSummary({ ...rep, output }).text;
   return {
     output, name, operation: String(rep.operation), format: String(rep.format), status, summary, time,
     ...(typeof rep.rank === 'number' && Number.isInteger(rep.rank) && rep.rank >= 0 ? { rank: rep.rank } : {}),

@@ -15,7 +15,7 @@ import path from 'node:path';
 
 import * as vscode from 'vscode';
 
-import type { HostToWebview, OpenOutputMessage, RunActionMessage, RunSummary, WebviewToHost } from '../../schemas/generated/webview-messages';
+import type { Commands, HostToWebview, OpenOutputMessage, RunActionMessage, RunSummary, WebviewToHost } from '../../schemas/generated/webview-messages';
 import type { RunManager } from '../registry/manager';
 import type { Cursor } from '../registry/metrics';
 import type { Run } from '../registry/run';
@@ -34,11 +34,13 @@ export const ACTION_COMMANDS = {
   openFolder: 'revealFileInOS',
   mergeLevels: 'hqlora.mergeLevels',
   exportMerged: 'hqlora.exportMerged',
+  exportGguf: 'hqlora.exportGguf',
+  chat: 'hqlora.chatWithAdapter',
 } as const;
 
 /** The actions that write an export next to the run; the panel lists their outputs when they finish. */
-type ExportAction = 'mergeLevels' | 'exportMerged';
-const isExportAction = (a: RunActionMessage['action']): a is ExportAction => a === 'mergeLevels' || a === 'exportMerged';
+type ExportAction = 'mergeLevels' | 'exportMerged' | 'exportGguf';
+const isExportAction = (a: RunActionMessage['action']): a is ExportAction => a === 'mergeLevels' || a === 'exportMerged' || a === 'exportGguf';
 
 export interface DashboardStats {
   received: number;
@@ -230,9 +232,12 @@ export class Dashboard implements vscode.Disposable {
     this.schedule();
   }
 
-  private async optionalCommands(): Promise<{ mergeLevels: boolean; exportMerged: boolean }> {
+  private async optionalCommands(): Promise<Commands> {
     const all = new Set(await vscode.commands.getCommands(true));
-    return { mergeLevels: all.has(ACTION_COMMANDS.mergeLevels), exportMerged: all.has(ACTION_COMMANDS.exportMerged) };
+    return {
+      mergeLevels: all.has(ACTION_COMMANDS.mergeLevels), exportMerged: all.has(ACTION_COMMANDS.exportMerged),
+      exportGguf: all.has(ACTION_COMMANDS.exportGguf), chatWithAdapter: all.has(ACTION_COMMANDS.chat),
+    };
   }
 
   private summaries(): RunSummary[] {

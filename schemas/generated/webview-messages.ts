@@ -61,11 +61,11 @@ export interface RequestDiffMessage {
   b: RunId;
 }
 /**
- * Sent by the webview when the user presses an action button of the selected run. The host runs the matching command (the same one as the palette, with its prompts, progress and cancel) only for a run it knows; for merge and export it then posts an OutputsMessage.
+ * Sent by the webview when the user presses an action button of the selected run. The host runs the matching command (the same one as the palette, with its prompts, progress and cancel) only for a run it knows; for merge and the exports (merged model, GGUF) it then posts an OutputsMessage; chat opens the run's chat playground.
  */
 export interface RunActionMessage {
   type: 'action';
-  action: 'stop' | 'saveCheckpoint' | 'resume' | 'openFolder' | 'mergeLevels' | 'exportMerged';
+  action: 'stop' | 'saveCheckpoint' | 'resume' | 'openFolder' | 'mergeLevels' | 'exportMerged' | 'exportGguf' | 'chat';
   runId: RunId;
 }
 /**
@@ -144,11 +144,13 @@ export interface RunSummary {
   live: boolean;
 }
 /**
- * Which optional commands are registered (the merge/export buttons are disabled otherwise).
+ * Which optional commands are registered (the merge, export, GGUF and chat buttons are disabled otherwise).
  */
 export interface Commands {
   mergeLevels: boolean;
   exportMerged: boolean;
+  exportGguf: boolean;
+  chatWithAdapter: boolean;
 }
 /**
  * Sent by the host when a run starts, changes status or reports a step: the whole (small) runs list.
@@ -196,11 +198,11 @@ export interface OutputsMessage {
   /**
    * The merge/export action running for this run (its prompts, progress and Cancel are in the workbench), or null.
    */
-  busy: ('mergeLevels' | 'exportMerged') | null;
+  busy: ('mergeLevels' | 'exportMerged' | 'exportGguf') | null;
   outputs: ExportOutput[];
 }
 /**
- * One export of a run: a sibling folder `<run>-…` holding a verify.json (written by merge levels, merge into base, and any later export that writes one).
+ * One export of a run: a sibling folder `<run>-…` holding a verify.json (written by merge levels, merge into base, Export to GGUF, and any later export that writes one).
  */
 export interface ExportOutput {
   /**
@@ -216,7 +218,7 @@ export interface ExportOutput {
    */
   operation: string;
   /**
-   * verify.json's format (peft, hf-model, …).
+   * verify.json's format (peft, hf-model, gguf, …).
    */
   format: string;
   /**
@@ -228,7 +230,7 @@ export interface ExportOutput {
    */
   status: 'pass' | 'fail' | 'skipped' | 'unreadable';
   /**
-   * One line: what was exported and the verification (max/mean |Δlogit| against the tolerance).
+   * One line: what was exported and the verification (max/mean |Δlogit| against the tolerance; for a GGUF, llama.cpp's token and log-probability checks).
    */
   summary: string;
   /**

@@ -51,4 +51,29 @@ describe('dashboard outputs', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('lists an Export to GGUF folder with llama.cpp\'s verdict and its checks', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'hq-outputs-'));
+    try {
+      const out = path.join(dir, 'demo-1-gguf-dequantized-f16');
+      mkdirSync(out);
+      const d = (max: number): { max_abs_diff: number; mean_abs_diff: number; pass: boolean } => ({ max_abs_diff: max, mean_abs_diff: max / 10, pass: max <= 0.03 });
+      writeFileSync(path.join(out, 'verify.json'), JSON.stringify({
+        operation: 'export_gguf', output: out, format: 'gguf', type: 'f16', architecture: 'llama', files: {},
+        verification: {
+          status: 'fail', engine: { library: 'node-llama-cpp', version: '3.21.1', backend: 'cpu' },
+          tokens: { pass: true, compared: 16, equal: 16, add_bos: { ours: true, llama_cpp: true }, mismatches: [], skipped: [] },
+          logits: { compared_as: '', tolerance: 0.03, positions: 48, merged: d(0.0205), base: d(0.0011) },
+          adapter: { tolerance: 0.03, vs_ours: d(0.0307), vs_merged_gguf: d(0.0165) },
+        },
+      }));
+      const [o] = listOutputs(path.join(dir, 'demo-1'));
+      assert.equal(o?.format, 'gguf');
+      assert.equal(o?.status, 'fail');
+      assert.equal(o?.summary, 'GGUF (f16, llama) → demo-1-gguf-dequantized-f16. Verification by llama.cpp (node-llama-cpp 3.21.1, cpu) ' +
+        'FAILED: tokens 16/16 equal, merged max |Δ log-prob| 0.0205, base + LoRA 0.0307 (bound 0.0300).');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -25,7 +25,7 @@ interface ActionDef {
   disabledBecause(r: RunSummary, busy: Busy, commands: Commands): string | undefined;
 }
 
-const BUSY_LABEL: Record<NonNullable<Busy>, string> = { mergeLevels: 'Merge levels', exportMerged: 'Export merged model' };
+const BUSY_LABEL: Record<NonNullable<Busy>, string> = { mergeLevels: 'Merge levels', exportMerged: 'Export merged model', exportGguf: 'Export to GGUF' };
 
 const onlyLive = (what: string) => (r: RunSummary): string | undefined =>
   r.live ? undefined : `${what} only while the run is training; ${r.name} is ${r.status}.`;
@@ -39,8 +39,7 @@ const onlyCompleted = (cmd: keyof Commands, id: string) => (r: RunSummary, busy:
 };
 
 /**
- * The actions, in button order. To add one (e.g. "Export to GGUF", "Chat with Adapter" once their commands exist):
- * an enum value in schemas/webview-messages.schema.json (RunActionMessage.action), its command in
+ * The actions, in button order. To add one: an enum value in schemas/webview-messages.schema.json (RunActionMessage.action), its command in
  * extension/dashboard/panel.ts ACTION_COMMANDS, and an entry here.
  */
 const ACTIONS: ActionDef[] = [
@@ -65,6 +64,17 @@ const ACTIONS: ActionDef[] = [
     title: 'Write a Hugging Face model folder with the adapter merged into the base weights, verified by a forward check',
     disabledBecause: onlyCompleted('exportMerged', 'hqlora.exportMerged'),
   },
+  {
+    action: 'exportGguf', label: 'Export to GGUF', id: 'btn-gguf',
+    title: 'Write GGUF files for llama.cpp, Ollama and LM Studio (merged model, base + LoRA, Modelfile), verified by llama.cpp itself',
+    disabledBecause: onlyCompleted('exportGguf', 'hqlora.exportGguf'),
+  },
+  {
+    action: 'chat', label: 'Chat', id: 'btn-chat',
+    title: 'Open the chat playground: base, tuned and level-subset answers side by side (llama.cpp)',
+    // Not blocked by a running export: the playground makes and caches its own GGUF.
+    disabledBecause: (r, _busy, commands) => onlyCompleted('chatWithAdapter', 'hqlora.chatWithAdapter')(r, null, commands),
+  },
 ];
 
 /** The action the run's state calls for (drawn as the primary button). */
@@ -83,7 +93,7 @@ export class Header {
   private readonly buttons = new Map<Action, HTMLElement>();
   private run: RunSummary | undefined;
   private busy: Busy = null;
-  private commands: Commands = { mergeLevels: false, exportMerged: false };
+  private commands: Commands = { mergeLevels: false, exportMerged: false, exportGguf: false, chatWithAdapter: false };
 
   constructor(onAction: (a: Action, runId: string) => void) {
     this.root.id = 'run-header';

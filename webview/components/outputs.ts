@@ -9,6 +9,7 @@ export type OpenWhat = 'reveal' | 'report';
 const BUSY: Record<NonNullable<OutputsMessage['busy']>, string> = {
   mergeLevels: 'Merging the adapter levels',
   exportMerged: 'Exporting the merged model',
+  exportGguf: 'Exporting to GGUF and checking it in llama.cpp',
 };
 
 export class Outputs {
@@ -28,8 +29,8 @@ export class Outputs {
   set(m: OutputsMessage | undefined, completed: boolean): void {
     this.root.dataset.busy = m?.busy ?? '';
     this.status.textContent = m?.busy ? `${BUSY[m.busy]}… (progress and Cancel are in the notification)`
-      : m?.outputs.length ? '' : completed ? 'None yet: Merge levels and Export merged model write next to the run folder.'
-      : 'Merge levels and Export merged model are available once the run has completed.';
+      : m?.outputs.length ? '' : completed ? 'None yet: Merge levels, Export merged model and Export to GGUF write next to the run folder.'
+      : 'Merge levels, Export merged model and Export to GGUF are available once the run has completed.';
     this.list.replaceChildren(...(m?.outputs ?? []).map((o) => {
       const li = document.createElement('li');
       li.dataset.output = o.output;
