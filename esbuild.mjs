@@ -66,6 +66,8 @@ const options = tests
       { ...common, entryPoints: ['webview/main.ts'], outdir: 'dist/webview', format: 'iife', platform: 'browser', target: 'es2022' },
       // The chat playground (browser): dist/webview/playground.js + playground.css, in the same assets folder.
       { ...common, entryPoints: ['webview/playground/main.ts'], outfile: 'dist/webview/playground.js', format: 'iife', platform: 'browser', target: 'es2022' },
+      // The sweep results panel (browser): dist/webview/sweep.js + sweep.css.
+      { ...common, entryPoints: ['webview/sweep/main.ts'], outfile: 'dist/webview/sweep.js', format: 'iife', platform: 'browser', target: 'es2022' },
       // Extension-host test suites (test/e2e/suite), run inside a real VS Code by test/e2e/run-ext-tests.mjs.
       { ...common, entryPoints: ['test/e2e/suite/index.ts', ...testEntries('test/e2e/suite')], outbase: 'test/e2e/suite', outdir: 'out/e2e/suite', external: ['vscode', 'mocha'] },
     ];

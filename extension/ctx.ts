@@ -3,6 +3,7 @@
 import * as vscode from 'vscode';
 
 import { Dashboard } from './dashboard/panel';
+import { SweepPanel } from './dashboard/sweepPanel';
 import { Playgrounds } from './playground/panel';
 import { RunManager } from './registry/manager';
 import { Settings, watchSettings } from './settings';
@@ -17,6 +18,8 @@ export class Ctx implements vscode.Disposable {
   readonly runs: RunManager;
   readonly statusBar: StatusBar;
   readonly dashboard: Dashboard;
+  /** The sweep results panel (loss curves of every cell, the sortable cell matrix). */
+  readonly sweepPanel: SweepPanel;
   /** Open chat playground panels (each ends its llama.cpp server process when closed). */
   readonly playgrounds: Playgrounds;
   /** The run-config language client, once started (extension.ts); disposed through the extension's subscriptions. */
@@ -30,6 +33,7 @@ export class Ctx implements vscode.Disposable {
     this.runs.restore(); // before the status bar: runs that ended while the window was closed are not announced
     this.statusBar = new StatusBar(this.runs);
     this.dashboard = new Dashboard(extension, this.runs, this.log);
+    this.sweepPanel = new SweepPanel(extension, this.log);
     this.playgrounds = new Playgrounds(extension, this.log);
     extension.subscriptions.push(
       watchSettings(() => this.runs.liveRuns.length, (key) => {
@@ -48,6 +52,7 @@ export class Ctx implements vscode.Disposable {
     // Trainers are detached and keep running; the next activation re-attaches to them (runs/manager.ts).
     this.playgrounds.dispose();
     this.dashboard.dispose();
+    this.sweepPanel.dispose();
     this.statusBar.dispose();
     this.runs.dispose();
   }

@@ -12,7 +12,7 @@ import { exportGgufCommand } from './commands/gguf';
 import { combineAdaptersCommand, exportMergedCommand, mergeLevelsCommand } from './commands/merge';
 import { newConfigCommand } from './commands/newConfig';
 import { previewDataCommand } from './commands/previewData';
-import { copySweepMatrixCommand, startSweepCommand, stopSweepCommand } from './commands/sweep';
+import { copySweepMatrixCommand, openSweepResultsCommand, startSweepCommand, stopSweepCommand } from './commands/sweep';
 import { SweepTree } from './commands/sweepView';
 import { Ctx } from './ctx';
 import { startLanguageClient } from './lsp/client';
@@ -34,6 +34,7 @@ const COMMANDS: Record<string, (ctx: Ctx) => Cmd> = {
   'hqlora.startSweep': startSweepCommand,
   'hqlora.stopSweep': stopSweepCommand,
   'hqlora.copySweepMatrix': copySweepMatrixCommand,
+  'hqlora.openSweepResults': openSweepResultsCommand,
   'hqlora.chatWithAdapter': chatWithAdapterCommand,
   'hqlora.exportGguf': exportGgufCommand,
 };

@@ -40,6 +40,7 @@ function exportedDefs(name, schema) {
   }
   if (name === 'webview-messages') return ['WebviewToHost', 'HostToWebview'];
   if (name === 'playground-messages') return ['PlaygroundToHost', 'HostToPlayground'];
+  if (name === 'sweep-messages') return ['SweepToHost', 'HostToSweep'];
   return [];
 }
 

@@ -103,6 +103,18 @@ export function stopSweepCommand(): Cmd {
   };
 }
 
+/** "Open Sweep Results": the sweep results panel (every cell's loss curve, the sortable cell matrix) on a sweep file. */
+export function openSweepResultsCommand(ctx: Ctx): Cmd {
+  return async (arg?: unknown): Promise<string | undefined> => {
+    // From the Sweeps tree: its sweep node ({ kind: 'sweep', file }).
+    const fromTree = arg && typeof arg === 'object' && 'file' in arg && typeof arg.file === 'string' ? arg.file : undefined;
+    const file = fromTree ?? (await pickSweep(arg, 'Open Sweep Results'));
+    if (!file) return undefined;
+    ctx.sweepPanel.createOrShow(file);
+    return file;
+  };
+}
+
 /** "Copy Sweep Matrix": results.md or results.csv of a sweep to the clipboard. */
 export function copySweepMatrixCommand(ctx: Ctx): Cmd {
   return async (arg?: unknown): Promise<void> => {

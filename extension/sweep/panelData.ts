@@ -1,0 +1,56 @@
+// panelData.ts — what the sweep results webview shows of one sweep folder (schemas/sweep-messages.schema.json,
+// SweepDataMessage), from its files only, like the Sweeps tree (view.ts): sweep-state.json for the cells and their
+// state, sweep-results.json for each cell's split, dataset, seed, eval loss and MMLU, and each cell's events.jsonl
+// for its loss curve, last step, final loss and median tokens/s. Non-finite numbers become null (the schema's Num).
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
+import type { SweepCellRow, SweepCurve, SweepDataMessage } from '../../schemas/generated/sweep-messages';
+import type { SweepResults } from '../../schemas/generated/sweep-results';
+import { readTrainCost } from './results';
+import { cellProgress } from './runner';
+import { validateSweepResults } from './schemas';
+import { readState } from './state';
+
+export type SweepData = NonNullable<SweepDataMessage['sweep']>;
+
+const finite = (x: number | null | undefined): number | null => (typeof x === 'number' && Number.isFinite(x) ? x : null);
+
+/** The sweep in folder `dir` (its sweep file `file`), or null when it never started there. Throws on a corrupt state file. */
+export function sweepPanelData(dir: string, baseline: string): SweepData | null {
+  const state = readState(dir);
+  if (!state) return null;
+  const results = readResults(dir);
+  const cells: SweepCellRow[] = [];
+  const curves: SweepCurve[] = [];
+  state.cells.forEach((c, index) => {
+    if (c.status === 'removed') return;
+    const r = results?.cells.find((x) => x.id === c.id);
+    const cost = readTrainCost(path.join(c.run_dir, 'events.jsonl'));
+    const progress = cellProgress(c.run_dir);
+    const losses = cost?.losses ?? [];
+    cells.push({
+      id: c.id, index, split: r?.split ?? '?', data: r?.data ?? '', seed: r?.seed ?? 0, status: c.status,
+      step: progress.step, total_steps: progress.total,
+      final_loss: finite(losses.at(-1)?.[1]), eval_loss: finite(r?.eval_loss), tokens_per_s: finite(cost?.tokensPerS),
+      mmlu: finite(r?.mmlu?.accuracy), mmlu_se: finite(r?.mmlu?.se), error: c.status === 'failed' ? (c.error ?? 'see its trainer.log') : null,
+    });
+    if (losses.length) curves.push({ cellId: c.id, x: losses.map((l) => l[0]), loss: losses.map((l) => finite(l[1])) });
+  });
+  return {
+    name: state.name, dir, baseline: results?.baseline ?? baseline, cells, curves,
+    done: cells.filter((c) => c.status === 'done').length,
+    total: cells.length,
+    running: cells.some((c) => c.status === 'training' || c.status === 'evaluating'),
+  };
+}
+
+/** sweep-results.json when it is there and matches its schema (written atomically, so a read is whole). */
+function readResults(dir: string): SweepResults | undefined {
+  try {
+    const v: unknown = JSON.parse(readFileSync(path.join(dir, 'sweep-results.json'), 'utf8'));
+    return validateSweepResults(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
