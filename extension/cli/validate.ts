@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
-import { LENGTH_KEY, lengthProblem, modelContext } from '../core/truncation';
+import { LENGTH_KEY, lengthProblem, modelContext, seqLenLimitProblem } from '../core/truncation';
 import { formatKeyPath } from '../core/keypath';
 import { type LoadedRunConfig, loadRunConfig } from '../job/config';
 import { type ResolvedRun, resolveRunConfig } from '../job/resolve';
@@ -33,6 +33,12 @@ export async function validateCommand(configPath: string, json: boolean): Promis
   const loaded = await loadRunConfig(configPath);
   const run = resolveRunConfig(loaded);
   const c = run.config;
+  const limit = seqLenLimitProblem(c.data.source_max_len, c.data.target_max_len);
+  if (limit) {
+    const at = loaded.locate(LENGTH_KEY);
+    process.stderr.write(`${loaded.file}:${at.line}:${at.col}: error: ${limit.message} (at ${formatKeyPath(LENGTH_KEY)})\n  hint: ${limit.hint}\n`);
+    return 1;
+  }
   const warnings = configWarnings(loaded, run);
   for (const w of warnings) process.stderr.write(`${w}\n`);
   if (json) {

@@ -11,6 +11,22 @@
 /** The data keys the lengths come from. */
 export const LENGTH_KEY = ['data', 'source_max_len'] as const;
 
+/**
+ * The longest sequence hqlora trains: source_max_len + target_max_len (and pack_max_len) at most this many tokens.
+ * The schema caps each key at it and hqlora-train refuses a larger sum (kMaxSeqLen, native/src/run_config.h).
+ */
+export const MAX_SEQ_LEN = 16384;
+
+/** The error when source_max_len + target_max_len exceeds MAX_SEQ_LEN, else null (same words as the trainer's). */
+export function seqLenLimitProblem(source: number, target: number): { message: string; hint: string } | null {
+  if (source + target <= MAX_SEQ_LEN) return null;
+  const fit = fittingLengths(source, target, MAX_SEQ_LEN);
+  return {
+    message: `source_max_len + target_max_len = ${source + target} exceeds ${MAX_SEQ_LEN}, the longest sequence hqlora trains`,
+    hint: `lower source_max_len / target_max_len to a sum of at most ${MAX_SEQ_LEN} (e.g. ${fit.source} + ${fit.target})`,
+  };
+}
+
 export type RopeKind = 'none' | 'linear' | 'llama3' | 'longrope' | 'other';
 
 /** What config.json says about the model's context. */

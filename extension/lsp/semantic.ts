@@ -8,7 +8,7 @@ import path from 'node:path';
 
 import { type Diagnostic, DiagnosticSeverity, type Range } from 'vscode-languageserver';
 
-import { LENGTH_KEY, lengthProblem } from '../core/truncation';
+import { LENGTH_KEY, lengthProblem, seqLenLimitProblem } from '../core/truncation';
 import { type DataPeek, peekData, recordFits } from './datapeek';
 import type { ConfigDoc, KeyPath } from './document';
 import { locateModel, type ModelLocation } from '../model/hfcache';
@@ -304,6 +304,8 @@ const trainingCheck: Check = {
         }
       }
     }
+    const limit = seqLenLimitProblem(numAt(c.cfg, ['data', 'source_max_len'], 1024), numAt(c.cfg, ['data', 'target_max_len'], 256));
+    if (limit) c.report([...LENGTH_KEY], DiagnosticSeverity.Error, `${limit.message}; ${limit.hint}`, 'seq-len-max', 'key');
     const model = f.model;
     if (model?.info) {
       const lengths = { source: numAt(c.cfg, ['data', 'source_max_len'], 1024), target: numAt(c.cfg, ['data', 'target_max_len'], 256) };

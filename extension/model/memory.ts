@@ -10,10 +10,12 @@
 //   optimizer      AdamW m and v: 2 × 4 B × P
 //   gradients      4 B × P
 //   activations    per layer per token, stored for backward: 4h (residual, two norm outputs, attn out) + 2hq (q, attn
-//                  context) + 2hkv (k, v) + 4i (gate, up, act, product) + heads·T (attention probabilities) + 7R
-//                  (x·Aᵀ per module); with gradient checkpointing only h per layer (the layer input) is kept, plus one
-//                  layer's full set during its recompute; all × compute bytes × B·T, plus fp32 logits and their
-//                  gradient (2 × 4 B × B·T·V)
+//                  context) + 2hkv (k, v) + 4i (gate, up, act, product) + heads (the attention's log-sum-exp: the CPU
+//                  attention keeps no T × T probabilities, its backward recomputes them from q, k and the lse, so its
+//                  memory is O(T)) + 7R (x·Aᵀ per module); with gradient checkpointing only h per layer (the layer
+//                  input) is kept, plus one layer's full set during its recompute; all × compute bytes × B·T, plus
+//                  fp32 logits and their gradient (2 × 4 B × B·T·V) and the attention's per-thread score rows
+//                  (2 × 64 query rows × T keys × 4 B per thread, counted for 64 threads)
 //   runtime        nothing on the CPU
 // That is the CPU backend's (fp32) picture. On CUDA the estimate follows the CUDA backend's own buffers instead
 // (cudaEstimate below, calibrated against nvidia-smi on an H200). It is an estimate: allocator fragmentation is not
@@ -81,6 +83,13 @@ export interface MemoryInputs {
   seqLen: number;
   checkpointing: boolean;
   cuda: boolean;
+  /**
+   * CUDA only: the attention is the fused flash kernel (native/cuda/flash_attention.cu, issue 17), which keeps q, k,
+   * v, out and a [B, H, T] fp32 log-sum-exp per layer and no T × T scores, so attention memory is O(T). False (the
+   * default): the batched-GEMM attention of gpu_attention.cu, whose fp32 scores of a chunk of kv groups are
+   * materialised (O(T²) up to its 256 MiB chunk).
+   */
+  flashAttention?: boolean;
 }
 
 export interface MemoryEstimate {
@@ -107,9 +116,10 @@ export function estimateMemory(x: MemoryInputs): MemoryEstimate {
   const tokens = x.microBatch * x.seqLen;
   const hq = d.heads * d.headDim;
   const hkv = d.kvHeads * d.headDim;
-  const perLayerToken = 4 * d.hidden + 2 * hq + 2 * hkv + 4 * d.intermediate + d.heads * x.seqLen + x.modules.length * R;
+  const perLayerToken = 4 * d.hidden + 2 * hq + 2 * hkv + 4 * d.intermediate + d.heads + x.modules.length * R;
   const stored = x.checkpointing ? d.layers * d.hidden + perLayerToken : d.layers * perLayerToken;
-  const activations = stored * x.computeBytes * tokens + 2 * 4 * tokens * d.vocab;
+  const scoreRows = 64 * 2 * 64 * x.seqLen * 4; // attention.cpp: P and dP [64, T] per thread
+  const activations = stored * x.computeBytes * tokens + 2 * 4 * tokens * d.vocab + scoreRows;
   return withTotal({ weights, adapters: 4 * trainable, optimizer: 8 * trainable, gradients: 4 * trainable, activations, runtime: 0, trainable });
 }
 
@@ -142,7 +152,8 @@ function cudaEstimate(x: MemoryInputs, trainable: number): Omit<MemoryEstimate, 
   const N = x.microBatch * x.seqLen;
   const hq = d.heads * d.headDim;
   const hkv = d.kvHeads * d.headDim;
-  const kept = 8 * d.hidden + 4 * hq + 4 * hkv + 4 * d.intermediate + 2 * x.modules.length * R + 8;
+  // Flash attention also keeps its fp32 log-sum-exp per head: 4·heads bytes per token.
+  const kept = 8 * d.hidden + 4 * hq + 4 * hkv + 4 * d.intermediate + 2 * x.modules.length * R + 8 + (x.flashAttention ? 4 * d.heads : 0);
   const stored = x.checkpointing ? (d.layers + 1) * 4 * d.hidden + (kept - 4 * d.hidden) : d.layers * kept + 4 * d.hidden;
   const scratch = 28 * d.hidden + 6 * d.intermediate + 12 * hq + 12 * hkv;
   // native/cuda/cuda_model.cpp group_backward: the projections that share an input, their adapters' A rows stacked.
@@ -157,7 +168,8 @@ function cudaEstimate(x: MemoryInputs, trainable: number): Omit<MemoryEstimate, 
   // native/cuda/gpu_attention.cu: kv groups per chunk so that the chunk's fp32 scores fit 256 MiB.
   const G = d.heads / d.kvHeads;
   const perGroup = G * x.seqLen * x.seqLen;
-  const attnChunk = Math.min(Math.max(1, Math.floor((256 * 2 ** 20) / (4 * perGroup))), x.microBatch * d.kvHeads) * perGroup;
+  const attnChunk = x.flashAttention ? 0
+    : Math.min(Math.max(1, Math.floor((256 * 2 ** 20) / (4 * perGroup))), x.microBatch * d.kvHeads) * perGroup;
   const chunk = Math.min(N, 4096, Math.max(16, Math.floor((64 * 2 ** 20) / (4 * d.vocab))));
   const activations = (stored + scratch + 2 * maxCols + 2 * hq) * N + 8 * attnChunk + 2 * maxStacked + chunk * d.vocab * 6;
   return { adapters: 6 * trainable, optimizer: 8 * trainable, gradients: 4 * trainable, activations,

@@ -133,11 +133,11 @@ export interface Data {
    */
   format?: 'auto' | 'alpaca' | 'completion' | 'guanaco' | 'text' | 'oasst1' | 'chat';
   /**
-   * Source (prompt) tokens kept per example; longer sources are truncated.
+   * Source (prompt) tokens kept per example; longer sources are truncated. source_max_len + target_max_len is at most 16384 (the longest sequence hqlora trains).
    */
   source_max_len?: number;
   /**
-   * Target (response) tokens kept per example; longer targets are truncated.
+   * Target (response) tokens kept per example; longer targets are truncated. source_max_len + target_max_len is at most 16384.
    */
   target_max_len?: number;
   /**

@@ -137,4 +137,18 @@ describe('lsp: lengths against the model context (seq-len)', () => {
     assert.equal(cached.actions.length, 1);
     for (const a of cached.actions) for (const u of Object.keys(a.edit!.changes!)) assert.ok(!fileURLToPath(u).endsWith('config.json'), a.title);
   });
+
+  it('takes sequences up to 16384 tokens, and marks a longer sum (or one key above it) as an error', async () => {
+    // llama3 has 8192 positions x factor room, so only the 16384 limit is in play at 16384 and above.
+    const uri = (): string => fileUri(path.join(ws.dir, `m${n++}.hqlora.yaml`));
+    const at = async (src: number, tgt: number): Promise<Diagnostic[]> => (await h.diagnose(uri(),
+      `model: models/llama3\ndata:\n  train: data/three.jsonl\n  source_max_len: ${src}\n  target_max_len: ${tgt}\n`))
+      .filter((d) => d.severity === 1);
+    assert.deepEqual(await at(16000, 384), []);
+    const over = await at(16000, 385);
+    assert.deepEqual(over.map((d) => d.code), ['seq-len-max']);
+    assert.match(over[0]!.message, /source_max_len \+ target_max_len = 16385 exceeds 16384, the longest sequence hqlora trains; lower .* \(e\.g\. 15999 \+ 385\)/);
+    const key = await at(20000, 16);
+    assert.ok(key.some((d) => /16384/.test(d.message) && d.code !== 'seq-len-max'), JSON.stringify(key));
+  });
 });

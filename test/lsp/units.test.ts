@@ -66,6 +66,21 @@ describe('memory.ts', () => {
     }
   });
 
+  it('grows attention memory linearly in T up to 16384 with the flash kernel (and on the CPU), quadratically without', () => {
+    const at = (seqLen: number, cuda: boolean, flashAttention: boolean): number => estimateMemory({ dims: LLAMA_7B,
+      modules: ALL_MODULES, ranks: [32, 8, 8, 8, 8], quant: { type: 'nf4', blocksize: 64, doubleQuant: true }, computeBytes: cuda ? 2 : 4,
+      microBatch: 1, seqLen, checkpointing: true, cuda, flashAttention }).activations;
+    for (const [cuda, flash] of [[true, true], [false, false]] as const) {
+      // Affine in T (every term per token or constant, none per T²): 8192 -> 16384 adds twice what 4096 -> 8192 adds.
+      const r = (at(16384, cuda, flash) - at(8192, cuda, flash)) / (at(8192, cuda, flash) - at(4096, cuda, flash));
+      assert.ok(Math.abs(r - 2) < 0.01, `cuda ${cuda}: ratio ${r}`);
+    }
+    // The chunked-scores kernel adds its 256 MiB score chunk (S fp32 + P, dS bf16: 8 B per score) at long T.
+    assert.ok(at(16384, true, false) - at(16384, true, true) > 2 * 2 ** 30 - 2 ** 28);
+    // Flash at 16k on a 7B with checkpointing: the lse is 4 B x 32 heads per token per kept layer set.
+    assert.ok(at(16384, true, true) < 20 * 2 ** 30, `${at(16384, true, true) / 2 ** 30} GiB`);
+  });
+
   it('parses nvidia-smi csv output', () => {
     assert.deepEqual(parseNvidiaSmi('0, NVIDIA H200, 143771\n1, NVIDIA A100-SXM4-80GB, 81920\n'), [
       { index: 0, name: 'NVIDIA H200', totalBytes: 143771 * 2 ** 20 },
