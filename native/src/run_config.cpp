@@ -171,8 +171,12 @@ RunConfig parse_run_config(const nlohmann::json& j, const std::string& file) {
     Section d(j, "data", file, true);
     c.data.train_tokens = d.str("train_tokens", "", true);
     c.data.eval_tokens = d.str("eval_tokens", "");
-    c.data.source_max_len = d.integer("source_max_len", 1024, 1, 1 << 20);
-    c.data.target_max_len = d.integer("target_max_len", 256, 1, 1 << 20);
+    c.data.source_max_len = d.integer("source_max_len", 1024, 1, kMaxSeqLen);
+    c.data.target_max_len = d.integer("target_max_len", 256, 1, kMaxSeqLen);
+    if (c.data.max_len() > kMaxSeqLen)   // the words of extension/core/truncation.ts seqLenLimitProblem
+        d.fail("data.source_max_len", HQ_MSG("source_max_len + target_max_len = " << c.data.max_len() << " exceeds "
+                                             << kMaxSeqLen << ", the longest sequence hqlora trains; lower "
+                                             "source_max_len / target_max_len to a sum of at most " << kMaxSeqLen));
 
     Section t(j, "training", file, false);
     TrainingConfig& tr = c.training;

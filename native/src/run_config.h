@@ -19,6 +19,10 @@
 
 namespace hq {
 
+// The longest sequence the trainer takes (source_max_len + target_max_len); MAX_SEQ_LEN in extension/core/truncation.ts
+// and the schema's maxima say the same.
+constexpr int64_t kMaxSeqLen = 16384;
+
 struct DataConfig {
     std::string train_tokens, eval_tokens;  // absolute paths; eval_tokens "" = no eval
     int64_t source_max_len = 1024, target_max_len = 256;

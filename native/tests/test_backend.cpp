@@ -126,3 +126,23 @@ TEST_CASE("backend: compute_dtype float32 selects the CPU under auto and is an e
     }
 }
 
+
+TEST_CASE("run.json: sequences up to 16384 tokens (source_max_len + target_max_len), a longer sum names the key") {
+    auto cfg = [](int64_t src, int64_t tgt) {
+        return nlohmann::json{{"model", {{"path", kFixture}}},
+                              {"data", {{"train_tokens", "/tmp/x.hqtok"}, {"source_max_len", src}, {"target_max_len", tgt}}},
+                              {"output", {{"dir", "/tmp"}, {"run_name", "r"}}}};
+    };
+    CHECK(parse_run_config(cfg(16000, 384), "run.json").data.max_len() == kMaxSeqLen);
+    CHECK(parse_run_config(cfg(8192, 8192), "run.json").data.max_len() == 16384);
+    for (const auto& [src, tgt] : {std::pair<int64_t, int64_t>{16000, 385}, {16385, 1}}) {
+        try {
+            parse_run_config(cfg(src, tgt), "run.json");
+            FAIL("expected E_CONFIG");
+        } catch (const Error& e) {
+            CHECK(e.code() == "E_CONFIG");
+            CHECK(e.where().key.rfind("data.", 0) == 0);
+            CHECK(std::string(e.what()).find("16384") != std::string::npos);
+        }
+    }
+}
