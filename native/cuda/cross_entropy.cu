@@ -6,6 +6,7 @@
 //         the final sum in fp64 like the CPU)
 //   row_loss [rows] fp32 = f32(lse − l[target])                          0 for ignored rows
 //   dlogits [rows, V] bf16 = exp(l_j − f32(lse))·grad_scale − grad_scale·[j = target]   zero rows when ignored
+//   softcap > 0: l is the capped logit (softcap_inplace ran before) and dlogits is multiplied by 1 − (l/softcap)²
 // Reference: the per-row loop of cross_entropy_chunked in native/src/loss.cpp (same gradient formula and order).
 // A target outside [0, V) other than −100 is a caller bug (the host checks it); the kernel then writes a NaN loss
 // and a zero gradient row instead of reading out of bounds.
@@ -53,7 +54,7 @@ template <int VEC>
 __global__ void __launch_bounds__(1024) cross_entropy_kernel(float* __restrict__ row_loss, bf16* __restrict__ dlogits,
                                                              const float* __restrict__ logits,
                                                              const int32_t* __restrict__ targets, int64_t rows, int V,
-                                                             float grad_scale) {
+                                                             float grad_scale, float softcap, float inv_cap) {
     __shared__ float sm[32], sl[32];
     const int step = blockDim.x * VEC;
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
@@ -113,8 +114,13 @@ __global__ void __launch_bounds__(1024) cross_entropy_kernel(float* __restrict__
             }
 #pragma unroll
             for (int k = 0; k < VEC; k++) {
-                g[k] = __fmul_rn(expf(__fsub_rn(g[k], flse)), grad_scale);
+                const float x = g[k];   // the (capped) logit
+                g[k] = __fmul_rn(expf(__fsub_rn(x, flse)), grad_scale);
                 if (j0 + k == tgt) g[k] = __fsub_rn(g[k], grad_scale);
+                if (softcap > 0.0f) {   // d raw = d capped · (1 − tanh²), tanh = capped / softcap
+                    const float t = __fmul_rn(x, inv_cap);
+                    g[k] = __fmul_rn(g[k], __fsub_rn(1.0f, __fmul_rn(t, t)));
+                }
             }
             if constexpr (VEC == 4)
                 *reinterpret_cast<uint2*>(dl + j0) = make_uint2(pack_bf16x2(g[0], g[1]), pack_bf16x2(g[2], g[3]));
@@ -127,16 +133,19 @@ __global__ void __launch_bounds__(1024) cross_entropy_kernel(float* __restrict__
 }  // namespace
 
 void cross_entropy_rows(float* row_loss, bf16* dlogits, const float* logits, const int32_t* targets, int64_t rows,
-                        int V, float grad_scale, cudaStream_t s) {
+                        int V, float grad_scale, cudaStream_t s, float softcap) {
     if (rows <= 0) return;
     HQ_CHECK(V > 0, "E_INTERNAL", "cross_entropy_rows: vocabulary size " << V, Where{}, "this is a bug in the caller");
     const int threads = V >= 65536 ? 1024 : (V >= 8192 ? 512 : 128);
     const int grid = (int)(rows < (int64_t(1) << 30) ? rows : (int64_t(1) << 30));
     const bool vec = V % 4 == 0 && aligned(logits, 16) && (!dlogits || aligned(dlogits, 8));
+    const float cap = softcap > 0.0f ? softcap : 0.0f, inv_cap = cap > 0.0f ? 1.0f / cap : 0.0f;
     if (vec)
-        cross_entropy_kernel<4><<<grid, threads, 0, s>>>(row_loss, dlogits, logits, targets, rows, V, grad_scale);
+        cross_entropy_kernel<4><<<grid, threads, 0, s>>>(row_loss, dlogits, logits, targets, rows, V, grad_scale, cap,
+                                                         inv_cap);
     else
-        cross_entropy_kernel<1><<<grid, threads, 0, s>>>(row_loss, dlogits, logits, targets, rows, V, grad_scale);
+        cross_entropy_kernel<1><<<grid, threads, 0, s>>>(row_loss, dlogits, logits, targets, rows, V, grad_scale, cap,
+                                                         inv_cap);
     HQ_CUDA_LAUNCH("cross_entropy_rows");
 }
 

@@ -46,6 +46,11 @@ struct DevLinear {
 
 struct DevLayer {
     DeviceBuffer<float> ln1, ln2;
+    // Family extras (empty when the family has none), fp32 like the CPU's DecoderLayer:
+    DeviceBuffer<float> ln_post_attn, ln_post_ff;   // [C] Gemma-2/3 post-attention / post-feedforward norms
+    DeviceBuffer<float> q_norm, k_norm;             // [d] Qwen3 / Gemma-3 per-head norms of q and k before RoPE
+    DeviceBuffer<float> bias[3];                    // Qwen2 q/k/v biases [H·d], [KV·d], [KV·d] (frozen)
+    bool sliding = false;                           // sliding-window layer (Gemma-3: the local rope tables)
     DevLinear proj[P_COUNT];
 };
 
@@ -56,6 +61,9 @@ struct DevActs {
     DeviceBuffer<bf16> q, k, v, att, g, u;
     DeviceBuffer<float> rstd1, rstd2, xmid;
     DeviceBuffer<bf16> z[P_COUNT];
+    // Family extras (allocated only when the family uses them), fp32 as in the CPU's LayerActs:
+    DeviceBuffer<float> qpre, kpre, rstdq, rstdk;   // [N, H·d], [N, KV·d] q/k before q_norm/k_norm; [N·H], [N·KV]
+    DeviceBuffer<float> ao, rstd3, mo, rstd4;       // [N, C] o_proj / down_proj outputs before the post-norms; [N]
 };
 
 // HQ_CUDA_PROFILE=1: device time per category, measured with CUDA events on the model's one stream (mark(c) starts
@@ -221,6 +229,15 @@ class CudaModel final : public Model {
     // written once instead of once per projection and adapter.
     void group_backward(int layer, std::initializer_list<int> ps, const bf16* x, const DevActs& a, bf16* dy,
                         int64_t ld, int64_t N, float* dx, bool accumulate);
+    // q, k, v of layer l from the normed input xnb_ into qraw_, kraw_, vraw_ (bf16 [N, nh·d]): the GEMMs' bf16
+    // outputs, or (biases / q-k norms) fp32 outputs + bias, then the per-head RMSNorm, rounded to bf16 once.
+    void qkv_forward(int l, DevActs& a, int64_t N);
+    // dq, dk [B, nh, T, d] fp32 (attention backward) -> the q/k projections' output gradients, bf16 column blocks
+    // of dcat (rows ld apart): the transposed rotation, then (Qwen3, Gemma-3) the q/k norm backward in fp32.
+    void qk_backward(int l, const DevActs& a, int B, int T, bf16* dcat, int64_t ld);
+    // The rope tables of layer l: the local ones on Gemma-3's sliding layers, else the global ones.
+    const float* rope_cos(int l) const { return layers_[l].sliding && cosl_.size() ? cosl_.data() : cos_.data(); }
+    const float* rope_sin(int l) const { return layers_[l].sliding && sinl_.size() ? sinl_.data() : sin_.data(); }
     void layer_forward(int l, const float* x, float* y, DevActs& a, int B, int T);
     void layer_backward(int l, const float* x, DevActs& a, const float* dy, float* dx, int B, int T);
     void forward_hidden(const int32_t* ids, int B, int T, bool keep);
@@ -248,7 +265,8 @@ class CudaModel final : public Model {
     DeviceBuffer<double> dsum_;
     DeviceBuffer<int> dcount_;
 
-    DeviceBuffer<float> cos_, sin_;
+    DeviceBuffer<float> cos_, sin_;     // [rope_T_, d/2] (longrope: of the current rope_T_, attention factor applied)
+    DeviceBuffer<float> cosl_, sinl_;   // Gemma-3's sliding layers (rope_local_theta, no scaling); else empty
     int rope_T_ = 0;
 
     bool training_ = false, ckpt_ = false;
@@ -266,6 +284,10 @@ class CudaModel final : public Model {
     DeviceBuffer<bf16> xnb_, hb_;            // normed input [N, C], MLP hidden [N, F]
     DeviceBuffer<float> attn_work_;
     DeviceBuffer<float> ytmp_, dxa_, dxb_, dmid_, dxn_, dh_, datt_, dq_, dk_, dv_, dxf_;
+    // Family scratch (allocated only when used): fp32 q/k/v before rounding [N, H·d] / [N, KV·d]; the post-norm
+    // output [N, C]; the rope backward's fp32 bthd dq/dk and the q/k norm backward's outputs; the gradients of the
+    // o_proj / down_proj outputs [N, C] (Gemma-2/3).
+    DeviceBuffer<float> qf_, kf_, vf_, postf_, dqr_, dkr_, dqn_, dkn_, dao_, dmo_;
     DeviceBuffer<bf16> dcat_, dus_;          // a group's output gradients and adapter du (group_ld), du scratch
     DeviceBuffer<bf16> xf_;                  // [N, C] final norm output
     DeviceBuffer<bf16> rows_;                // [B, C] the rows forward_logits_at projects (reused across calls)
@@ -289,7 +311,7 @@ CudaModel::CudaModel(std::unique_ptr<Model> host) : host_(std::move(host)) {
     prof_ = std::make_unique<Profiler>(stream_);
     gemma_ = hw_.gemma;
     act_ = hw_.act == Act::GeluTanh ? 1 : 0;
-    attn_scale_ = 1.0f / std::sqrt((float)cfg().head_dim);
+    attn_scale_ = cfg().attn_scale();   // head_dim^-0.5, or query_pre_attn_scalar^-0.5 (Gemma-2/3), as the CPU
     active_levels_ = (int)spec().levels.size();
     nf4_init_tables();
     upload_all();
@@ -328,6 +350,21 @@ void CudaModel::upload_all() {
         upload(D.ln1, H.ln1.data(), H.ln1.size(), stream_);
         upload(D.ln2, H.ln2.data(), H.ln2.size(), stream_);
         weight_bytes_ += D.ln1.bytes() + D.ln2.bytes();
+        // Family extras, fp32 as loaded by the CPU backend (empty host vectors stay unallocated).
+        auto extra = [&](DeviceBuffer<float>& d, const std::vector<float>& h) {
+            if (h.empty()) return;
+            upload(d, h.data(), h.size(), stream_);
+            weight_bytes_ += d.bytes();
+        };
+        extra(D.ln_post_attn, H.ln_post_attn);
+        extra(D.ln_post_ff, H.ln_post_ff);
+        extra(D.q_norm, H.q_norm);
+        extra(D.k_norm, H.k_norm);
+        for (int j = 0; j < 3; j++) extra(D.bias[j], H.bias[j]);
+        D.sliding = H.sliding;
+        HQ_ASSERT(!c.sandwich_norm || (D.ln_post_attn.size() && D.ln_post_ff.size()));
+        HQ_ASSERT(!c.qk_norm || (D.q_norm.size() && D.k_norm.size()));
+        HQ_ASSERT(!c.qkv_bias || (D.bias[0].size() && D.bias[1].size() && D.bias[2].size()));
         for (int p = 0; p < P_COUNT; p++) {
             const HLoraLinear& P = H.proj[p];
             DevLinear& L = D.proj[p];
@@ -383,15 +420,31 @@ void CudaModel::upload_all() {
 void CudaModel::refresh_shadow() { f32_to_bf16(wbf_.data(), w32_.data(), (int64_t)n_params_, stream_); }
 
 void CudaModel::ensure_rope(int T) {
-    if (T <= rope_T_) return;
-    const int h = cfg().head_dim / 2;
-    std::vector<float> c((size_t)T * h), s((size_t)T * h);
-    rope_tables(c.data(), s.data(), hw_.inv_freq->data(), T, cfg().head_dim);
+    // As ModelImpl::ensure_rope: tables of positions 0..T'-1 serve any T <= T', except for longrope (Phi-3) whose
+    // frequencies (short or long factors) depend on T itself; its tables carry the attention factor.
+    const ModelConfig& c = cfg();
+    const bool by_length = rope_depends_on_length(c.rope_scaling);
+    if (by_length ? T == rope_T_ : T <= rope_T_) return;
+    const int h = c.head_dim / 2;
+    const std::vector<float> inv = rope_inv_freq(c.head_dim, c.rope_theta, c.rope_scaling, T);   // [d/2]
+    std::vector<float> cs((size_t)T * h), sn((size_t)T * h);
+    rope_tables(cs.data(), sn.data(), inv.data(), T, c.head_dim, rope_attention_scale(c.rope_scaling));
     cos_.release();
     sin_.release();
-    upload(cos_, c.data(), c.size(), stream_);
-    upload(sin_, s.data(), s.size(), stream_);
-    HQ_CUDA(cudaStreamSynchronize(stream_));
+    upload(cos_, cs.data(), cs.size(), stream_);
+    upload(sin_, sn.data(), sn.size(), stream_);
+    std::vector<float> csl, snl;   // Gemma-3's local layers: default RoPE with rope_local_theta
+    if (c.rope_local_theta > 0) {
+        const std::vector<float> invl = rope_inv_freq(c.head_dim, c.rope_local_theta, RopeScaling{});
+        csl.resize((size_t)T * h);
+        snl.resize((size_t)T * h);
+        rope_tables(csl.data(), snl.data(), invl.data(), T, c.head_dim);
+        cosl_.release();
+        sinl_.release();
+        upload(cosl_, csl.data(), csl.size(), stream_);
+        upload(sinl_, snl.data(), snl.size(), stream_);
+    }
+    HQ_CUDA(cudaStreamSynchronize(stream_));   // the host tables are freed on return
     rope_T_ = T;
 }
 
@@ -411,6 +464,18 @@ void CudaModel::ensure_acts(DevActs& a, int B, int T) {
     const int Ra = level_offset_.back();
     for (int j = 0; j < P_COUNT; j++)
         if (layers_[0].proj[j].R > 0) a.z[j].resize(N * (size_t)Ra);
+    if (c.qk_norm) {
+        a.qpre.resize(N * Hd);
+        a.kpre.resize(N * KVd);
+        a.rstdq.resize(N * c.num_heads);
+        a.rstdk.resize(N * c.num_kv_heads);
+    }
+    if (c.sandwich_norm) {
+        a.ao.resize(N * C);
+        a.rstd3.resize(N);
+        a.mo.resize(N * C);
+        a.rstd4.resize(N);
+    }
 }
 
 void CudaModel::ensure_scratch(int B, int T) {
@@ -455,6 +520,22 @@ void CudaModel::ensure_scratch(int B, int T) {
     dk_.resize(N * KVd);
     dv_.resize(N * KVd);
     dxf_.resize(N * C);
+    if (c.qkv_bias || c.qk_norm) {
+        qf_.resize(N * Hd);
+        kf_.resize(N * KVd);
+        vf_.resize(N * KVd);
+    }
+    if (c.qk_norm) {
+        dqr_.resize(N * Hd);
+        dkr_.resize(N * KVd);
+        dqn_.resize(N * Hd);
+        dkn_.resize(N * KVd);
+    }
+    if (c.sandwich_norm) {
+        postf_.resize(N * C);
+        dao_.resize(N * C);
+        dmo_.resize(N * C);
+    }
     dcat_.resize(N * maxld);
     xf_.resize(N * C);
     rstdf_.resize(N);
@@ -596,6 +677,67 @@ void CudaModel::group_backward(int layer, std::initializer_list<int> ps, const b
     if (!fold && adapted > 0) adapters(false);
 }
 
+void CudaModel::qkv_forward(int l, DevActs& a, int64_t N) {
+    const ModelConfig& c = cfg();
+    if (!c.qkv_bias && !c.qk_norm) {
+        linear_forward(l, P_Q, xnb_.data(), N, qraw_.data(), DType::BF16, 0.0f, a.z[P_Q].data());
+        linear_forward(l, P_K, xnb_.data(), N, kraw_.data(), DType::BF16, 0.0f, a.z[P_K].data());
+        linear_forward(l, P_V, xnb_.data(), N, vraw_.data(), DType::BF16, 0.0f, a.z[P_V].data());
+        return;
+    }
+    const DevLayer& D = layers_[l];
+    const int H = c.num_heads, KV = c.num_kv_heads, d = c.head_dim;
+    const int Hd = H * d, KVd = KV * d;
+    // fp32 projection outputs: q, k into the kept pre-norm buffers when q/k are normed (model.cpp: qpre, kpre)
+    float* qp = c.qk_norm ? a.qpre.data() : qf_.data();   // [N, H·d]
+    float* kp = c.qk_norm ? a.kpre.data() : kf_.data();   // [N, KV·d]
+    float* vp = vf_.data();                               // [N, KV·d]
+    linear_forward(l, P_Q, xnb_.data(), N, qp, DType::F32, 0.0f, a.z[P_Q].data());
+    linear_forward(l, P_K, xnb_.data(), N, kp, DType::F32, 0.0f, a.z[P_K].data());
+    linear_forward(l, P_V, xnb_.data(), N, vp, DType::F32, 0.0f, a.z[P_V].data());
+    prof_->mark(PC_ELEM);
+    if (c.qkv_bias) {   // Qwen2: + frozen fp32 biases
+        add_bias_rows(qp, D.bias[0].data(), N, Hd, stream_);
+        add_bias_rows(kp, D.bias[1].data(), N, KVd, stream_);
+        add_bias_rows(vp, D.bias[2].data(), N, KVd, stream_);
+    }
+    if (c.qk_norm) {   // Qwen3 / Gemma-3: RMSNorm over each head's d values (weight [d]), before RoPE
+        rmsnorm_forward_f32(qf_.data(), a.rstdq.data(), qp, D.q_norm.data(), N * H, d, c.rms_norm_eps, gemma_,
+                            stream_);
+        rmsnorm_forward_f32(kf_.data(), a.rstdk.data(), kp, D.k_norm.data(), N * KV, d, c.rms_norm_eps, gemma_,
+                            stream_);
+        qp = qf_.data();
+        kp = kf_.data();
+    }
+    f32_to_bf16(qraw_.data(), qp, N * Hd, stream_);
+    f32_to_bf16(kraw_.data(), kp, N * KVd, stream_);
+    f32_to_bf16(vraw_.data(), vp, N * KVd, stream_);
+}
+
+void CudaModel::qk_backward(int l, const DevActs& a, int B, int T, bf16* dcat, int64_t ld) {
+    const ModelConfig& c = cfg();
+    const int H = c.num_heads, KV = c.num_kv_heads, d = c.head_dim;
+    const int64_t N = (int64_t)B * T, Hd = (int64_t)H * d, KVd = (int64_t)KV * d;
+    if (!c.qk_norm) {
+        rope_backward_from_bhtd(dcat, dq_.data(), rope_cos(l), rope_sin(l), B, T, H, d, stream_, ld);
+        rope_backward_from_bhtd(dcat + Hd, dk_.data(), rope_cos(l), rope_sin(l), B, T, KV, d, stream_, ld);
+        return;
+    }
+    const DevLayer& D = layers_[l];
+    // fp32 through the rotation's and the norm's backward (model.cpp: rope_backward, then rmsnorm_backward into
+    // zeroed dqn / dkn), rounded to bf16 once into dcat's q and k column blocks.
+    rope_backward_from_bhtd_f32(dqr_.data(), dq_.data(), rope_cos(l), rope_sin(l), B, T, H, d, stream_);
+    rope_backward_from_bhtd_f32(dkr_.data(), dk_.data(), rope_cos(l), rope_sin(l), B, T, KV, d, stream_);
+    HQ_CUDA(cudaMemsetAsync(dqn_.data(), 0, sizeof(float) * N * Hd, stream_));
+    HQ_CUDA(cudaMemsetAsync(dkn_.data(), 0, sizeof(float) * N * KVd, stream_));
+    rmsnorm_backward(dqn_.data(), dqr_.data(), a.qpre.data(), D.q_norm.data(), a.rstdq.data(), N * H, d, gemma_,
+                     stream_);
+    rmsnorm_backward(dkn_.data(), dkr_.data(), a.kpre.data(), D.k_norm.data(), a.rstdk.data(), N * KV, d, gemma_,
+                     stream_);
+    f32_to_bf16_rows(dcat, ld, dqn_.data(), N, (int)Hd, stream_);
+    f32_to_bf16_rows(dcat + Hd, ld, dkn_.data(), N, (int)KVd, stream_);
+}
+
 void CudaModel::layer_forward(int l, const float* x, float* y, DevActs& a, int B, int T) {
     const ModelConfig& c = cfg();
     const int64_t N = (int64_t)B * T, C = c.hidden_size;
@@ -603,19 +745,26 @@ void CudaModel::layer_forward(int l, const float* x, float* y, DevActs& a, int B
     ensure_acts(a, B, T);
     prof_->mark(PC_ELEM);
     rmsnorm_forward(xnb_.data(), a.rstd1.data(), x, D.ln1.data(), N, (int)C, c.rms_norm_eps, gemma_, stream_);
-    linear_forward(l, P_Q, xnb_.data(), N, qraw_.data(), DType::BF16, 0.0f, a.z[P_Q].data());
-    linear_forward(l, P_K, xnb_.data(), N, kraw_.data(), DType::BF16, 0.0f, a.z[P_K].data());
-    linear_forward(l, P_V, xnb_.data(), N, vraw_.data(), DType::BF16, 0.0f, a.z[P_V].data());
+    qkv_forward(l, a, N);
     prof_->mark(PC_ELEM);
-    rope_forward_to_bhtd(a.q.data(), qraw_.data(), cos_.data(), sin_.data(), B, T, c.num_heads, c.head_dim, stream_);
-    rope_forward_to_bhtd(a.k.data(), kraw_.data(), cos_.data(), sin_.data(), B, T, c.num_kv_heads, c.head_dim,
+    rope_forward_to_bhtd(a.q.data(), qraw_.data(), rope_cos(l), rope_sin(l), B, T, c.num_heads, c.head_dim, stream_);
+    rope_forward_to_bhtd(a.k.data(), kraw_.data(), rope_cos(l), rope_sin(l), B, T, c.num_kv_heads, c.head_dim,
                          stream_);
     bthd_to_bhtd(a.v.data(), vraw_.data(), B, T, c.num_kv_heads, c.head_dim, stream_);
     const AttnDims ad{B, T, c.num_heads, c.num_kv_heads, c.head_dim, attn_scale_};
     prof_->mark(PC_ATTN);
     attention_forward(*gemm_, a.att.data(), nullptr, a.q.data(), a.k.data(), a.v.data(), attn_work_.data(), ad);
-    // xmid = x + o(att)
-    linear_forward(l, P_O, a.att.data(), N, a.xmid.data(), DType::F32, 1.0f, a.z[P_O].data(), x);
+    if (c.sandwich_norm) {
+        // Gemma-2/3: xmid = x + post_attention_layernorm(o(att)), all fp32 (ao kept for the norm's backward)
+        linear_forward(l, P_O, a.att.data(), N, a.ao.data(), DType::F32, 0.0f, a.z[P_O].data());
+        prof_->mark(PC_ELEM);
+        rmsnorm_forward_f32(postf_.data(), a.rstd3.data(), a.ao.data(), D.ln_post_attn.data(), N, (int)C,
+                            c.rms_norm_eps, gemma_, stream_);
+        add_f32(a.xmid.data(), x, postf_.data(), N * C, stream_);
+    } else {
+        // xmid = x + o(att)
+        linear_forward(l, P_O, a.att.data(), N, a.xmid.data(), DType::F32, 1.0f, a.z[P_O].data(), x);
+    }
     prof_->mark(PC_ELEM);
     rmsnorm_forward(xnb_.data(), a.rstd2.data(), a.xmid.data(), D.ln2.data(), N, (int)C, c.rms_norm_eps, gemma_,
                     stream_);
@@ -623,8 +772,17 @@ void CudaModel::layer_forward(int l, const float* x, float* y, DevActs& a, int B
     linear_forward(l, P_UP, xnb_.data(), N, a.u.data(), DType::BF16, 0.0f, a.z[P_UP].data());
     prof_->mark(PC_ELEM);
     glu_forward(hb_.data(), a.g.data(), a.u.data(), N * c.intermediate_size, act_, stream_);
-    // y = xmid + down(h)
-    linear_forward(l, P_DOWN, hb_.data(), N, y, DType::F32, 1.0f, a.z[P_DOWN].data(), a.xmid.data());
+    if (c.sandwich_norm) {
+        // Gemma-2/3: y = xmid + post_feedforward_layernorm(down(h)) (mo kept for the norm's backward)
+        linear_forward(l, P_DOWN, hb_.data(), N, a.mo.data(), DType::F32, 0.0f, a.z[P_DOWN].data());
+        prof_->mark(PC_ELEM);
+        rmsnorm_forward_f32(postf_.data(), a.rstd4.data(), a.mo.data(), D.ln_post_ff.data(), N, (int)C,
+                            c.rms_norm_eps, gemma_, stream_);
+        add_f32(y, a.xmid.data(), postf_.data(), N * C, stream_);
+    } else {
+        // y = xmid + down(h)
+        linear_forward(l, P_DOWN, hb_.data(), N, y, DType::F32, 1.0f, a.z[P_DOWN].data(), a.xmid.data());
+    }
 }
 
 void CudaModel::layer_backward(int l, const float* x, DevActs& a, const float* dy, float* dx, int B, int T) {
@@ -637,8 +795,14 @@ void CudaModel::layer_backward(int l, const float* x, DevActs& a, const float* d
     bf16* dcat = dcat_.data();
     const int64_t ld_down = group_ld({P_DOWN}), ld_gu = group_ld({P_GATE, P_UP}), ld_o = group_ld({P_O}),
                   ld_qkv = group_ld({P_Q, P_K, P_V});
-    // MLP block: y = xmid + down(act(g) ⊙ u)
+    // MLP block: y = xmid + down(act(g) ⊙ u)   (Gemma-2/3: y = xmid + post_ff_norm(down(...)))
     prof_->mark(PC_ELEM);
+    if (c.sandwich_norm) {
+        // down_proj's output gradient is the post-norm's backward of dy (replacing dy's bf16 copy in dcat)
+        HQ_CUDA(cudaMemsetAsync(dmo_.data(), 0, sizeof(float) * N * C, stream_));
+        rmsnorm_backward(dmo_.data(), dy, a.mo.data(), D.ln_post_ff.data(), a.rstd4.data(), N, (int)C, gemma_,
+                         stream_, nullptr, dcat, ld_down);
+    }
     glu_forward(hb_.data(), a.g.data(), a.u.data(), N * F, act_, stream_);   // the down_proj input, recomputed
     group_backward(l, {P_DOWN}, hb_.data(), a, dcat, ld_down, N, dh_.data(), false);
     prof_->mark(PC_ELEM);
@@ -647,8 +811,17 @@ void CudaModel::layer_backward(int l, const float* x, DevActs& a, const float* d
     group_backward(l, {P_GATE, P_UP}, xnb_.data(), a, dcat, ld_gu, N, dxn_.data(), false);
     // dmid = dy + ln2 backward (and its bf16 copy, o_proj's output gradient)
     prof_->mark(PC_ELEM);
-    rmsnorm_backward(dmid_.data(), dxn_.data(), a.xmid.data(), D.ln2.data(), a.rstd2.data(), N, (int)C, gemma_,
-                     stream_, dy, dcat, ld_o);
+    if (c.sandwich_norm) {
+        // Gemma-2/3: xmid = x + post_attn_norm(o(...)): o_proj's output gradient is the post-norm's backward of dmid
+        rmsnorm_backward(dmid_.data(), dxn_.data(), a.xmid.data(), D.ln2.data(), a.rstd2.data(), N, (int)C, gemma_,
+                         stream_, dy);
+        HQ_CUDA(cudaMemsetAsync(dao_.data(), 0, sizeof(float) * N * C, stream_));
+        rmsnorm_backward(dao_.data(), dmid_.data(), a.ao.data(), D.ln_post_attn.data(), a.rstd3.data(), N, (int)C,
+                         gemma_, stream_, nullptr, dcat, ld_o);
+    } else {
+        rmsnorm_backward(dmid_.data(), dxn_.data(), a.xmid.data(), D.ln2.data(), a.rstd2.data(), N, (int)C, gemma_,
+                         stream_, dy, dcat, ld_o);
+    }
     // Attention block: xmid = x + o(attn(rope(q), rope(k), v))
     group_backward(l, {P_O}, a.att.data(), a, dcat, ld_o, N, datt_.data(), false);
     const AttnDims ad{B, T, c.num_heads, c.num_kv_heads, c.head_dim, attn_scale_};
@@ -656,10 +829,7 @@ void CudaModel::layer_backward(int l, const float* x, DevActs& a, const float* d
     attention_backward(*gemm_, dq_.data(), dk_.data(), dv_.data(), datt_.data(), a.q.data(), a.k.data(), a.v.data(),
                        nullptr, attn_work_.data(), ad);
     prof_->mark(PC_ELEM);
-    rope_backward_from_bhtd(dcat, dq_.data(), cos_.data(), sin_.data(), B, T, c.num_heads, c.head_dim, stream_,
-                            ld_qkv);
-    rope_backward_from_bhtd(dcat + Hd, dk_.data(), cos_.data(), sin_.data(), B, T, c.num_kv_heads, c.head_dim,
-                            stream_, ld_qkv);
+    qk_backward(l, a, B, T, dcat, ld_qkv);   // q/k biases: frozen, their gradient passes through unchanged
     bhtd_to_bthd_f32_to_bf16(dcat + Hd + KVd, dv_.data(), B, T, c.num_kv_heads, c.head_dim, stream_, ld_qkv);
     rmsnorm_forward(xnb_.data(), nullptr, x, D.ln1.data(), N, (int)C, c.rms_norm_eps, gemma_, stream_);
     group_backward(l, {P_Q, P_K, P_V}, xnb_.data(), a, dcat, ld_qkv, N, dxn_.data(), false);
@@ -738,8 +908,9 @@ LossOut CudaModel::forward_backward(const int32_t* ids, const int32_t* labels, i
     for (int64_t r0 = 0; r0 < N; r0 += chunk) {
         const int64_t rows = std::min<int64_t>(chunk, N - r0);
         gemm_->run(false, true, rows, V, C, 1.0f, xf_.data() + r0 * C, C, W, C, 0.0f, logits_.data(), DType::F32, V);
+        softcap_inplace(logits_.data(), rows * V, c.final_softcap, stream_);   // Gemma-2; no-op when 0
         cross_entropy_rows(row_loss_.data() + r0, backward ? dlogits_.data() : nullptr, logits_.data(),
-                           targets_.data() + r0, rows, V, grad_scale, stream_);
+                           targets_.data() + r0, rows, V, grad_scale, stream_, c.final_softcap);
         if (backward)
             gemm_->run(false, false, rows, C, V, 1.0f, dlogits_.data(), V, W, C, 0.0f, dxf_.data() + r0 * C,
                        DType::F32, C);
@@ -778,6 +949,7 @@ void CudaModel::forward_logits(const int32_t* ids, int B, int T, float* logits_o
         const int64_t rows = std::min<int64_t>(chunk, N - r0);
         gemm_->run(false, true, rows, V, C, 1.0f, xf_.data() + r0 * C, C, out_weight(), C, 0.0f, logits_.data(),
                    DType::F32, V);
+        softcap_inplace(logits_.data(), rows * V, c.final_softcap, stream_);
         HQ_CUDA(cudaMemcpyAsync(logits_out + r0 * V, logits_.data(), sizeof(float) * rows * V, cudaMemcpyDeviceToHost,
                                 stream_));
         HQ_CUDA(cudaStreamSynchronize(stream_));
@@ -800,6 +972,7 @@ void CudaModel::forward_logits_at(const int32_t* ids, int B, int T, const int32_
                                 sizeof(bf16) * C, cudaMemcpyDeviceToDevice, stream_));
     logits_.resize((size_t)B * V);
     gemm_->run(false, true, B, V, C, 1.0f, rows_.data(), C, out_weight(), C, 0.0f, logits_.data(), DType::F32, V);
+    softcap_inplace(logits_.data(), (int64_t)B * V, c.final_softcap, stream_);
     HQ_CUDA(cudaMemcpyAsync(logits_out, logits_.data(), sizeof(float) * B * V, cudaMemcpyDeviceToHost, stream_));
     HQ_CUDA(cudaStreamSynchronize(stream_));
 }
@@ -887,13 +1060,15 @@ size_t CudaModel::memory_bytes() const {
         for (const auto* b : {&a.q, &a.k, &a.v, &a.att, &a.g, &a.u}) n += b->bytes();
         for (const auto* b : {&a.rstd1, &a.rstd2, &a.xmid}) n += b->bytes();
         for (const auto& z : a.z) n += z.bytes();
+        for (const auto* b : {&a.qpre, &a.kpre, &a.rstdq, &a.rstdk, &a.ao, &a.rstd3, &a.mo, &a.rstd4}) n += b->bytes();
     }
     for (const auto& x : xs_) n += x.bytes();
     for (const auto* b : {&wbuf_, &xnb_, &hb_, &xd_, &qraw_, &kraw_, &vraw_, &dcat_, &dus_, &xf_, &rows_,
                           &dlogits_})
         n += b->bytes();
     for (const auto* b : {&zf_, &tf_, &attn_work_, &ytmp_, &dxa_, &dxb_, &dmid_, &dxn_, &dh_, &datt_, &dq_, &dk_, &dv_,
-                          &dxf_, &rstdf_, &logits_, &row_loss_, &cos_, &sin_})
+                          &dxf_, &rstdf_, &logits_, &row_loss_, &cos_, &sin_, &cosl_, &sinl_, &qf_, &kf_, &vf_,
+                          &postf_, &dqr_, &dkr_, &dqn_, &dkn_, &dao_, &dmo_})
         n += b->bytes();
     return n;
 }

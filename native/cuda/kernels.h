@@ -96,8 +96,24 @@ void causal_softmax_backward(bf16* dS, const bf16* P, const float* dP, int64_t r
 // ---- cross-entropy on one chunk of rows (reference: cross_entropy_chunked in loss.cpp) ---------------------------
 // logits [rows, V] fp32; targets [rows] (−100 = ignored). row_loss [rows] fp32 = lse − logit[target] (0 when
 // ignored). When dlogits != nullptr: dlogits [rows, V] bf16 = grad_scale·(softmax − onehot), zero rows when ignored.
+// softcap > 0 (Gemma-2's final soft-capping): `logits` are already capped (softcap_inplace) and dlogits is the
+// gradient w.r.t. the raw logits: grad_scale·(softmax − onehot)·(1 − t²), t = logit / softcap.
 void cross_entropy_rows(float* row_loss, bf16* dlogits, const float* logits, const int32_t* targets, int64_t rows,
-                        int V, float grad_scale, cudaStream_t s);
+                        int V, float grad_scale, cudaStream_t s, float softcap = 0.0f);
+
+// ---- the issue-15 families' extra layers (family_ops.cu) ---------------------------------------------------------
+// y [N, n] fp32 += bias [n] on every row (Qwen2's frozen q/k/v biases; reference: add_bias in model.cpp).
+void add_bias_rows(float* y, const float* bias, int64_t N, int n, cudaStream_t s);
+// out [n] = a + b, fp32 (out may equal a or b): the residual adds after Gemma-2/3's post-norms.
+void add_f32(float* out, const float* a, const float* b, int64_t n, cudaStream_t s);
+// out bf16, rows ldo elements apart (a column block of a wider matrix) = in [rows, cols] fp32, rounded once.
+void f32_to_bf16_rows(bf16* out, int64_t ldo, const float* in, int64_t rows, int cols, cudaStream_t s);
+// dx bthd fp32 = rope_backward(dy bhtd fp32): rope_backward_from_bhtd without the bf16 rounding, for the q/k norm
+// backward that follows it (Qwen3, Gemma-3).
+void rope_backward_from_bhtd_f32(float* dx, const float* dy, const float* cos, const float* sin, int B, int T, int nh,
+                                 int d, cudaStream_t s);
+// x [n] fp32 in place = cap·tanh(x / cap) (reference: softcap_logits in loss.cpp); no-op for cap <= 0.
+void softcap_inplace(float* x, int64_t n, float cap, cudaStream_t s);
 
 // ---- optimizer (reference: AdamW::step, clip_grad_norm in optimizer.cpp) -----------------------------------------
 // Σ g² over n elements, accumulated in fp64 into *out (device; overwritten).

@@ -73,15 +73,11 @@ std::vector<std::string> ModelConfig::features() const {
 }
 
 std::string ModelConfig::cuda_missing_features() const {
+    // native/cuda/cuda_model.cpp implements the q/k/v biases, q/k norms, post-attention/feed-forward norms, final
+    // logit soft-capping, query_pre_attn_scalar, the local layers' rope theta and LongRoPE; these two remain:
     std::vector<std::string> m;
-    if (qkv_bias) m.push_back("q/k/v biases");
-    if (qk_norm) m.push_back("q/k norms");
-    if (sandwich_norm) m.push_back("post-attention/feed-forward norms");
     if (any_sliding()) m.push_back("sliding-window attention");
-    if (attn_softcap > 0 || final_softcap > 0) m.push_back("logit soft-capping");
-    if (query_pre_attn_scalar > 0 && query_pre_attn_scalar != (float)head_dim) m.push_back("query_pre_attn_scalar");
-    if (rope_local_theta > 0) m.push_back("local-layer rope theta");
-    if (rope_scaling.type == "longrope") m.push_back("LongRoPE");
+    if (attn_softcap > 0) m.push_back("attention logit soft-capping");
     std::string s;
     for (size_t i = 0; i < m.size(); i++) s += (i ? ", " : "") + m[i];
     return s;

@@ -785,6 +785,98 @@ TEST_CASE("cuda cross_entropy_rows matches cross_entropy_chunked (identity proje
     check_close("ce 256k dlogits", download_bf16(dd.data(), (size_t)rows * V), dref, kBf16Tol);
 }
 
+// ---- the issue-15 families' extra layers (family_ops.cu) ------------------------------------------------------------
+TEST_CASE("cuda family ops: bias rows, fp32 add, strided bf16 copy, fp32 rope backward, soft-capping, capped CE") {
+    SKIP_WITHOUT_GPU();
+    // add_bias_rows / add_f32: one fp32 add per element, as model.cpp's loops (exact).
+    const int64_t N = 37;
+    const int n = 48;
+    const std::vector<float> y = randn((size_t)N * n, 201), bias = randn((size_t)n, 202), z = randn((size_t)N * n, 203);
+    std::vector<float> yref = y, sref((size_t)N * n);
+    for (int64_t r = 0; r < N; r++)
+        for (int i = 0; i < n; i++) yref[(size_t)(r * n + i)] += bias[(size_t)i];
+    for (size_t i = 0; i < sref.size(); i++) sref[i] = y[i] + z[i];
+    DeviceBuffer<float> dy = upload<float>(y), db = upload<float>(bias), dz = upload<float>(z), dsum((size_t)N * n);
+    hq::cuda::add_bias_rows(dy.data(), db.data(), N, n, nullptr);
+    check_bits("add_bias_rows", bits_of(download<float>(dy.data(), (size_t)N * n)), bits_of(yref));
+    DeviceBuffer<float> dy0 = upload<float>(y);
+    poison(dsum);
+    hq::cuda::add_f32(dsum.data(), dy0.data(), dz.data(), N * n, nullptr);
+    check_bits("add_f32", bits_of(download<float>(dsum.data(), (size_t)N * n)), bits_of(sref));
+    hq::cuda::add_f32(dy0.data(), dy0.data(), dz.data(), N * n, nullptr);   // in place (out == a)
+    check_bits("add_f32 in place", bits_of(download<float>(dy0.data(), (size_t)N * n)), bits_of(sref));
+
+    // f32_to_bf16_rows: a column block [N, 24] of rows 40 apart; the other columns untouched (still poison).
+    {
+        const int cols = 24;
+        const int64_t ldo = 40;
+        const std::vector<float> in = randn((size_t)N * cols, 204);
+        const std::vector<uint16_t> rb = to_bf16(in);
+        DeviceBuffer<float> din = upload<float>(in);
+        DeviceBuffer<bf16> dout((size_t)N * ldo);
+        poison(dout);
+        hq::cuda::f32_to_bf16_rows(dout.data(), ldo, din.data(), N, cols, nullptr);
+        const std::vector<uint16_t> got = download<uint16_t>(dout.data(), (size_t)N * ldo);
+        std::vector<uint16_t> ref((size_t)N * ldo, 0xFFFF);
+        for (int64_t r = 0; r < N; r++)
+            for (int c = 0; c < cols; c++) ref[(size_t)(r * ldo + c)] = rb[(size_t)(r * cols + c)];
+        check_bits("f32_to_bf16_rows", got, ref);
+    }
+
+    // rope_backward_from_bhtd_f32: dy bhtd fp32 -> dx bthd fp32 against rope_backward on the bthd copy.
+    {
+        const int B = 2, T = 19, nh = 3;
+        for (int d : {32, 6}) {
+            CAPTURE(d);
+            const size_t m = (size_t)B * T * nh * d;
+            const std::vector<float> inv = hq::rope_inv_freq(d, 10000.0f, hq::RopeScaling{});
+            std::vector<float> cs((size_t)T * (d / 2)), sn((size_t)T * (d / 2));
+            hq::rope_tables(cs.data(), sn.data(), inv.data(), T, d, 1.25f);
+            const std::vector<float> g = randn(m, 205, 0.7f);
+            std::vector<float> ref = bhtd_to_bthd_host(g, B, T, nh, d);
+            hq::rope_backward(ref.data(), cs.data(), sn.data(), B, T, nh, d);
+            DeviceBuffer<float> dcos = upload<float>(cs), dsin = upload<float>(sn), dg = upload<float>(g), dx(m);
+            poison(dx);
+            hq::cuda::rope_backward_from_bhtd_f32(dx.data(), dg.data(), dcos.data(), dsin.data(), B, T, nh, d,
+                                                  nullptr);
+            check_close("rope backward f32", download<float>(dx.data(), m), ref, kF32Tol);
+        }
+    }
+
+    // softcap_inplace against softcap_logits, and the capped cross-entropy against cross_entropy_chunked's
+    // softcap path (identity projection: logits = h, dh = dlogits).
+    const int V = 1000;
+    const int64_t rows = 40;
+    const float cap = 2.0f;   // N(0, 3) logits: most are clipped hard
+    const std::vector<float> raw = randn((size_t)rows * V, 206, 3.0f);
+    std::vector<float> capped = raw;
+    hq::softcap_logits(capped.data(), (int64_t)capped.size(), cap);
+    DeviceBuffer<float> dl = upload<float>(raw);
+    hq::cuda::softcap_inplace(dl.data(), rows * V, cap, nullptr);
+    check_close("softcap_inplace", download<float>(dl.data(), (size_t)rows * V), capped, kF32Tol);
+
+    std::vector<int32_t> tg((size_t)rows);
+    std::mt19937 gen(207);
+    for (int64_t r = 0; r < rows; r++) tg[(size_t)r] = r % 9 == 4 ? -100 : (int32_t)(gen() % V);
+    std::vector<float> W((size_t)V * V, 0.0f);
+    for (int k = 0; k < V; k++) W[(size_t)k * V + k] = 1.0f;
+    const float gs = 1.0f / 29.0f;
+    std::vector<float> dref((size_t)rows * V);
+    hq::LossWorkspace ws;
+    hq::cross_entropy_chunked(raw.data(), W.data(), tg.data(), rows, V, V, 16, gs, dref.data(), ws, cap);
+    std::vector<float> lref((size_t)rows, 0.0f);
+    for (size_t m = 0; m < ws.rows.size(); m++) lref[(size_t)ws.rows[m]] = (float)ws.row_loss[m];
+    // the GPU path of cuda_model.cpp: cap in place, then the capped CE
+    DeviceBuffer<float> dcap = upload<float>(capped), dloss((size_t)rows);
+    DeviceBuffer<int32_t> dt = upload<int32_t>(tg);
+    DeviceBuffer<bf16> dd((size_t)rows * V);
+    poison(dloss);
+    poison(dd);
+    hq::cuda::cross_entropy_rows(dloss.data(), dd.data(), dcap.data(), dt.data(), rows, V, gs, nullptr, cap);
+    check_close("capped ce row_loss", download<float>(dloss.data(), (size_t)rows), lref, kF32Tol);
+    check_close("capped ce dlogits", download_bf16(dd.data(), (size_t)rows * V), dref, kBf16Tol);
+}
+
 // ---- optimizer ----------------------------------------------------------------------------------------------------
 TEST_CASE("cuda adamw_step is bit-exact with hq::AdamW::step over 3 steps, with and without weight decay") {
     SKIP_WITHOUT_GPU();
