@@ -31,7 +31,7 @@ const shot = (name) => page.screenshot({ path: path.join(out, name) }).then(() =
 const runDirs = () => fs.existsSync(path.join(ws, 'runs'))
   ? fs.readdirSync(path.join(ws, 'runs')).map((d) => path.join(ws, 'runs', d)).filter((d) => fs.existsSync(path.join(d, 'events.jsonl'))).sort() : [];
 const readJson = (f) => JSON.parse(fs.readFileSync(f, 'utf8'));
-const ALL_BUTTONS = ['btn-stop', 'btn-save', 'btn-resume', 'btn-folder', 'btn-merge', 'btn-export'];
+const ALL_BUTTONS = ['btn-stop', 'btn-save', 'btn-resume', 'btn-folder', 'btn-merge', 'btn-export', 'btn-gguf', 'btn-chat'];
 const STEP_CHARTS = ['loss', 'lr', 'grad', 'tps', 'mem'];
 
 /** What a finished run's events.jsonl says: status, steps (first, last, count). */
@@ -76,10 +76,11 @@ async function assertShows(wv, run, enabled, why) {
   return { charts, buttons: state };
 }
 
-const COMPLETED = { enabled: ['btn-folder', 'btn-merge', 'btn-export'], why: { 'btn-stop': /only while the run is training; .* is completed/, 'btn-resume': /Only stopped or failed runs resume/ } };
+const COMPLETED = { enabled: ['btn-folder', 'btn-merge', 'btn-export', 'btn-gguf', 'btn-chat'], why: { 'btn-stop': /only while the run is training; .* is completed/, 'btn-resume': /Only stopped or failed runs resume/ } };
 const STOPPED = {
   enabled: ['btn-resume', 'btn-folder'],
-  why: { 'btn-stop': /only while the run is training; .* is stopped/, 'btn-save': /only while the run is training/, 'btn-merge': /Available once the run has completed.* is stopped/, 'btn-export': /Available once the run has completed/ },
+  why: { 'btn-stop': /only while the run is training; .* is stopped/, 'btn-save': /only while the run is training/, 'btn-merge': /Available once the run has completed.* is stopped/, 'btn-export': /Available once the run has completed/,
+    'btn-gguf': /Available once the run has completed.* is stopped/, 'btn-chat': /Available once the run has completed.* is stopped/ },
 };
 
 async function select(wv, run) {
