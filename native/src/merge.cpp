@@ -281,7 +281,9 @@ struct BaseMergePlan {
     std::string base;    // base model folder
     ModelConfig cfg;     // its config.json
     ModelWeights mw;
-    std::map<std::string, const SourceModule*> adapted;   // "<module>.weight" -> module of src
+    // Base tensor name -> the src modules merged into it, each with its first row: "<module>.weight" and row 0, or
+    // (Phi-3) "...qkv_proj.weight" / "...gate_up_proj.weight" with each projection's rows (proj_rows).
+    std::map<std::string, std::vector<std::pair<const SourceModule*, int64_t>>> adapted;
     QuantSpec q;
     bool deq = false;    // merge into the NF4-dequantized weights (--base dequantized with an NF4 run)
     std::vector<std::vector<TensorDecl>> shards;   // output tensors, per shard, in name order
@@ -316,23 +318,28 @@ DType merge_out_dtype(const std::string& dtype) {
     return DType::BF16;
 }
 
-// Every adapter module's base weight, checked for presence and shape: "<module>.weight" -> module.
-std::map<std::string, const SourceModule*> match_adapted(const AdapterSource& src, const ModelWeights& mw,
-                                                         const std::string& base) {
-    std::map<std::string, const SourceModule*> adapted;
+// Every adapter module's base weight, checked for presence and shape: base tensor -> (module, first row).
+std::map<std::string, std::vector<std::pair<const SourceModule*, int64_t>>> match_adapted(
+    const AdapterSource& src, const ModelWeights& mw, const ModelConfig& cfg, const std::string& base) {
+    std::map<std::string, std::vector<std::pair<const SourceModule*, int64_t>>> adapted;
     for (const SourceModule& m : src.modules) {
-        const std::string wn = m.name + ".weight";
+        const ProjRows pr = proj_rows(cfg, m.name);
+        const std::string& wn = pr.tensor;
         const SafeTensorsFile* f = nullptr;
         const TensorInfo* t = mw.find(wn, &f);
         HQ_CHECK(t != nullptr, "E_SHAPE", "adapter module " << m.name << " (" << src.file << ") has no weight " << wn << " in " << base,
                  (Where{src.file, wn, "", -1, -1}), "the adapter belongs to another base model");
-        const std::vector<int64_t> want{m.out, m.in};
-        HQ_CHECK(t->shape == want, "E_SHAPE",
+        const bool sliced = pr.row0 > 0 || (t->shape.size() == 2 && pr.rows < t->shape[0]);
+        const bool fits = t->shape.size() == 2 && t->shape[1] == m.in && pr.rows == m.out &&
+                          pr.row0 + pr.rows <= t->shape[0] && (cfg.fused_proj || !sliced);
+        HQ_CHECK(fits, "E_SHAPE",
                  "adapter module " << m.name << " is [" << m.out << ", " << m.in << "] but " << wn << " in " << f->path()
                                    << " is [" << (t->shape.size() > 0 ? t->shape[0] : 0) << ", "
-                                   << (t->shape.size() > 1 ? t->shape[1] : 0) << "]",
+                                   << (t->shape.size() > 1 ? t->shape[1] : 0) << "]"
+                                   << (cfg.fused_proj ? HQ_MSG(" (its rows " << pr.row0 << ".." << pr.row0 + pr.rows << ")")
+                                                      : std::string()),
                  (Where{f->path(), wn, "", -1, -1}), "the adapter belongs to another base model");
-        adapted[wn] = &m;
+        adapted[wn].push_back({&m, pr.row0});
     }
     return adapted;
 }
@@ -356,7 +363,7 @@ BaseMergePlan plan_base_merge(const MergeIntoBaseOptions& o) {
              "the adapter was trained on a " << p.src.architecture << " model, " << p.base << " is " << p.cfg.model_type,
              (Where{path_join(p.base, "config.json"), "", "model_type", -1, -1}), "pass the base model the adapter was trained on");
     p.mw = ModelWeights::open_dir(p.base);
-    p.adapted = match_adapted(p.src, p.mw, p.base);
+    p.adapted = match_adapted(p.src, p.mw, p.cfg, p.base);
     p.q = effective_quant(o, p.src);
     p.deq = o.base == "dequantized" && p.q.type == "nf4";
 
@@ -396,12 +403,10 @@ struct MergeTiming {
 
 // max and sum of |W - Wq| over fixed 64 Ki-element chunks, the chunk sums added in order: the same result for any
 // thread count.
-void nf4_gap(const std::vector<float>& W, const std::vector<float>& Wq, double* max_abs, double* sum_abs) {
+void nf4_gap(const float* pw, const float* pq, int64_t N, double* max_abs, double* sum_abs) {
     double mx = 0, sum = 0;
-    const int64_t N = (int64_t)W.size(), CH = int64_t(1) << 16, nch = (N + CH - 1) / CH;
+    const int64_t CH = int64_t(1) << 16, nch = (N + CH - 1) / CH;
     std::vector<double> cmax(size_t(nch), 0.0), csum(size_t(nch), 0.0);
-    const float* pw = W.data();
-    const float* pq = Wq.data();
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < nch; c++) {
         // 8 interleaved lanes (vectorisable), added in lane order.
@@ -437,25 +442,29 @@ struct MergeBuffers {
     std::vector<float> W, Wq, A, Bm;
 };
 
-// Phase "merge", one adapted weight `buf.W` [out, in] (fp32): measures its NF4 gap, swaps in the dequantized weight
-// when plan.deq, then W += B·A. Returns the module's nf4_gap entry; raises *gap_max to its max.
-json merge_module(const BaseMergePlan& plan, const SourceModule& m, MergeBuffers& buf, MergeTiming& tm,
+// Phase "merge", one adapted module: rows [row0, row0 + m.out) of the weight `buf.W` [rows, in] (fp32; all of it,
+// or a Phi-3 projection's rows of its fused tensor, quantized on their own as the trainer does): measures their NF4
+// gap, swaps in the dequantized rows when plan.deq, then W_rows += B·A. Returns the module's nf4_gap entry; raises
+// *gap_max to its max.
+json merge_module(const BaseMergePlan& plan, const SourceModule& m, int64_t row0, MergeBuffers& buf, MergeTiming& tm,
                   double* gap_max) {
-    std::vector<float>& W = buf.W;
+    const size_t n = size_t(m.out) * size_t(m.in);
+    HQ_ASSERT((size_t(row0) * size_t(m.in)) + n <= buf.W.size());
+    float* W = buf.W.data() + size_t(row0) * size_t(m.in);
     std::vector<float>& Wq = buf.Wq;
     // Difference between the original and the NF4-dequantized weight (what QLoRA merges lose).
     auto tp = MergeTiming::tick();
-    const NF4Tensor nq = nf4_quantize(W.data(), m.out, m.in, plan.q.blocksize, plan.q.double_quant);
+    const NF4Tensor nq = nf4_quantize(W, m.out, m.in, plan.q.blocksize, plan.q.double_quant);
     tm.quant += MergeTiming::secs(tp);
     tp = MergeTiming::tick();
-    Wq.resize(W.size());
+    Wq.resize(n);
     nf4_dequantize(nq, Wq.data());
     tm.deq += MergeTiming::secs(tp);
     tp = MergeTiming::tick();
     double mx = 0, sum = 0;
-    nf4_gap(W, Wq, &mx, &sum);
+    nf4_gap(W, Wq.data(), int64_t(n), &mx, &sum);
     *gap_max = std::max(*gap_max, mx);
-    if (plan.deq) W.swap(Wq);
+    if (plan.deq) std::copy(Wq.begin(), Wq.end(), W);
     tm.gap += MergeTiming::secs(tp);
     tp = MergeTiming::tick();
     plan.src.read_flat(m, &buf.A, &buf.Bm);
@@ -465,10 +474,10 @@ json merge_module(const BaseMergePlan& plan, const SourceModule& m, MergeBuffers
     // W [out, in] += B [out, R] · A [R, in], split over the OpenMP team (OpenBLAS single-threaded).
     {
         BlasThreadScope blas;
-        par_sgemm(false, false, m.out, m.in, R, 1.0f, buf.Bm.data(), R, buf.A.data(), m.in, 1.0f, W.data(), m.in);
+        par_sgemm(false, false, m.out, m.in, R, 1.0f, buf.Bm.data(), R, buf.A.data(), m.in, 1.0f, W, m.in);
     }
     tm.gemm += MergeTiming::secs(tp);
-    return {{"module", m.name}, {"nf4_gap_max_abs", mx}, {"nf4_gap_mean_abs", sum / double(W.size())}};
+    return {{"module", m.name}, {"nf4_gap_max_abs", mx}, {"nf4_gap_mean_abs", sum / double(n)}};
 }
 
 struct WrittenShards {
@@ -530,7 +539,9 @@ WrittenShards write_merged_shards(const MergeIntoBaseOptions& o, const BaseMerge
                 }
                 tm.read += MergeTiming::secs(tp);
                 auto it = plan.adapted.find(d.name);
-                if (it != plan.adapted.end()) out.mods.push_back(merge_module(plan, *it->second, buf, tm, &out.gap_max));
+                if (it != plan.adapted.end())
+                    for (const auto& [m, row0] : it->second)
+                        out.mods.push_back(merge_module(plan, *m, row0, buf, tm, &out.gap_max));
                 tp = MergeTiming::tick();
                 w.write_f32(d.name, buf.W.data(), buf.W.size());
                 tm.write += MergeTiming::secs(tp);

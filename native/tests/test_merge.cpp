@@ -202,6 +202,28 @@ TEST_CASE("merge levels with SVD re-compression reports energy and error within 
     CHECK(merge_levels(o)["exact"] == true);
 }
 
+TEST_CASE("merge into base: every family (Phi-3: each projection's rows of qkv_proj / gate_up_proj) verifies in fp32") {
+    for (const std::string m : {"tiny-qwen2", "tiny-qwen2-tied", "tiny-qwen3", "tiny-mistral", "tiny-gemma2", "tiny-gemma3",
+                                "tiny-phi3"}) {
+        CAPTURE(m);
+        TmpDir t;
+        write_adapter_from_golden(golden(m), fixture(m), "", t / "adapter");
+        for (const std::string base : {"dequantized", "original"}) {
+            CAPTURE(base);
+            MergeIntoBaseOptions o;
+            o.source = t / "adapter";
+            o.base = base;
+            o.dtype = "fp32";
+            o.out_dir = t / ("merged-" + base);
+            const json rep = merge_into_base(o);
+            MESSAGE(m << " " << base << ": " << export_summary(rep));
+            CHECK(rep["verification"]["status"] == "pass");
+            CHECK(rep["verification"]["max_abs_diff"].get<double>() <= 1e-5);
+            CHECK(rep["nf4_gap"]["modules"].size() == 14);
+        }
+    }
+}
+
 TEST_CASE("merge into base: fp32 exact for both bases, bf16/fp16 within the stated tolerance, sharded output") {
     for (const std::string m : {"tiny-llama", "tiny-gemma"}) {
         CAPTURE(m);
@@ -383,8 +405,10 @@ TEST_CASE("bad inputs name the file and tensor and leave no partial output") {
 TEST_CASE("PEFT compatibility proof: PEFT-loaded flat export and transformers-loaded merged model match our forward") {
     // test/golden/peft/<model>.safetensors: logits from test/reference/peft_check.py (torch + transformers + peft) on
     // inputs written by make_peft_inputs (our exports of the golden adapter). Our side: the hierarchical forward,
-    // i.e. Model(fixture, NF4) + the golden adapter's levels, on the same ids.
-    for (const std::string m : {"tiny-llama", "tiny-llama3", "tiny-gemma"}) {
+    // i.e. Model(fixture, NF4) + the golden adapter's levels, on the same ids. The families' files come from
+    // make_peft_inputs ... tiny-qwen2,...,tiny-gemma3 and peft_check.py on the H100 (peft_check_families.log).
+    for (const std::string m : {"tiny-llama", "tiny-llama3", "tiny-gemma", "tiny-qwen2", "tiny-qwen2-tied", "tiny-qwen3",
+                                "tiny-mistral", "tiny-gemma2", "tiny-gemma3"}) {
         CAPTURE(m);
         const std::string gp = kRoot + "/test/golden/peft/" + m + ".safetensors";
         REQUIRE_MESSAGE(path_exists(gp), gp << " is missing: run test/reference/peft_check.py (see its docstring)");
