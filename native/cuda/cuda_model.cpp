@@ -60,6 +60,7 @@ struct DevLayer {
 struct DevActs {
     DeviceBuffer<bf16> q, k, v, att, g, u;
     DeviceBuffer<float> rstd1, rstd2, xmid;
+    DeviceBuffer<float> lse;   // [B, H, T] attention log-sum-exp (flash kernel; the backward needs it)
     DeviceBuffer<bf16> z[P_COUNT];
     // Family extras (allocated only when the family uses them), fp32 as in the CPU's LayerActs:
     DeviceBuffer<float> qpre, kpre, rstdq, rstdk;   // [N, H·d], [N, KV·d] q/k before q_norm/k_norm; [N·H], [N·KV]
@@ -457,6 +458,7 @@ void CudaModel::ensure_acts(DevActs& a, int B, int T) {
     a.k.resize(N * KVd);
     a.v.resize(N * KVd);
     a.att.resize(N * Hd);
+    a.lse.resize(N * (size_t)c.num_heads);
     a.xmid.resize(N * C);
     a.rstd2.resize(N);
     a.g.resize(N * F);
@@ -509,6 +511,10 @@ void CudaModel::ensure_scratch(int B, int T) {
     vraw_.resize(N * KVd);
     AttnDims ad{B, T, c.num_heads, c.num_kv_heads, c.head_dim, attn_scale_};
     attn_work_.resize(attention_workspace_floats(ad));
+    static const bool logged = (std::fprintf(stderr, "[hqlora] cuda attention kernel: %s (HQ_ATTN=gemm|flash)\n",
+                                             attention_kernel_name(attention_kernel(ad))),
+                                true);
+    (void)logged;
     ytmp_.resize(N * C);
     dxa_.resize(N * C);
     dxb_.resize(N * C);
@@ -753,7 +759,8 @@ void CudaModel::layer_forward(int l, const float* x, float* y, DevActs& a, int B
     bthd_to_bhtd(a.v.data(), vraw_.data(), B, T, c.num_kv_heads, c.head_dim, stream_);
     const AttnDims ad{B, T, c.num_heads, c.num_kv_heads, c.head_dim, attn_scale_};
     prof_->mark(PC_ATTN);
-    attention_forward(*gemm_, a.att.data(), nullptr, a.q.data(), a.k.data(), a.v.data(), attn_work_.data(), ad);
+    attention_forward(*gemm_, a.att.data(), a.lse.data(), nullptr, a.q.data(), a.k.data(), a.v.data(),
+                      attn_work_.data(), ad);
     if (c.sandwich_norm) {
         // Gemma-2/3: xmid = x + post_attention_layernorm(o(att)), all fp32 (ao kept for the norm's backward)
         linear_forward(l, P_O, a.att.data(), N, a.ao.data(), DType::F32, 0.0f, a.z[P_O].data());
@@ -826,8 +833,8 @@ void CudaModel::layer_backward(int l, const float* x, DevActs& a, const float* d
     group_backward(l, {P_O}, a.att.data(), a, dcat, ld_o, N, datt_.data(), false);
     const AttnDims ad{B, T, c.num_heads, c.num_kv_heads, c.head_dim, attn_scale_};
     prof_->mark(PC_ATTN);
-    attention_backward(*gemm_, dq_.data(), dk_.data(), dv_.data(), datt_.data(), a.q.data(), a.k.data(), a.v.data(),
-                       nullptr, attn_work_.data(), ad);
+    attention_backward(*gemm_, dq_.data(), dk_.data(), dv_.data(), datt_.data(), a.att.data(), a.lse.data(),
+                       a.q.data(), a.k.data(), a.v.data(), nullptr, attn_work_.data(), ad);
     prof_->mark(PC_ELEM);
     qk_backward(l, a, B, T, dcat, ld_qkv);   // q/k biases: frozen, their gradient passes through unchanged
     bhtd_to_bthd_f32_to_bf16(dcat + Hd + KVd, dv_.data(), B, T, c.num_kv_heads, c.head_dim, stream_, ld_qkv);

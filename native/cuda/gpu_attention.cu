@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 
 #include "cuda_util.cuh"
 #include "kernels.h"
@@ -123,14 +124,48 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 
 
 }  // namespace
 
+AttnKernel attention_kernel(const AttnDims& a) {
+    static const std::string forced = [] {
+        const char* e = std::getenv("HQ_ATTN");
+        return std::string(e ? e : "");
+    }();
+    // The default stays gemm until the flash kernel has passed its parity tests on a GPU (test_cuda_gemm_attention);
+    // HQ_ATTN=flash opts in where head_dim allows it.
+    AttnKernel k = forced == "flash" && flash_supported(a) ? AttnKernel::Flash : AttnKernel::Gemm;
+    if (a.kernel != AttnKernel::Auto) k = a.kernel;
+    HQ_CHECK(k == AttnKernel::Gemm || flash_supported(a), "E_CONFIG",
+             "the flash attention kernel supports head_dim 16, 32, 64, 96, 128 and 256, not " << a.d, Where{},
+             "unset HQ_ATTN");
+    const bool needs_flash = a.window > 0 || a.softcap > 0.0f || a.seg != nullptr;
+    if (k == AttnKernel::Gemm && needs_flash) {
+        const char* what = a.window > 0 ? "the sliding window" : a.softcap > 0.0f ? "attention soft-capping"
+                                                                                  : "packing (a document mask)";
+        HQ_CHECK(false, "E_CONFIG",
+                 what << " on CUDA needs the flash attention kernel, which supports head_dim 16, 32, 64, 96, 128 and "
+                      << "256 (this model: " << a.d << ")" << (forced == "gemm" ? "; HQ_ATTN=gemm is set" : ""),
+                 Where{}, forced == "gemm" ? "unset HQ_ATTN" : "train this model with hardware.device: cpu");
+    }
+    return k;
+}
+
+const char* attention_kernel_name(AttnKernel k) {
+    return k == AttnKernel::Flash ? "flash" : k == AttnKernel::Gemm ? "gemm" : "auto";
+}
+
 size_t attention_workspace_floats(const AttnDims& a) {
     check_dims(a);
+    if (attention_kernel(a) == AttnKernel::Flash) return flash_workspace_floats(a);
     return work_layout(a).total;
 }
 
-void attention_forward(Gemm& g, bf16* out, bf16* P, const bf16* q, const bf16* k, const bf16* v, float* work,
-                       const AttnDims& a) {
+void attention_forward(Gemm& g, bf16* out, float* lse, bf16* P, const bf16* q, const bf16* k, const bf16* v,
+                       float* work, const AttnDims& a) {
     check_dims(a);
+    if (attention_kernel(a) == AttnKernel::Flash) {
+        HQ_ASSERT(P == nullptr && lse != nullptr);
+        flash_attention_forward(out, lse, q, k, v, a, g.stream());
+        return;
+    }
     const cudaStream_t s = g.stream();
     const int64_t B = a.B, T = a.T, H = a.H, KV = a.KV, d = a.d, G = H / KV;
     const WorkLayout w = work_layout(a);
@@ -159,9 +194,15 @@ void attention_forward(Gemm& g, bf16* out, bf16* P, const bf16* q, const bf16* k
     HQ_CUDA_LAUNCH("bhtd_to_bthd_bf16_kernel");
 }
 
-void attention_backward(Gemm& g, float* dq, float* dk, float* dv, const float* dout, const bf16* q, const bf16* k,
-                        const bf16* v, const bf16* P, float* work, const AttnDims& a) {
+void attention_backward(Gemm& g, float* dq, float* dk, float* dv, const float* dout, const bf16* out,
+                        const float* lse, const bf16* q, const bf16* k, const bf16* v, const bf16* P, float* work,
+                        const AttnDims& a) {
     check_dims(a);
+    if (attention_kernel(a) == AttnKernel::Flash) {
+        HQ_ASSERT(out != nullptr && lse != nullptr);
+        flash_attention_backward(dq, dk, dv, dout, out, lse, q, k, v, work, a, g.stream());
+        return;
+    }
     const cudaStream_t s = g.stream();
     const int64_t B = a.B, T = a.T, H = a.H, KV = a.KV, d = a.d, G = H / KV;
     const WorkLayout w = work_layout(a);

@@ -299,15 +299,16 @@ void check_attention(hq::cuda::Gemm& g, int B, int T, int H, int KV, int d, int 
     a.d = d;
     a.scale = float(1.0 / std::sqrt(double(d)));   // the CPU reference's scale
     a.chunk = chunk;
+    a.kernel = hq::cuda::AttnKernel::Gemm;
     Dev<bf16> dq_in(nq), dk_in(nk), dv_in(nk), out(nq), P(nP);
     Dev<float> work(hq::cuda::attention_workspace_floats(a)), ddout(nq), dq(nq), dk(nk), dv(nk);
     dq_in.put(q.bits);
     dk_in.put(k.bits);
     dv_in.put(v.bits);
     ddout.put(dout);
-    hq::cuda::attention_forward(g, out.p(), P.p(), dq_in.p(), dk_in.p(), dv_in.p(), work.p(), a);
-    hq::cuda::attention_backward(g, dq.p(), dk.p(), dv.p(), ddout.p(), dq_in.p(), dk_in.p(), dv_in.p(),
-                                 recompute ? nullptr : P.p(), work.p(), a);
+    hq::cuda::attention_forward(g, out.p(), nullptr, P.p(), dq_in.p(), dk_in.p(), dv_in.p(), work.p(), a);
+    hq::cuda::attention_backward(g, dq.p(), dk.p(), dv.p(), ddout.p(), nullptr, nullptr, dq_in.p(), dk_in.p(),
+                                 dv_in.p(), recompute ? nullptr : P.p(), work.p(), a);
     HQ_CUDA(cudaStreamSynchronize(g.stream()));
 
     std::vector<float> outf(nq);
@@ -337,6 +338,126 @@ void check_attention(hq::cuda::Gemm& g, int B, int T, int H, int KV, int d, int 
     check_close("dq", bhtd_to_bthd(dq.get<float>(), B, H, T, d), dq_ref, 2e-2);
     check_close("dk", bhtd_to_bthd(dk.get<float>(), B, KV, T, d), dk_ref, 2e-2);
     check_close("dv", bhtd_to_bthd(dv.get<float>(), B, KV, T, d), dv_ref, 2e-2);
+}
+
+// ---- flash attention ---------------------------------------------------------------------------------------------
+
+struct FlashCase {
+    int B, T, H, KV, d;
+    int window = 0;
+    float softcap = 0.0f;
+    std::vector<std::vector<int>> docs;   // per batch row: document lengths summing to T (empty: no document mask)
+    FlashCase(int B_, int T_, int H_, int KV_, int d_, int window_ = 0, float softcap_ = 0.0f)
+        : B(B_), T(T_), H(H_), KV(KV_), d(d_), window(window_), softcap(softcap_) {}
+};
+
+// rows [t0, t0 + n) of batch b of x [B, T, nh, d] as [1, n, nh, d].
+std::vector<float> slice_bthd(const std::vector<float>& x, int b, int T, int nh, int d, int t0, int n) {
+    const size_t row = size_t(nh) * d;
+    return std::vector<float>(x.begin() + (size_t(b) * T + t0) * row, x.begin() + (size_t(b) * T + t0 + n) * row);
+}
+void put_bthd(std::vector<float>& x, const std::vector<float>& part, int b, int T, int nh, int d, int t0) {
+    std::copy(part.begin(), part.end(), x.begin() + (size_t(b) * T + t0) * size_t(nh) * d);
+}
+
+// The flash kernel against the CPU reference (fp32, on the same bf16 inputs), each document of each batch row run on
+// its own through the reference, so the document mask is checked against separate sequences. Tolerances as
+// check_attention's (P, dO and dS are bf16 on the GPU). Returns the worst relative error (printed by the caller).
+double check_flash(hq::cuda::Gemm& g, const FlashCase& fc) {
+    const int B = fc.B, T = fc.T, H = fc.H, KV = fc.KV, d = fc.d;
+    CAPTURE(B);
+    CAPTURE(T);
+    CAPTURE(H);
+    CAPTURE(KV);
+    CAPTURE(d);
+    CAPTURE(fc.window);
+    CAPTURE(fc.softcap);
+    CAPTURE(fc.docs.size());
+    const size_t nq = size_t(B) * H * T * d, nk = size_t(B) * KV * T * d;
+    const Bf16Data q = rand_bf16(nq, 111 + T + d), k = rand_bf16(nk, 222 + H), v = rand_bf16(nk, 333 + KV);
+    const std::vector<float> dout = randn(nq, 444 + T);
+    const std::vector<float> qc = bhtd_to_bthd(q.f, B, H, T, d), kc = bhtd_to_bthd(k.f, B, KV, T, d),
+                             vc = bhtd_to_bthd(v.f, B, KV, T, d);
+    std::vector<float> out_ref(nq), dq_ref(nq), dk_ref(nk), dv_ref(nk);
+    std::vector<int32_t> seg(size_t(B) * T, 0);
+    for (int b = 0; b < B; b++) {
+        const std::vector<int> docs = fc.docs.empty() ? std::vector<int>{T} : fc.docs[b];
+        int t0 = 0, id = 0;
+        for (int n : docs) {
+            for (int t = t0; t < t0 + n; t++) seg[size_t(b) * T + t] = id;
+            hq::AttnShape s;
+            s.B = 1;
+            s.T = n;
+            s.H = H;
+            s.KV = KV;
+            s.d = d;
+            s.window = fc.window;
+            s.softcap = fc.softcap;
+            const auto qs = slice_bthd(qc, b, T, H, d, t0, n), ks = slice_bthd(kc, b, T, KV, d, t0, n),
+                       vs = slice_bthd(vc, b, T, KV, d, t0, n), dos = slice_bthd(dout, b, T, H, d, t0, n);
+            std::vector<float> o(qs.size()), lse(size_t(H) * n), dqs(qs.size()), dks(ks.size()), dvs(vs.size());
+            hq::attention_forward(o.data(), lse.data(), qs.data(), ks.data(), vs.data(), s);
+            hq::attention_backward(dqs.data(), dks.data(), dvs.data(), dos.data(), qs.data(), ks.data(), vs.data(),
+                                   o.data(), lse.data(), s);
+            put_bthd(out_ref, o, b, T, H, d, t0);
+            put_bthd(dq_ref, dqs, b, T, H, d, t0);
+            put_bthd(dk_ref, dks, b, T, KV, d, t0);
+            put_bthd(dv_ref, dvs, b, T, KV, d, t0);
+            t0 += n;
+            id++;
+        }
+        REQUIRE(t0 == T);
+    }
+
+    Dev<int32_t> dseg(seg.size());
+    dseg.put(seg);
+    hq::cuda::AttnDims a;
+    a.B = B;
+    a.T = T;
+    a.H = H;
+    a.KV = KV;
+    a.d = d;
+    a.scale = float(1.0 / std::sqrt(double(d)));
+    a.window = fc.window;
+    a.softcap = fc.softcap;
+    a.seg = fc.docs.empty() ? nullptr : dseg.p();
+    a.kernel = hq::cuda::AttnKernel::Flash;
+    REQUIRE(hq::cuda::attention_kernel(a) == hq::cuda::AttnKernel::Flash);
+    // O(T) workspace: dO (bf16) and one float per row, nothing of T × T.
+    CHECK(hq::cuda::attention_workspace_floats(a) <= (nq + 1) / 2 + size_t(B) * H * T + 64);
+    Dev<bf16> q_in(nq), k_in(nk), v_in(nk), out(nq);
+    Dev<float> lse(size_t(B) * H * T), work(hq::cuda::attention_workspace_floats(a)), ddout(nq), dq(nq), dk(nk),
+        dv(nk);
+    q_in.put(q.bits);
+    k_in.put(k.bits);
+    v_in.put(v.bits);
+    ddout.put(dout);
+    hq::cuda::attention_forward(g, out.p(), lse.p(), nullptr, q_in.p(), k_in.p(), v_in.p(), work.p(), a);
+    hq::cuda::attention_backward(g, dq.p(), dk.p(), dv.p(), ddout.p(), out.p(), lse.p(), q_in.p(), k_in.p(), v_in.p(),
+                                 nullptr, work.p(), a);
+    HQ_CUDA(cudaStreamSynchronize(g.stream()));
+    std::vector<float> outf(nq);
+    {
+        const std::vector<uint16_t> ob = out.get<uint16_t>();
+        for (size_t i = 0; i < nq; i++) outf[i] = hq::bf16_to_f32(ob[i]);
+    }
+    const std::vector<float> dqf = bhtd_to_bthd(dq.get<float>(), B, H, T, d),
+                             dkf = bhtd_to_bthd(dk.get<float>(), B, KV, T, d),
+                             dvf = bhtd_to_bthd(dv.get<float>(), B, KV, T, d);
+    check_close("out", outf, out_ref, 1e-2);
+    check_close("dq", dqf, dq_ref, 2e-2);
+    check_close("dk", dkf, dk_ref, 2e-2);
+    check_close("dv", dvf, dv_ref, 2e-2);
+    double worst = 0;
+    const auto rel = [&worst](const std::vector<float>& got, const std::vector<float>& want) {
+        const Cmp c = compare(got, want);
+        if (c.ref > 0) worst = std::max(worst, c.err / c.ref);
+    };
+    rel(outf, out_ref);
+    rel(dqf, dq_ref);
+    rel(dkf, dk_ref);
+    rel(dvf, dv_ref);
+    return worst;
 }
 
 }  // namespace
@@ -378,4 +499,47 @@ TEST_CASE("cuda attention: forward and backward vs the CPU reference (MHA, GQA, 
             check_attention(g, 3, 37, hk[0], hk[1], d, 2, true);
             check_attention(g, 3, 37, hk[0], hk[1], d, 1, false);
         }
+}
+
+TEST_CASE("cuda flash attention: forward and backward vs the CPU reference (MHA, GQA, MQA; d 16..256; odd T)") {
+    if (!cublaslt_ready()) return;
+    Stream st;
+    hq::cuda::Gemm g(st.s);
+    const int heads[3][2] = {{4, 4}, {8, 2}, {4, 1}};
+    double worst = 0;
+    for (const auto& hk : heads)
+        for (int d : {16, 32, 64, 96, 128, 256})
+            for (int T : {1, 7, 64, 65, 130}) worst = std::max(worst, check_flash(g, {2, T, hk[0], hk[1], d}));
+    MESSAGE("flash, T <= 130, d 16/32/64/96/128/256, MHA/GQA/MQA: worst relative L2 error " << worst);
+}
+
+TEST_CASE("cuda flash attention: sliding window, soft-capping that clips, and a document mask (packing)") {
+    if (!cublaslt_ready()) return;
+    Stream st;
+    hq::cuda::Gemm g(st.s);
+    double worst = 0;
+    for (int d : {16, 64, 128, 256}) {
+        for (int w : {1, 5, 37, 64, 200}) worst = std::max(worst, check_flash(g, {2, 130, 8, 2, d, w}));
+        // q·k/sqrt(d) ~ N(0, 1): a cap of 1 clips most scores
+        for (float cap : {1.0f, 5.0f}) worst = std::max(worst, check_flash(g, {2, 97, 4, 2, d, 0, cap}));
+        worst = std::max(worst, check_flash(g, {2, 130, 4, 2, d, 37, 2.0f}));   // Gemma-2: both
+        FlashCase packed{2, 150, 4, 2, d};
+        packed.docs = {{40, 1, 63, 46}, {150}};
+        worst = std::max(worst, check_flash(g, packed));
+        packed.window = 20;
+        worst = std::max(worst, check_flash(g, packed));
+    }
+    MESSAGE("flash, window / soft-cap / documents: worst relative L2 error " << worst);
+}
+
+TEST_CASE("cuda flash attention: long sequences (T 512, 2047, 4096; window 1024 at 4096)") {
+    if (!cublaslt_ready()) return;
+    Stream st;
+    hq::cuda::Gemm g(st.s);
+    for (int T : {512, 2047, 4096}) {
+        const double e = check_flash(g, {1, T, 4, 2, 128});
+        MESSAGE("flash, T " << T << ", d 128, GQA 4/2: worst relative L2 error " << e);
+    }
+    MESSAGE("flash, T 4096, window 1024: worst relative L2 error " << check_flash(g, {1, 4096, 4, 2, 128, 1024}));
+    MESSAGE("flash, T 2048, d 256, MQA: worst relative L2 error " << check_flash(g, {1, 2048, 4, 1, 256}));
 }
