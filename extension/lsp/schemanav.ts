@@ -1,6 +1,7 @@
 // schemanav.ts — walking schemas/run-config.schema.json by key path: the subschema of a key (with `$ref`s
 // resolved and a union's object branch chosen), its properties, and its documentation as Markdown. Completion,
-// hover and quick fixes all read the schema through here, so the schema stays the one source of the docs.
+// hover and quick fixes all read the schema through here, so the schema stays the one source of the docs. Every
+// function takes the root schema last (default: the run config); sweep files pass schemas/sweep.schema.json.
 import runConfigSchema from '../../schemas/run-config.schema.json';
 import type { KeyPath } from './document';
 
@@ -8,11 +9,11 @@ export type Schema = Record<string, unknown>;
 
 const ROOT = runConfigSchema as unknown as Schema;
 
-function deref(s: Schema): Schema {
+function deref(s: Schema, root: Schema = ROOT): Schema {
   let cur = s;
   for (let i = 0; i < 8 && typeof cur.$ref === 'string'; i++) {
     const ref = cur.$ref;
-    const target = ref.startsWith('#/$defs/') ? ((ROOT.$defs as Record<string, Schema>)[ref.slice('#/$defs/'.length)]) : undefined;
+    const target = ref.startsWith('#/$defs/') ? ((root.$defs as Record<string, Schema>)[ref.slice('#/$defs/'.length)]) : undefined;
     if (!target) break;
     // The referring schema's own annotations (description, default, examples) win over the target's.
     const { $ref: _ref, ...own } = cur;
@@ -22,37 +23,39 @@ function deref(s: Schema): Schema {
 }
 
 /** The branches of a union (oneOf/anyOf) or the schema itself, each dereferenced. */
-function branches(s: Schema): Schema[] {
+function branches(s: Schema, root: Schema = ROOT): Schema[] {
   const u = (s.oneOf ?? s.anyOf) as Schema[] | undefined;
-  return u ? u.map(deref) : [s];
+  return u ? u.map((b) => deref(b, root)) : [s];
 }
 
 /** The schema of an object at `s` (the object branch of a union), if any. */
-export function objectSchema(s: Schema | null): Schema | null {
+export function objectSchema(s: Schema | null, root: Schema = ROOT): Schema | null {
   if (!s) return null;
-  return branches(s).find((b) => b.properties && typeof b.properties === 'object') ?? null;
+  // A schema with its own properties is the object (a sweep's root: properties beside a oneOf of required keys).
+  if (s.properties && typeof s.properties === 'object') return s;
+  return branches(s, root).find((b) => b.properties && typeof b.properties === 'object') ?? null;
 }
 
-export function properties(s: Schema | null): Record<string, Schema> {
-  const o = objectSchema(s);
+export function properties(s: Schema | null, root: Schema = ROOT): Record<string, Schema> {
+  const o = objectSchema(s, root);
   return (o?.properties as Record<string, Schema> | undefined) ?? {};
 }
 
-function arraySchema(s: Schema): Schema | null {
-  return branches(s).find((b) => b.items && typeof b.items === 'object') ?? null;
+function arraySchema(s: Schema, root: Schema): Schema | null {
+  return branches(s, root).find((b) => b.items && typeof b.items === 'object') ?? null;
 }
 
 /** The subschema at `path`, or null when the path leaves the schema. */
-export function schemaAt(path: KeyPath): Schema | null {
-  let s: Schema | null = deref(ROOT);
+export function schemaAt(path: KeyPath, root: Schema = ROOT): Schema | null {
+  let s: Schema | null = deref(root, root);
   for (const seg of path) {
     if (!s) return null;
     if (typeof seg === 'number') {
-      const a = arraySchema(s);
-      s = a ? deref(a.items as Schema) : null;
+      const a = arraySchema(s, root);
+      s = a ? deref(a.items as Schema, root) : null;
     } else {
-      const p: Schema | undefined = properties(s)[seg];
-      s = p ? deref(p) : null;
+      const p: Schema | undefined = properties(s, root)[seg];
+      s = p ? deref(p, root) : null;
     }
   }
   return s;
@@ -63,10 +66,10 @@ export function describe(s: Schema | null): string {
   return typeof s?.description === 'string' ? s.description : '';
 }
 
-export function enumValues(s: Schema | null): unknown[] {
+export function enumValues(s: Schema | null, root: Schema = ROOT): unknown[] {
   if (!s) return [];
   const out: unknown[] = [];
-  for (const b of branches(s)) {
+  for (const b of branches(s, root)) {
     if (Array.isArray(b.enum)) out.push(...(b.enum as unknown[]));
     const types = Array.isArray(b.type) ? b.type : [b.type];
     if (types.includes('boolean')) out.push(true, false);
@@ -74,10 +77,10 @@ export function enumValues(s: Schema | null): unknown[] {
   return [...new Set(out)];
 }
 
-export function typeNames(s: Schema | null): string[] {
+export function typeNames(s: Schema | null, root: Schema = ROOT): string[] {
   if (!s) return [];
   const out: string[] = [];
-  for (const b of branches(s)) {
+  for (const b of branches(s, root)) {
     if (Array.isArray(b.type)) out.push(...(b.type as string[]));
     else if (typeof b.type === 'string') out.push(b.type);
   }
@@ -85,13 +88,13 @@ export function typeNames(s: Schema | null): string[] {
 }
 
 /** Markdown documentation of a key: description, type, allowed values, range, default, examples. */
-export function schemaMarkdown(key: string, s: Schema | null): string {
+export function schemaMarkdown(key: string, s: Schema | null, root: Schema = ROOT): string {
   if (!s) return '';
   const lines = [`**${key}**`, '', describe(s)];
   const facts: string[] = [];
-  const types = typeNames(s);
+  const types = typeNames(s, root);
   if (types.length) facts.push(`type: \`${types.join(' | ')}\``);
-  const en = branches(s).flatMap((b) => (Array.isArray(b.enum) ? (b.enum as unknown[]) : []));
+  const en = branches(s, root).flatMap((b) => (Array.isArray(b.enum) ? (b.enum as unknown[]) : []));
   if (en.length) facts.push(`one of: ${en.map((v) => `\`${JSON.stringify(v)}\``).join(', ')}`);
   const lo = (s.minimum ?? s.exclusiveMinimum) as number | undefined;
   const hi = (s.maximum ?? s.exclusiveMaximum) as number | undefined;

@@ -26,6 +26,7 @@ import { type GpuInfo, detectGpus } from '../model/memory';
 import { codeActions } from './quickfix';
 import { type Check, type CheckEnv, CHECKS, SOURCE } from './semantic';
 import { isSweepFile, sweepDiagnostics } from './sweep';
+import { completeSweep, hoverSweep } from './sweepFeatures';
 import { documentSymbols } from './symbols';
 
 export interface ServerOptions {
@@ -133,12 +134,16 @@ export function startServer(connection: Connection, opts: ServerOptions = {}): T
   });
 
   /** Runs a request handler; an exception is logged and answered with `empty`. */
-  function guarded<P extends { textDocument: { uri: string } }, R>(name: string, empty: R, fn: (doc: TextDocument, p: P) => R): (p: P) => R {
+  function guarded<P extends { textDocument: { uri: string } }, R>(name: string, empty: R, fn: (doc: TextDocument, p: P) => R,
+    sweep?: (doc: TextDocument, p: P) => R): (p: P) => R {
     return (p) => {
       const doc = documents.get(p.textDocument.uri);
-      if (!doc || isSweepFile(doc.uri)) return empty; // sweep files: diagnostics only (sweep.ts)
+      if (!doc) return empty;
+      // Sweep files: their own completion and hover (sweepFeatures.ts), diagnostics (sweep.ts), no run-config features.
+      if (isSweepFile(doc.uri) && !sweep) return empty;
+      const handler = isSweepFile(doc.uri) && sweep ? sweep : fn;
       try {
-        return fn(doc, p);
+        return handler(doc, p);
       } catch (err) {
         log(`${name} failed`, err);
         return empty;
@@ -149,11 +154,11 @@ export function startServer(connection: Connection, opts: ServerOptions = {}): T
   connection.onCompletion(guarded('completion', [] as CompletionItem[], (doc, p) => {
     const { cd, analysis } = analysisOf(doc);
     return complete(cd, p.position, { facts: analysis.facts, cacheDir: env().cacheDir });
-  }));
+  }, (doc, p) => completeSweep(ConfigDoc.parse(doc), p.position)));
   connection.onHover(guarded('hover', null as Hover | null, (doc, p) => {
     const { cd, analysis } = analysisOf(doc);
     return hover(cd, p.position, analysis.facts);
-  }));
+  }, (doc, p) => hoverSweep(ConfigDoc.parse(doc), p.position)));
   connection.onCodeLens(guarded('codeLens', [] as CodeLens[], (doc) => codeLenses(analysisOf(doc).cd)));
   connection.onDocumentSymbol(guarded('documentSymbol', [] as DocumentSymbol[], (doc) => documentSymbols(analysisOf(doc).cd)));
   connection.onCodeAction(guarded('codeAction', [] as CodeAction[], (doc, p) => codeActions(doc, p.context.diagnostics)));
