@@ -11,13 +11,12 @@ import * as vscode from 'vscode';
 
 import { type Cmd, requireTrust } from './run';
 import type { Ctx } from '../ctx';
-import { type BaseChoice, type GgufType, ProgressMeter, ggufOutDir } from './exportPlan';
-import { argPath, confirmOut, pickOne, pickSource, revealFolder } from './merge';
+import { type BaseChoice, type GgufType, ggufOutDir } from './exportPlan';
+import { argPath, pickOne, pickSource, runExport } from './merge';
 import { checkCompletedAdapter } from '../gguf/cache';
 import { type GgufExportResult, exportGgufVerified } from '../gguf/export';
 import { ggufSummaryLine } from '../gguf/summary';
-import { HqError, formatError } from '../core/errors';
-import { isNativeError, loadAddon, toHqError } from '../native/addon';
+import { HqError } from '../core/errors';
 
 export interface GgufArgs {
   type?: GgufType;
@@ -43,8 +42,6 @@ function ggufArgs(v: unknown): GgufArgs {
   return a;
 }
 
-const isCancel = (e: unknown): boolean => (e as { code?: unknown } | undefined)?.code === 'E_CANCELLED';
-
 export function exportGgufCommand(ctx: Ctx): Cmd {
   return async (arg?: unknown, opts?: unknown): Promise<GgufExportResult | undefined> => {
     if (!(await requireTrust(TRUST))) return undefined;
@@ -66,51 +63,15 @@ export function exportGgufCommand(ctx: Ctx): Cmd {
     if (!type) return undefined;
     const base = a.base ?? 'dequantized';
     const out = a.out ?? ggufOutDir(source, base, type);
-    const overwrite = await confirmOut(out, a.overwrite);
-    if (overwrite === undefined) return undefined;
-    const title = `Export to GGUF (${type})`;
-    const t0 = Date.now();
-    ctx.log.info(`${title}: ${source} → ${out}`);
-    try {
-      const addon = loadAddon(ctx.extension.extensionPath);
-      const rep = await vscode.window.withProgress(
-        { location: vscode.ProgressLocation.Notification, title: `H-QLoRA: ${title}`, cancellable: true },
-        async (progress, cancellation) => {
-          const cancel = new addon.CancelToken();
-          const sub = cancellation.onCancellationRequested(() => cancel.cancel());
-          const meter = new ProgressMeter();
-          try {
-            return await exportGgufVerified({
-              addon, packageRoot: ctx.extension.extensionPath, cancel,
-              options: { out, overwrite, source, base, type, ...(a.levels !== undefined ? { levels: a.levels } : {}) },
-              onProgress: (p) => progress.report(meter.update(p)),
-              onStatus: (s) => progress.report({ message: s }),
-            });
-          } finally {
-            sub.dispose();
-          }
-        },
-      );
-      const { ok, text } = ggufSummaryLine(rep);
-      ctx.log[ok ? 'info' : 'warn'](`${text} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-      const actions = ['Chat with Adapter', 'Open Folder', 'Show Report'];
-      const shown = ok ? vscode.window.showInformationMessage(`H-QLoRA: ${text}`, ...actions) : vscode.window.showWarningMessage(`H-QLoRA: ${text}`, ...actions);
-      void shown.then((c) => {
-        if (c === 'Chat with Adapter') void vscode.commands.executeCommand('hqlora.chatWithAdapter', source);
-        else if (c === 'Open Folder') void revealFolder(rep.output);
-        else if (c === 'Show Report') void vscode.window.showTextDocument(vscode.Uri.file(path.join(rep.output, 'verify.json')));
-      });
-      return rep;
-    } catch (e) {
-      if (isCancel(e)) {
-        ctx.log.info(`${title} cancelled: ${(e as Error).message}`);
-        void vscode.window.showInformationMessage(`H-QLoRA: ${title} cancelled; nothing was written to ${out}.`);
-        return undefined;
-      }
-      const err = isNativeError(e) ? toHqError(e) : e;
-      ctx.log.error(`${title}: ${formatError(err, true)}`);
-      void vscode.window.showErrorMessage(`H-QLoRA: ${title} failed: ${formatError(err)}`, 'Show Log').then((c) => c && ctx.log.show());
-      return undefined;
-    }
+    return runExport(ctx, {
+      title: `Export to GGUF (${type})`, out, overwrite: a.overwrite, from: source,
+      call: (addon, common, onProgress, onStatus) => exportGgufVerified({
+        addon, packageRoot: ctx.extension.extensionPath, cancel: common.cancel,
+        options: { out: common.out, overwrite: common.overwrite, source, base, type, ...(a.levels !== undefined ? { levels: a.levels } : {}) },
+        onProgress, onStatus,
+      }),
+      summary: ggufSummaryLine,
+      actions: { 'Chat with Adapter': () => void vscode.commands.executeCommand('hqlora.chatWithAdapter', source) },
+    });
   };
 }

@@ -12,7 +12,7 @@ import * as vscode from 'vscode';
 import { type Cmd, requireTrust } from './run';
 import type { Ctx } from '../ctx';
 import {
-  type ExportCommonOptions, type ExportProgress, type ExportReport, type HqloraAddon, isNativeError, loadAddon, toHqError,
+  type CancelToken, type ExportCommonOptions, type ExportProgress, type ExportReport, type HqloraAddon, isNativeError, loadAddon, toHqError,
 } from '../native/addon';
 import { verificationSummary } from '../native/exportReport';
 import { formatError } from '../core/errors';
@@ -118,12 +118,29 @@ export async function confirmOut(out: string, overwrite: boolean | undefined): P
 
 type ExportCall = (addon: HqloraAddon, common: ExportCommonOptions, onProgress: (p: ExportProgress) => void) => Promise<ExportReport>;
 
-/** Runs one addon call under a cancellable notification; shows the verification summary or the error. */
-async function runExport(ctx: Ctx, title: string, out: string, overwriteArg: boolean | undefined, call: ExportCall): Promise<ExportReport | undefined> {
-  const overwrite = await confirmOut(out, overwriteArg);
+/** One export under a cancellable notification (used by the merge/export/combine commands and Export to GGUF). */
+export interface ExportRun<R extends { output: string }> {
+  title: string;
+  out: string;
+  overwrite: boolean | undefined;
+  /** Logged as "<title>: <from> → <out>". */
+  from?: string;
+  call: (addon: HqloraAddon, common: ExportCommonOptions & { cancel: CancelToken }, onProgress: (p: ExportProgress) => void, onStatus: (message: string) => void) => Promise<R>;
+  /** The one-line verdict shown and logged. */
+  summary: (report: R) => { ok: boolean; text: string };
+  /** Actions offered before Open Folder and Show Report. */
+  actions?: Record<string, (report: R) => void>;
+}
+
+const isCancel = (e: unknown): boolean => (e as { code?: unknown } | undefined)?.code === 'E_CANCELLED';
+
+/** Runs one export under a cancellable notification; shows the verification summary or the error. */
+export async function runExport<R extends { output: string }>(ctx: Ctx, run: ExportRun<R>): Promise<R | undefined> {
+  const { title, out } = run;
+  const overwrite = await confirmOut(out, run.overwrite);
   if (overwrite === undefined) return undefined;
   const t0 = Date.now();
-  ctx.log.info(`${title}: → ${out}`);
+  ctx.log.info(`${title}: ${run.from ? `${run.from} ` : ''}→ ${out}`);
   try {
     const addon = loadAddon(ctx.extension.extensionPath);
     const report = await vscode.window.withProgress(
@@ -133,24 +150,27 @@ async function runExport(ctx: Ctx, title: string, out: string, overwriteArg: boo
         const sub = cancellation.onCancellationRequested(() => token.cancel());
         const meter = new ProgressMeter();
         try {
-          return await call(addon, { out, overwrite, cancel: token }, (p) => progress.report(meter.update(p)));
+          return await run.call(addon, { out, overwrite, cancel: token }, (p) => progress.report(meter.update(p)),
+            (message) => progress.report({ message }));
         } finally {
           sub.dispose();
         }
       },
     );
-    const { ok, text } = verificationSummary(report);
+    const { ok, text } = run.summary(report);
     ctx.log[ok ? 'info' : 'warn'](`${text} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-    const actions = ['Open Folder', 'Show Report'];
+    const extra = run.actions ?? {};
+    const actions = [...Object.keys(extra), 'Open Folder', 'Show Report'];
     const shown = ok ? vscode.window.showInformationMessage(`H-QLoRA: ${text}`, ...actions) : vscode.window.showWarningMessage(`H-QLoRA: ${text}`, ...actions);
     void shown.then((c) => {
-      if (c === 'Open Folder') void revealFolder(report.output);
+      if (c !== undefined && extra[c]) extra[c](report);
+      else if (c === 'Open Folder') void revealFolder(report.output);
       else if (c === 'Show Report') void vscode.window.showTextDocument(vscode.Uri.file(path.join(report.output, 'verify.json')));
     });
     return report;
   } catch (e) {
-    if (isNativeError(e) && e.code === 'E_CANCELLED') {
-      ctx.log.info(`${title} cancelled: ${e.message}`);
+    if (isCancel(e)) {
+      ctx.log.info(`${title} cancelled: ${(e as Error).message}`);
       void vscode.window.showInformationMessage(`H-QLoRA: ${title} cancelled; nothing was written to ${out}.`);
       return undefined;
     }
@@ -190,7 +210,7 @@ export function mergeLevelsCommand(ctx: Ctx): Cmd {
     const title = rank > 0 ? `Merge Adapter Levels (rank ${rank})` : 'Merge Adapter Levels';
     const call: ExportCall = (addon, common, onProgress) =>
       addon.mergeLevels({ ...common, source, rank }, onProgress);
-    return runExport(ctx, title, out, a.overwrite, call);
+    return runExport(ctx, { title, out, overwrite: a.overwrite, call, summary: verificationSummary });
   };
 }
 
@@ -216,7 +236,7 @@ export function exportMergedCommand(ctx: Ctx): Cmd {
     const title = `Merge Adapter into Base Model (${base}, ${dtype})`;
     const call: ExportCall = (addon, common, onProgress) =>
       addon.mergeIntoBase({ ...common, source, base, dtype }, onProgress);
-    return runExport(ctx, title, out, a.overwrite, call);
+    return runExport(ctx, { title, out, overwrite: a.overwrite, call, summary: verificationSummary });
   };
 }
 
@@ -270,6 +290,6 @@ export function combineAdaptersCommand(ctx: Ctx): Cmd {
     const title = `Combine ${sources.length} Adapters (${mode}${rank > 0 ? `, rank ${rank}` : ''})`;
     const call: ExportCall = (addon, common, onProgress) =>
       addon.combine({ ...common, sources, mode, rank, ...(a.weights ? { weights: a.weights } : {}) }, onProgress);
-    return runExport(ctx, title, out, a.overwrite, call);
+    return runExport(ctx, { title, out, overwrite: a.overwrite, call, summary: verificationSummary });
   };
 }
