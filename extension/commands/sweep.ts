@@ -12,7 +12,8 @@ import type { Cmd } from './run';
 import { requireTrust } from './run';
 import type { Ctx } from '../ctx';
 import { formatError } from '../core/errors';
-import { RESULTS_JSON, runSweep } from '../sweep/runner';
+import { RESULTS_JSON } from '../sweep/results';
+import { runSweep } from '../sweep/runner';
 import { loadSweep } from '../sweep/spec';
 import { describeChanges } from '../sweep/state';
 

@@ -2,14 +2,11 @@
 // SweepDataMessage), from its files only, like the Sweeps tree (view.ts): sweep-state.json for the cells and their
 // state, sweep-results.json for each cell's split, dataset, seed, eval loss and MMLU, and each cell's events.jsonl
 // for its loss curve, last step, final loss and median tokens/s. Non-finite numbers become null (the schema's Num).
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
 import type { SweepCellRow, SweepCurve, SweepDataMessage } from '../../schemas/generated/sweep-messages';
-import type { SweepResults } from '../../schemas/generated/sweep-results';
-import { readTrainCost } from './results';
+import { readSweepResults, readTrainCost, sweepProgress } from './results';
 import { cellProgress } from './runner';
-import { validateSweepResults } from './schemas';
 import { readState } from './state';
 
 export type SweepData = NonNullable<SweepDataMessage['sweep']>;
@@ -20,7 +17,7 @@ const finite = (x: number | null | undefined): number | null => (typeof x === 'n
 export function sweepPanelData(dir: string, baseline: string): SweepData | null {
   const state = readState(dir);
   if (!state) return null;
-  const results = readResults(dir);
+  const results = readSweepResults(dir);
   const cells: SweepCellRow[] = [];
   const curves: SweepCurve[] = [];
   state.cells.forEach((c, index) => {
@@ -39,18 +36,6 @@ export function sweepPanelData(dir: string, baseline: string): SweepData | null 
   });
   return {
     name: state.name, dir, baseline: results?.baseline ?? baseline, cells, curves,
-    done: cells.filter((c) => c.status === 'done').length,
-    total: cells.length,
-    running: cells.some((c) => c.status === 'training' || c.status === 'evaluating'),
+    ...sweepProgress(cells),
   };
-}
-
-/** sweep-results.json when it is there and matches its schema (written atomically, so a read is whole). */
-function readResults(dir: string): SweepResults | undefined {
-  try {
-    const v: unknown = JSON.parse(readFileSync(path.join(dir, 'sweep-results.json'), 'utf8'));
-    return validateSweepResults(v) ? v : undefined;
-  } catch {
-    return undefined;
-  }
 }

@@ -7,6 +7,7 @@
 // across seeds, and a paired bootstrap over questions of each row's difference to the baseline row (same dataset,
 // same seeds, same questions; stats.ts), with its 95 % interval and a significance mark.
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 
 import type { EvalResultEvent, TrainerEvent } from '../../schemas/generated/trainer-events';
 import type { CellResult, Column, Row, SweepResults } from '../../schemas/generated/sweep-results';
@@ -15,7 +16,30 @@ import { parseEventLine } from '../core/schemas';
 import { CATEGORIES, CATEGORY_LABELS, type Category, categoryOf } from './categories';
 import type { LoadedSweep, SweepCell } from './spec';
 import type { StateCell } from './state';
+import { validateSweepResults } from './schemas';
 import { meanStd, pairedBootstrap, standardError } from './stats';
+
+/** The matrix file of a sweep folder (runner.ts writes it). */
+export const RESULTS_JSON = 'sweep-results.json';
+
+/** sweep-results.json when it is there and matches its schema (it is written atomically, so a read is whole). */
+export function readSweepResults(dir: string): SweepResults | undefined {
+  try {
+    const v: unknown = JSON.parse(readFileSync(path.join(dir, RESULTS_JSON), 'utf8'));
+    return validateSweepResults(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** How far a sweep is: its cells done, all its cells, and whether one is training or evaluating now. */
+export function sweepProgress(cells: readonly { status: string }[]): { done: number; total: number; running: boolean } {
+  return {
+    done: cells.filter((c) => c.status === 'done').length,
+    total: cells.length,
+    running: cells.some((c) => c.status === 'training' || c.status === 'evaluating'),
+  };
+}
 
 export type { SweepResults };
 

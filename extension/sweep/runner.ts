@@ -29,7 +29,7 @@ import { parseEventLine } from '../core/schemas';
 import { trainerEnv } from '../job/trainer';
 import { isSameProcessAlive, procStartTime } from '../registry/proc';
 import { cellMemoryBytes, deviceBudget } from './capacity';
-import { type CellOutcome, buildResults, readTrainCost, resultsCsv, resultsMarkdown, type SweepResults } from './results';
+import { type CellOutcome, RESULTS_JSON, buildResults, readTrainCost, resultsCsv, resultsMarkdown, type SweepResults } from './results';
 import type { LoadedSweep, SweepCell } from './spec';
 import {
   type StateCell, type SweepChanges, type SweepState, acquireLock, addCells, hasStructuralChanges, moveAside, newState,
@@ -68,7 +68,6 @@ export interface SweepOutcome {
   exitCode: number;
 }
 
-export const RESULTS_JSON = 'sweep-results.json';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

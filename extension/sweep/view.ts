@@ -3,12 +3,8 @@
 // terminal (`hqlora sweep`), or ran before a reload:
 //   cells   one line per cell: its state (queued / training k/N · loss / scoring / done · MMLU / failed: why)
 //   matrix  one line per row (split) and dataset: MMLU ± se, Δ to the baseline row [95 % CI] with * when significant
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-
-import type { SweepResults } from '../../schemas/generated/sweep-results';
+import { readSweepResults, sweepProgress } from './results';
 import { cellProgress } from './runner';
-import { validateSweepResults } from './schemas';
 import { readState } from './state';
 
 export interface SweepViewCell {
@@ -41,7 +37,7 @@ const signed = (x: number): string => `${x >= 0 ? '+' : '−'}${pct(Math.abs(x))
 export function sweepView(dir: string): SweepView | undefined {
   const state = readState(dir);
   if (!state) return undefined;
-  const results = readResults(dir);
+  const results = readSweepResults(dir);
   const cells = state.cells.filter((c) => c.status !== 'removed').map((c): SweepViewCell => {
     const r = results?.cells.find((x) => x.id === c.id);
     let description: string = c.status;
@@ -69,18 +65,6 @@ export function sweepView(dir: string): SweepView | undefined {
   }));
   return {
     name: state.name, cells, rows,
-    done: cells.filter((c) => c.status === 'done').length,
-    total: cells.length,
-    running: cells.some((c) => c.status === 'training' || c.status === 'evaluating'),
+    ...sweepProgress(cells),
   };
-}
-
-/** sweep-results.json when it is there and matches its schema (it is written atomically, so a read is whole). */
-function readResults(dir: string): SweepResults | undefined {
-  try {
-    const v: unknown = JSON.parse(readFileSync(path.join(dir, 'sweep-results.json'), 'utf8'));
-    return validateSweepResults(v) ? v : undefined;
-  } catch {
-    return undefined;
-  }
 }
