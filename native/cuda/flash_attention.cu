@@ -73,6 +73,47 @@ __device__ __forceinline__ void c_to_a(uint32_t (&a)[4], const float (&c0)[4], c
     a[3] = pack_bf16x2(c1[2], c1[3]);
 }
 
+template <int NT>
+__device__ __forceinline__ void zero(float (&acc)[NT][4]) {
+#pragma unroll
+    for (int n = 0; n < NT; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+}
+
+// acc[n] += rows wr .. wr + 15 of A · (rows n·8 .. n·8 + 7 of B)ᵀ for n < NT, over the D columns of both: row-major
+// shared tiles of leading dimension ld (S = q·kᵀ, dP = dO·vᵀ, and Sᵀ, dPᵀ with the operands swapped).
+template <int D, int NT>
+__device__ __forceinline__ void mma_abt(float (&acc)[NT][4], const bf16* A, const bf16* B, int ld, int wr, int g,
+                                        int t) {
+#pragma unroll
+    for (int kk = 0; kk < D; kk += 16) {
+        uint32_t a[4];
+        load_a(a, A, ld, wr, kk, g, t);
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+            const bf16* bp = B + (n * 8 + g) * ld + kk + 2 * t;
+            mma16816(acc[n], a, ld2(bp), ld2(bp + 8));
+        }
+    }
+}
+
+// acc[n] += C · B[:, col0 + n·8 .. col0 + n·8 + 7] for n < NT: C the bf16 of the 2·KC C tiles c (KC·16 columns), B a
+// row-major shared tile (leading dimension ld) whose rows are C's columns (B: rows 2t, 2t + 1 (+8) of column
+// col0 + n·8 + g). O += P·v, dV += Pᵀ·dO, dK += dSᵀ·q, dq += dS·k.
+template <int KC, int NT>
+__device__ __forceinline__ void mma_cb(float (&acc)[NT][4], const float (&c)[2 * KC][4], const bf16* B, int ld,
+                                       int col0, int g, int t) {
+#pragma unroll
+    for (int kc = 0; kc < KC; kc++) {
+        uint32_t a[4];
+        c_to_a(a, c[2 * kc], c[2 * kc + 1]);
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+            const bf16* bp = B + (kc * 16 + 2 * t) * ld + col0 + n * 8 + g;
+            mma16816(acc[n], a, ld2col(bp, ld), ld2col(bp + 8 * ld, ld));
+        }
+    }
+}
+
 // rows [r0, r0 + rows) of a [T, D] bf16 matrix into a shared tile [rows][D + kPad]; rows >= T are zero.
 template <int D>
 __device__ __forceinline__ void load_tile(bf16* s, const bf16* g, int r0, int rows, int T) {
@@ -129,8 +170,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(bf16* __restrict__ 
     const int s0 = seg_at(p.seg, b, T, i0), s1 = seg_at(p.seg, b, T, i1);
 
     float o[D / 8][4];
-#pragma unroll
-    for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    zero(o);
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
 
     const int qlast = min(T, q0 + kQTile) - 1;
@@ -144,18 +184,8 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(bf16* __restrict__ 
         __syncthreads();
 
         float s[BC / 8][4];
-#pragma unroll
-        for (int n = 0; n < BC / 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-#pragma unroll
-        for (int kk = 0; kk < D; kk += 16) {
-            uint32_t a[4];
-            load_a(a, Qs, LD, wr, kk, g, t);
-#pragma unroll
-            for (int n = 0; n < BC / 8; n++) {
-                const bf16* kp = Ks + (n * 8 + g) * LD + kk + 2 * t;
-                mma16816(s[n], a, ld2(kp), ld2(kp + 8));
-            }
-        }
+        zero(s);
+        mma_abt<D>(s, Qs, Ks, LD, wr, g, t);   // S = q·kᵀ
         // scores -> base-2 logits (masked: -inf), tile row maxima
         float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
@@ -197,17 +227,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(bf16* __restrict__ 
             o[n][2] *= a1;
             o[n][3] *= a1;
         }
-        // O += P · V   (P: bf16 from the C tiles; V rows 2t, 2t + 1 (+8) of column n·8 + g)
-#pragma unroll
-        for (int kc = 0; kc < BC / 16; kc++) {
-            uint32_t a[4];
-            c_to_a(a, s[2 * kc], s[2 * kc + 1]);
-#pragma unroll
-            for (int n = 0; n < D / 8; n++) {
-                const bf16* vp = Vs + (kc * 16 + 2 * t) * LD + n * 8 + g;
-                mma16816(o[n], a, ld2col(vp, LD), ld2col(vp + 8 * LD, LD));
-            }
-        }
+        mma_cb<BC / 16>(o, s, Vs, LD, 0, g, t);   // O += P · v   (P: bf16 from the C tiles)
     }
     l0 += __shfl_xor_sync(0xFFFFFFFFu, l0, 1);
     l0 += __shfl_xor_sync(0xFFFFFFFFu, l0, 2);
@@ -298,10 +318,8 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dkdv_kernel(float* __restr
     const int sj0 = seg_at(p.seg, b, T, j0), sj1 = seg_at(p.seg, b, T, j1);
 
     float ak[DS / 8][4], av[DS / 8][4];
-#pragma unroll
-    for (int n = 0; n < DS / 8; n++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) ak[n][e] = av[n][e] = 0.0f;
+    zero(ak);
+    zero(av);
 
     const int klast = min(T, k0 + kKTile) - 1;
     const int qt0 = k0 / BQ;
@@ -324,23 +342,10 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dkdv_kernel(float* __restr
             __syncthreads();
             // Sᵀ [16 keys, BQ] = K_w · Qᵀ and dPᵀ = V_w · dOᵀ
             float s[BQ / 8][4], dp[BQ / 8][4];
-#pragma unroll
-            for (int n = 0; n < BQ / 8; n++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) s[n][e] = dp[n][e] = 0.0f;
-#pragma unroll
-            for (int kk = 0; kk < D; kk += 16) {
-                uint32_t ak_[4], av_[4];
-                load_a(ak_, Ks, LD, wr, kk, g, t);
-                load_a(av_, Vs, LD, wr, kk, g, t);
-#pragma unroll
-                for (int n = 0; n < BQ / 8; n++) {
-                    const bf16* qp = Qs + (n * 8 + g) * LD + kk + 2 * t;
-                    const bf16* op = dOs + (n * 8 + g) * LD + kk + 2 * t;
-                    mma16816(s[n], ak_, ld2(qp), ld2(qp + 8));
-                    mma16816(dp[n], av_, ld2(op), ld2(op + 8));
-                }
-            }
+            zero(s);
+            zero(dp);
+            mma_abt<D>(s, Ks, Qs, LD, wr, g, t);
+            mma_abt<D>(dp, Vs, dOs, LD, wr, g, t);
             // element (row = key j, column = query i)
 #pragma unroll
             for (int n = 0; n < BQ / 8; n++)
@@ -349,21 +354,9 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dkdv_kernel(float* __restr
                     const int il = n * 8 + 2 * t + (e & 1);
                     p_ds(s[n][e], dp[n][e], q0 + il, e < 2 ? j0 : j1, Sq[il], e < 2 ? sj0 : sj1, Ls[il], Dd[il], p);
                 }
-            // dV += Pᵀ · dO[:, slice], dK += dSᵀ · Q[:, slice]   (B: rows 2t, 2t + 1 (+8) of column c)
-#pragma unroll
-            for (int kc = 0; kc < BQ / 16; kc++) {
-                uint32_t ap[4], ad[4];
-                c_to_a(ap, s[2 * kc], s[2 * kc + 1]);
-                c_to_a(ad, dp[2 * kc], dp[2 * kc + 1]);
-#pragma unroll
-                for (int n = 0; n < DS / 8; n++) {
-                    const int col = c0 + n * 8 + g;
-                    const bf16* op = dOs + (kc * 16 + 2 * t) * LD + col;
-                    const bf16* qp = Qs + (kc * 16 + 2 * t) * LD + col;
-                    mma16816(av[n], ap, ld2col(op, LD), ld2col(op + 8 * LD, LD));
-                    mma16816(ak[n], ad, ld2col(qp, LD), ld2col(qp + 8 * LD, LD));
-                }
-            }
+            // dV += Pᵀ · dO[:, slice], dK += dSᵀ · Q[:, slice]
+            mma_cb<BQ / 16>(av, s, dOs, LD, c0, g, t);
+            mma_cb<BQ / 16>(ak, dp, Qs, LD, c0, g, t);
         }
     }
     // dk, dv [B, KV, T, D] fp32
@@ -413,8 +406,7 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(float* __restric
     const float D0 = i0 < T ? Dsum[qoff + i0] : 0.0f, D1 = i1 < T ? Dsum[qoff + i1] : 0.0f;
 
     float acc[D / 8][4];
-#pragma unroll
-    for (int n = 0; n < D / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+    zero(acc);
 
     const int qlast = min(T, q0 + kQTile) - 1;
     const int kt0 = p.window > 0 ? max(0, q0 - p.window + 1) / BC : 0, kt1 = qlast / BC;
@@ -426,23 +418,10 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(float* __restric
         for (int idx = threadIdx.x; idx < BC; idx += kThreads) Sk[idx] = seg_at(p.seg, b, T, j0 + idx);
         __syncthreads();
         float s[BC / 8][4], dp[BC / 8][4];
-#pragma unroll
-        for (int n = 0; n < BC / 8; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) s[n][e] = dp[n][e] = 0.0f;
-#pragma unroll
-        for (int kk = 0; kk < D; kk += 16) {
-            uint32_t aq[4], ao[4];
-            load_a(aq, Qs, LD, wr, kk, g, t);
-            load_a(ao, dOs, LD, wr, kk, g, t);
-#pragma unroll
-            for (int n = 0; n < BC / 8; n++) {
-                const bf16* kp = Ks + (n * 8 + g) * LD + kk + 2 * t;
-                const bf16* vp = Vs + (n * 8 + g) * LD + kk + 2 * t;
-                mma16816(s[n], aq, ld2(kp), ld2(kp + 8));
-                mma16816(dp[n], ao, ld2(vp), ld2(vp + 8));
-            }
-        }
+        zero(s);
+        zero(dp);
+        mma_abt<D>(s, Qs, Ks, LD, wr, g, t);     // S = q·kᵀ
+        mma_abt<D>(dp, dOs, Vs, LD, wr, g, t);   // dP = dO·vᵀ
 #pragma unroll
         for (int n = 0; n < BC / 8; n++)
 #pragma unroll
@@ -451,17 +430,7 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(float* __restric
                 p_ds(s[n][e], dp[n][e], e < 2 ? i0 : i1, j0 + jl, e < 2 ? s0 : s1, Sk[jl], e < 2 ? L0 : L1,
                      e < 2 ? D0 : D1, p);
             }
-        // dq += dS · K   (B: key rows 2t, 2t + 1 (+8) of column n·8 + g)
-#pragma unroll
-        for (int kc = 0; kc < BC / 16; kc++) {
-            uint32_t a[4];
-            c_to_a(a, dp[2 * kc], dp[2 * kc + 1]);
-#pragma unroll
-            for (int n = 0; n < D / 8; n++) {
-                const bf16* kp = Ks + (kc * 16 + 2 * t) * LD + n * 8 + g;
-                mma16816(acc[n], a, ld2col(kp, LD), ld2col(kp + 8 * LD, LD));
-            }
-        }
+        mma_cb<BC / 16>(acc, dp, Ks, LD, 0, g, t);   // dq += dS · k
     }
     // dq [B, H, T, D] fp32
     float* d0 = dq + (qoff + i0) * D + 2 * t;

@@ -254,13 +254,23 @@ Cmp compare(const std::vector<float>& got, const std::vector<float>& want) {
     c.ref = std::sqrt(r2);
     return c;
 }
-void check_close(const char* name, const std::vector<float>& got, const std::vector<float>& want, double rtol) {
+// Checks ||got − want|| <= rtol·||want|| + 1e-4·sqrt(n); returns ||got − want|| / ||want|| (0 when want is 0).
+double check_close(const char* name, const std::vector<float>& got, const std::vector<float>& want, double rtol) {
     const Cmp c = compare(got, want);
     CAPTURE(name);
     CAPTURE(c.err);
     CAPTURE(c.ref);
     CHECK(c.nonfinite == 0);
     CHECK(c.err <= rtol * c.ref + 1e-4 * std::sqrt(double(c.n)));
+    return c.ref > 0 ? c.err / c.ref : 0.0;
+}
+
+// A bf16 device buffer's values as fp32.
+std::vector<float> bf16_values(Dev<bf16>& d) {
+    const std::vector<uint16_t> b = d.get<uint16_t>();
+    std::vector<float> f(b.size());
+    for (size_t i = 0; i < b.size(); i++) f[i] = hq::bf16_to_f32(b[i]);
+    return f;
 }
 
 // chunk: kv groups per chunk (0: the default budget); recompute: the backward recomputes P instead of reading it.
@@ -311,11 +321,7 @@ void check_attention(hq::cuda::Gemm& g, int B, int T, int H, int KV, int d, int 
                                  dv_in.p(), recompute ? nullptr : P.p(), work.p(), a);
     HQ_CUDA(cudaStreamSynchronize(g.stream()));
 
-    std::vector<float> outf(nq);
-    {
-        const std::vector<uint16_t> ob = out.get<uint16_t>();
-        for (size_t i = 0; i < nq; i++) outf[i] = hq::bf16_to_f32(ob[i]);
-    }
+    const std::vector<float> outf = bf16_values(out);
     check_close("out", outf, out_ref, 1e-2);
     // P [B, H, T, T]: every element written, zero above the diagonal, rows summing to 1 (bf16).
     {
@@ -436,28 +442,12 @@ double check_flash(hq::cuda::Gemm& g, const FlashCase& fc) {
     hq::cuda::attention_backward(g, dq.p(), dk.p(), dv.p(), ddout.p(), out.p(), lse.p(), q_in.p(), k_in.p(), v_in.p(),
                                  nullptr, work.p(), a);
     HQ_CUDA(cudaStreamSynchronize(g.stream()));
-    std::vector<float> outf(nq);
-    {
-        const std::vector<uint16_t> ob = out.get<uint16_t>();
-        for (size_t i = 0; i < nq; i++) outf[i] = hq::bf16_to_f32(ob[i]);
-    }
+    const std::vector<float> outf = bf16_values(out);
     const std::vector<float> dqf = bhtd_to_bthd(dq.get<float>(), B, H, T, d),
                              dkf = bhtd_to_bthd(dk.get<float>(), B, KV, T, d),
                              dvf = bhtd_to_bthd(dv.get<float>(), B, KV, T, d);
-    check_close("out", outf, out_ref, 1e-2);
-    check_close("dq", dqf, dq_ref, 2e-2);
-    check_close("dk", dkf, dk_ref, 2e-2);
-    check_close("dv", dvf, dv_ref, 2e-2);
-    double worst = 0;
-    const auto rel = [&worst](const std::vector<float>& got, const std::vector<float>& want) {
-        const Cmp c = compare(got, want);
-        if (c.ref > 0) worst = std::max(worst, c.err / c.ref);
-    };
-    rel(outf, out_ref);
-    rel(dqf, dq_ref);
-    rel(dkf, dk_ref);
-    rel(dvf, dv_ref);
-    return worst;
+    return std::max({check_close("out", outf, out_ref, 1e-2), check_close("dq", dqf, dq_ref, 2e-2),
+                     check_close("dk", dkf, dk_ref, 2e-2), check_close("dv", dvf, dv_ref, 2e-2)});
 }
 
 }  // namespace
