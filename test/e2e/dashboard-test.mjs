@@ -1,6 +1,7 @@
 // dashboard-test.mjs — the dashboard shows one run at a time, consistently, and its merge/export buttons finish in
 // the panel. In a real VS Code (code-server) driven by Chromium, with the demo config (test/fixtures/demo.hqlora.yaml):
-//   1. run A trains to completion; run B is stopped with the panel's Stop button at about step 30;
+//   1. run A trains to completion; run B (the same config at 32 micro-batches a step) is stopped with the panel's
+//      Stop button at about step 30;
 //   2. both are overlaid (the selection stays), then each is selected in turn: the header's run id, status and step,
 //      every step chart's first and last x, and which buttons are enabled (and why not, in their tooltips) must all
 //      agree with that run's events.jsonl;
@@ -127,6 +128,13 @@ try {
   // Run B is stopped at about step 30 with a plain mouse click on the panel's Stop button, located while A is still
   // selected (the button stays put). A locator click, even locating the button, while the trainer keeps both cores
   // busy took 1-2 s here: 20-30 more steps of the demo run.
+  // Run B takes 32 micro-batches a step instead of the demo's 4 (nothing else changes): on an idle 2-core machine the
+  // demo trains about 40 steps/s, so step 30 came before the panel had switched to run B and enabled Stop (CI: the
+  // click landed at step 81).
+  const cfg = path.join(ws, 'demo.hqlora.yaml');
+  const demoText = fs.readFileSync(cfg, 'utf8');
+  assert.match(demoText, /^\s*gradient_accumulation_steps: 4$/m, 'the demo config\'s accumulation');
+  fs.writeFileSync(cfg, demoText.replace(/^(\s*gradient_accumulation_steps:) 4$/m, '$1 32'));
   const box = await wv.locator('#btn-stop').boundingBox();
   const [x, y] = [box.x + box.width / 2, box.y + box.height / 2];
   await page.mouse.move(x, y);
