@@ -5,7 +5,10 @@
 // Every non-blank line is validated against schemas/trainer-events.schema.json (core/schemas.ts parseEventLine):
 // a valid event goes to `event`, anything else to `invalid` with the reason (a warning, never a crash). The reader
 // keeps what its users ask of a stream: the start event, the last step, the done and error events. A `start` clears
-// done and error: events.jsonl of a resumed run holds the earlier process's events before it.
+// done and error: events.jsonl of a resumed run holds the earlier process's events before it. readEventFile reads a
+// whole file at once (the sweep's cell outcomes and costs).
+import { readFileSync } from 'node:fs';
+
 import type { DoneEvent, ErrorEvent, StartEvent, StepEvent, TrainerEvent } from '../../schemas/generated/trainer-events';
 import { LineSplitter } from '../core/lines';
 import { parseEventLine } from '../core/schemas';
@@ -67,4 +70,21 @@ export class TrainerEventReader {
     else if (e.type === 'error') this.error = e;
     this.handlers.event?.(e);
   }
+}
+
+/**
+ * A whole event file (events.jsonl, trainer.stdout.jsonl) read at once: the reader after its last line, or null when
+ * the file cannot be read (not written yet).
+ */
+export function readEventFile(file: string, handlers: EventHandlers = {}): TrainerEventReader | null {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch {
+    return null;
+  }
+  const reader = new TrainerEventReader(handlers);
+  reader.push(bytes);
+  reader.end();
+  return reader;
 }

@@ -9,10 +9,10 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
-import type { EvalResultEvent, TrainerEvent } from '../../schemas/generated/trainer-events';
+import type { EvalResultEvent } from '../../schemas/generated/trainer-events';
 import type { CellResult, Column, Row, SweepResults } from '../../schemas/generated/sweep-results';
 import { num } from '../core/format';
-import { parseEventLine } from '../core/schemas';
+import { readEventFile } from '../job/events';
 import { CATEGORIES, CATEGORY_LABELS, type Category, categoryOf } from './categories';
 import type { LoadedSweep, SweepCell } from './spec';
 import type { StateCell } from './state';
@@ -65,32 +65,24 @@ export interface TrainCost {
 
 /** The training cost and loss curve of a run, from its events.jsonl (schema-validated lines only). */
 export function readTrainCost(eventsFile: string): TrainCost | null {
-  let text: string;
-  try {
-    text = readFileSync(eventsFile, 'utf8');
-  } catch {
-    return null;
-  }
   let trainS = 0;
   let segment = 0;
   const tps: number[] = [];
   let peak = 0;
   const losses = new Map<number, number>();
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
-    const p = parseEventLine(line);
-    if (!('event' in p)) continue;
-    const e: TrainerEvent = p.event;
-    if (e.type === 'start') {
-      trainS += segment;
-      segment = 0;
-    } else if (e.type === 'step') {
-      segment = num(e.elapsed_s);
-      tps.push(num(e.tokens_per_s));
-      peak = Math.max(peak, e.memory_bytes);
-      losses.set(e.step, num(e.loss));
-    }
-  }
+  readEventFile(eventsFile, {
+    event: (e) => {
+      if (e.type === 'start') {
+        trainS += segment;
+        segment = 0;
+      } else if (e.type === 'step') {
+        segment = num(e.elapsed_s);
+        tps.push(num(e.tokens_per_s));
+        peak = Math.max(peak, e.memory_bytes);
+        losses.set(e.step, num(e.loss));
+      }
+    },
+  });
   trainS += segment;
   if (tps.length === 0) return null;
   tps.sort((a, b) => a - b);

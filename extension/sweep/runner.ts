@@ -24,10 +24,11 @@ import { evaluateRun } from '../job/evaluate';
 import { HqError, formatError } from '../core/errors';
 import { num } from '../core/format';
 import { prepareRun } from '../job/job';
+import { TrainerEventReader, readEventFile } from '../job/events';
 import { explainSignal, writeRunJson } from '../job/launcher';
-import { parseEventLine } from '../core/schemas';
 import { trainerEnv } from '../job/trainer';
 import { isSameProcessAlive, procStartTime } from '../registry/proc';
+import { FileTailer } from '../registry/tail';
 import { cellMemoryBytes, deviceBudget } from './capacity';
 import { type CellOutcome, RESULTS_JSON, buildResults, readTrainCost, resultsCsv, resultsMarkdown, type SweepResults } from './results';
 import type { LoadedSweep, SweepCell } from './spec';
@@ -71,24 +72,16 @@ export interface SweepOutcome {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** How a cell's trainer ended, from its events.jsonl: the events after its last start. */
+/** How a cell's trainer ended, from its events.jsonl: the last done or error event after its last start. */
 function trainerOutcome(runDir: string): { status: 'completed' | 'stopped' | 'error' | 'none'; message: string } {
-  let text: string;
-  try {
-    text = readFileSync(path.join(runDir, 'events.jsonl'), 'utf8');
-  } catch {
-    return { status: 'none', message: '' };
-  }
   let out: { status: 'completed' | 'stopped' | 'error' | 'none'; message: string } = { status: 'none', message: '' };
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
-    const p = parseEventLine(line);
-    if (!('event' in p)) continue;
-    const e = p.event;
-    if (e.type === 'start') out = { status: 'none', message: '' };
-    else if (e.type === 'done') out = { status: e.status, message: '' };
-    else if (e.type === 'error') out = { status: 'error', message: `${e.code}: ${e.message}${e.hint ? ` (${e.hint})` : ''}` };
-  }
+  readEventFile(path.join(runDir, 'events.jsonl'), {
+    event: (e) => {
+      if (e.type === 'start') out = { status: 'none', message: '' };
+      else if (e.type === 'done') out = { status: e.status, message: '' };
+      else if (e.type === 'error') out = { status: 'error', message: `${e.code}: ${e.message}${e.hint ? ` (${e.hint})` : ''}` };
+    },
+  });
   if (out.status === 'completed' && !existsSync(path.join(runDir, 'adapter', 'adapter.safetensors'))) return { status: 'none', message: '' };
   return out;
 }
@@ -368,30 +361,12 @@ function trainerOf(runJson: string): { pid: number; start: string | undefined } 
   return undefined;
 }
 
-/** Polls events.jsonl and delivers each new schema-valid event. */
+/** Polls events.jsonl and delivers each new schema-valid event (a truncated file is read again from its start). */
 function followEvents(runDir: string, onEvent: (e: TrainerEvent) => void): { stop(): void } {
-  const file = path.join(runDir, 'events.jsonl');
-  let offset = 0;
-  let rest = '';
-  const poll = (): void => {
-    let buf: Buffer;
-    try {
-      buf = readFileSync(file);
-    } catch {
-      return;
-    }
-    if (buf.length < offset) offset = 0;
-    const text = rest + buf.subarray(offset).toString('utf8');
-    offset = buf.length;
-    const lines = text.split('\n');
-    rest = lines.pop() ?? '';
-    for (const l of lines) {
-      const p = parseEventLine(l);
-      if ('event' in p) onEvent(p.event);
-    }
-  };
-  const timer = setInterval(poll, 250);
-  return { stop: () => { clearInterval(timer); poll(); } };
+  const reader = new TrainerEventReader({ event: onEvent });
+  const tailer = new FileTailer(path.join(runDir, 'events.jsonl'), { onLines: (lines) => reader.lines(lines), onReset: () => reader.reset() });
+  tailer.follow();
+  return { stop: () => { tailer.stop(); tailer.drain(); } };
 }
 
 async function scoreCell(opts: SweepRunOptions, sc: StateCell): Promise<void> {
@@ -411,20 +386,7 @@ async function scoreCell(opts: SweepRunOptions, sc: StateCell): Promise<void> {
 
 /** Used by tests and the view: how much of the run's training is done, from its last step event. */
 export function cellProgress(runDir: string): { step: number; total: number; loss: number | null } {
-  let step = 0, total = 0;
-  let loss: number | null = null;
-  try {
-    for (const line of readFileSync(path.join(runDir, 'events.jsonl'), 'utf8').split('\n')) {
-      const p = line.trim() ? parseEventLine(line) : undefined;
-      if (p && 'event' in p && p.event.type === 'step') {
-        step = p.event.step;
-        total = p.event.total_steps;
-        loss = num(p.event.loss);
-      }
-    }
-  } catch {
-    /* not started */
-  }
-  return { step, total, loss };
+  const last = readEventFile(path.join(runDir, 'events.jsonl'))?.lastStep;
+  return last ? { step: last.step, total: last.total_steps, loss: num(last.loss) } : { step: 0, total: 0, loss: null };
 }
 
