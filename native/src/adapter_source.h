@@ -2,7 +2,10 @@
 //   hierarchical  <dir>/adapter.safetensors (+ adapter_metadata.json) or the .safetensors file itself,
 //                 keys M.levels.{j}.lora_{A,B}.weight, levels from the `hqlora.levels` metadata (CONTRACTS §4)
 //   peft          <dir>/adapter_config.json + adapter_model.safetensors, keys base_model.model.M.lora_{A,B}.weight,
-//                 one level {r, lora_alpha} (rank_pattern / alpha_pattern must be empty)
+//                 one level {r, lora_alpha}; rank_pattern / alpha_pattern give a module its own rank / alpha (PEFT's
+//                 rule: the first key K, in file order, with re.match(rf"(.*\.)?({K})$", module)). Phi-3's fused
+//                 qkv_proj / gate_up_proj modules are read as their projections (q/k/v, gate/up), each with the
+//                 fused A and its rows of the fused B (proj_rows of the base model's config.json)
 //   run folder    <run>/adapter/ (hierarchical); <run>/run.json supplies the base model path and the quantization
 // Opening validates everything that can be validated without reading weights: every module has every level with
 // A [r_j, in] and B [out, r_j] and no stray tensors. Errors name the file and the tensor.
@@ -19,6 +22,13 @@ namespace hq {
 struct SourceModule {
     std::string name;   // "model.layers.0.self_attn.q_proj"
     int in = 0, out = 0;
+    // Where its tensors are (PEFT): the module `stored` (= name, or the fused "...self_attn.qkv_proj" of a Phi-3
+    // adapter), lora_A [rank, in] and rows [row0, row0 + out) of lora_B [stored_out, rank]; scale = its alpha / rank
+    // (rsLoRA: / sqrt(rank)).
+    std::string stored;
+    int64_t row0 = 0, stored_out = 0;
+    int rank = 0;
+    float scale = 1.0f;
 };
 
 struct AdapterSource {
@@ -28,6 +38,10 @@ struct AdapterSource {
     std::vector<LevelSpec> levels;       // rank, alpha per level
     std::vector<float> scales;           // per level, as the forward uses it
     bool rslora = false;
+    // PEFT modules of different ranks or alphas (rank_pattern / alpha_pattern): levels = {{R, R}} (scale 1) with R
+    // the largest rank, and read_level gives each module's A times its own scale, zero-padded to R rows, and B
+    // zero-padded to R columns, so B·A is exactly that module's update.
+    bool per_module = false;
     std::vector<std::string> target_modules;   // projection short names present, canonical order (q_proj, ...)
     std::vector<SourceModule> modules;   // sorted by layer, then q,k,v,o,gate,up,down
     std::string base_model;              // base model folder ("" when unknown)
@@ -43,11 +57,15 @@ struct AdapterSource {
     // All levels with the scales folded into A: A [R, in] = concat_rows(s_j·A_j), B [out, R] = concat_cols(B_j).
     // This is the exact flat form: B·A = Σ s_j·B_j·A_j.
     void read_flat(const SourceModule& m, std::vector<float>* A, std::vector<float>* B) const;
+    // read_level of a PEFT module (its rows of the stored lora_B; padded and scaled when per_module).
+    void read_peft(const SourceModule& m, std::vector<float>* A, std::vector<float>* B) const;
     // Drops the mapped pages of everything read so far (keeps resident memory bounded on big adapters).
     void release_pages() const;
 };
 
-AdapterSource open_adapter_source(const std::string& path);
+// `base_dir`: the base model folder whose config.json lays out Phi-3's fused modules ("" = the adapter's own
+// base_model_name_or_path / run.json / adapter_metadata.json path).
+AdapterSource open_adapter_source(const std::string& path, const std::string& base_dir = "");
 
 // The AdapterSpec a Model needs to hold this adapter's levels exactly (targets = the source's target modules).
 AdapterSpec source_adapter_spec(const AdapterSource& src);

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <future>
 #include <map>
+#include <memory>
 #include <set>
 
 #include <sys/mman.h>
@@ -172,6 +173,110 @@ std::vector<TensorDecl> peft_decls(const std::vector<SourceModule>& mods, int r)
     return d;
 }
 
+// One module of a flat PEFT export: its HF name and the source modules in it, each with its first row. A module of
+// its own, or (Phi-3) one fused qkv_proj / gate_up_proj holding its projections' rows (proj_rows), as PEFT sees
+// Phi3Attention / Phi3MLP.
+struct PeftModule {
+    std::string name;
+    int64_t out = 0, in = 0;
+    int rank = 0;
+    std::vector<std::pair<const SourceModule*, int64_t>> parts;
+};
+
+// The export's modules for sources of rank R each. Fused (cfg set): one per fused tensor, of rank parts·R when
+// `exact` (lora_A = the parts' A stacked by rows, lora_B = each part's B on its rows and its own R columns: B·A adds
+// every projection's update to its rows only) or k (the truncated SVD of the fused update); else one per module.
+std::vector<PeftModule> peft_layout(const std::vector<SourceModule>& mods, const ModelConfig* cfg, int R, int k) {
+    std::vector<PeftModule> out;
+    std::map<std::string, size_t> at;   // fused name -> index in out
+    for (const SourceModule& m : mods) {
+        const ProjRows pr = cfg ? proj_rows(*cfg, m.name) : ProjRows{m.name + ".weight", 0, m.out};
+        const std::string name = pr.tensor.substr(0, pr.tensor.size() - 7);   // without ".weight"
+        auto it = at.find(name);
+        if (it == at.end()) {
+            PeftModule pm{name, 0, m.in, 0, {}};
+            if (cfg) {   // the fused tensor's rows: the end of its last projection
+                const std::string stem = name.substr(0, name.rfind('.') + 1);
+                for (const char* p : {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}) {
+                    const ProjRows q = proj_rows(*cfg, stem + p);
+                    if (q.tensor == pr.tensor) pm.out = std::max(pm.out, q.row0 + q.rows);
+                }
+            } else {
+                pm.out = m.out;
+            }
+            it = at.emplace(name, out.size()).first;
+            out.push_back(pm);
+        }
+        PeftModule& pm = out[it->second];
+        HQ_ASSERT(pm.in == m.in && pr.row0 + m.out <= pm.out);
+        pm.parts.push_back({&m, pr.row0});
+    }
+    for (PeftModule& pm : out) pm.rank = k < R ? k : int(pm.parts.size()) * R;
+    return out;
+}
+
+// Exact flat form of a PeftModule: A [parts·R, in] = the parts' A stacked, B [out, parts·R] block diagonal.
+void read_stacked(const AdapterSource& src, const PeftModule& pm, int R, std::vector<float>* A, std::vector<float>* B) {
+    const int64_t n = (int64_t)pm.parts.size(), nR = n * R;
+    A->assign(size_t(nR * pm.in), 0.0f);
+    B->assign(size_t(pm.out * nR), 0.0f);
+    std::vector<float> a, b;
+    for (int64_t p = 0; p < n; p++) {
+        const SourceModule& m = *pm.parts[size_t(p)].first;
+        const int64_t row0 = pm.parts[size_t(p)].second;
+        src.read_flat(m, &a, &b);
+        std::copy(a.begin(), a.end(), A->begin() + p * R * pm.in);
+        for (int64_t o = 0; o < m.out; o++)
+            std::copy(b.begin() + o * R, b.begin() + (o + 1) * R, B->begin() + (row0 + o) * nR + p * R);
+    }
+}
+
+std::vector<TensorDecl> peft_decls(const std::vector<PeftModule>& mods) {
+    std::vector<TensorDecl> d;
+    for (const PeftModule& m : mods) {
+        d.push_back({peft_key(m.name, 'A'), DType::F32, {m.rank, m.in}});
+        d.push_back({peft_key(m.name, 'B'), DType::F32, {m.out, m.rank}});
+    }
+    return d;
+}
+
+// adapter_config.json of an export at rank r: target_modules are the modules' short names; a module of another
+// rank gets it in rank_pattern and alpha_pattern (alpha = rank: PEFT's scaling stays 1), keyed by its short name when
+// every module of that name has it, else by its full name.
+json peft_layout_config(const std::vector<PeftModule>& mods, int r, const std::string& base) {
+    std::vector<std::string> targets;
+    std::map<std::string, std::set<int>> ranks;
+    auto leaf = [](const std::string& n) { return n.substr(n.rfind('.') + 1); };
+    for (const PeftModule& m : mods) {
+        if (std::find(targets.begin(), targets.end(), leaf(m.name)) == targets.end()) targets.push_back(leaf(m.name));
+        ranks[leaf(m.name)].insert(m.rank);
+    }
+    json cfg = peft_config_json(r, targets, base);
+    for (const PeftModule& m : mods) {
+        if (m.rank == r) continue;
+        const std::string key = ranks[leaf(m.name)].size() == 1 ? leaf(m.name) : m.name;
+        cfg["rank_pattern"][key] = m.rank;
+        cfg["alpha_pattern"][key] = m.rank;
+    }
+    return cfg;
+}
+
+// The base config when the base model stores fused projections (Phi-3), so the PEFT export names the fused modules;
+// nullptr otherwise. A Phi-3 adapter whose base config.json is not at hand is refused (its rows are unknown).
+std::unique_ptr<ModelConfig> fused_base_config(const AdapterSource& src, const std::string& base) {
+    const std::string cj = path_join(base, "config.json");
+    if (!base.empty() && path_exists(cj)) {
+        auto cfg = std::make_unique<ModelConfig>(load_model_config(base));
+        return cfg->fused_proj ? std::move(cfg) : nullptr;
+    }
+    HQ_CHECK(src.architecture != "phi3", "E_CONFIG",
+             src.file << " is a Phi-3 adapter: its PEFT export holds the fused qkv_proj / gate_up_proj modules, laid "
+                      << "out by the base model's config.json, and "
+                      << (base.empty() ? std::string("the base model is unknown") : "there is no " + cj),
+             (Where{src.file, "", "base_model", -1, -1}), "pass the base model folder (--base-model DIR)");
+    return nullptr;
+}
+
 std::string resolve_base(const ExportCommon& o, const AdapterSource& s) {
     return !o.base_model.empty() ? o.base_model : s.base_model;
 }
@@ -194,7 +299,7 @@ json verify_peft(const ExportCommon& o, const std::string& base, const QuantSpec
     const std::vector<float> ref = reference_logits(base, quant, refs, ids);
     export_check_cancel(o, "verify");
     export_report(o, "verify", 1, 2, "exported");
-    const AdapterSource exported = open_adapter_source(peft_dir);
+    const AdapterSource exported = open_adapter_source(peft_dir, base);
     const std::vector<float> got = reference_logits(base, quant, {{&exported, 1.0}}, ids);
     export_report(o, "verify", 2, 2, "exported");
     json c = compare_logits(ref, got, exact ? o.tolerance : o.lossy_tolerance);
@@ -216,29 +321,32 @@ json merge_levels(const MergeLevelsOptions& o) {
     const auto t0 = std::chrono::steady_clock::now();
     HQ_CHECK(o.rank >= 0, "E_CONFIG", "rank " << o.rank << " < 0", (Where{"", "", "rank", -1, -1}),
              "0 = exact merge, or a positive target rank");
-    AdapterSource src = open_adapter_source(o.source);
+    AdapterSource src = open_adapter_source(o.source, o.base_model);
     const int R = src.total_rank();
     const int k = (o.rank == 0 || o.rank >= R) ? R : o.rank;
     const bool lossy = k < R;
     const std::string base = resolve_base(o, src);
+    const std::unique_ptr<ModelConfig> fused = fused_base_config(src, base);
+    const std::vector<PeftModule> layout = peft_layout(src.modules, fused.get(), R, k);
     return build_dir(o, {o.source}, [&](const std::string& tmp) {
         const std::string file = path_join(tmp, "adapter_model.safetensors");
-        StreamingSafetensorsWriter w(file, peft_decls(src.modules, k), {{"format", "pt"}});
+        StreamingSafetensorsWriter w(file, peft_decls(layout), {{"format", "pt"}});
         json mods = json::array();
         double min_ret = 1.0, max_err = 0.0;
         std::vector<float> A, B;
-        const int64_t n = (int64_t)src.modules.size();
+        const int64_t n = (int64_t)layout.size();
         for (int64_t i = 0; i < n; i++) {
-            const SourceModule& m = src.modules[size_t(i)];
+            const PeftModule& m = layout[size_t(i)];
             export_check_cancel(o, m.name);
-            src.read_flat(m, &A, &B);
+            read_stacked(src, m, R, &A, &B);
+            const int nR = int(m.parts.size()) * R;
             if (!lossy) {
                 w.write_f32(peft_key(m.name, 'A'), A.data(), A.size());
                 w.write_f32(peft_key(m.name, 'B'), B.data(), B.size());
             } else {
-                const LowRankSVD s = lowrank_svd(B.data(), A.data(), m.out, m.in, R, k);
+                const LowRankSVD s = lowrank_svd(B.data(), A.data(), m.out, m.in, nR, k);
                 double sq = 0, refmax = 0;
-                const double me = max_abs_diff_products(B.data(), A.data(), R, s.B.data(), s.A.data(), k, m.out, m.in,
+                const double me = max_abs_diff_products(B.data(), A.data(), nR, s.B.data(), s.A.data(), k, m.out, m.in,
                                                         &sq, &refmax);
                 w.write_f32(peft_key(m.name, 'A'), s.A.data(), s.A.size());
                 w.write_f32(peft_key(m.name, 'B'), s.B.data(), s.B.size());
@@ -251,12 +359,12 @@ json merge_levels(const MergeLevelsOptions& o) {
             export_report(o, "merge", i + 1, n, m.name);
         }
         w.finish();
-        write_file_atomic(path_join(tmp, "adapter_config.json"),
-                          peft_config_json(k, src.target_modules, base).dump(2) + "\n");
+        write_file_atomic(path_join(tmp, "adapter_config.json"), peft_layout_config(layout, k, base).dump(2) + "\n");
         const QuantSpec q = effective_quant(o, src);
         json rep = {{"operation", "merge_levels"}, {"format", "peft"}, {"source", o.source}, {"source_kind", src.kind},
                     {"levels", json::array()}, {"total_rank", R}, {"rank", k}, {"exact", !lossy},
                     {"n_modules", n}, {"trainer_version", HQ_VERSION}};
+        if (fused) rep["fused_modules"] = "qkv_proj = q, k, v; gate_up_proj = gate, up (rank_pattern in adapter_config.json)";
         for (size_t j = 0; j < src.levels.size(); j++)
             rep["levels"].push_back({{"rank", src.levels[j].rank}, {"alpha", src.levels[j].alpha}, {"scale", src.scales[j]}});
         if (lossy) {
@@ -354,7 +462,7 @@ BaseMergePlan plan_base_merge(const MergeIntoBaseOptions& o) {
     p.out_dt = merge_out_dtype(o.dtype);
     HQ_CHECK(o.max_shard_bytes >= (1u << 16), "E_CONFIG", "max shard size " << o.max_shard_bytes << " is too small",
              (Where{"", "", "max_shard_bytes", -1, -1}), "use at least 64 KiB");
-    p.src = open_adapter_source(o.source);
+    p.src = open_adapter_source(o.source, o.base_model);
     p.base = resolve_base(o, p.src);
     HQ_CHECK(!p.base.empty(), "E_CONFIG", "the base model of " << o.source << " is unknown", (Where{p.src.file, "", "base_model", -1, -1}),
              "pass the base model folder (--base-model DIR)");
@@ -651,7 +759,7 @@ json combine_adapters(const CombineOptions& o) {
     for (double w : wts)
         HQ_CHECK(std::isfinite(w), "E_CONFIG", "weight " << w << " is not finite", (Where{"", "", "weights", -1, -1}), "");
     std::vector<AdapterSource> srcs;
-    for (const std::string& p : o.sources) srcs.push_back(open_adapter_source(p));
+    for (const std::string& p : o.sources) srcs.push_back(open_adapter_source(p, o.base_model));
     const AdapterSource& s0 = srcs[0];
     for (size_t i = 1; i < srcs.size(); i++) {
         const AdapterSource& s = srcs[i];

@@ -173,6 +173,113 @@ TEST_CASE("merge levels -> flat PEFT is exact and verifies against the hierarchi
     }
 }
 
+TEST_CASE("merge levels -> flat PEFT for Phi-3 names the fused qkv_proj / gate_up_proj and is exact") {
+    // PEFT wraps Phi3Attention.qkv_proj and Phi3MLP.gate_up_proj, so the export holds those: lora_A = the q, k, v (or
+    // gate, up) flat A's stacked [3R, C], lora_B block diagonal [(H+2KV)·d, 3R]; r = lora_alpha = R = 8 with
+    // rank_pattern = alpha_pattern = {qkv_proj: 24, gate_up_proj: 16} keeps PEFT's scaling at 1.
+    TmpDir t;
+    write_adapter_from_golden(golden("tiny-phi3"), fixture("tiny-phi3"), "", t / "adapter");
+    MergeLevelsOptions o;
+    o.source = t / "adapter";
+    o.out_dir = t / "peft";
+    const json rep = merge_levels(o);
+    MESSAGE("tiny-phi3: " << export_summary(rep));
+    CHECK(rep["exact"] == true);
+    CHECK(rep["verification"]["status"] == "pass");
+    CHECK(rep["verification"]["max_abs_diff"].get<double>() <= 1e-5);
+    const json cfg = json::parse(read_file(t / "peft/adapter_config.json"));
+    CHECK(cfg["r"] == 8);
+    CHECK(cfg["lora_alpha"] == 8);
+    CHECK(cfg["target_modules"] == json({"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}));
+    CHECK(cfg["rank_pattern"] == json({{"qkv_proj", 24}, {"gate_up_proj", 16}}));
+    CHECK(cfg["alpha_pattern"] == cfg["rank_pattern"]);
+
+    // The file, read raw as PEFT reads it: exactly the fused keys, and each fused B·A is the projections' Σ s_j B_j A_j
+    // on their rows (H·d = 64, KV·d = 32, F = 128 in tiny-phi3).
+    auto f = SafeTensorsFile::open(t / "peft/adapter_model.safetensors");
+    CHECK(f->tensors().size() == 2 * 4 * 2);
+    const AdapterSource h = open_adapter_source(t / "adapter");
+    struct Fused { const char* name; int64_t out, in; int rank; std::vector<std::pair<const char*, int64_t>> parts; };
+    const std::vector<Fused> layout = {{"self_attn.qkv_proj", 128, 64, 24, {{"self_attn.q_proj", 0}, {"self_attn.k_proj", 64}, {"self_attn.v_proj", 96}}},
+                                       {"self_attn.o_proj", 64, 64, 8, {{"self_attn.o_proj", 0}}},
+                                       {"mlp.gate_up_proj", 256, 64, 16, {{"mlp.gate_proj", 0}, {"mlp.up_proj", 128}}},
+                                       {"mlp.down_proj", 64, 128, 8, {{"mlp.down_proj", 0}}}};
+    double worst = 0;
+    for (int l = 0; l < 2; l++) {
+        const std::string p = "model.layers." + std::to_string(l) + ".";
+        for (const Fused& fm : layout) {
+            const std::string key = "base_model.model." + p + fm.name;
+            const TensorInfo* ta = f->find(key + ".lora_A.weight");
+            const TensorInfo* tb = f->find(key + ".lora_B.weight");
+            REQUIRE_MESSAGE((ta && tb), key);
+            CHECK(ta->shape == std::vector<int64_t>{fm.rank, fm.in});
+            CHECK(tb->shape == std::vector<int64_t>{fm.out, fm.rank});
+            const std::vector<float> dW = matmul(f->read_f32(key + ".lora_B.weight"), f->read_f32(key + ".lora_A.weight"),
+                                                 int(fm.out), fm.rank, int(fm.in));
+            std::vector<float> ref(dW.size(), 0.0f), a, b;
+            for (const auto& [part, row0] : fm.parts) {
+                const SourceModule* sm = h.find(p + part);
+                REQUIRE(sm != nullptr);
+                for (int j = 0; j < 3; j++) {
+                    h.read_level(*sm, j, &a, &b);
+                    const std::vector<float> d = matmul(b, a, sm->out, h.levels[size_t(j)].rank, sm->in);
+                    for (size_t i = 0; i < d.size(); i++) ref[size_t(row0) * fm.in + i] += h.scales[size_t(j)] * d[i];
+                }
+            }
+            worst = std::max(worst, max_abs(dW, ref));
+        }
+    }
+    MESSAGE("tiny-phi3: max |B_fused A_fused - Σ s_j B_j A_j on the rows| = " << worst);
+    CHECK(worst <= 1e-6);
+
+    // Our reader splits the fused modules back into the projections (rows from the base config.json) with the
+    // same updates; without a base config it refuses, naming the module and what to pass.
+    const AdapterSource back = open_adapter_source(t / "peft", fixture("tiny-phi3"));
+    REQUIRE(back.modules.size() == 14);
+    CHECK(back.per_module);
+    CHECK(back.target_modules == h.target_modules);
+    double worst_back = 0;
+    for (const SourceModule& sm : h.modules) {
+        std::vector<float> a, b, a2, b2;
+        h.read_flat(sm, &a, &b);
+        const SourceModule* bm = back.find(sm.name);
+        REQUIRE(bm != nullptr);
+        back.read_flat(*bm, &a2, &b2);
+        worst_back = std::max(worst_back, max_abs(matmul(b, a, sm.out, 8, sm.in), matmul(b2, a2, sm.out, back.total_rank(), sm.in)));
+    }
+    MESSAGE("tiny-phi3: max |ΔW read back - ΔW hierarchical| = " << worst_back);
+    CHECK(worst_back <= 1e-6);
+    json nobase = cfg;
+    nobase["base_model_name_or_path"] = "microsoft/Phi-3-mini-4k-instruct";
+    write_file_atomic(t / "peft/adapter_config.json", nobase.dump(2));
+    const Error e = expect_error([&] { open_adapter_source(t / "peft"); });
+    CHECK(e.code() == "E_CONFIG");
+    CHECK(std::string(e.what()).find("is a fused Phi-3 projection") != std::string::npos);
+    CHECK(e.hint().find("--base-model") != std::string::npos);
+    // ... and merges into base given the base: the same model as from the hierarchical adapter.
+    MergeIntoBaseOptions mb;
+    mb.source = t / "peft";
+    mb.base_model = fixture("tiny-phi3");
+    mb.dtype = "fp32";
+    mb.out_dir = t / "merged";
+    const json mrep = merge_into_base(mb);
+    MESSAGE("tiny-phi3 peft -> merged: " << export_summary(mrep));
+    CHECK(mrep["verification"]["status"] == "pass");
+    CHECK(mrep["verification"]["max_abs_diff"].get<double>() <= 1e-5);
+
+    // The Phi-3 export without a base config.json is refused before anything is written.
+    write_adapter_from_golden(golden("tiny-phi3"), fixture("tiny-phi3"), "", t / "adapter2");
+    json meta = json::parse(read_file(t / "adapter2/adapter_metadata.json"));
+    meta["base_model"]["path"] = t / "no-such-base";
+    write_file_atomic(t / "adapter2/adapter_metadata.json", meta.dump(2));
+    o.source = t / "adapter2";
+    o.out_dir = t / "peft2";
+    const Error e2 = expect_error([&] { merge_levels(o); });
+    CHECK(e2.code() == "E_CONFIG");
+    CHECK(std::string(e2.what()).find("Phi-3 adapter") != std::string::npos);
+    CHECK(!path_exists(t / "peft2"));
+}
+
 TEST_CASE("merge levels with SVD re-compression reports energy and error within the Eckart-Young bounds") {
     TmpDir t;
     write_adapter_from_golden(golden("tiny-llama"), fixture("tiny-llama"), "final.", t / "adapter");

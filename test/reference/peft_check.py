@@ -22,6 +22,13 @@ native/tests/test_merge.cpp compares these logits with our hierarchical forward 
     python3 test/reference/peft_check.py --inputs native/build/peft_inputs --out $OUT/peft   # GPU machine (run tool,
                                                           # carry native/build/peft_inputs), ~30 s
     cp $OUT/peft/*.safetensors test/golden/peft/
+The families (test/golden/peft/peft_check_families.log):
+    native/build/bin/make_peft_inputs . native/build/peft_inputs tiny-qwen2,tiny-qwen2-tied,tiny-qwen3,tiny-mistral,tiny-gemma2,tiny-gemma3,tiny-phi3
+    python3 test/reference/peft_check.py --inputs native/build/peft_inputs --out $OUT/peft \
+        --models tiny-qwen2,tiny-qwen2-tied,tiny-qwen3,tiny-mistral,tiny-gemma2,tiny-gemma3,tiny-phi3
+Phi-3's export names PEFT's fused modules (Phi3Attention.qkv_proj, Phi3MLP.gate_up_proj): lora_A = the q, k, v (gate,
+up) A's stacked, lora_B block diagonal, r = lora_alpha = 8 with rank_pattern = alpha_pattern = {qkv_proj: 24,
+gate_up_proj: 16}, so every PEFT scaling is still 1 (checked below).
 """
 from __future__ import annotations
 
