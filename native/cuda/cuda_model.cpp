@@ -935,6 +935,7 @@ LossOut CudaModel::forward_backward(const int32_t* ids, const int32_t* labels, i
             DevActs& a = acts_[ckpt_ ? 0 : l];
             if (ckpt_ && l != nL - 1) layer_forward(l, xs_[l].data(), ytmp_.data(), a, B, T);
             layer_backward(l, xs_[l].data(), a, dy, dx, B, T);
+            grads_ready(l);   // data parallel: this layer's bucket may start on the NCCL stream
             std::swap(dy, dx);
         }
     }

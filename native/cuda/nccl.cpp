@@ -8,6 +8,11 @@
 // failure (dist_failed) or distributed.timeout_s and aborts instead of hanging; older NCCL blocks in init, and the
 // watchdog's grace period ends such a rank.
 //
+// Overlap (start_all_reduce_sum): each bucket is summed on the collective's own stream, after an event recorded on
+// the model's stream when the bucket's layers have been enqueued, so the sum runs on the GPU beside the backward of
+// the layers below; wait_all_reduces makes the model's stream wait for the NCCL stream before the clipping. Every
+// NCCL call of the communicator then goes to that one stream, in the same order on every rank.
+//
 // Per step: all_reduce_sum enqueues each gradient bucket (fp32, in place) on the model's stream and returns;
 // all_reduce_host (the loss sums and flags, fp64) enqueues after them on the same stream, records an event and polls
 // it, so the one wait of the step covers every collective of the step. NCCL's sum order is its own (ring or tree),
@@ -176,6 +181,9 @@ class NcclCollective final : public Collective {
             }
             comm_ = nullptr;
         }
+        for (cudaEvent_t e : ready_) cudaEventDestroy(e);
+        if (joined_) cudaEventDestroy(joined_);
+        if (comm_stream_) cudaStreamDestroy(comm_stream_);
         if (done_) cudaEventDestroy(done_);
         if (order_) cudaEventDestroy(order_);
         if (pinned_) cudaFreeHost(pinned_);
@@ -213,6 +221,46 @@ class NcclCollective final : public Collective {
         if (r != ncclInProgress) check(r, "ncclAllReduce (gradients)");
         lock.unlock();
         if (r == ncclInProgress) wait_async("ncclAllReduce (gradients)");
+    }
+
+    void start_all_reduce_sum(float* data, size_t n, void* stream) override {
+        std::unique_lock<std::mutex> lock(mu_);
+        alive();
+        if (!comm_stream_) HQ_CUDA(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking));
+        if (started_ == ready_.size()) {
+            cudaEvent_t e = nullptr;
+            HQ_CUDA(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+            ready_.push_back(e);
+        }
+        cudaEvent_t ready = ready_[started_++];
+        HQ_CUDA(cudaEventRecord(ready, static_cast<cudaStream_t>(stream)));
+        use_stream(comm_stream_);
+        HQ_CUDA(cudaStreamWaitEvent(comm_stream_, ready, 0));
+        const ncclResult_t r = api_.all_reduce(data, data, n, ncclFloat32, ncclSum, comm_, comm_stream_);
+        if (r != ncclInProgress) check(r, "ncclAllReduce (gradient bucket)");
+        lock.unlock();
+        if (r == ncclInProgress) wait_async("ncclAllReduce (gradient bucket)");
+    }
+
+    void wait_all_reduces(void* stream) override {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (started_ == 0) return;
+        started_ = 0;
+        alive();
+        if (!joined_) HQ_CUDA(cudaEventCreateWithFlags(&joined_, cudaEventDisableTiming));
+        HQ_CUDA(cudaEventRecord(joined_, comm_stream_));
+        HQ_CUDA(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), joined_, 0));
+    }
+
+    // An exception leaves the step with sums in flight on buffers about to be freed: end them by aborting.
+    void cancel_all_reduces() override {
+        bool any = false;
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            any = started_ > 0;
+            started_ = 0;
+        }
+        if (any) abort();
     }
 
     void all_reduce_host(double* data, size_t n) override {
@@ -372,6 +420,10 @@ class NcclCollective final : public Collective {
     bool nonblocking_ = false, aborted_ = false;
     cudaStream_t stream_ = nullptr, own_stream_ = nullptr;
     cudaEvent_t done_ = nullptr, order_ = nullptr;
+    cudaStream_t comm_stream_ = nullptr;   // overlap: the buckets' stream
+    std::vector<cudaEvent_t> ready_;       // overlap: bucket k's layers are enqueued on the model's stream
+    size_t started_ = 0;                   // buckets started since the last wait_all_reduces
+    cudaEvent_t joined_ = nullptr;         // overlap: the buckets' end, waited for on the model's stream
     DeviceBuffer<double> dev_;
     double* pinned_ = nullptr;
     size_t pinned_n_ = 0;

@@ -66,13 +66,40 @@ void DataParallel::attach(Model& model, const std::string& config_file) {
     std::fprintf(stderr, "[hqlora] rank %d: %s collectives ready\n", env_.rank, coll_->name().c_str());
 }
 
-size_t DataParallel::reduce_gradients(Model& model) {
-    if (!coll_) return 0;
+void DataParallel::arm_overlap(Model& model) {
+    if (!coll_ || !cfg_.overlap || world() == 1) return;
     size_t n = 0;
     void* stream = nullptr;
     float* g = model.grad_buffer(&n, &stream);
-    return all_reduce_buckets(*coll_, g, n, static_cast<size_t>(cfg_.bucket_mb * 1024 * 1024), stream);
+    overlap_ = std::make_unique<OverlappedBuckets>(*coll_, g, n, bucket_bytes(), stream);
+    OverlappedBuckets* ob = overlap_.get();
+    model.set_grads_ready_hook([ob](int, size_t offset, size_t count) { ob->layer_ready(offset, count); });
 }
+
+size_t DataParallel::reduce_gradients(Model& model) {
+    if (!coll_) return 0;
+    if (overlap_) {
+        model.set_grads_ready_hook(nullptr);
+        const size_t bytes = overlap_->finish();
+        last_buckets_ = overlap_->buckets();
+        overlap_.reset();
+        return bytes;
+    }
+    size_t n = 0;
+    void* stream = nullptr;
+    float* g = model.grad_buffer(&n, &stream);
+    const size_t per = bucket_bytes() / sizeof(float);
+    last_buckets_ = per == 0 ? 1 : static_cast<int>((n + per - 1) / per);
+    return all_reduce_buckets(*coll_, g, n, bucket_bytes(), stream);
+}
+
+void DataParallel::disarm(Model& model) {
+    if (!overlap_) return;
+    model.set_grads_ready_hook(nullptr);
+    overlap_.reset();   // cancels the started sums
+}
+
+size_t DataParallel::bucket_bytes() const { return static_cast<size_t>(cfg_.bucket_mb * 1024 * 1024); }
 
 void DataParallel::reduce_host(std::vector<double>& v) {
     if (coll_) coll_->all_reduce_host(v.data(), v.size());

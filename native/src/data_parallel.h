@@ -6,7 +6,8 @@
 // micro-batches [rank × ga, (rank + 1) × ga) of each step; it also counts the target tokens of all of them, so the
 // gradient scale 1 / (global target tokens) is known before the backward. Dropout masks continue the global
 // sequence (the rank skips the rank × ga masks of the micro-batches before its own). After the backward the adapter
-// gradients are summed over ranks (buckets of distributed.bucket_mb) and the loss sum with them, so the loss, the
+// gradients are summed over ranks (buckets of distributed.bucket_mb; with distributed.overlap each bucket's sum
+// starts during the last micro-batch's backward, as soon as its layers are done) and the loss sum with them, so the loss, the
 // gradient norm, the clipping and the AdamW update are those of the global batch, identical on every rank: a run on
 // N ranks is a run on one rank with N × accumulation. The data cursor in a checkpoint is global, so a run resumes on
 // any world size.
@@ -27,7 +28,8 @@ namespace hq {
 struct DistributedConfig {
     std::string backend = "auto";   // auto (nccl for a device model, else cpu) | cpu | nccl
     double timeout_s = 600.0;       // rendezvous and collective timeout (NCCL's watchdog)
-    double bucket_mb = 25.0;        // gradient all-reduce bucket size
+    double bucket_mb = 25.0;        // gradient all-reduce bucket size (0: one bucket per layer)
+    bool overlap = true;            // start each bucket's sum while the backward runs on the layers below
 };
 
 class DataParallel {
@@ -49,16 +51,29 @@ class DataParallel {
     // After the model is loaded: the collective for it (NCCL needs the device model, CPU the host one), and the
     // watchdog.
     void attach(Model& model, const std::string& config_file);
-    // Sums the model's gradient buffer over ranks; returns the bytes all-reduced (0 when not active).
+    // Before the backward of the step's last micro-batch (the one after which the gradients are final): with
+    // distributed.overlap, installs the model's grads-ready hook, so each bucket's sum starts as the backward leaves
+    // its layers (OverlappedBuckets). No-op when not active or without overlap.
+    void arm_overlap(Model& model);
+    // Sums the model's gradient buffer over ranks (overlapped: starts what is left, waits, removes the hook);
+    // returns the bytes all-reduced (0 when not active).
     size_t reduce_gradients(Model& model);
+    // The step ends by an exception: stops the sums arm_overlap started (before the model's buffers go) and removes
+    // the hook. Harmless after reduce_gradients.
+    void disarm(Model& model);
+    // Buckets of the last reduce_gradients.
+    int last_buckets() const { return last_buckets_; }
     // Sums v over ranks (host fp64).
     void reduce_host(std::vector<double>& v);
 
   private:
+    size_t bucket_bytes() const;
     DistributedConfig cfg_;
     DistEnv env_;
     Rendezvous* rv_ = nullptr;   // owned by dist_report_failure's registry (lives until exit)
     std::unique_ptr<Collective> coll_;
+    std::unique_ptr<OverlappedBuckets> overlap_;   // between arm_overlap and reduce_gradients
+    int last_buckets_ = 0;
 };
 
 // When this process is a rank of a world: tell the others it failed with `message` (main's catch blocks call it

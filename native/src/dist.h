@@ -124,6 +124,17 @@ class Collective {
     virtual void all_reduce_sum(float* data, size_t n, void* stream) = 0;
     // In place, host memory, fp64: the step's loss sums, flags, per-rank memory (a few numbers per step).
     virtual void all_reduce_host(double* data, size_t n) = 0;
+
+    // Overlapped gradient buckets (distributed.overlap). start_all_reduce_sum starts all_reduce_sum of data[0, n)
+    // and returns at once: the CPU backend sums on a communication thread, NCCL on a stream of its own once the work
+    // queued on `stream` so far (the backward of the bucket's layers) is done. Sums run in the order started, which
+    // must be the same on every rank. wait_all_reduces: every started sum has ended (CPU), or is ordered before what
+    // is queued on `stream` next (NCCL); throws the first failure of a started sum. cancel_all_reduces: an exception
+    // is leaving buffers whose sums were started: stop them before the buffers go (the collective is unusable then).
+    // The base runs the sum at once.
+    virtual void start_all_reduce_sum(float* data, size_t n, void* stream) { all_reduce_sum(data, n, stream); }
+    virtual void wait_all_reduces(void* stream) {}
+    virtual void cancel_all_reduces() {}
     // From the watchdog thread when another rank failed: make a blocked collective return (NCCL: ncclCommAbort).
     virtual void abort() {}
     // Once the watchdog runs (the rendezvous carries no more messages): connect (NCCL: the communicator's init,
@@ -136,7 +147,34 @@ class Collective {
 std::unique_ptr<Collective> make_cpu_collective(Rendezvous& rv, double timeout_s);
 
 // Gradient buckets: `n` floats at `data` summed over ranks in buckets of at most `bucket_bytes` (the last one
-// shorter). Returns the bytes all-reduced.
+// shorter; 0: one bucket). Returns the bytes all-reduced.
 size_t all_reduce_buckets(Collective& c, float* data, size_t n, size_t bucket_bytes, void* stream);
+
+// The overlapped form (distributed.overlap): a model's grads-ready hook (Model::set_grads_ready_hook) feeds it the
+// layers' gradient ranges as the backward finishes them, the last layer first; a bucket's sum starts as soon as its
+// layers reach `bucket_bytes` (0: every layer is a bucket). finish() starts the rest of the buffer (everything
+// below the last range started, so a model that never calls the hook gets one bucket at the end) and waits.
+// On the CPU backend the sums are bit for bit those of all_reduce_buckets: each element is summed in rank order
+// whatever the bucket.
+class OverlappedBuckets {
+  public:
+    OverlappedBuckets(Collective& c, float* data, size_t n, size_t bucket_bytes, void* stream);
+    // A destructor before finish() (an exception) cancels the started sums.
+    ~OverlappedBuckets();
+    void layer_ready(size_t offset, size_t n);
+    // Returns the bytes all-reduced.
+    size_t finish();
+    int buckets() const { return buckets_; }
+
+  private:
+    void start(size_t lo, size_t hi);
+    Collective& c_;
+    float* data_;
+    size_t n_, bucket_floats_;
+    void* stream_;
+    size_t pending_lo_, pending_hi_;   // [lo, hi): final, not yet started
+    int buckets_ = 0;
+    bool finished_ = false;
+};
 
 }  // namespace hq

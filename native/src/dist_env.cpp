@@ -113,9 +113,39 @@ void dist_check_failure() {
 }
 
 size_t all_reduce_buckets(Collective& c, float* data, size_t n, size_t bucket_bytes, void* stream) {
-    const size_t per = std::max<size_t>(1, bucket_bytes / sizeof(float));
+    const size_t per = bucket_bytes == 0 ? std::max<size_t>(1, n) : std::max<size_t>(1, bucket_bytes / sizeof(float));
     for (size_t off = 0; off < n; off += per) c.all_reduce_sum(data + off, std::min(per, n - off), stream);
     return n * sizeof(float);
+}
+
+OverlappedBuckets::OverlappedBuckets(Collective& c, float* data, size_t n, size_t bucket_bytes, void* stream)
+    : c_(c), data_(data), n_(n), bucket_floats_(bucket_bytes / sizeof(float)), stream_(stream), pending_lo_(n),
+      pending_hi_(n) {}
+
+OverlappedBuckets::~OverlappedBuckets() {
+    if (!finished_ && buckets_ > 0) c_.cancel_all_reduces();
+}
+
+void OverlappedBuckets::layer_ready(size_t offset, size_t n) {
+    // Ranges come last layer first: each one ends where the pending one begins.
+    HQ_ASSERT(offset + n == pending_lo_ && pending_lo_ <= n_);
+    pending_lo_ = offset;
+    if (pending_hi_ - pending_lo_ >= bucket_floats_) start(pending_lo_, pending_hi_);
+}
+
+void OverlappedBuckets::start(size_t lo, size_t hi) {
+    if (hi > lo) {
+        c_.start_all_reduce_sum(data_ + lo, hi - lo, stream_);
+        ++buckets_;
+    }
+    pending_lo_ = pending_hi_ = lo;
+}
+
+size_t OverlappedBuckets::finish() {
+    start(0, pending_hi_);
+    c_.wait_all_reduces(stream_);
+    finished_ = true;
+    return n_ * sizeof(float);
 }
 
 }  // namespace hq

@@ -7,6 +7,11 @@
 // futexes on the generation word with a 100 ms timeout, so a waiting rank sees a failure elsewhere (dist_failed)
 // within 0.1 s, and after timeout_s it names the ranks that never arrived.
 //
+// Overlap (start_all_reduce_sum): the started buckets are summed one after another, in the order started, by one
+// communication thread of the collective, while the main thread goes on with the backward; wait_all_reduces waits
+// until the queue is empty. The main thread's own collectives wait for the queue first, so the segment is used by
+// one thread at a time and every rank walks the same sequence of chunks.
+//
 // Rank 0 creates the segment under a random name, sends the name through the rendezvous, and unlinks it as soon as
 // every rank has mapped it: nothing is left in /dev/shm, whatever kills the ranks later.
 #include <fcntl.h>
@@ -21,9 +26,14 @@
 #include <cerrno>
 #include <chrono>
 #include <climits>
+#include <condition_variable>
+#include <deque>
+#include <exception>
 #include <cstring>
 #include <ctime>
+#include <mutex>
 #include <random>
+#include <thread>
 
 #include "dist.h"
 #include "error.h"
@@ -94,6 +104,16 @@ class ShmCollective final : public Collective {
         if (rank_ == 0) shm_unlink(name.c_str());
     }
     ~ShmCollective() override {
+        if (comm_.joinable()) {
+            {
+                std::lock_guard<std::mutex> lock(q_mu_);
+                quit_ = true;
+                queue_.clear();
+            }
+            cancel_.store(true);
+            q_cv_.notify_all();
+            comm_.join();
+        }
         if (base_) munmap(base_, bytes_);
     }
 
@@ -102,10 +122,66 @@ class ShmCollective final : public Collective {
     int world() const override { return world_; }
     bool on_device() const override { return false; }
 
-    void all_reduce_sum(float* data, size_t n, void*) override { reduce(data, n); }
-    void all_reduce_host(double* data, size_t n) override { reduce(data, n); }
+    void all_reduce_sum(float* data, size_t n, void* stream) override {
+        wait_all_reduces(stream);
+        reduce(data, n);
+    }
+    void all_reduce_host(double* data, size_t n) override {
+        wait_all_reduces(nullptr);
+        reduce(data, n);
+    }
+
+    void start_all_reduce_sum(float* data, size_t n, void*) override {
+        std::lock_guard<std::mutex> lock(q_mu_);
+        if (comm_error_) return;   // wait_all_reduces throws it
+        if (!comm_.joinable()) comm_ = std::thread([this] { comm_loop(); });
+        queue_.push_back({data, n});
+        q_cv_.notify_all();
+    }
+    void wait_all_reduces(void*) override {
+        std::unique_lock<std::mutex> lock(q_mu_);
+        q_cv_.wait(lock, [&] { return queue_.empty() && !busy_; });
+        if (comm_error_) std::rethrow_exception(comm_error_);
+    }
+    void cancel_all_reduces() override {
+        std::unique_lock<std::mutex> lock(q_mu_);
+        queue_.clear();
+        cancel_.store(true);   // a sum waiting in a barrier throws within 0.1 s
+        q_cv_.wait(lock, [&] { return !busy_; });
+        if (!comm_error_)
+            comm_error_ = std::make_exception_ptr(Error("E_DIST", HQ_MSG("rank " << rank_ << ": gradient sums cancelled"),
+                                                        {}, "an error on this rank stopped the step; see it above"));
+    }
 
   private:
+    struct Job {
+        float* data;
+        size_t n;
+    };
+    // The communication thread: the started buckets in order; the first failure stops it (the rest are dropped).
+    void comm_loop() {
+        std::unique_lock<std::mutex> lock(q_mu_);
+        for (;;) {
+            q_cv_.wait(lock, [&] { return quit_ || !queue_.empty(); });
+            if (quit_) return;
+            const Job job = queue_.front();
+            queue_.pop_front();
+            busy_ = true;
+            lock.unlock();
+            std::exception_ptr err;
+            try {
+                reduce(job.data, job.n);
+            } catch (...) {
+                err = std::current_exception();
+            }
+            lock.lock();
+            busy_ = false;
+            if (err && !comm_error_) comm_error_ = err;
+            if (comm_error_) queue_.clear();
+            q_cv_.notify_all();
+        }
+    }
+
     template <class T>
     T* slot(int r) { return reinterpret_cast<T*>(base_ + sizeof(ShmHeader) + kSlotBytes * static_cast<size_t>(r)); }
 
@@ -140,6 +216,9 @@ class ShmCollective final : public Collective {
         while (hdr_->gen.load() == g) {
             futex_wait(&hdr_->gen, g, 100);
             dist_check_failure();
+            if (cancel_.load())
+                throw Error("E_DIST", HQ_MSG("rank " << rank_ << ": gradient sums cancelled"), {},
+                            "an error on this rank stopped the step; see it above");
             const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             if (waited > timeout_s_ && hdr_->gen.load() == g) {
                 std::string missing;
@@ -158,6 +237,14 @@ class ShmCollective final : public Collective {
     size_t bytes_ = 0;
     char* base_ = nullptr;
     ShmHeader* hdr_ = nullptr;
+    // overlap: the communication thread and its queue (q_mu_ guards queue_, busy_, quit_, comm_error_)
+    std::thread comm_;
+    std::mutex q_mu_;
+    std::condition_variable q_cv_;
+    std::deque<Job> queue_;
+    bool busy_ = false, quit_ = false;
+    std::atomic<bool> cancel_{false};
+    std::exception_ptr comm_error_;
 };
 
 }  // namespace

@@ -765,6 +765,7 @@ LossOut ModelImpl::forward_backward_packed(const int32_t* ids, const int32_t* la
             layer_forward(l, xs_[l].data(), ytmp_.data(), a, B, T);
         }
         layer_backward(l, xs_[l].data(), a, dy, dx, B, T);
+        grads_ready(l);
         std::swap(dy, dx);
     }
     return res;
@@ -842,6 +843,21 @@ LossOut Model::forward_backward_packed(const int32_t* ids, const int32_t* labels
     throw Error("E_CONFIG", "the " + backend() + " backend does not support packed sequences (document masks)",
                 Where{"", "", "data.packing", -1, -1},
                 "set data.packing to false, or train on the CPU backend (hardware.device: cpu)");
+}
+
+void Model::grads_ready(int layer) {
+    if (!grads_ready_) return;
+    if (layer_grad_off_.empty()) {
+        const std::vector<Param>& ps = params();
+        const int nL = config().num_layers;
+        HQ_ASSERT(nL > 0 && ps.size() % static_cast<size_t>(nL) == 0);
+        const size_t per = ps.size() / static_cast<size_t>(nL);
+        layer_grad_off_.assign(static_cast<size_t>(nL) + 1, 0);
+        for (size_t i = 0; i < ps.size(); ++i) layer_grad_off_[i / per + 1] += ps[i].numel;
+        for (int l = 0; l < nL; ++l) layer_grad_off_[l + 1] += layer_grad_off_[l];
+    }
+    const size_t lo = layer_grad_off_[static_cast<size_t>(layer)];
+    grads_ready_(layer, lo, layer_grad_off_[static_cast<size_t>(layer) + 1] - lo);
 }
 
 float Model::device_clip_grad_norm(float) {

@@ -5,6 +5,7 @@
 // V = vocab, R = Σ level ranks. All activations are fp32, row-major.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -153,6 +154,23 @@ class Model {
     // on a device backend, written on *stream (a cudaStream_t; nullptr on the CPU). The data-parallel all-reduce sums
     // it in place between the backward and the clipping.
     virtual float* grad_buffer(size_t* n, void** stream) = 0;
+
+    // ---- data parallel: a layer's gradients are final (data_parallel.h overlaps their sum with the backward) --
+    // During a backward the model calls hook(layer, offset, n) once per decoder layer, the last layer first, as soon
+    // as that layer's adapter gradients are final for the call: grad_buffer()[offset, offset + n) (params() is layer
+    // by layer with the same modules in every layer, so a layer's gradients are one range, and the ranges of the
+    // calls descend to offset 0). A device backend calls it once the layer's backward is enqueued on grad_buffer()'s
+    // stream. An empty hook (the default) is not called.
+    using GradsReadyHook = std::function<void(int layer, size_t offset, size_t n)>;
+    void set_grads_ready_hook(GradsReadyHook hook) { grads_ready_ = std::move(hook); }
+
+  protected:
+    // For the backends, after layer `layer`'s backward (no-op without a hook).
+    void grads_ready(int layer);
+
+  private:
+    GradsReadyHook grads_ready_;
+    std::vector<size_t> layer_grad_off_;   // [num_layers + 1] offset of each layer's first gradient (computed once)
 };
 
 }  // namespace hq

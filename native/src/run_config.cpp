@@ -243,7 +243,8 @@ RunConfig parse_run_config(const nlohmann::json& j, const std::string& file) {
     if (c.dist.backend != "auto" && c.dist.backend != "cpu" && c.dist.backend != "nccl")
         ds.fail("distributed.backend", HQ_MSG("\"" << c.dist.backend << "\" is not one of auto, cpu, nccl"));
     c.dist.timeout_s = ds.number("timeout_s", 600.0, 1.0, 86400.0);
-    c.dist.bucket_mb = ds.number("bucket_mb", 25.0, 0.0625, 4096.0);
+    c.dist.bucket_mb = ds.number("bucket_mb", 25.0, 0.0, 4096.0);
+    c.dist.overlap = ds.boolean("overlap", true);
 
     Section lg(j, "logging", file, false);
     c.logging.every_steps = lg.integer("every_steps", 1, 1, kBig);

@@ -387,9 +387,16 @@ class TrainingRun {
         const float grad_scale = n_targets > 0 ? 1.0f / static_cast<float>(n_targets) : 0.0f;
         model_->zero_grad();
         double loss_sum = 0.0;
-        for (int k = 0; k < ga_; ++k)
+        struct Disarm {   // an exception between arm_overlap and the sum: stop the sums before the buffers go
+            DataParallel& dp;
+            Model& m;
+            ~Disarm() { dp.disarm(m); }
+        } disarm{*dp_, *model_};
+        for (int k = 0; k < ga_; ++k) {
+            if (k == ga_ - 1) dp_->arm_overlap(*model_);   // the last backward: its layers' gradients are final
             loss_sum += model_->forward_backward_packed(micro[k].ids.data(), micro[k].labels.data(), seg_of(micro[k]),
                                                         micro[k].B, micro[k].T, true, grad_scale).loss_sum;
+        }
         requested_here_ = false;
         if (dp_->active()) reduce_over_ranks(loss_sum);
         const double loss = n_targets > 0 ? loss_sum / static_cast<double>(n_targets) : 0.0;
@@ -423,6 +430,12 @@ class TrainingRun {
     // gathers each rank's memory for the step event.
     void reduce_over_ranks(double& loss_sum) {
         allreduce_bytes_ = dp_->reduce_gradients(*model_);
+        if (!logged_allreduce_) {   // the bytes per step, once (every step's event has allreduce_bytes)
+            logged_allreduce_ = true;
+            std::fprintf(stderr, "[hqlora] rank %d: %zu bytes of adapter gradients all-reduced per step in %d bucket(s)%s\n",
+                         rank_, allreduce_bytes_, dp_->last_buckets(),
+                         cfg_.dist.overlap && world_ > 1 ? ", overlapped with the backward" : "");
+        }
         std::vector<double> v(static_cast<size_t>(3 + world_), 0.0);
         v[0] = loss_sum;
         v[1] = stop_flag_.load() ? 1.0 : 0.0;
@@ -634,6 +647,7 @@ class TrainingRun {
     bool stop_all_ = false;         // data parallel: a stop request of any rank, summed with the step
     bool requested_here_ = false;   // data parallel: a save request of any rank, summed with the step
     size_t allreduce_bytes_ = 0;
+    bool logged_allreduce_ = false;
     std::vector<double> rank_memory_;
 };
 

@@ -250,10 +250,17 @@ TEST_CASE("2 and 4 ranks equal 1 rank with 2x and 4x accumulation") {
         const char* name;
         int W, ga;
     };
-    const Case cases[] = {{"one", 0, 4}, {"w4", 4, 1}, {"w2", 2, 2}, {"w1", 1, 4}, {"one_ga2", 0, 2}, {"w2ga1", 2, 1}};
+    // The worlds overlap each bucket's sum with the backward (distributed.overlap, the default), one bucket per layer
+    // (bucket_mb 0), so on the 2-layer fixture the last layer's sum runs during the first layer's backward; w2sync
+    // and w4sync sum after the backward in one bucket.
+    const Case cases[] = {{"one", 0, 4},     {"w4", 4, 1},    {"w2", 2, 2},     {"w1", 1, 4},
+                          {"one_ga2", 0, 2}, {"w2ga1", 2, 1}, {"w2sync", 2, 2}, {"w4sync", 4, 1}};
     std::map<std::string, std::vector<json>> ev;
     for (const Case& c : cases) {
-        const std::string cfg = write_config(e, c.name, config(e, c.name, c.ga, steps));
+        json cj = config(e, c.name, c.ga, steps);
+        const bool sync = std::string(c.name).find("sync") != std::string::npos;
+        cj["distributed"] = {{"timeout_s", 20}, {"bucket_mb", sync ? 25 : 0}, {"overlap", !sync}};
+        const std::string cfg = write_config(e, c.name, cj);
         World w = launch(c.W, e.dir + "/" + c.name, {"--config", cfg, "--threads", "1"});
         const std::vector<int> rc = wait_all(w);
         for (size_t r = 0; r < rc.size(); ++r)
@@ -268,6 +275,8 @@ TEST_CASE("2 and 4 ranks equal 1 rank with 2x and 4x accumulation") {
     CHECK(s4[0]["rank_memory_bytes"].size() == 4);
     CHECK(of_type(ev["w4"], "start")[0]["examples_per_step"] == 8);
     CHECK(of_type(ev["w4"], "start")[0]["dist_backend"] == "cpu");
+    CHECK(read_file(e.dir + "/w2.rank0.err").find("in 2 bucket(s), overlapped with the backward") != std::string::npos);
+    CHECK(read_file(e.dir + "/w2sync.rank0.err").find("in 1 bucket(s)\n") != std::string::npos);
 
     // One micro-batch per rank sums in the order one rank accumulates: bit for bit.
     bool exact = false;
@@ -278,6 +287,14 @@ TEST_CASE("2 and 4 ranks equal 1 rank with 2x and 4x accumulation") {
     CHECK(field(ev["w2ga1"], "loss") == field(ev["one_ga2"], "loss"));
     adapter_max_rel(e.dir + "/runs/w2ga1", e.dir + "/runs/one_ga2", &exact);
     CHECK(exact);
+    // Overlapped and after-the-backward sums are the same sums: bit for bit.
+    for (const char* w : {"w2", "w4"}) {
+        const std::string sync = std::string(w) + "sync";
+        CHECK(field(ev[w], "loss") == field(ev[sync], "loss"));
+        CHECK(field(ev[w], "grad_norm") == field(ev[sync], "grad_norm"));
+        adapter_max_rel(e.dir + "/runs/" + w, e.dir + "/runs/" + sync, &exact);
+        CHECK_MESSAGE(exact, w);
+    }
     CHECK(field(ev["w1"], "loss") == field(ev["one"], "loss"));
     adapter_max_rel(e.dir + "/runs/w1", e.dir + "/runs/one", &exact);
     CHECK(exact);

@@ -364,9 +364,13 @@ export interface Distributed {
    */
   timeout_s?: number;
   /**
-   * Size in MiB of the gradient buckets that are all-reduced one after another.
+   * Size in MiB of the gradient buckets that are all-reduced one after another. With `overlap`, a bucket is whole layers: its sum starts once its layers reach this size; 0: every layer is a bucket of its own (without overlap: one bucket).
    */
   bucket_mb?: number;
+  /**
+   * Sum each gradient bucket over ranks while the backward still runs on the layers below it (CPU backend: on a communication thread; NCCL: on a stream of its own), instead of after the whole backward. The sums are the same (bit for bit on the CPU backend); false is for comparisons.
+   */
+  overlap?: boolean;
 }
 /**
  * How often the trainer emits events.
