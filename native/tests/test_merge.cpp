@@ -513,9 +513,10 @@ TEST_CASE("PEFT compatibility proof: PEFT-loaded flat export and transformers-lo
     // test/golden/peft/<model>.safetensors: logits from test/reference/peft_check.py (torch + transformers + peft) on
     // inputs written by make_peft_inputs (our exports of the golden adapter). Our side: the hierarchical forward,
     // i.e. Model(fixture, NF4) + the golden adapter's levels, on the same ids. The families' files come from
-    // make_peft_inputs ... tiny-qwen2,...,tiny-gemma3 and peft_check.py on the H100 (peft_check_families.log).
+    // make_peft_inputs ... tiny-qwen2,...,tiny-gemma3 and peft_check.py on the H100 (peft_check_families.log), Phi-3's
+    // (the fused qkv_proj / gate_up_proj export) likewise (peft_check_phi3.log).
     for (const std::string m : {"tiny-llama", "tiny-llama3", "tiny-gemma", "tiny-qwen2", "tiny-qwen2-tied", "tiny-qwen3",
-                                "tiny-mistral", "tiny-gemma2", "tiny-gemma3"}) {
+                                "tiny-mistral", "tiny-gemma2", "tiny-gemma3", "tiny-phi3"}) {
         CAPTURE(m);
         const std::string gp = kRoot + "/test/golden/peft/" + m + ".safetensors";
         REQUIRE_MESSAGE(path_exists(gp), gp << " is missing: run test/reference/peft_check.py (see its docstring)");
