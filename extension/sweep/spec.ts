@@ -250,7 +250,8 @@ export async function parseSweep(file: string, text: string): Promise<LoadedSwee
   if (raw.baseline !== undefined && !splits.includes(raw.baseline)) {
     problems.push(at(['baseline'], `baseline ${raw.baseline} is not one of the sweep's splits (${splits.join(' | ')})`, 'name one of the adapter.ranks values'));
   }
-  if (problems.length) throw new HqErrors(problems);
+  // A bad split or dataset is checked in every cell that uses it: each problem is reported once.
+  if (problems.length) throw new HqErrors([...new Map(problems.map((p) => [p.format(), p])).values()]);
   const evalSettings = { loss: ev.loss ?? true, ablation: ev.ablation ?? true, mmlu };
   const name = raw.name ?? sweepName(file);
   return {

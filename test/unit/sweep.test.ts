@@ -167,14 +167,14 @@ describe('sweep file → cells', () => {
     assert.match(ps[0]!, /^4: unknown axis key "training.learnig_rate"/);
   });
 
-  it('a missing dataset is an error at its line', async () => {
-    const ps = await problems(`base: base.hqlora.yaml\naxes:\n  data:\n    - ${path.join(FIX, 'data/train.completion.jsonl')}\n    - nope/missing.jsonl\n`);
+  it('a missing dataset is an error at its line, once however many cells use it', async () => {
+    const ps = await problems(`base: base.hqlora.yaml\naxes:\n  data:\n    - ${path.join(FIX, 'data/train.completion.jsonl')}\n    - nope/missing.jsonl\n  seed: [0, 1]\n`);
     assert.equal(ps.length, 1);
     assert.match(ps[0]!, /^5: training data of dataset "missing" not found: .*nope\/missing\.jsonl/);
   });
 
   it('unequal rank totals are an error at the split when total_rank is set', async () => {
-    const ps = await problems(`base: base.hqlora.yaml\ntotal_rank: 16\naxes:\n  adapter.ranks:\n    - [16]\n    - [8, 4]\n    - [8, 8]\n`);
+    const ps = await problems(`base: base.hqlora.yaml\ntotal_rank: 16\naxes:\n  adapter.ranks:\n    - [16]\n    - [8, 4]\n    - [8, 8]\n  seed: [0, 1, 2]\n`);
     assert.deepEqual(ps, ['6: rank split 8,4 adds up to 12, not the sweep\'s total_rank 16']);
     // Without total_rank unequal totals are allowed.
     assert.equal((await sweepOf(`base: base.hqlora.yaml\naxes:\n  adapter.ranks: [[16], [8, 4]]\n`)).cells.length, 2);
