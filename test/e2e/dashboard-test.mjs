@@ -17,18 +17,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { demoWorkspace, launchBrowser, readEvents, runCommand, startCodeServer, waitFor, waitForWorkbench, webview, workbenchUrl } from './lib.mjs';
+import { demoWorkspace, readEvents, runCommand, startUiTest, testLog, waitFor, waitForWorkbench, webview } from './lib.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const out = path.join(repo, 'test-results', 'e2e');
-const state = path.join(out, 'dashboard');
-const ws = demoWorkspace(path.join(state, 'workspace'), repo);
-const t0 = Date.now();
-const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
-const cs = await startCodeServer(Number(process.env.HQLORA_E2E_PORT ?? 8313), path.join(state, 'cs'));
+const ws = demoWorkspace(path.join(repo, 'test-results', 'e2e', 'dashboard', 'workspace'), repo);
+const log = testLog();
 // Tall enough for the whole panel in one shot: header, charts, the runs list and the config diff (no scrolling).
-const { page, close } = await launchBrowser({ viewport: { width: 1600, height: 1640 } });
-const shot = (name) => page.screenshot({ path: path.join(out, name) }).then(() => log('screenshot', name));
+const { page, shot, run } = await startUiTest({ name: 'dashboard', repo, port: 8313, viewport: { width: 1600, height: 1640 }, log });
 const runDirs = () => fs.existsSync(path.join(ws, 'runs'))
   ? fs.readdirSync(path.join(ws, 'runs')).map((d) => path.join(ws, 'runs', d)).filter((d) => fs.existsSync(path.join(d, 'events.jsonl'))).sort() : [];
 const readJson = (f) => JSON.parse(fs.readFileSync(f, 'utf8'));
@@ -108,13 +103,7 @@ async function waitForOutput(wv, dir) {
   return verify;
 }
 
-let ok = false;
-try {
-  page.on('pageerror', (e) => log('pageerror:', e.message));
-  await page.goto(workbenchUrl(cs.base, ws, { devPath: repo }));
-  await waitForWorkbench(page);
-  log('workbench visible');
-
+await run(ws, async () => {
   // 1. Run A to completion, then run B, stopped from the panel at about step 30.
   await runCommand(page, 'H-QLoRA: Start H-QLoRA Run');
   const dirA = await waitFor('run A folder', () => runDirs()[0], 120000);
@@ -225,13 +214,4 @@ try {
   log('Reveal in Explorer selected', path.basename(modelOut));
   await runCommand(page, 'Notifications: Clear All Notifications'); // the three result toasts would cover the charts
   await shot('dashboard-exports.png');
-  ok = true;
-} catch (e) {
-  console.error('DASHBOARD TEST FAILED:', e);
-  await page.screenshot({ path: path.join(out, 'dashboard-failure.png') }).catch(() => {});
-} finally {
-  await close();
-  await cs.stop();
-}
-console.log(`${ok ? '1 passed, 0 failed' : '0 passed, 1 failed'} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-process.exit(ok ? 0 : 1);
+});

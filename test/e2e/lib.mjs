@@ -126,6 +126,48 @@ export function webview(page, extensionId = 'hqlora.hqlora') {
     .contentFrame().locator('iframe#active-frame').contentFrame();
 }
 
+/** A log line prefixed with the seconds since `t0`; `log.seconds()` is that count. */
+export function testLog(t0 = Date.now()) {
+  const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
+  log.seconds = () => (Date.now() - t0) / 1000;
+  return log;
+}
+
+/**
+ * One UI test in code-server: its prologue and epilogue, shared by ui-test.mjs, dashboard-test.mjs and sweep-test.mjs.
+ * Starts code-server (state in test-results/e2e/<name>/cs, port HQLORA_E2E_PORT or `port`) and Chromium, and returns
+ * the page, `shot(file)` (a screenshot into test-results/e2e/) and `run(workspace, body)`. `run` opens the workspace
+ * with the extension loaded unpacked from `repo`, waits for the workbench and awaits `body()`; a throw is printed as
+ * "<NAME> TEST FAILED" with test-results/e2e/<name>-failure.png. Then it closes Chromium and code-server, prints
+ * "1 passed, 0 failed in N s" (or "0 passed, 1 failed") and exits 0 or 1.
+ */
+export async function startUiTest({ name, repo, port, viewport, log = testLog() }) {
+  const out = path.join(repo, 'test-results', 'e2e');
+  const cs = await startCodeServer(Number(process.env.HQLORA_E2E_PORT ?? port), path.join(out, name, 'cs'));
+  const { page, close } = await launchBrowser(viewport ? { viewport } : {});
+  const shot = (file) => page.screenshot({ path: path.join(out, file) }).then(() => log('screenshot', file));
+  async function run(workspace, body) {
+    let ok = false;
+    try {
+      page.on('pageerror', (e) => log('pageerror:', e.message));
+      await page.goto(workbenchUrl(cs.base, workspace, { devPath: repo }));
+      await waitForWorkbench(page);
+      log('workbench visible');
+      await body();
+      ok = true;
+    } catch (e) {
+      console.error(`${name.toUpperCase()} TEST FAILED:`, e);
+      await page.screenshot({ path: path.join(out, `${name}-failure.png`) }).catch(() => {});
+    } finally {
+      await close();
+      await cs.stop();
+    }
+    console.log(`${ok ? '1 passed, 0 failed' : '0 passed, 1 failed'} in ${log.seconds().toFixed(1)} s`);
+    process.exit(ok ? 0 : 1);
+  }
+  return { page, shot, run };
+}
+
 /** A workspace with a copy of the demo config (absolute model/data paths, few steps). */
 export function makeWorkspace(dir, repo, configs) {
   fs.rmSync(dir, { recursive: true, force: true });

@@ -14,15 +14,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { launchBrowser, readEvents, runCommand, startCodeServer, waitFor, waitForWorkbench, webview, workbenchUrl } from './lib.mjs';
+import { readEvents, runCommand, startUiTest, testLog, waitFor, waitForWorkbench, webview } from './lib.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const out = path.join(repo, 'test-results', 'e2e');
-const state = path.join(out, 'sweep');
-const ws = path.join(state, 'workspace');
+const ws = path.join(repo, 'test-results', 'e2e', 'sweep', 'workspace');
 const fx = path.join(repo, 'test', 'fixtures');
-const t0 = Date.now();
-const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
+const log = testLog();
 
 // The fixture sweep with absolute paths, its sweep folder inside the workspace.
 fs.rmSync(ws, { recursive: true, force: true });
@@ -34,8 +31,8 @@ fs.writeFileSync(sweepFile, fs.readFileSync(path.join(fx, 'sweep.hqsweep.yaml'),
   .replace(/train: data\//g, `train: ${path.join(fx, 'data')}/`)
   .replace('path: mcq,', `path: ${path.join(fx, 'mcq')},`)
   .replace('dir: ../../sweeps', 'dir: sweeps'));
-const run = spawnSync(process.execPath, [path.join(repo, 'dist', 'cli.js'), 'sweep', sweepFile], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-if (run.status !== 0) throw new Error(`hqlora sweep exited ${run.status}:\n${run.stdout.slice(-2000)}\n${run.stderr.slice(-2000)}`);
+const cli = spawnSync(process.execPath, [path.join(repo, 'dist', 'cli.js'), 'sweep', sweepFile], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+if (cli.status !== 0) throw new Error(`hqlora sweep exited ${cli.status}:\n${cli.stdout.slice(-2000)}\n${cli.stderr.slice(-2000)}`);
 const dir = path.join(ws, 'sweeps', 'table');
 const results = JSON.parse(fs.readFileSync(path.join(dir, 'sweep-results.json'), 'utf8'));
 assert.equal(results.cells.length, 4);
@@ -50,9 +47,7 @@ const expected = results.cells.map((c) => {
     evalLoss: c.eval_loss === null ? '–' : c.eval_loss.toFixed(4), mmlu: c.mmlu ? (100 * c.mmlu.accuracy).toFixed(1) : '–' };
 });
 
-const cs = await startCodeServer(Number(process.env.HQLORA_E2E_PORT ?? 8314), path.join(state, 'cs'));
-const { page, close } = await launchBrowser({ viewport: { width: 1600, height: 1100 } });
-const shot = (name) => page.screenshot({ path: path.join(out, name) }).then(() => log('screenshot', name));
+const { page, shot, run } = await startUiTest({ name: 'sweep', repo, port: 8314, viewport: { width: 1600, height: 1100 }, log });
 
 async function rows(wv) {
   return wv.locator('#matrix tbody tr').evaluateAll((trs) => trs.map((tr) => {
@@ -84,13 +79,7 @@ async function assertShows(wv, order) {
 
 const byLoss = (dir) => [...expected].sort((a, b) => dir * (a.finalLoss - b.finalLoss) || results.cells.findIndex((c) => c.id === a.id) - results.cells.findIndex((c) => c.id === b.id)).map((e) => e.id);
 
-let ok = false;
-try {
-  page.on('pageerror', (e) => log('pageerror:', e.message));
-  await page.goto(workbenchUrl(cs.base, ws, { devPath: repo }));
-  await waitForWorkbench(page);
-  log('workbench visible');
-
+await run(ws, async () => {
   await runCommand(page, 'H-QLoRA: Open Sweep Results');
   let wv = webview(page);
   await assertShows(wv, expected.map((e) => e.id));
@@ -111,13 +100,4 @@ try {
   wv = webview(page);
   await assertShows(wv, byLoss(-1));
   log('the restored panel shows the same sweep, sorted the same');
-  ok = true;
-} catch (e) {
-  console.error('SWEEP TEST FAILED:', e);
-  await page.screenshot({ path: path.join(out, 'sweep-failure.png') }).catch(() => {});
-} finally {
-  await close();
-  await cs.stop();
-}
-console.log(`${ok ? '1 passed, 0 failed' : '0 passed, 1 failed'} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-process.exit(ok ? 0 : 1);
+});

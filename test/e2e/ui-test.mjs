@@ -8,28 +8,18 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { launchBrowser, makeWorkspace, runCommand, startCodeServer, statusBarItem, waitFor, waitForWorkbench, webview, workbenchUrl } from './lib.mjs';
+import { makeWorkspace, runCommand, startUiTest, statusBarItem, testLog, waitFor, waitForWorkbench, webview } from './lib.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const out = path.join(repo, 'test-results', 'e2e');
-const state = path.join(out, 'ui');
+const state = path.join(repo, 'test-results', 'e2e', 'ui');
 // 600 steps of 16 micro-batches: long enough to reload the window mid-run (about 1-2 min on 2 cores), short for CI.
 const ws = makeWorkspace(path.join(state, 'workspace'), repo, { tiny: { steps: 600, accum: 16, evalEvery: 50, ckptEvery: 25 } });
-const t0 = Date.now();
-const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
-const cs = await startCodeServer(Number(process.env.HQLORA_E2E_PORT ?? 8312), path.join(state, 'cs'));
-const { page, close } = await launchBrowser();
-const shot = (name) => page.screenshot({ path: path.join(out, name) }).then(() => log('screenshot', name));
+const log = testLog();
+const { page, shot, run } = await startUiTest({ name: 'ui', repo, port: 8312, log });
 const runDirs = () => fs.existsSync(path.join(ws, 'runs')) ? fs.readdirSync(path.join(ws, 'runs')).map((d) => path.join(ws, 'runs', d)) : [];
 const progress = /H-QLoRA (\d+)\/(\d+) · loss \d+\.\d{3} · .+ left/;
 const barStep = async () => Number(progress.exec(await statusBarItem(page, progress).first().innerText())?.[1] ?? -1);
-let ok = false;
-try {
-  page.on('pageerror', (e) => log('pageerror:', e.message));
-  await page.goto(workbenchUrl(cs.base, ws, { devPath: repo }));
-  await waitForWorkbench(page);
-  log('workbench visible');
-
+await run(ws, async () => {
   await runCommand(page, 'H-QLoRA: Start H-QLoRA Run');
   log('ran "H-QLoRA: Start H-QLoRA Run" from the palette');
   await statusBarItem(page, progress).first().waitFor({ timeout: 120000 });
@@ -93,13 +83,4 @@ try {
   await shot('editor-suggest.png');
   await page.keyboard.press('Escape');
   await runCommand(page, 'File: Revert File');
-  ok = true;
-} catch (e) {
-  console.error('UI TEST FAILED:', e);
-  await page.screenshot({ path: path.join(out, 'ui-failure.png') }).catch(() => {});
-} finally {
-  await close();
-  await cs.stop();
-}
-console.log(ok ? '1 passed, 0 failed' : '0 passed, 1 failed');
-process.exit(ok ? 0 : 1);
+});
