@@ -155,6 +155,9 @@ class CudaModel final : public Model {
 
     LossOut forward_backward(const int32_t* ids, const int32_t* labels, int B, int T, bool backward,
                              float grad_scale) override;
+    LossOut forward_backward_packed(const int32_t* ids, const int32_t* labels, const int32_t* seg, int B, int T,
+                                    bool backward, float grad_scale) override;
+    bool supports_packing() const override { return true; }   // the flash kernel's document mask
     void forward_logits(const int32_t* ids, int B, int T, float* logits_out) override;
     void forward_logits_at(const int32_t* ids, int B, int T, const int32_t* positions, float* logits_out) override;
 
@@ -242,6 +245,19 @@ class CudaModel final : public Model {
     void layer_forward(int l, const float* x, float* y, DevActs& a, int B, int T);
     void layer_backward(int l, const float* x, DevActs& a, const float* dy, float* dx, int B, int T);
     void forward_hidden(const int32_t* ids, int B, int T, bool keep);
+    // Layer l's attention: causal, or (Mistral, Gemma-2/3's local layers) within the sliding window; Gemma-2's
+    // score soft-capping; packed rows' document mask. l = -1: the most demanding layer (any sliding one).
+    AttnDims attn_dims(int l, int B, int T) const {
+        const ModelConfig& c = cfg();
+        AttnDims ad{B, T, c.num_heads, c.num_kv_heads, c.head_dim, attn_scale_};
+        const bool sliding = l < 0 ? c.any_sliding() : layers_[l].sliding != 0;
+        ad.window = sliding ? c.sliding_window : 0;
+        ad.softcap = c.attn_softcap;
+        ad.seg = packed_ ? segd_.data() : nullptr;
+        return ad;
+    }
+    // Packed rows (forward_backward_packed): each token's RoPE table row, its position within its document.
+    const int32_t* rope_pos() const { return packed_ ? posd_.data() : nullptr; }
     void check_ids(const int32_t* ids, int64_t N) const;
     const bf16* out_weight() const { return cfg().tie_word_embeddings ? embed_.data() : lm_head_.data(); }
     int loss_chunk(int64_t N) const;
@@ -296,6 +312,11 @@ class CudaModel final : public Model {
     DeviceBuffer<float> logits_, row_loss_;
     DeviceBuffer<bf16> dlogits_;
     DeviceBuffer<int32_t> ids_, targets_;
+    // Packed rows, for the current forward_backward_packed call only: seg and RoPE positions [B, T] on the device.
+    bool packed_ = false;
+    DeviceBuffer<int32_t> segd_, posd_;
+    std::vector<int32_t> pos_h_;
+    int pos_len_ = 0;
     std::vector<int32_t> targets_h_;
     std::vector<float> row_loss_h_;
     size_t weight_bytes_ = 0;
@@ -509,7 +530,9 @@ void CudaModel::ensure_scratch(int B, int T) {
     qraw_.resize(N * Hd);
     kraw_.resize(N * KVd);
     vraw_.resize(N * KVd);
-    AttnDims ad{B, T, c.num_heads, c.num_kv_heads, c.head_dim, attn_scale_};
+    // Sized (and the kernel chosen, which refuses what it cannot do) for the most demanding layer: a sliding one
+    // when the model has any, with the document mask when these rows are packed.
+    const AttnDims ad = attn_dims(-1, B, T);
     attn_work_.resize(attention_workspace_floats(ad));
     static const bool logged = (std::fprintf(stderr, "[hqlora] cuda attention kernel: %s (HQ_ATTN=gemm|flash)\n",
                                              attention_kernel_name(attention_kernel(ad))),
@@ -725,15 +748,15 @@ void CudaModel::qk_backward(int l, const DevActs& a, int B, int T, bf16* dcat, i
     const int H = c.num_heads, KV = c.num_kv_heads, d = c.head_dim;
     const int64_t N = (int64_t)B * T, Hd = (int64_t)H * d, KVd = (int64_t)KV * d;
     if (!c.qk_norm) {
-        rope_backward_from_bhtd(dcat, dq_.data(), rope_cos(l), rope_sin(l), B, T, H, d, stream_, ld);
-        rope_backward_from_bhtd(dcat + Hd, dk_.data(), rope_cos(l), rope_sin(l), B, T, KV, d, stream_, ld);
+        rope_backward_from_bhtd(dcat, dq_.data(), rope_cos(l), rope_sin(l), B, T, H, d, stream_, ld, rope_pos());
+        rope_backward_from_bhtd(dcat + Hd, dk_.data(), rope_cos(l), rope_sin(l), B, T, KV, d, stream_, ld, rope_pos());
         return;
     }
     const DevLayer& D = layers_[l];
     // fp32 through the rotation's and the norm's backward (model.cpp: rope_backward, then rmsnorm_backward into
     // zeroed dqn / dkn), rounded to bf16 once into dcat's q and k column blocks.
-    rope_backward_from_bhtd_f32(dqr_.data(), dq_.data(), rope_cos(l), rope_sin(l), B, T, H, d, stream_);
-    rope_backward_from_bhtd_f32(dkr_.data(), dk_.data(), rope_cos(l), rope_sin(l), B, T, KV, d, stream_);
+    rope_backward_from_bhtd_f32(dqr_.data(), dq_.data(), rope_cos(l), rope_sin(l), B, T, H, d, stream_, rope_pos());
+    rope_backward_from_bhtd_f32(dkr_.data(), dk_.data(), rope_cos(l), rope_sin(l), B, T, KV, d, stream_, rope_pos());
     HQ_CUDA(cudaMemsetAsync(dqn_.data(), 0, sizeof(float) * N * Hd, stream_));
     HQ_CUDA(cudaMemsetAsync(dkn_.data(), 0, sizeof(float) * N * KVd, stream_));
     rmsnorm_backward(dqn_.data(), dqr_.data(), a.qpre.data(), D.q_norm.data(), a.rstdq.data(), N * H, d, gemma_,
@@ -753,11 +776,12 @@ void CudaModel::layer_forward(int l, const float* x, float* y, DevActs& a, int B
     rmsnorm_forward(xnb_.data(), a.rstd1.data(), x, D.ln1.data(), N, (int)C, c.rms_norm_eps, gemma_, stream_);
     qkv_forward(l, a, N);
     prof_->mark(PC_ELEM);
-    rope_forward_to_bhtd(a.q.data(), qraw_.data(), rope_cos(l), rope_sin(l), B, T, c.num_heads, c.head_dim, stream_);
+    rope_forward_to_bhtd(a.q.data(), qraw_.data(), rope_cos(l), rope_sin(l), B, T, c.num_heads, c.head_dim, stream_,
+                         rope_pos());
     rope_forward_to_bhtd(a.k.data(), kraw_.data(), rope_cos(l), rope_sin(l), B, T, c.num_kv_heads, c.head_dim,
-                         stream_);
+                         stream_, rope_pos());
     bthd_to_bhtd(a.v.data(), vraw_.data(), B, T, c.num_kv_heads, c.head_dim, stream_);
-    const AttnDims ad{B, T, c.num_heads, c.num_kv_heads, c.head_dim, attn_scale_};
+    const AttnDims ad = attn_dims(l, B, T);
     prof_->mark(PC_ATTN);
     attention_forward(*gemm_, a.att.data(), a.lse.data(), nullptr, a.q.data(), a.k.data(), a.v.data(),
                       attn_work_.data(), ad);
@@ -831,7 +855,7 @@ void CudaModel::layer_backward(int l, const float* x, DevActs& a, const float* d
     }
     // Attention block: xmid = x + o(attn(rope(q), rope(k), v))
     group_backward(l, {P_O}, a.att.data(), a, dcat, ld_o, N, datt_.data(), false);
-    const AttnDims ad{B, T, c.num_heads, c.num_kv_heads, c.head_dim, attn_scale_};
+    const AttnDims ad = attn_dims(l, B, T);
     prof_->mark(PC_ATTN);
     attention_backward(*gemm_, dq_.data(), dk_.data(), dv_.data(), datt_.data(), a.att.data(), a.lse.data(),
                        a.q.data(), a.k.data(), a.v.data(), nullptr, attn_work_.data(), ad);
@@ -862,7 +886,9 @@ void CudaModel::forward_hidden(const int32_t* ids, int B, int T, bool keep) {
     const int nL = c.num_layers;
     check_ids(ids, N);
     if (training_) call_++;
-    ensure_rope(T);
+    // Packed rows read the tables at per-document positions 0 .. max(pos) (longrope: chosen by max(pos) + 1, as
+    // the CPU model and transformers decide it).
+    ensure_rope(packed_ ? pos_len_ : T);
     ensure_scratch(B, T);
     const size_t nx = keep ? (size_t)nL + 1 : 2;
     if (xs_.size() < nx) xs_.resize(nx);
@@ -944,6 +970,24 @@ LossOut CudaModel::forward_backward(const int32_t* ids, const int32_t* labels, i
     for (int64_t i = 0; i < N; i++)
         if (targets_h_[i] != -100) res.loss_sum += (double)row_loss_h_[i];
     return res;
+}
+
+LossOut CudaModel::forward_backward_packed(const int32_t* ids, const int32_t* labels, const int32_t* seg, int B,
+                                           int T, bool backward, float grad_scale) {
+    if (!seg) return forward_backward(ids, labels, B, T, backward, grad_scale);
+    const int64_t N = (int64_t)B * T;
+    pos_h_.resize((size_t)N);
+    pos_len_ = positions_from_segments(pos_h_.data(), seg, B, T);   // the CPU model's positions (rope.cpp)
+    segd_.resize((size_t)N);
+    posd_.resize((size_t)N);
+    HQ_CUDA(cudaMemcpyAsync(segd_.data(), seg, sizeof(int32_t) * N, cudaMemcpyHostToDevice, stream_));
+    HQ_CUDA(cudaMemcpyAsync(posd_.data(), pos_h_.data(), sizeof(int32_t) * N, cudaMemcpyHostToDevice, stream_));
+    struct PackedScope {   // the documents hold for this call only
+        bool& p;
+        ~PackedScope() { p = false; }
+    } scope{packed_};
+    packed_ = true;
+    return forward_backward(ids, labels, B, T, backward, grad_scale);
 }
 
 void CudaModel::forward_logits(const int32_t* ids, int B, int T, float* logits_out) {

@@ -47,8 +47,8 @@ __global__ void f32_to_bf16_rows_kernel(bf16* __restrict__ out, int64_t ldo, con
 
 // One thread step per rotation pair (b, t, head, i < d/2).
 __global__ void rope_backward_f32_kernel(float* __restrict__ dx, const float* __restrict__ dy,
-                                         const float* __restrict__ cos, const float* __restrict__ sin, int B, int T,
-                                         int nh, int d) {
+                                         const float* __restrict__ cos, const float* __restrict__ sin,
+                                         const int32_t* __restrict__ pos, int B, int T, int nh, int d) {
     const int h = d / 2;
     const int64_t total = (int64_t)B * T * nh * h;
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
@@ -61,7 +61,8 @@ __global__ void rope_backward_f32_kernel(float* __restrict__ dx, const float* __
         const int b = (int)(rest / T);
         const float* g = dy + (((int64_t)b * nh + hh) * T + t) * d;   // [d] of bhtd
         float* o = dx + (((int64_t)b * T + t) * nh + hh) * d;         // [d] of bthd
-        const float c = cos[(int64_t)t * h + i], s = sin[(int64_t)t * h + i];
+        const int64_t tp = pos ? pos[(int64_t)b * T + t] : t;   // packed rows: the position within the document
+        const float c = cos[tp * h + i], s = sin[tp * h + i];
         const float g1 = g[i], g2 = g[i + h];
         o[i] = __fadd_rn(__fmul_rn(g1, c), __fmul_rn(g2, s));
         o[i + h] = __fsub_rn(__fmul_rn(g2, c), __fmul_rn(g1, s));
@@ -96,12 +97,12 @@ void f32_to_bf16_rows(bf16* out, int64_t ldo, const float* in, int64_t rows, int
 }
 
 void rope_backward_from_bhtd_f32(float* dx, const float* dy, const float* cos, const float* sin, int B, int T, int nh,
-                                 int d, cudaStream_t s) {
+                                 int d, cudaStream_t s, const int32_t* pos) {
     const int64_t pairs = (int64_t)B * T * nh * (d / 2);
     if (pairs <= 0) return;
     HQ_CHECK(d % 2 == 0, "E_INTERNAL", "rope_backward_from_bhtd_f32: odd head_dim " << d, Where{},
              "rotary embeddings need an even head_dim; this is a bug in the caller");
-    rope_backward_f32_kernel<<<grid_for(pairs, kThreads), kThreads, 0, s>>>(dx, dy, cos, sin, B, T, nh, d);
+    rope_backward_f32_kernel<<<grid_for(pairs, kThreads), kThreads, 0, s>>>(dx, dy, cos, sin, pos, B, T, nh, d);
     HQ_CUDA_LAUNCH("rope_backward_from_bhtd_f32");
 }
 

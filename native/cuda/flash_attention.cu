@@ -250,7 +250,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(bf16* __restrict__ 
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Backward, step 1: Dsum [B, H, T] = Σ_c dout·out (fp32), dO [B, H, T, D] bf16 from dout [B, T, H, D] fp32.
+// Backward, step 1: dO [B, H, T, D] bf16 from dout [B, T, H, D] fp32, and Dsum [B, H, T] = Σ_c dO·out (fp32).
 // One warp per (b, t, h) row.
 __global__ void flash_bwd_prep_kernel(float* __restrict__ Dsum, bf16* __restrict__ dO, const float* __restrict__ dout,
                                       const bf16* __restrict__ out, int64_t rows, int T, int H, int D) {
@@ -267,9 +267,12 @@ __global__ void flash_bwd_prep_kernel(float* __restrict__ Dsum, bf16* __restrict
         bf16* dst = dO + ((b * H + h) * T + i) * D;
         float acc = 0.0f;
         for (int c = lane; c < D; c += 32) {
-            const float x = dr[c];
-            acc += x * __bfloat162float(orow[c]);
-            dst[c] = __float2bfloat16_rn(x);
+            // D from the same bf16 dO that dP = dO·vᵀ uses: then Σ_j dS_ij = Σ_j P_ij (dP_ij − D_i) = 0 as the
+            // softmax's gradient must be, and a query that sees one key (T 1, window 1) gets dq = dk = 0; with the
+            // fp32 dout here the rounding of dO left a bias dO_fp32·O − dO_bf16·O in every dS of the row.
+            const bf16 xb = __float2bfloat16_rn(dr[c]);
+            acc += __bfloat162float(xb) * __bfloat162float(orow[c]);
+            dst[c] = xb;
         }
         for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xFFFFFFFFu, acc, o);
         if (lane == 0) Dsum[(b * H + h) * T + i] = acc;

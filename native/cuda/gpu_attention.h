@@ -1,6 +1,6 @@
 // gpu_attention.h — causal GQA attention on the GPU: cuBLASLt batched GEMMs around a fused causal softmax (the
 // "gemm" kernel, below, the default), or a fused FlashAttention-2 style kernel (flash_attention.cu, head_dim 16, 32,
-// 64, 96, 128 or 256; opt-in with HQ_ATTN=flash until it has passed its parity tests on a GPU). The sliding window,
+// 64, 96, 128 or 256; the default wherever head_dim allows it, HQ_ATTN=gemm forces the other). The sliding window,
 // soft-capping and the document mask need flash.
 //
 // The gemm kernel:
@@ -32,7 +32,7 @@ struct AttnDims {
     AttnKernel kernel = AttnKernel::Auto;   // Auto: attention_kernel's choice (tests force one)
 };
 
-// The kernel for these dims: a.kernel when not Auto; else flash when HQ_ATTN=flash and flash_supported(a), else
+// The kernel for these dims: a.kernel when not Auto; else flash when flash_supported(a) and HQ_ATTN is not gemm, else
 // gemm. Throws E_CONFIG when the window, soft-capping or a document mask is asked of the gemm kernel.
 AttnKernel attention_kernel(const AttnDims& a);
 const char* attention_kernel_name(AttnKernel k);

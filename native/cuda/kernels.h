@@ -54,13 +54,14 @@ void rmsnorm_backward(float* dx, const float* dy, const float* x, const float* w
 // ---- RoPE and head layouts (reference: rope_forward / rope_backward in rope.cpp) -------------------------------
 // cos, sin [T, d/2] fp32 tables (rope_tables). Layouts: "bthd" = [B, T, nh, d] (a projection's [N, nh·d] output),
 // "bhtd" = [B, nh, T, d] (per-head contiguous, the attention GEMMs' layout).
-// out bhtd bf16 = rope(in bthd bf16).
+// out bhtd bf16 = rope(in bthd bf16). pos [B, T] (device): the table row of each token (packed rows: its position
+// within its document, positions_from_segments); nullptr: row t.
 void rope_forward_to_bhtd(bf16* out, const bf16* in, const float* cos, const float* sin, int B, int T, int nh, int d,
-                          cudaStream_t s);
+                          cudaStream_t s, const int32_t* pos = nullptr);
 // dx bthd bf16 = rope_backward(dy bhtd fp32)  (the transposed rotation, then the layout change). The output rows
 // (one per token) are ldo elements apart (0: nh·d), so dx can be a column block of a wider matrix.
 void rope_backward_from_bhtd(bf16* dx, const float* dy, const float* cos, const float* sin, int B, int T, int nh,
-                             int d, cudaStream_t s, int64_t ldo = 0);
+                             int d, cudaStream_t s, int64_t ldo = 0, const int32_t* pos = nullptr);
 // Layout changes without rotation (v and dv).
 void bthd_to_bhtd(bf16* out, const bf16* in, int B, int T, int nh, int d, cudaStream_t s);
 void bhtd_to_bthd_f32_to_bf16(bf16* out, const float* in, int B, int T, int nh, int d, cudaStream_t s,
@@ -111,7 +112,7 @@ void f32_to_bf16_rows(bf16* out, int64_t ldo, const float* in, int64_t rows, int
 // dx bthd fp32 = rope_backward(dy bhtd fp32): rope_backward_from_bhtd without the bf16 rounding, for the q/k norm
 // backward that follows it (Qwen3, Gemma-3).
 void rope_backward_from_bhtd_f32(float* dx, const float* dy, const float* cos, const float* sin, int B, int T, int nh,
-                                 int d, cudaStream_t s);
+                                 int d, cudaStream_t s, const int32_t* pos = nullptr);
 // x [n] fp32 in place = cap·tanh(x / cap) (reference: softcap_logits in loss.cpp); no-op for cap <= 0.
 void softcap_inplace(float* x, int64_t n, float cap, cudaStream_t s);
 

@@ -78,7 +78,8 @@ __device__ __forceinline__ void load_f32(const float* p, float (&f)[V]) {
 template <int V>
 __global__ void __launch_bounds__(kThreads) rope_forward_kernel(bf16* __restrict__ out, const bf16* __restrict__ in,
                                                                 const float* __restrict__ cos,
-                                                                const float* __restrict__ sin, int B, int T, int nh,
+                                                                const float* __restrict__ sin,
+                                                                const int32_t* __restrict__ pos, int B, int T, int nh,
                                                                 int d) {
     const int h = d / 2, hv = h / V;
     const int64_t total = (int64_t)B * T * nh * hv;
@@ -95,8 +96,9 @@ __global__ void __launch_bounds__(kThreads) rope_forward_kernel(bf16* __restrict
         float x1[V], x2[V], c[V], s[V], y1[V], y2[V];
         load_bf16<V>(x + i, x1);
         load_bf16<V>(x + i + h, x2);
-        load_f32<V>(cos + (int64_t)t * h + i, c);
-        load_f32<V>(sin + (int64_t)t * h + i, s);
+        const int64_t tp = pos ? pos[(int64_t)b * T + t] : t;   // packed rows: the position within the document
+        load_f32<V>(cos + tp * h + i, c);
+        load_f32<V>(sin + tp * h + i, s);
 #pragma unroll
         for (int k = 0; k < V; k++) {
             y1[k] = __fsub_rn(__fmul_rn(x1[k], c[k]), __fmul_rn(x2[k], s[k]));
@@ -110,7 +112,8 @@ __global__ void __launch_bounds__(kThreads) rope_forward_kernel(bf16* __restrict
 template <int V>
 __global__ void __launch_bounds__(kThreads) rope_backward_kernel(bf16* __restrict__ dx, const float* __restrict__ dy,
                                                                  const float* __restrict__ cos,
-                                                                 const float* __restrict__ sin, int B, int T, int nh,
+                                                                 const float* __restrict__ sin,
+                                                                 const int32_t* __restrict__ pos, int B, int T, int nh,
                                                                  int d, int64_t ldo) {
     const int h = d / 2, hv = h / V;
     const int64_t total = (int64_t)B * nh * T * hv;
@@ -127,8 +130,9 @@ __global__ void __launch_bounds__(kThreads) rope_backward_kernel(bf16* __restric
         float g1[V], g2[V], c[V], s[V], o1[V], o2[V];
         load_f32<V>(g + i, g1);
         load_f32<V>(g + i + h, g2);
-        load_f32<V>(cos + (int64_t)t * h + i, c);
-        load_f32<V>(sin + (int64_t)t * h + i, s);
+        const int64_t tp = pos ? pos[(int64_t)b * T + t] : t;   // packed rows: the position within the document
+        load_f32<V>(cos + tp * h + i, c);
+        load_f32<V>(sin + tp * h + i, s);
 #pragma unroll
         for (int k = 0; k < V; k++) {
             o1[k] = __fadd_rn(__fmul_rn(g1[k], c[k]), __fmul_rn(g2[k], s[k]));
@@ -205,23 +209,23 @@ int with_ld(int n, int64_t ldo) { return std::gcd(n, ldo % 4 == 0 ? 4 : (ldo % 2
 }  // namespace
 
 void rope_forward_to_bhtd(bf16* out, const bf16* in, const float* cos, const float* sin, int B, int T, int nh, int d,
-                          cudaStream_t s) {
+                          cudaStream_t s, const int32_t* pos) {
     const int64_t pairs = (int64_t)B * T * nh * (d / 2);
     if (pairs <= 0) return;
     HQ_CHECK(d % 2 == 0, "E_INTERNAL", "rope_forward_to_bhtd: odd head_dim " << d, Where{},
              "rotary embeddings need an even head_dim; this is a bug in the caller");
     const int v = pick_vec4(d / 2, out, in, cos, sin, nullptr);
     if (v == 4)
-        rope_forward_kernel<4><<<grid_for(pairs / 4, kThreads), kThreads, 0, s>>>(out, in, cos, sin, B, T, nh, d);
+        rope_forward_kernel<4><<<grid_for(pairs / 4, kThreads), kThreads, 0, s>>>(out, in, cos, sin, pos, B, T, nh, d);
     else if (v == 2)
-        rope_forward_kernel<2><<<grid_for(pairs / 2, kThreads), kThreads, 0, s>>>(out, in, cos, sin, B, T, nh, d);
+        rope_forward_kernel<2><<<grid_for(pairs / 2, kThreads), kThreads, 0, s>>>(out, in, cos, sin, pos, B, T, nh, d);
     else
-        rope_forward_kernel<1><<<grid_for(pairs, kThreads), kThreads, 0, s>>>(out, in, cos, sin, B, T, nh, d);
+        rope_forward_kernel<1><<<grid_for(pairs, kThreads), kThreads, 0, s>>>(out, in, cos, sin, pos, B, T, nh, d);
     HQ_CUDA_LAUNCH("rope_forward_to_bhtd");
 }
 
 void rope_backward_from_bhtd(bf16* dx, const float* dy, const float* cos, const float* sin, int B, int T, int nh,
-                             int d, cudaStream_t s, int64_t ldo) {
+                             int d, cudaStream_t s, int64_t ldo, const int32_t* pos) {
     const int64_t pairs = (int64_t)B * T * nh * (d / 2);
     if (pairs <= 0) return;
     HQ_CHECK(d % 2 == 0, "E_INTERNAL", "rope_backward_from_bhtd: odd head_dim " << d, Where{},
@@ -231,11 +235,11 @@ void rope_backward_from_bhtd(bf16* dx, const float* dy, const float* cos, const 
     // Each output row starts ldo elements after the last: V must divide ldo too for aligned vector stores.
     const int v = pick_vec4(with_ld(d / 2, ldo), dx, dx, dy, cos, sin);
     if (v == 4)
-        rope_backward_kernel<4><<<grid_for(pairs / 4, kThreads), kThreads, 0, s>>>(dx, dy, cos, sin, B, T, nh, d, ldo);
+        rope_backward_kernel<4><<<grid_for(pairs / 4, kThreads), kThreads, 0, s>>>(dx, dy, cos, sin, pos, B, T, nh, d, ldo);
     else if (v == 2)
-        rope_backward_kernel<2><<<grid_for(pairs / 2, kThreads), kThreads, 0, s>>>(dx, dy, cos, sin, B, T, nh, d, ldo);
+        rope_backward_kernel<2><<<grid_for(pairs / 2, kThreads), kThreads, 0, s>>>(dx, dy, cos, sin, pos, B, T, nh, d, ldo);
     else
-        rope_backward_kernel<1><<<grid_for(pairs, kThreads), kThreads, 0, s>>>(dx, dy, cos, sin, B, T, nh, d, ldo);
+        rope_backward_kernel<1><<<grid_for(pairs, kThreads), kThreads, 0, s>>>(dx, dy, cos, sin, pos, B, T, nh, d, ldo);
     HQ_CUDA_LAUNCH("rope_backward_from_bhtd");
 }
 

@@ -73,13 +73,18 @@ std::vector<std::string> ModelConfig::features() const {
 }
 
 std::string ModelConfig::cuda_missing_features() const {
-    // native/cuda/cuda_model.cpp implements the q/k/v biases, q/k norms, post-attention/feed-forward norms, final
-    // logit soft-capping, query_pre_attn_scalar, the local layers' rope theta and LongRoPE; these two remain:
+    // native/cuda/cuda_model.cpp implements every family feature: the q/k/v biases, q/k norms, post-attention/feed-
+    // forward norms, logit soft-capping, query_pre_attn_scalar, local rope, LongRoPE, and (with the flash attention
+    // kernel) the sliding window and attention soft-capping. The flash kernel is built for these head sizes only:
+    const bool flash_head = head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 96 || head_dim == 128 ||
+                            head_dim == 256;
+    if (flash_head) return "";
     std::vector<std::string> m;
     if (any_sliding()) m.push_back("sliding-window attention");
     if (attn_softcap > 0) m.push_back("attention logit soft-capping");
     std::string s;
     for (size_t i = 0; i < m.size(); i++) s += (i ? ", " : "") + m[i];
+    if (!s.empty()) s += HQ_MSG(" with head_dim " << head_dim << " (the flash kernel: 16, 32, 64, 96, 128 or 256)");
     return s;
 }
 

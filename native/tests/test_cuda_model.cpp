@@ -1,9 +1,9 @@
 // test_cuda_model.cpp — the CUDA backend against the CPU backend on the committed tiny fixtures:
 // logits, loss, adapter gradients, a 20-step AdamW trajectory, dropout masks, gradient checkpointing, and the
 // real hqlora-train binary with hardware.device "cuda" (training, events, checkpoint + --resume); then the same
-// parity on the issue-15 family fixtures (Qwen2 untied/tied, Qwen3, Phi-3, Gemma-2 without its attention-internal
-// features; see family_fixture below), and Mistral / Gemma-2 / Gemma-3 refused by name until the CUDA attention
-// has a sliding window and soft-capping.
+// parity on the issue-15 family fixtures (Qwen2 untied/tied, Qwen3, Phi-3, Mistral, Gemma-2, Gemma-3; the sliding
+// window and attention soft-capping run in the flash attention kernel), and packed rows (document mask and
+// per-document RoPE positions) against the CPU's forward_backward_packed.
 // Skips (passing) where no GPU or no cuBLASLt is usable, as on CI; it must compile there.
 //
 // Tolerances. The CPU backend is fp32 throughout; the CUDA backend runs its GEMMs on bf16 inputs (8-bit mantissa,
@@ -318,8 +318,8 @@ namespace {
 
 // The family fixtures: test/fixtures/models/tiny-<family> (test/reference/golden_families.py, made with the real
 // transformers classes). "tiny-gemma2-global" is written here into /tmp: tiny-gemma2's weights with both layers
-// global and no attention soft-capping (the two attention-internal features the CUDA backend does not implement
-// yet); its pre/post norms, query_pre_attn_scalar 24 and final soft-cap 1.9 (which clips these logits) stay.
+// global and no attention soft-capping, so that its pre/post norms, query_pre_attn_scalar 24 and final soft-cap 1.9
+// (which clips these logits) are checked apart from the attention-internal features.
 std::string family_fixture(const std::string& name) {
     if (name != "tiny-gemma2-global") return kModels + "/" + name;
     const std::string src = kModels + "/tiny-gemma2";
@@ -334,9 +334,10 @@ std::string family_fixture(const std::string& name) {
     return dir;
 }
 
-// The families whose every feature the CUDA backend implements (the attention-internal sliding window and
-// attention soft-capping excepted, which these fixtures do not use).
-const char* const kCudaFamilies[] = {"tiny-qwen2", "tiny-qwen2-tied", "tiny-qwen3", "tiny-phi3", "tiny-gemma2-global"};
+// Every family. tiny-mistral, tiny-gemma2 and tiny-gemma3 have sliding_window 5 (all layers / every other layer),
+// so at T = 16 the window hides most keys; tiny-gemma2's attention soft-cap is 3.2.
+const char* const kCudaFamilies[] = {"tiny-qwen2", "tiny-qwen2-tied", "tiny-qwen3",  "tiny-phi3",
+                                     "tiny-mistral", "tiny-gemma2", "tiny-gemma2-global", "tiny-gemma3"};
 
 }  // namespace
 
@@ -384,26 +385,54 @@ TEST_CASE("cuda model, the issue-15 families: logits, loss and adapter gradients
 
 TEST_CASE("cuda model, the issue-15 families: a 20-step AdamW trajectory follows the CPU backend") {
     if (!usable()) return;
-    for (const std::string fx : {"tiny-qwen2", "tiny-qwen3", "tiny-phi3", "tiny-gemma2-global"}) {
+    for (const std::string fx : {"tiny-qwen2", "tiny-qwen3", "tiny-phi3", "tiny-mistral", "tiny-gemma2", "tiny-gemma3"}) {
         CAPTURE(fx);
         check_trajectory(family_fixture(fx), 16);
     }
 }
 
-TEST_CASE("cuda model, the issue-15 families: sliding-window and attention soft-capping models are refused by name") {
+TEST_CASE("cuda model: packed rows (document mask, per-document RoPE positions) match the CPU backend") {
     if (!usable()) return;
-    // Until the CUDA attention has a window and soft-capping: E_CUDA naming them, never a silently different model.
-    for (const std::string fx : {"tiny-mistral", "tiny-gemma2", "tiny-gemma3"}) {
+    // Two rows of T = 24, each packed with documents of lengths 7/9/8 and 5/13/6, the last token of each document
+    // masked out of the next one's loss as the token file does (labels -100 at each document's first token). Llama
+    // (plain), Qwen3 (the q/k norm's fp32 RoPE backward), Gemma-3 (local RoPE tables and the window), Phi-3
+    // (LongRoPE chosen by the longest document, 13 > original 8, not by T).
+    const int T = 24;
+    const std::vector<std::vector<int>> docs = {{7, 9, 8}, {5, 13, 6}};
+    for (const std::string fx : {"tiny-llama", "tiny-qwen3", "tiny-gemma3", "tiny-phi3"}) {
         CAPTURE(fx);
-        const std::string dir = family_fixture(fx);
-        try {
-            cuda::cuda_backend().load(dir, QuantSpec{}, AdapterSpec{}, 7);
-            FAIL("the CUDA backend loaded " << fx);
-        } catch (const Error& e) {
-            CHECK(e.code() == "E_CUDA");
-            CHECK(std::string(e.what()).find("sliding-window attention") != std::string::npos);
-            if (fx == "tiny-gemma2")
-                CHECK(std::string(e.what()).find("attention logit soft-capping") != std::string::npos);
+        Pair p = load_pair(family_fixture(fx), AdapterSpec{});
+        REQUIRE(p.gpu->supports_packing());
+        const Batch b = make_batch(p.cpu->config().vocab_size, 5, 2, T);
+        std::vector<int32_t> seg((size_t)2 * T), labels = b.labels;
+        for (int r = 0; r < 2; r++) {
+            int t = 0;
+            for (size_t k = 0; k < docs[r].size(); k++)
+                for (int i = 0; i < docs[r][k]; i++, t++) {
+                    seg[(size_t)r * T + t] = (int32_t)k;
+                    if (i == 0) labels[(size_t)r * T + t] = -100;
+                }
+            REQUIRE(t == T);
         }
+        p.cpu->zero_grad();
+        p.gpu->zero_grad();
+        const LossOut oc = p.cpu->forward_backward_packed(b.ids.data(), labels.data(), seg.data(), 2, T, true, 0.02f);
+        const LossOut og = p.gpu->forward_backward_packed(b.ids.data(), labels.data(), seg.data(), 2, T, true, 0.02f);
+        CHECK(og.n_tokens == oc.n_tokens);
+        const double eloss = std::abs(og.loss_sum - oc.loss_sum) / std::abs(oc.loss_sum);
+        MESSAGE(fx << " packed loss cpu " << oc.loss_sum << " gpu " << og.loss_sum << " rel " << eloss);
+        CHECK(eloss < 2e-3);
+        p.gpu->sync_to_host(nullptr, true);
+        double worst = 0;
+        for (size_t i = 0; i < p.cpu->params().size(); i++)
+            worst = std::max(worst, rel(grads(*p.gpu, p.gpu->params()[i]), grads(*p.cpu, p.cpu->params()[i])));
+        MESSAGE(fx << " packed worst grad rel " << worst);
+        CHECK(worst < 4e-2);
+        // The mask matters: the same rows unpacked give another loss (attention across documents, positions by T).
+        const LossOut whole = p.gpu->forward_backward(b.ids.data(), labels.data(), 2, T, false, 0.0f);
+        CHECK(std::abs(whole.loss_sum - og.loss_sum) > 1e-3 * std::abs(oc.loss_sum));
+        // And a packed call leaves the next unpacked one alone (the documents hold for one call).
+        const LossOut again = p.gpu->forward_backward(b.ids.data(), labels.data(), 2, T, false, 0.0f);
+        CHECK(again.loss_sum == whole.loss_sum);
     }
 }
