@@ -93,6 +93,7 @@ std::string resolve(void* h, Api& a) {
     HQ_NCCL_SYM(comm_get_async_error, "ncclCommGetAsyncError");
     HQ_NCCL_SYM(get_error_string, "ncclGetErrorString");
     HQ_NCCL_SYM(all_reduce, "ncclAllReduce");
+    HQ_NCCL_SYM(broadcast, "ncclBroadcast");
 #undef HQ_NCCL_SYM
     sym("ncclCommInitRankConfig", a.comm_init_rank_config);
     sym("ncclCommFinalize", a.comm_finalize);
@@ -221,6 +222,16 @@ class NcclCollective final : public Collective {
         if (r != ncclInProgress) check(r, "ncclAllReduce (gradients)");
         lock.unlock();
         if (r == ncclInProgress) wait_async("ncclAllReduce (gradients)");
+    }
+
+    void broadcast(float* data, size_t n, int root, void* stream) override {
+        std::unique_lock<std::mutex> lock(mu_);
+        alive();
+        use_stream(static_cast<cudaStream_t>(stream));
+        const ncclResult_t r = api_.broadcast(data, data, n, ncclFloat32, root, comm_, stream_);
+        if (r != ncclInProgress) check(r, "ncclBroadcast");
+        lock.unlock();
+        if (r == ncclInProgress) wait_async("ncclBroadcast");
     }
 
     void start_all_reduce_sum(float* data, size_t n, void* stream) override {

@@ -68,6 +68,8 @@ using PFN_ncclGetLastError = const char* (*)(ncclComm_t comm);                  
 using PFN_ncclAllReduce = ncclResult_t (*)(const void* sendbuff, void* recvbuff, size_t count,
                                            ncclDataType_t datatype, ncclRedOp_t op, ncclComm_t comm,
                                            cudaStream_t stream);
+using PFN_ncclBroadcast = ncclResult_t (*)(const void* sendbuff, void* recvbuff, size_t count,
+                                           ncclDataType_t datatype, int root, ncclComm_t comm, cudaStream_t stream);
 
 // The resolved entry points (the optional ones may be null).
 struct Api {
@@ -82,6 +84,7 @@ struct Api {
     PFN_ncclGetErrorString get_error_string = nullptr;
     PFN_ncclGetLastError get_last_error = nullptr;
     PFN_ncclAllReduce all_reduce = nullptr;
+    PFN_ncclBroadcast broadcast = nullptr;
 };
 
 }  // namespace hq::cuda::nccl

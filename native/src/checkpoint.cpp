@@ -67,6 +67,7 @@ std::optional<CheckpointRef> find_resume_checkpoint(const std::string& ckpt_dir)
 
 SavedCheckpoint save_checkpoint(const std::string& ckpt_dir, int64_t step, Model& model, const AdamW& opt,
                                 nlohmann::json state, int keep) {
+    HQ_ASSERT(!opt.sharded());   // ZeRO-1: the trainer gathers the full optimizer state first
     make_dirs(ckpt_dir);
     const std::string name = checkpoint_dir_name(step);
     const std::string final_dir = path_join(ckpt_dir, name);

@@ -60,6 +60,11 @@ void DataParallel::attach(Model& model, const std::string& config_file) {
                         "use distributed.backend: nccl (or auto) with hardware.device cuda");
         coll_ = make_cpu_collective(*rv_, cfg_.timeout_s);
     }
+    if (cfg_.zero == 1 && model.device_resident())
+        throw Error("E_CONFIG", "distributed.zero 1 shards the optimizer of the CPU backend; the CUDA backend keeps "
+                                "the AdamW state of the adapters whole on every GPU (2 x the adapter's size)",
+                    Where{config_file, "", "distributed.zero", -1, -1},
+                    "set distributed.zero: 0 (the default) on GPUs, or train on the CPU (hardware.device: cpu)");
     Collective* c = coll_.get();
     rv_->start_watchdog([c] { c->abort(); }, 10.0);
     coll_->start();
@@ -97,6 +102,54 @@ void DataParallel::disarm(Model& model) {
     if (!overlap_) return;
     model.set_grads_ready_hook(nullptr);
     overlap_.reset();   // cancels the started sums
+}
+
+void DataParallel::zero_shard(AdamW& opt) {
+    if (!zero()) return;
+    std::vector<Param>& ps = opt.params();
+    if (zero_first_.empty()) {   // W runs of params: rank r's starts at the first param whose middle is past r/W
+        size_t total = 0;
+        for (const Param& p : ps) total += p.numel;
+        zero_first_.assign(static_cast<size_t>(world()) + 1, ps.size());
+        size_t i = 0, at = 0;
+        for (int r = 0; r < world(); ++r) {
+            const double from = static_cast<double>(total) * r / world();
+            while (i < ps.size() && static_cast<double>(at) + 0.5 * static_cast<double>(ps[i].numel) < from)
+                at += ps[i++].numel;
+            zero_first_[static_cast<size_t>(r)] = i;
+        }
+        zero_contiguous_ = true;
+        for (size_t k = 1; k < ps.size(); ++k) zero_contiguous_ &= ps[k].w == ps[k - 1].w + ps[k - 1].numel;
+        size_t mine = 0;
+        for (size_t k = zero_first_[rank()]; k < zero_first_[rank() + 1]; ++k) mine += ps[k].numel;
+        std::fprintf(stderr, "[hqlora] rank %d: ZeRO-1: AdamW state of params %zu..%zu (%zu of %zu floats)\n", rank(),
+                     zero_first_[rank()], zero_first_[rank() + 1], mine, total);
+    }
+    opt.shard(zero_first_[rank()], zero_first_[rank() + 1]);
+}
+
+void DataParallel::zero_gather_weights(Model& model) {
+    if (!zero()) return;
+    std::vector<Param>& ps = model.params();
+    for (int r = 0; r < world(); ++r) {
+        const size_t a = zero_first_[r], b = zero_first_[r + 1];
+        if (a == b) continue;
+        if (zero_contiguous_) {
+            coll_->broadcast(ps[a].w, static_cast<size_t>(ps[b - 1].w + ps[b - 1].numel - ps[a].w), r, nullptr);
+        } else {
+            for (size_t k = a; k < b; ++k) coll_->broadcast(ps[k].w, ps[k].numel, r, nullptr);
+        }
+    }
+}
+
+void DataParallel::zero_gather_state(AdamW& opt) {
+    if (!zero()) return;
+    opt.unshard();
+    for (int r = 0; r < world(); ++r)
+        for (size_t k = zero_first_[r]; k < zero_first_[r + 1]; ++k) {
+            coll_->broadcast(opt.m[k].data(), opt.m[k].size(), r, nullptr);
+            coll_->broadcast(opt.v[k].data(), opt.v[k].size(), r, nullptr);
+        }
 }
 
 size_t DataParallel::bucket_bytes() const { return static_cast<size_t>(cfg_.bucket_mb * 1024 * 1024); }

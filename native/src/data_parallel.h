@@ -12,6 +12,13 @@
 // N ranks is a run on one rank with N × accumulation. The data cursor in a checkpoint is global, so a run resumes on
 // any world size.
 //
+// ZeRO-1 (distributed.zero 1, CPU backend): the params are split into W consecutive runs of about equal size; rank
+// r keeps the AdamW moments of its run only and updates only its params, then every rank's updated weights go to
+// the others (Collective::broadcast from each owner), so each rank ends the step with the weights every rank would
+// have computed: the same bits as without ZeRO (AdamW is elementwise). A checkpoint gathers the whole state first
+// (rank 0 writes it as without ZeRO), so a run resumes on any world size, with or without ZeRO, and is re-sharded
+// on load.
+//
 // Rank 0 alone writes the run folder (events.jsonl, checkpoints, adapters, exports); the other ranks print errors
 // only. Stop (SIGINT/SIGTERM) and "save now" (SIGUSR1) requests of any rank are summed with the step, so all ranks
 // stop after the same step and rank 0 writes the one checkpoint.
@@ -22,6 +29,7 @@
 
 #include "dist.h"
 #include "model.h"
+#include "optimizer.h"
 
 namespace hq {
 
@@ -30,6 +38,7 @@ struct DistributedConfig {
     double timeout_s = 600.0;       // rendezvous and collective timeout (NCCL's watchdog)
     double bucket_mb = 25.0;        // gradient all-reduce bucket size (0: one bucket per layer)
     bool overlap = true;            // start each bucket's sum while the backward runs on the layers below
+    int zero = 0;                   // 1: ZeRO-1, the AdamW state sharded over ranks
 };
 
 class DataParallel {
@@ -63,6 +72,16 @@ class DataParallel {
     void disarm(Model& model);
     // Buckets of the last reduce_gradients.
     int last_buckets() const { return last_buckets_; }
+
+    // ZeRO-1: on when distributed.zero is 1 and the world has more than one rank.
+    bool zero() const { return coll_ && cfg_.zero == 1 && world() > 1; }
+    // Keeps only this rank's share of the optimizer state (after the optimizer exists and any checkpoint was
+    // restored into it, and after each zero_gather_state). No-op without ZeRO.
+    void zero_shard(AdamW& opt);
+    // After AdamW::step on this rank's share: every rank's updated weights to all.
+    void zero_gather_weights(Model& model);
+    // Before a checkpoint: the whole optimizer state on every rank (for rank 0 to write); zero_shard after it.
+    void zero_gather_state(AdamW& opt);
     // Sums v over ranks (host fp64).
     void reduce_host(std::vector<double>& v);
 
@@ -74,6 +93,8 @@ class DataParallel {
     std::unique_ptr<Collective> coll_;
     std::unique_ptr<OverlappedBuckets> overlap_;   // between arm_overlap and reduce_gradients
     int last_buckets_ = 0;
+    std::vector<size_t> zero_first_;   // ZeRO-1: rank r updates params [zero_first_[r], zero_first_[r + 1])
+    bool zero_contiguous_ = false;     // the params' weights are back to back (one broadcast per rank)
 };
 
 // When this process is a rank of a world: tell the others it failed with `message` (main's catch blocks call it

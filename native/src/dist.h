@@ -23,7 +23,8 @@
 // collective that waits longer than distributed.timeout_s fails with E_DIST naming the ranks that did not arrive.
 //
 // Collectives (Collective). Every rank computes on its own shard of each global batch; the trainer sums the
-// adapter gradients and the step's loss over ranks with all_reduce_sum. Backends:
+// adapter gradients and the step's loss over ranks with all_reduce_sum (and, with ZeRO-1, sends each rank's updated
+// shard of the weights to the others with broadcast). Backends:
 //   cpu  (dist_shm.cpp)        : processes on one host over a POSIX shared-memory segment. The sum runs in rank
 //                                order 0, 1, …, W-1 on every rank, so every rank gets the same bits, and a world of
 //                                W ranks with one micro-batch each sums exactly as one rank accumulating W
@@ -122,6 +123,9 @@ class Collective {
     // In place: data[i] = Σ_ranks data[i] (fp32), identical on every rank. `stream` is the cudaStream_t the data is
     // produced on (device backends; ignored by the CPU backend). Returns when the result may be used on `stream`.
     virtual void all_reduce_sum(float* data, size_t n, void* stream) = 0;
+    // In place: data[0, n) of rank `root` to every rank (ZeRO-1: each rank's updated shard of the weights, and of
+    // the optimizer state for a checkpoint). Device pointers on `stream` for device backends, as all_reduce_sum.
+    virtual void broadcast(float* data, size_t n, int root, void* stream) = 0;
     // In place, host memory, fp64: the step's loss sums, flags, per-rank memory (a few numbers per step).
     virtual void all_reduce_host(double* data, size_t n) = 0;
 

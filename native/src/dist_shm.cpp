@@ -1,6 +1,7 @@
 // dist_shm.cpp — the CPU collective backend: ranks on one host sum through a POSIX shared-memory segment (dist.h).
 //
 // Segment: a header (barrier generation and count, each rank's last barrier) and one slot of kSlotBytes per rank.
+// broadcast, per chunk: the root copies it into its slot; barrier; the others copy it out; barrier.
 // all_reduce of n values, per chunk of at most one slot: every rank copies its chunk into its slot; barrier; every
 // rank sums the slots in rank order 0..W-1 into its own buffer (so all ranks hold the same bits, and the order is
 // the one a single rank accumulating micro-batches 0..W-1 uses); barrier (the slots may be written again). Waits are
@@ -129,6 +130,20 @@ class ShmCollective final : public Collective {
     void all_reduce_host(double* data, size_t n) override {
         wait_all_reduces(nullptr);
         reduce(data, n);
+    }
+
+    void broadcast(float* data, size_t n, int root, void* stream) override {
+        HQ_ASSERT(root >= 0 && root < world_);
+        wait_all_reduces(stream);
+        dist_check_failure();
+        const size_t per = kSlotBytes / sizeof(float);
+        for (size_t off = 0; off < n; off += per) {
+            const size_t c = std::min(per, n - off);
+            if (rank_ == root) std::memcpy(slot<float>(root), data + off, c * sizeof(float));
+            barrier();
+            if (rank_ != root) std::memcpy(data + off, slot<float>(root), c * sizeof(float));
+            barrier();
+        }
     }
 
     void start_all_reduce_sum(float* data, size_t n, void*) override {

@@ -12,13 +12,33 @@
 
 namespace hq {
 
-AdamW::AdamW(std::vector<Param>& params, AdamWConfig cfg) : params_(params), cfg_(cfg) {
+AdamW::AdamW(std::vector<Param>& params, AdamWConfig cfg) : params_(params), cfg_(cfg), last_(params.size()) {
     m.resize(params.size());
     v.resize(params.size());
     for (size_t i = 0; i < params.size(); ++i) {
         m[i].assign(params[i].numel, 0.0f);
         v[i].assign(params[i].numel, 0.0f);
     }
+}
+
+void AdamW::shard(size_t first, size_t last) {
+    HQ_ASSERT(first <= last && last <= params_.size());
+    first_ = first;
+    last_ = last;
+    for (size_t i = 0; i < params_.size(); ++i)
+        if (!owns(i)) {
+            std::vector<float>().swap(m[i]);
+            std::vector<float>().swap(v[i]);
+        }
+}
+
+void AdamW::unshard() {
+    for (size_t i = 0; i < params_.size(); ++i) {
+        m[i].resize(params_[i].numel, 0.0f);
+        v[i].resize(params_[i].numel, 0.0f);
+    }
+    first_ = 0;
+    last_ = params_.size();
 }
 
 void AdamW::step(double lr) {
@@ -35,7 +55,7 @@ void AdamW::step(double lr) {
     const float eps = static_cast<float>(cfg_.eps);
     const bool wd = cfg_.weight_decay != 0.0;
     HQ_ASSERT(w1 < 0.5f);  // ATen lerp uses `self + w*(end-self)` only for |w| < 0.5; betas >= 0.5 everywhere
-    for (size_t i = 0; i < params_.size(); ++i) {
+    for (size_t i = first_; i < last_; ++i) {
         Param& P = params_[i];
         float* __restrict p = P.w;
         const float* __restrict g = P.g;

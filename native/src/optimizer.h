@@ -34,12 +34,21 @@ class AdamW {
     const AdamWConfig& config() const { return cfg_; }
     std::vector<Param>& params() { return params_; }
 
+    // ZeRO-1 (distributed.zero): this rank updates params [first, last) only and holds only their moments (the
+    // others' m and v are emptied); step() skips the rest, whose new weights come from their owners. unshard() gives
+    // every param full-size moments again (zeros where not held: the caller fills them, e.g. a checkpoint's gather).
+    void shard(size_t first, size_t last);
+    void unshard();
+    bool owns(size_t i) const { return i >= first_ && i < last_; }
+    bool sharded() const { return first_ != 0 || last_ != params_.size(); }
+
     int64_t t = 0;                          // steps taken (torch's state["step"])
-    std::vector<std::vector<float>> m, v;   // exp_avg, exp_avg_sq per param, [numel]
+    std::vector<std::vector<float>> m, v;   // exp_avg, exp_avg_sq per param, [numel] (empty when not owned)
 
   private:
     std::vector<Param>& params_;
     AdamWConfig cfg_;
+    size_t first_ = 0, last_ = 0;   // the params this rank updates (all unless sharded)
 };
 
 // Global L2 norm of all gradients (fp64 accumulation), returned as fp32 before clipping. When max_norm > 0,

@@ -245,6 +245,7 @@ RunConfig parse_run_config(const nlohmann::json& j, const std::string& file) {
     c.dist.timeout_s = ds.number("timeout_s", 600.0, 1.0, 86400.0);
     c.dist.bucket_mb = ds.number("bucket_mb", 25.0, 0.0, 4096.0);
     c.dist.overlap = ds.boolean("overlap", true);
+    c.dist.zero = static_cast<int>(ds.integer("zero", 0, 0, 1));
 
     Section lg(j, "logging", file, false);
     c.logging.every_steps = lg.integer("every_steps", 1, 1, kBig);

@@ -222,6 +222,7 @@ class TrainingRun {
             events_.emit_warning("W_NO_CHECKPOINT", HQ_MSG("--resume given but " << ckpt_dir_
                                                            << " has no complete checkpoint; starting from step 0"));
         }
+        dp_->zero_shard(*adam_);   // ZeRO-1: this rank's share of the (restored) optimizer state
         warn_truncated();
         emit_start();
     }
@@ -413,6 +414,7 @@ class TrainingRun {
             finite = model_->device_adamw_step(*adam_, lr);
         } else {
             adam_->step(lr);
+            dp_->zero_gather_weights(*model_);   // ZeRO-1: each rank updated its share
             finite = params_finite(params);
         }
         if (!finite) return non_finite("an adapter weight after the update", std::nan(""));
@@ -537,6 +539,12 @@ class TrainingRun {
 
     // --- checkpoint ------------------------------------------------------------------------------------------
     void checkpoint(const char* reason) {
+        dp_->zero_gather_state(*adam_);   // ZeRO-1: the checkpoint holds the whole optimizer state
+        struct Reshard {
+            DataParallel& dp;
+            AdamW& opt;
+            ~Reshard() { dp.zero_shard(opt); }
+        } reshard{*dp_, *adam_};
         if (!dp_->root()) {   // rank 0 writes the one checkpoint of the world
             last_ckpt_step_ = step_;
             return;

@@ -457,6 +457,74 @@ TEST_CASE("a run resumes on another world size: the data position is global") {
 
 namespace {
 
+// Every tensor of a checkpoint's optimizer.safetensors (m.<param>, v.<param>).
+std::map<std::string, std::vector<float>> optimizer_state(const std::string& ckpt) {
+    auto f = SafeTensorsFile::open(ckpt + "/optimizer.safetensors");
+    std::map<std::string, std::vector<float>> m;
+    for (const auto& t : f->tensors()) m[t.name] = f->read_f32(t.name);
+    return m;
+}
+
+}  // namespace
+
+TEST_CASE("ZeRO-1: 2 and 4 ranks with the optimizer state sharded equal the unsharded world; resume re-shards") {
+    Env e = make_env();
+    auto cfg = [&](const std::string& name, int ga, int zero, int64_t steps) {
+        json c = config(e, name, ga, steps);
+        c["training"]["weight_decay"] = 0.1;   // every AdamW term
+        c["training"]["lr_scheduler"] = "constant";   // the schedule does not depend on --max-steps
+        c["training"]["warmup_steps"] = 0;
+        c["checkpoints"] = {{"every_steps", 4}, {"keep", 0}};
+        c["distributed"] = {{"timeout_s", 20}, {"zero", zero}, {"bucket_mb", 0}};
+        return c;
+    };
+    auto train = [&](int W, const std::string& name, const json& c, std::vector<std::string> extra = {}) {
+        std::vector<std::string> args = {"--config", write_config(e, name + std::to_string(W), c), "--threads", "1"};
+        for (auto& a : extra) args.push_back(a);
+        World w = launch(W, e.dir + "/" + name + std::to_string(W), args);
+        const std::vector<int> rc = wait_all(w);
+        for (size_t r = 0; r < rc.size(); ++r)
+            REQUIRE_MESSAGE(rc[r] == 0, name << " rank " << r << ": " << read_file(w.outs[r] + ".err"));
+        return w;
+    };
+    const std::string ck8 = "/checkpoints/step-000008";
+    for (int W : {2, 4}) {
+        const std::string z0 = "z0w" + std::to_string(W), z1 = "z1w" + std::to_string(W);
+        World w0 = train(W, z0, cfg(z0, 1, 0, 8));
+        World w1 = train(W, z1, cfg(z1, 1, 1, 8));
+        const std::vector<json> ev0 = read_events(w0.outs[0]), ev1 = read_events(w1.outs[0]);
+        CHECK(field(ev1, "loss") == field(ev0, "loss"));
+        CHECK(field(ev1, "grad_norm") == field(ev0, "grad_norm"));
+        bool exact = false;
+        adapter_max_rel(e.dir + "/runs/" + z1, e.dir + "/runs/" + z0, &exact);
+        CHECK_MESSAGE(exact, z1);
+        for (int step : {4, 8}) {   // the checkpoints hold the whole state, the same bits
+            const std::string ck = "/checkpoints/step-00000" + std::to_string(step);
+            CHECK(optimizer_state(e.dir + "/runs/" + z1 + ck) == optimizer_state(e.dir + "/runs/" + z0 + ck));
+        }
+        // Each rank holds about 1/W of the state: the memory of every rank is below the unsharded one's.
+        const json m0 = of_type(ev0, "step").back()["rank_memory_bytes"], m1 = of_type(ev1, "step").back()["rank_memory_bytes"];
+        for (int r = 0; r < W; ++r) CHECK(m1[r].get<double>() < m0[r].get<double>());
+        CHECK(read_file(w1.outs[1] + ".err").find("ZeRO-1: AdamW state of params") != std::string::npos);
+    }
+    // Resume on another world size: 4 ranks with ZeRO-1 for 4 steps, then one rank × 4 (the whole state from the
+    // checkpoint); one rank × 4 for 4 steps, then 4 ranks with ZeRO-1 (re-sharded on load). Both end in the
+    // uninterrupted one-rank run's adapter and optimizer state, bit for bit (4 ranks × 1 sum as one rank × 4).
+    json ref = cfg("ref", 4, 0, 8);
+    train(0, "ref", ref);
+    for (const auto& [name, first_W, then_W] : std::vector<std::tuple<std::string, int, int>>{{"a", 4, 0}, {"b", 0, 4}}) {
+        train(first_W, name + "1", cfg(name, first_W ? 1 : 4, 1, 8), {"--max-steps", "4"});
+        World w2 = train(then_W, name + "2", cfg(name, then_W ? 1 : 4, 1, 8), {"--resume"});
+        CHECK(of_type(read_events(w2.outs[0]), "start")[0]["resumed_from_step"] == 4);
+        bool exact = false;
+        adapter_max_rel(e.dir + "/runs/" + name, e.dir + "/runs/ref", &exact);
+        CHECK_MESSAGE(exact, name);
+        CHECK_MESSAGE(optimizer_state(e.dir + "/runs/" + name + ck8) == optimizer_state(e.dir + "/runs/ref" + ck8), name);
+    }
+}
+
+namespace {
+
 // The children of `parent` (field 4 of /proc/<pid>/stat) and the RANK each has in its environment (-1: none).
 std::map<pid_t, int> ranks_of(pid_t parent) {
     std::map<pid_t, int> out;

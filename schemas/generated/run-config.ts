@@ -371,6 +371,10 @@ export interface Distributed {
    * Sum each gradient bucket over ranks while the backward still runs on the layers below it (CPU backend: on a communication thread; NCCL: on a stream of its own), instead of after the whole backward. The sums are the same (bit for bit on the CPU backend); false is for comparisons.
    */
   overlap?: boolean;
+  /**
+   * ZeRO stage. 1: the AdamW state is sharded over the ranks (each rank keeps and updates about 1/N of it, then sends its updated weights to the others); the result is the same bits as 0. Checkpoints hold the whole state, so a run resumes on another world size with or without it. The CPU backend only for now (the CUDA backend keeps the adapters' AdamW state, 2 x their size, on every GPU). A world of one rank ignores it.
+   */
+  zero?: 0 | 1;
 }
 /**
  * How often the trainer emits events.
