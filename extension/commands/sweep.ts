@@ -65,6 +65,7 @@ export function startSweepCommand(ctx: Ctx): Cmd {
               const done = st.cells.filter((c) => c.status === 'done').length;
               const now = st.cells.find((c) => c.status === 'training' || c.status === 'evaluating');
               progress.report({ message: `${done}/${total} cells done${now ? ` · ${now.id} ${now.status}` : ''}` });
+              ctx.sweepPanel.sweepChanged(file);
             },
             decide: async (ch) => {
               const add = 'Add the New Cells';

@@ -1,7 +1,8 @@
 // sweepPanel.ts — "H-QLoRA: Open Sweep Results": one webview panel showing one sweep (webview-sample lifecycle, like
 // the dashboard: createOrShow / revive through a serializer / dispose, localResourceRoots = dist/webview only, the
 // nonce CSP of the one webview shell (core/webviewShell.ts), nothing posted before the webview's `ready`). It draws every cell's loss curve overlaid and
-// a sortable matrix of the cells (split × final loss, eval loss, tok/s, MMLU, status), from the sweep folder's files
+// a sortable matrix of the cells (split × final loss, eval loss, tok/s, MMLU, Δ to the baseline with its significance,
+// status; copied to the clipboard or saved to a file as Markdown or CSV), from the sweep folder's files
 // (sweep/panelData.ts), so it shows the same whether the sweep runs here, in a terminal, or ran before a reload.
 // Every incoming message is validated against schemas/sweep-messages.schema.json; an invalid one is logged and dropped.
 // Updates: file watchers on the sweep's state and results, and a poll once a second while a cell trains (its
@@ -145,10 +146,31 @@ export class SweepPanel implements vscode.Disposable {
         void vscode.window.showInformationMessage(`H-QLoRA: copied ${name} of sweep ${this.data.name}.`);
         return;
       }
+      case 'saveMatrix': {
+        const data = this.data;
+        if (!data) return;
+        const csv = m.format === 'csv';
+        const name = csv ? 'results.csv' : 'results.md';
+        const text = readFileSync(path.join(data.dir, name), 'utf8'); // read now: the file shown, even if a cell finishes meanwhile
+        const target = await vscode.window.showSaveDialog({
+          title: `Save the matrix of sweep ${data.name} as ${csv ? 'CSV' : 'Markdown'}`,
+          defaultUri: vscode.Uri.file(path.join(data.dir, `${data.name}-${name}`)),
+          filters: csv ? { CSV: ['csv'] } : { Markdown: ['md'] },
+        });
+        if (!target) return;
+        await vscode.workspace.fs.writeFile(target, new TextEncoder().encode(text));
+        void vscode.window.showInformationMessage(`H-QLoRA: saved ${name} of sweep ${data.name} to ${target.fsPath}.`);
+        return;
+      }
       case 'log':
         this.log[m.level](`sweep webview: ${m.message}`);
         return;
     }
+  }
+
+  /** The runner of this window changed the state of sweep `file` (file watchers may lag or miss a change). */
+  sweepChanged(file: string): void {
+    if (file === this.file) this.schedule();
   }
 
   private schedule(delay = THROTTLE_MS): void {

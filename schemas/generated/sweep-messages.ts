@@ -8,7 +8,7 @@ export type SweepMessage = SweepToHost | HostToSweep;
 /**
  * Sent by the webview (webview/sweep/main.ts) to the extension host.
  */
-export type SweepToHost = SweepReadyMessage | OpenCellMessage | CopyMatrixMessage | SweepLogMessage;
+export type SweepToHost = SweepReadyMessage | OpenCellMessage | CopyMatrixMessage | SaveMatrixMessage | SweepLogMessage;
 /**
  * Sent by the extension host (extension/dashboard/sweepPanel.ts) to the webview.
  */
@@ -37,6 +37,13 @@ export interface OpenCellMessage {
  */
 export interface CopyMatrixMessage {
   type: 'copyMatrix';
+  format: 'markdown' | 'csv';
+}
+/**
+ * Sent by the webview's save buttons: the host asks where to save (a save dialog, starting at the sweep folder) and writes the shown sweep's results.md (markdown) or results.csv (csv) there.
+ */
+export interface SaveMatrixMessage {
+  type: 'saveMatrix';
   format: 'markdown' | 'csv';
 }
 /**
@@ -124,6 +131,22 @@ export interface SweepCellRow {
    * A finite number, or null where it is not known (yet) or not finite.
    */
   mmlu_se: number | null;
+  /**
+   * A finite number, or null where it is not known (yet) or not finite.
+   */
+  delta: number | null;
+  /**
+   * A finite number, or null where it is not known (yet) or not finite.
+   */
+  delta_lo: number | null;
+  /**
+   * A finite number, or null where it is not known (yet) or not finite.
+   */
+  delta_hi: number | null;
+  /**
+   * The interval excludes 0 (the webview marks the difference with *), or null without a delta.
+   */
+  significant: boolean | null;
   /**
    * Why the cell failed, or null.
    */

@@ -6,7 +6,8 @@
 #   ext        test/e2e/run-ext-tests.mjs (mocha suite test/e2e/suite/; HQLORA_E2E_GREP=<pattern> picks tests)
 #   ui         test/e2e/ui-test.mjs (palette, status bar, reload mid-run, stop/resume, language server)
 #   dashboard  test/e2e/dashboard-test.mjs (one selected run everywhere, overlay, reload, merge/export buttons)
-#   sweep      test/e2e/sweep-test.mjs (the sweep results panel on a finished tiny sweep: curves, matrix, sorting, reload)
+#   sweep      test/e2e/sweep-test.mjs (the sweep results panel following a sweep started from the palette: live cells,
+#              curves, matrix with Δ and significance marks, save/copy, sorting, reload)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 SECONDS=0

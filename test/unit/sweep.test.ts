@@ -15,7 +15,9 @@ import { buildResults, resultsCsv, resultsMarkdown, type CellOutcome } from '../
 import { validateSweepResults } from '../../extension/sweep/schemas';
 import { parseSweep } from '../../extension/sweep/spec';
 import { acquireLock, addCells, newState, planChanges, readState, writeFileAtomic, writeState } from '../../extension/sweep/state';
+import { sweepPanelData } from '../../extension/sweep/panelData';
 import { sweepView } from '../../extension/sweep/view';
+import { COLUMNS, deltaText, sortCells } from '../../webview/sweep/columns';
 import { meanStd, mulberry32, pairedBootstrap, quantile, standardError } from '../../extension/sweep/stats';
 import runConfigSchema from '../../schemas/run-config.schema.json';
 
@@ -288,6 +290,55 @@ describe('sweep results', () => {
     const csv = resultsCsv(r).split('\n');
     assert.equal(csv[0], 'split,row,data,cells_done,mmlu,mmlu_se,mmlu_std,delta_vs_baseline,delta_lo,delta_hi,significant,stem,humanities,social_sciences,other,eval_loss,train_s,time_vs_baseline,tokens_per_s,peak_memory_bytes');
     assert.match(csv[2]!, /^"8,8","8,8",,1,0\.8,/);
+  });
+
+  it('the Sweep panel marks a difference significant exactly when its 95 % interval excludes 0 (hand-computed)', async () => {
+    const s = await sweepOf(`base: base.hqlora.yaml\naxes:\n  adapter.ranks: [[16], [8, 8]]\n  data:\n    - { name: completion, train: ${path.join(FIX, 'data/train.completion.jsonl')} }\n`
+      + `    - { name: alpaca, train: ${path.join(FIX, 'data/train.alpaca.jsonl')}, format: alpaca }\nbootstrap: {samples: 20000, seed: 3}\n`, 'p');
+    assert.deepEqual(s.cells.map((c) => c.id), ['r16_completion', 'r16_alpaca', 'r8-8_completion', 'r8-8_alpaca']);
+    const dir = mkdtempSync(path.join(tmpdir(), 'hqlora-sweep-panel-'));
+    try {
+      const st = newState(s);
+      for (const c of st.cells) {
+        c.run_dir = path.join(dir, 'cells', c.id);
+        c.status = 'done';
+      }
+      writeState(dir, st);
+      // completion: 10 questions; the baseline 16 is right on question 8 only, 8,8 on 0-8: d = eight 1s and two 0s.
+      // The resampled mean is X/10 with X ~ Binomial(10, 0.8): P(X <= 4) = 0.0064 < 0.025 < P(X <= 5) = 0.0328, so the
+      // 2.5th percentile is 0.5; P(X = 10) = 0.107 > 0.025, so the 97.5th is 1: [+50, +100] excludes 0, significant.
+      // alpaca: 3 questions; the baseline right on question 2, 8,8 on 0 and 2: d = [1, 0, 0], the mean is k/3 with
+      // k ~ Binomial(3, 1/3): P(k = 0) = 8/27 > 0.025 and P(k = 3) = 1/27 = 0.037 > 0.025, so the interval is [0, +100]:
+      // it contains 0, not significant.
+      const preds: Record<string, [string, string]> = {
+        r16_completion: ['ABCDABCDAB', 'DDDADDDAAD'], 'r8-8_completion': ['ABCDABCDAB', 'ABCDABCDAD'],
+        r16_alpaca: ['ABC', 'DDC'], 'r8-8_alpaca': ['ABC', 'ADC'],
+      };
+      const outcomes: CellOutcome[] = s.cells.map((cell, i) => {
+        const [answers, p] = preds[cell.id]!;
+        const levels = cell.ranks.length === 1 ? [answers.replace(/./g, 'D'), p] : [answers.replace(/./g, 'D'), p, p];
+        return { cell, state: st.cells[i]!, adapterSha256: null, train: null, eval: evalOf(answers, levels, ['abstract_algebra']) };
+      });
+      writeFileAtomic(path.join(dir, 'sweep-results.json'), JSON.stringify(buildResults(s, outcomes)));
+      const data = sweepPanelData(dir, s.baseline)!;
+      const byId = Object.fromEntries(data.cells.map((c) => [c.id, c]));
+      const sig = byId['r8-8_completion']!, not = byId['r8-8_alpaca']!;
+      assert.ok(Math.abs(sig.delta! - 0.8) < 1e-12);
+      assert.deepEqual([sig.delta_lo, sig.delta_hi, sig.significant], [0.5, 1, true]);
+      assert.ok(Math.abs(not.delta! - 1 / 3) < 1e-12);
+      assert.deepEqual([not.delta_lo, not.delta_hi, not.significant], [0, 1, false]);
+      for (const id of ['r16_completion', 'r16_alpaca']) assert.deepEqual([byId[id]!.delta, byId[id]!.significant], [null, null], `${id} is the baseline row`);
+      // What the panel's Δ column shows: the mark only on the significant one.
+      const shown = (c: (typeof data.cells)[number]): string => COLUMNS.find((col) => col.key === 'delta')!.show(c);
+      assert.equal(shown(sig), '+80.0 [+50.0, +100.0] *');
+      assert.equal(shown(not), '+33.3 [+0.0, +100.0]');
+      assert.equal(deltaText(byId['r16_completion']!), '–');
+      // Sorted by Δ, the baseline rows (no Δ) go last either way.
+      assert.deepEqual(sortCells(data.cells, 'delta', -1).map((c) => c.id), ['r8-8_completion', 'r8-8_alpaca', 'r16_completion', 'r16_alpaca']);
+      assert.deepEqual(sortCells(data.cells, 'delta', 1).map((c) => c.id), ['r8-8_alpaca', 'r8-8_completion', 'r16_completion', 'r16_alpaca']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('the Sweeps view: cell states and the matrix lines, from the sweep folder\'s files', async () => {

@@ -1,7 +1,9 @@
 // main.ts — the sweep results webview (browser code: never imports vscode, node:* or extension/). It says `ready`,
 // then renders each SweepDataMessage whole: every cell's training loss overlaid on one uPlot chart (the dashboard's
-// LineChart, x = optimizer step; cells joined on their steps), and the sortable matrix of the cells. The sort and the
-// sweep shown are view state (setState), so a reloaded window reopens the same sweep sorted the same way.
+// LineChart, x = optimizer step; cells joined on their steps), and the sortable matrix of the cells with each one's
+// MMLU difference to the baseline row and its significance mark; the matrix (results.md / results.csv) is copied to
+// the clipboard or saved to a file by the host. The sort and the sweep shown are view state (setState), so a reloaded
+// window reopens the same sweep sorted the same way.
 import 'uplot/dist/uPlot.min.css';
 import '../main.css';
 import './sweep.css';
@@ -13,7 +15,8 @@ import { LineChart, type SeriesDef } from '../charts/chart';
 import type { Y } from '../charts/series';
 import { button } from '../ui/toolkit';
 import { getState, onHostMessage, post, setState } from './channel';
-import { Matrix, isSortKey, type SortKey } from './matrix';
+import { isSortKey, type SortKey } from './columns';
+import { Matrix } from './matrix';
 
 const view = getState();
 let sortKey: SortKey = isSortKey(view.sort.key) ? view.sort.key : 'index';
@@ -35,6 +38,8 @@ copy.className = 'actions';
 copy.append(
   button('Copy as Markdown', { id: 'btn-copy-md', onClick: () => post({ type: 'copyMatrix', format: 'markdown' }) }),
   button('Copy as CSV', { id: 'btn-copy-csv', onClick: () => post({ type: 'copyMatrix', format: 'csv' }) }),
+  button('Save as Markdown…', { id: 'btn-save-md', title: 'Save results.md of this sweep to a file', onClick: () => post({ type: 'saveMatrix', format: 'markdown' }) }),
+  button('Save as CSV…', { id: 'btn-save-csv', title: 'Save results.csv of this sweep to a file', onClick: () => post({ type: 'saveMatrix', format: 'csv' }) }),
 );
 const header = document.createElement('header');
 header.append(title, summary, copy);
