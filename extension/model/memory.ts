@@ -87,7 +87,8 @@ export interface MemoryInputs {
    * CUDA only: the attention is the fused flash kernel (native/cuda/flash_attention.cu, issue 17), which keeps q, k,
    * v, out and a [B, H, T] fp32 log-sum-exp per layer and no T × T scores, so attention memory is O(T). False (the
    * default): the batched-GEMM attention of gpu_attention.cu, whose fp32 scores of a chunk of kv groups are
-   * materialised (O(T²) up to its 256 MiB chunk).
+   * materialised (O(T²) up to its 256 MiB chunk). Unset: what the trainer picks, flash wherever head_dim is one
+   * the kernel is built for (FLASH_HEAD_DIMS), the batched GEMMs otherwise (gpu_attention.cu attention_kernel).
    */
   flashAttention?: boolean;
 }
@@ -104,6 +105,9 @@ export interface MemoryEstimate {
 }
 
 export const CUDA_RUNTIME_BYTES = 512 * 2 ** 20;
+
+/** The head sizes native/cuda/flash_attention.cu is built for (flash_supported in gpu_attention.cu). */
+export const FLASH_HEAD_DIMS: readonly number[] = [16, 32, 64, 96, 128, 256];
 
 export function estimateMemory(x: MemoryInputs): MemoryEstimate {
   const d = x.dims;
@@ -148,12 +152,13 @@ export const CUBLASLT_WORKSPACE_BYTES = 64 * 2 ** 20;
  */
 function cudaEstimate(x: MemoryInputs, trainable: number): Omit<MemoryEstimate, 'total' | 'weights' | 'trainable'> {
   const d = x.dims;
+  const flash = x.flashAttention ?? FLASH_HEAD_DIMS.includes(d.headDim);
   const R = x.ranks.reduce((a, b) => a + b, 0);
   const N = x.microBatch * x.seqLen;
   const hq = d.heads * d.headDim;
   const hkv = d.kvHeads * d.headDim;
   // Flash attention also keeps its fp32 log-sum-exp per head: 4·heads bytes per token.
-  const kept = 8 * d.hidden + 4 * hq + 4 * hkv + 4 * d.intermediate + 2 * x.modules.length * R + 8 + (x.flashAttention ? 4 * d.heads : 0);
+  const kept = 8 * d.hidden + 4 * hq + 4 * hkv + 4 * d.intermediate + 2 * x.modules.length * R + 8 + (flash ? 4 * d.heads : 0);
   const stored = x.checkpointing ? (d.layers + 1) * 4 * d.hidden + (kept - 4 * d.hidden) : d.layers * kept + 4 * d.hidden;
   const scratch = 28 * d.hidden + 6 * d.intermediate + 12 * hq + 12 * hkv;
   // native/cuda/cuda_model.cpp group_backward: the projections that share an input, their adapters' A rows stacked.
@@ -168,7 +173,7 @@ function cudaEstimate(x: MemoryInputs, trainable: number): Omit<MemoryEstimate, 
   // native/cuda/gpu_attention.cu: kv groups per chunk so that the chunk's fp32 scores fit 256 MiB.
   const G = d.heads / d.kvHeads;
   const perGroup = G * x.seqLen * x.seqLen;
-  const attnChunk = x.flashAttention ? 0
+  const attnChunk = flash ? 0
     : Math.min(Math.max(1, Math.floor((256 * 2 ** 20) / (4 * perGroup))), x.microBatch * d.kvHeads) * perGroup;
   const chunk = Math.min(N, 4096, Math.max(16, Math.floor((64 * 2 ** 20) / (4 * d.vocab))));
   const activations = (stored + scratch + 2 * maxCols + 2 * hq) * N + 8 * attnChunk + 2 * maxStacked + chunk * d.vocab * 6;
