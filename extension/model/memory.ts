@@ -32,6 +32,12 @@ export interface Dims {
   vocab: number;
   /** lm_head shares the embedding matrix. */
   tied: boolean;
+  /** The family's extra weights (modelinfo.ts ARCHITECTURES; absent: none, as LLaMA): q/k/v biases (Qwen2),
+   * an RMSNorm over head_dim on q and on k (Qwen3, Gemma-3), post-attention and pre/post-feed-forward norms
+   * (Gemma-2/3: 4 norms a layer instead of 2). */
+  qkvBias?: boolean;
+  qkNorm?: boolean;
+  sandwichNorm?: boolean;
 }
 
 /** [in, out] of one projection. */
@@ -59,11 +65,14 @@ export function trainableParams(d: Dims, modules: readonly string[], ranks: read
   return { perLevel, total: perLevel.reduce((a, b) => a + b, 0) };
 }
 
-/** Base-model parameters: all of them, and those of the targeted projections (which NF4 quantizes). */
+/** Base-model parameters: all of them (as hqlora-train counts them: the start event's params.total minus the
+ * adapters), and those of the targeted projections (which NF4 quantizes). */
 export function baseParams(d: Dims, modules: readonly string[]): { total: number; targeted: number } {
   const proj = (ms: readonly string[]): number => d.layers * ms.reduce((s, m) => s + moduleShape(d, m)[0] * moduleShape(d, m)[1], 0);
   const embed = d.vocab * d.hidden;
-  const norms = (2 * d.layers + 1) * d.hidden;
+  const perLayer = (d.sandwichNorm ? 4 : 2) * d.hidden + (d.qkNorm ? 2 * d.headDim : 0) +
+    (d.qkvBias ? (d.heads + 2 * d.kvHeads) * d.headDim : 0);
+  const norms = d.layers * perLayer + d.hidden;
   return { total: proj(ALL_MODULES) + embed * (d.tied ? 1 : 2) + norms, targeted: proj(modules) };
 }
 

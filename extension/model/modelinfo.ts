@@ -15,14 +15,14 @@ const MLP = ['gate_proj', 'up_proj', 'down_proj'] as const;
  * still use the separate names (they adapt the rows of the fused weight), see `fused`.
  */
 export const ARCHITECTURES: Readonly<Record<string, { attn: readonly string[]; mlp: readonly string[];
-  fused?: Readonly<Record<string, string>>; tiedByDefault?: boolean }>> = {
+  fused?: Readonly<Record<string, string>>; tiedByDefault?: boolean } & Pick<Dims, 'qkvBias' | 'qkNorm' | 'sandwichNorm'>>> = {
   llama: { attn: ATTN, mlp: MLP },
   gemma: { attn: ATTN, mlp: MLP, tiedByDefault: true },
-  qwen2: { attn: ATTN, mlp: MLP },
-  qwen3: { attn: ATTN, mlp: MLP },
+  qwen2: { attn: ATTN, mlp: MLP, qkvBias: true },
+  qwen3: { attn: ATTN, mlp: MLP, qkNorm: true },
   mistral: { attn: ATTN, mlp: MLP },
-  gemma2: { attn: ATTN, mlp: MLP, tiedByDefault: true },
-  gemma3_text: { attn: ATTN, mlp: MLP, tiedByDefault: true },
+  gemma2: { attn: ATTN, mlp: MLP, tiedByDefault: true, sandwichNorm: true },
+  gemma3_text: { attn: ATTN, mlp: MLP, tiedByDefault: true, qkNorm: true, sandwichNorm: true },
   phi3: { attn: ATTN, mlp: MLP,
     fused: { q_proj: 'qkv_proj', k_proj: 'qkv_proj', v_proj: 'qkv_proj', gate_proj: 'gate_up_proj', up_proj: 'gate_up_proj' } },
 };
@@ -162,6 +162,9 @@ function inspectUncached(dir: string): ModelInspection {
       headDim: num(c, 'head_dim', Math.floor(hidden / heads)),
       vocab: num(c, 'vocab_size'),
       tied: typeof c.tie_word_embeddings === 'boolean' ? c.tie_word_embeddings : ARCHITECTURES[architecture]?.tiedByDefault === true,
+      qkvBias: ARCHITECTURES[architecture]?.qkvBias === true,
+      qkNorm: ARCHITECTURES[architecture]?.qkNorm === true,
+      sandwichNorm: ARCHITECTURES[architecture]?.sandwichNorm === true,
     };
   } catch (err) {
     return { ok: false, file: configFile, problem: `${configFile}: ${(err as Error).message}` };

@@ -12,6 +12,17 @@ export const fixtures = path.join(root, 'test', 'fixtures');
 export const cli = path.join(root, 'dist', 'cli.js');
 export const trainer = bundledTrainerPath(root);
 
+/** The family fixtures of issue 15 (test/fixtures/models/tiny-*) and the config.json model_type of each. */
+export const FAMILIES: readonly { fixture: string; modelType: string }[] = [
+  { fixture: 'tiny-qwen2', modelType: 'qwen2' },
+  { fixture: 'tiny-qwen2-tied', modelType: 'qwen2' },
+  { fixture: 'tiny-qwen3', modelType: 'qwen3' },
+  { fixture: 'tiny-mistral', modelType: 'mistral' },
+  { fixture: 'tiny-gemma2', modelType: 'gemma2' },
+  { fixture: 'tiny-gemma3', modelType: 'gemma3_text' },
+  { fixture: 'tiny-phi3', modelType: 'phi3' },
+];
+
 export function requireBuilds(): void {
   assert.ok(existsSync(cli), `${cli} is missing: run \`npm run build\` first`);
   assert.ok(existsSync(trainer), `${trainer} is missing: run \`npm run build:native\` first`);

@@ -9,6 +9,9 @@ import { after, before, describe, it } from 'node:test';
 import { type Diagnostic, DiagnosticSeverity } from 'vscode-languageserver';
 
 import { CHECKS } from '../../extension/lsp/semantic';
+import { formatCount, trainableParams } from '../../extension/model/memory';
+import { inspectModel, modulesOf } from '../../extension/model/modelinfo';
+import { FAMILIES } from '../integration/helpers';
 import { FIXTURES, type Workspace, makeWorkspace } from './fixtures';
 import { LspHarness, fileUri } from './harness';
 
@@ -87,6 +90,20 @@ describe('lsp diagnostics', () => {
     assert.match(find(ds, 'missing-key').message, /missing required key "data"/);
     const ds2 = await h.diagnose(uriIn(FIXTURES), '- just\n- a list\n');
     assert.match(find(ds2, 'schema').message, /must be a mapping/);
+  });
+
+  it('a config on each family fixture (issue 15) has no errors or warnings, and its parameter count is the family\'s', async () => {
+    for (const { fixture, modelType } of FAMILIES) {
+      // 48 + 16 positions: tiny-phi3 has 64 (its LongRoPE switch at 8 is inside them).
+      const text = DEMO.replace('model: models/tiny-llama', `model: models/${fixture}`).replace('source_max_len: 64', 'source_max_len: 48');
+      const ds = await h.diagnose(uriIn(FIXTURES), text);
+      assert.deepEqual(serious(ds), [], `${fixture}: ${JSON.stringify(ds.map((d) => d.message))}`);
+      const insp = inspectModel(path.join(FIXTURES, 'models', fixture));
+      assert.ok(insp.ok && insp.info.architecture === modelType && insp.info.supported, fixture);
+      const p = trainableParams(insp.info.dims, modulesOf(modelType), [16, 4, 4, 4, 4]);
+      assert.match(find(ds, 'levels-sum').message, new RegExp(`; ${formatCount(p.total).replace('.', '\\.')} trainable parameters`), fixture);
+      assert.match(find(ds, 'memory-no-gpu').message, /estimated memory/);
+    }
   });
 
   it('checks the model folder: missing, unsupported architecture, no weights', async () => {

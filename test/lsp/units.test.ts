@@ -31,6 +31,15 @@ describe('memory.ts', () => {
     assert.equal(h.total, 159_907_840);
   });
 
+  it('counts each family\'s extra weights as transformers does (Qwen2 q/k/v biases, Gemma-2 four norms a layer)', () => {
+    const qwen25_7b: Dims = { hidden: 3584, intermediate: 18944, layers: 28, heads: 28, kvHeads: 4, headDim: 128, vocab: 152064,
+      tied: false, qkvBias: true };
+    assert.equal(baseParams(qwen25_7b, ALL_MODULES).total, 7_615_616_512); // Qwen2ForCausalLM, Qwen2.5-7B
+    const gemma2_9b: Dims = { hidden: 3584, intermediate: 14336, layers: 42, heads: 16, kvHeads: 8, headDim: 256, vocab: 256000,
+      tied: true, sandwichNorm: true };
+    assert.equal(baseParams(gemma2_9b, ALL_MODULES).total, 9_241_705_984); // Gemma2ForCausalLM, gemma-2-9b
+  });
+
   it('gives GQA shapes and the NF4 storage cost', () => {
     const gqa = { ...LLAMA_7B, kvHeads: 8 };
     assert.deepEqual(moduleShape(gqa, 'k_proj'), [4096, 1024]);
