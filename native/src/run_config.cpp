@@ -103,16 +103,13 @@ uint64_t fnv1a64(const std::string& s) {
 
 std::string RunConfig::run_dir() const { return path_join(output_dir, run_name); }
 
-RunConfig parse_run_config(const nlohmann::json& j, const std::string& file) {
-    RunConfig c;
-    c.file = file;
-    c.raw = j;
-    if (!j.is_object()) {
-        Where w;
-        w.file = file;
-        throw Error("E_CONFIG", HQ_MSG(file << ": the run config must be a JSON object"), w, kCfgHint);
-    }
+namespace {
 
+// The sections of a run config, each read and checked by one function, called in the file's order by
+// parse_run_config (so the first problem reported is the same as when it was one function).
+
+// model.path, quantization.*
+void read_model_and_quantization(const nlohmann::json& j, const std::string& file, RunConfig& c) {
     Section model(j, "model", file, true);
     c.model_path = model.str("path", "", true);
     if (c.model_path.empty()) model.fail("model.path", "is empty");
@@ -129,7 +126,10 @@ RunConfig parse_run_config(const nlohmann::json& j, const std::string& file) {
     if (c.compute_dtype != "auto" && c.compute_dtype != "bfloat16" && c.compute_dtype != "float32")
         q.fail("quantization.compute_dtype",
                HQ_MSG("must be \"auto\", \"bfloat16\" or \"float32\", got \"" << c.compute_dtype << "\""));
+}
 
+// adapter.*: target modules, levels {rank, alpha}, dropout, init, rslora
+void read_adapter(const nlohmann::json& j, const std::string& file, RunConfig& c) {
     Section a(j, "adapter", file, false);
     if (const nlohmann::json* tm = a.get("target_modules")) {
         if (!tm->is_array() || tm->empty()) a.fail("adapter.target_modules", "must be a non-empty list");
@@ -167,7 +167,10 @@ RunConfig parse_run_config(const nlohmann::json& j, const std::string& file) {
     if (c.adapter.init != "kaiming" && c.adapter.init != "gaussian")
         a.fail("adapter.init", HQ_MSG("must be \"kaiming\" or \"gaussian\", got \"" << c.adapter.init << "\""));
     c.adapter.rslora = a.boolean("rslora", false);
+}
 
+// data.*: token files and sequence lengths
+void read_data(const nlohmann::json& j, const std::string& file, RunConfig& c) {
     Section d(j, "data", file, true);
     c.data.train_tokens = d.str("train_tokens", "", true);
     c.data.eval_tokens = d.str("eval_tokens", "");
@@ -177,7 +180,10 @@ RunConfig parse_run_config(const nlohmann::json& j, const std::string& file) {
         d.fail("data.source_max_len", HQ_MSG("source_max_len + target_max_len = " << c.data.max_len() << " exceeds "
                                              << kMaxSeqLen << ", the longest sequence hqlora trains; lower "
                                              "source_max_len / target_max_len to a sum of at most " << kMaxSeqLen));
+}
 
+// training.*: steps, batch, schedule, AdamW, clipping, seed
+void read_training(const nlohmann::json& j, const std::string& file, RunConfig& c) {
     Section t(j, "training", file, false);
     TrainingConfig& tr = c.training;
     tr.max_steps = t.integer("max_steps", 1875, 0, kBig);
@@ -201,7 +207,10 @@ RunConfig parse_run_config(const nlohmann::json& j, const std::string& file) {
     tr.gradient_checkpointing = t.boolean("gradient_checkpointing", true);
     tr.seed = static_cast<uint64_t>(t.integer("seed", 0, 0, (int64_t(1) << 53)));
     tr.shuffle = t.boolean("shuffle", true);
+}
 
+// eval.*, checkpoints.*, output.*
+void read_eval_checkpoints_output(const nlohmann::json& j, const std::string& file, RunConfig& c) {
     Section e(j, "eval", file, false);
     c.eval.every_steps = e.integer("every_steps", 187, 0, kBig);
     c.eval.max_batches = e.integer("max_batches", 0, 0, kBig);
@@ -222,7 +231,10 @@ RunConfig parse_run_config(const nlohmann::json& j, const std::string& file) {
     if (c.output_dir.empty()) o.fail("output.dir", "is empty");
     if (c.run_name.empty() || c.run_name.find('/') != std::string::npos || c.run_name == "." || c.run_name == "..")
         o.fail("output.run_name", HQ_MSG("must be a plain folder name, got \"" << c.run_name << "\""));
+}
 
+// hardware.* and distributed.*
+void read_hardware_and_distributed(const nlohmann::json& j, const std::string& file, RunConfig& c) {
     Section hw(j, "hardware", file, false);
     c.device = hw.str("device", "auto");
     if (c.device != "auto" && c.device != "cpu" && c.device != "cuda")
@@ -246,10 +258,34 @@ RunConfig parse_run_config(const nlohmann::json& j, const std::string& file) {
     c.dist.bucket_mb = ds.number("bucket_mb", 25.0, 0.0, 4096.0);
     c.dist.overlap = ds.boolean("overlap", true);
     c.dist.zero = static_cast<int>(ds.integer("zero", 0, 0, 1));
+}
 
+// logging.*
+void read_logging(const nlohmann::json& j, const std::string& file, RunConfig& c) {
     Section lg(j, "logging", file, false);
     c.logging.every_steps = lg.integer("every_steps", 1, 1, kBig);
     c.logging.adapter_stats_every = lg.integer("adapter_stats_every", 10, 0, kBig);
+}
+
+}  // namespace
+
+RunConfig parse_run_config(const nlohmann::json& j, const std::string& file) {
+    RunConfig c;
+    c.file = file;
+    c.raw = j;
+    if (!j.is_object()) {
+        Where w;
+        w.file = file;
+        throw Error("E_CONFIG", HQ_MSG(file << ": the run config must be a JSON object"), w, kCfgHint);
+    }
+
+    read_model_and_quantization(j, file, c);
+    read_adapter(j, file, c);
+    read_data(j, file, c);
+    read_training(j, file, c);
+    read_eval_checkpoints_output(j, file, c);
+    read_hardware_and_distributed(j, file, c);
+    read_logging(j, file, c);
     return c;
 }
 
