@@ -198,6 +198,7 @@ export function ggufSummary(rep: GgufExportResult): string {
   const g = (x?: { max_abs_diff: number; pass: boolean }): string => (x ? `${x.max_abs_diff.toExponential(2)}${x.pass ? '' : ' (over)'}` : '-');
   if (v.logits) lines.push(`  logits  max |Δ log-prob| merged ${g(v.logits.merged)}, base ${g(v.logits.base)} (tolerance ${v.logits.tolerance})`);
   if (v.adapter) lines.push(`  adapter base+LoRA vs ours ${g(v.adapter.vs_ours)}, vs merged GGUF ${g(v.adapter.vs_merged_gguf)} (tolerance ${v.adapter.tolerance})`);
+  for (const w of rep.warnings ?? []) lines.push(`warning: ${w}`);
   return lines.join('\n');
 }
 

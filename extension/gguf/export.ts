@@ -8,6 +8,7 @@ import path from 'node:path';
 
 import type { CancelToken, ExportProgress, GgufExportOptions, GgufExportReport, HqloraAddon } from '../native/addon';
 import { HqError } from '../core/errors';
+import type { PlaygroundClient } from '../llama/client';
 import { type GgufVerification, verifyGgufExport } from './verify';
 
 export interface GgufExportRun {
@@ -18,6 +19,8 @@ export interface GgufExportRun {
   onProgress?: (p: ExportProgress) => void;
   /** Status lines of the llama.cpp check ("loading node-llama-cpp", ...). */
   onStatus?: (s: string) => void;
+  /** An already running playground server for the check (else one is started and ended for it). */
+  client?: PlaygroundClient;
 }
 
 export interface GgufExportResult extends GgufExportReport {
@@ -48,6 +51,7 @@ export async function exportGgufVerified(r: GgufExportRun): Promise<GgufExportRe
       rep.verification = await verifyGgufExport({
         addon: r.addon, packageRoot: r.packageRoot, folder: staging, report: rep, cancel: r.cancel,
         ...(r.onProgress ? { onProgress: r.onProgress } : {}), ...(r.onStatus ? { onStatus: r.onStatus } : {}),
+        ...(r.client ? { client: r.client } : {}),
       });
     }
     if (r.cancel.cancelled) throw cancelled(out);

@@ -126,6 +126,8 @@ export interface GgufExportReport {
     add_bos: boolean; add_eos: boolean; add_space_prefix: boolean; chat_template: boolean; byte_complete: boolean;
   };
   verification: { status: string; reason?: string };
+  /** What llama.cpp runs differently from the model (e.g. a sliding window its architecture lacks). */
+  warnings?: string[];
   elapsed_s: number;
 }
 

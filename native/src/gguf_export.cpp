@@ -1,8 +1,10 @@
 // gguf_export.cpp — merged model, base and LoRA adapter as GGUF (see gguf_export.h for the files and the math).
 #include "gguf_export.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <map>
 
 #include "adapter_source.h"
@@ -24,9 +26,11 @@ using nlohmann::json;
 namespace {
 
 // ---- the architecture table: one entry per model family -------------------------------------------------------
+// Names, keys and layouts as llama.cpp's converter writes them (conversion/{llama,qwen,gemma,phi}.py of the llama.cpp
+// that node-llama-cpp 3.21.1 bundles) and as its loader reads them (src/models/<arch>.cpp).
 struct TensorName {
     const char* hf;     // suffix after "model.layers.{i}." (per layer) or the full HF name (global)
-    const char* gguf;   // name after "blk.{i}." (per layer) or the full GGUF name, without ".weight"
+    const char* gguf;   // name after "blk.{i}." (per layer) or the full GGUF name, without ".weight" / ".bias"
 };
 
 const TensorName kLlamaLayer[] = {
@@ -34,6 +38,38 @@ const TensorName kLlamaLayer[] = {
     {"self_attn.v_proj", "attn_v"},        {"self_attn.o_proj", "attn_output"},
     {"post_attention_layernorm", "ffn_norm"}, {"mlp.gate_proj", "ffn_gate"}, {"mlp.up_proj", "ffn_up"},
     {"mlp.down_proj", "ffn_down"},
+};
+// Qwen3: RMSNorm over head_dim on q and k before RoPE.
+const TensorName kQwen3Layer[] = {
+    {"input_layernorm", "attn_norm"},      {"self_attn.q_proj", "attn_q"},   {"self_attn.k_proj", "attn_k"},
+    {"self_attn.v_proj", "attn_v"},        {"self_attn.o_proj", "attn_output"},
+    {"self_attn.q_norm", "attn_q_norm"},   {"self_attn.k_norm", "attn_k_norm"},
+    {"post_attention_layernorm", "ffn_norm"}, {"mlp.gate_proj", "ffn_gate"}, {"mlp.up_proj", "ffn_up"},
+    {"mlp.down_proj", "ffn_down"},
+};
+// Gemma-2: post_attention_layernorm is the norm AFTER attention (post_attention_norm); the MLP's input norm is
+// pre_feedforward_layernorm (ffn_norm), its output norm post_feedforward_layernorm (post_ffw_norm).
+const TensorName kGemma2Layer[] = {
+    {"input_layernorm", "attn_norm"},      {"self_attn.q_proj", "attn_q"},   {"self_attn.k_proj", "attn_k"},
+    {"self_attn.v_proj", "attn_v"},        {"self_attn.o_proj", "attn_output"},
+    {"post_attention_layernorm", "post_attention_norm"}, {"pre_feedforward_layernorm", "ffn_norm"},
+    {"post_feedforward_layernorm", "post_ffw_norm"}, {"mlp.gate_proj", "ffn_gate"}, {"mlp.up_proj", "ffn_up"},
+    {"mlp.down_proj", "ffn_down"},
+};
+// Gemma-3: Gemma-2's layer plus q/k norms.
+const TensorName kGemma3Layer[] = {
+    {"input_layernorm", "attn_norm"},      {"self_attn.q_proj", "attn_q"},   {"self_attn.k_proj", "attn_k"},
+    {"self_attn.v_proj", "attn_v"},        {"self_attn.o_proj", "attn_output"},
+    {"self_attn.q_norm", "attn_q_norm"},   {"self_attn.k_norm", "attn_k_norm"},
+    {"post_attention_layernorm", "post_attention_norm"}, {"pre_feedforward_layernorm", "ffn_norm"},
+    {"post_feedforward_layernorm", "post_ffw_norm"}, {"mlp.gate_proj", "ffn_gate"}, {"mlp.up_proj", "ffn_up"},
+    {"mlp.down_proj", "ffn_down"},
+};
+// Phi-3: fused qkv_proj [q (H·d); k (KV·d); v (KV·d)] -> attn_qkv and gate_up_proj [gate (F); up (F)] -> ffn_up
+// (llama.cpp's phi3 graph splits ffn_up's output in halves: silu(first) · second).
+const TensorName kPhi3Layer[] = {
+    {"input_layernorm", "attn_norm"},      {"self_attn.qkv_proj", "attn_qkv"}, {"self_attn.o_proj", "attn_output"},
+    {"post_attention_layernorm", "ffn_norm"}, {"mlp.gate_up_proj", "ffn_up"}, {"mlp.down_proj", "ffn_down"},
 };
 const TensorName kLlamaGlobal[] = {
     {"model.embed_tokens", "token_embd"}, {"model.norm", "output_norm"}, {"lm_head", "output"},
@@ -44,17 +80,26 @@ struct GgufArch {
     const char* arch;              // llama.cpp general.architecture
     const TensorName* layer;       // per-layer names
     size_t n_layer;
-    const TensorName* global;
-    size_t n_global;
     bool permute_qk;               // HF rotate-half -> llama.cpp interleaved RoPE rows (LLaMA, Mistral)
     float norm_add;                // added to every norm weight (Gemma stores scale - 1)
-    bool drop_lm_head;             // the converter never writes output.weight (Gemma: always tied)
+    bool drop_lm_head;             // the converter never writes output.weight (Gemma 1/2: always tied)
+    bool swa;                      // llama.cpp runs this architecture's sliding-window layers
 };
 
+#define HQ_LAYERS(t) t, std::size(t)
 const GgufArch kGgufArchs[] = {
-    {"llama", "llama", kLlamaLayer, std::size(kLlamaLayer), kLlamaGlobal, std::size(kLlamaGlobal), true, 0.0f, false},
-    {"gemma", "gemma", kLlamaLayer, std::size(kLlamaLayer), kLlamaGlobal, std::size(kLlamaGlobal), false, 1.0f, true},
+    {"llama", "llama", HQ_LAYERS(kLlamaLayer), true, 0.0f, false, false},
+    {"gemma", "gemma", HQ_LAYERS(kLlamaLayer), false, 1.0f, true, false},
+    // Mistral converts as llama (conversion/llama.py registers MistralForCausalLM), q/k permuted alike.
+    {"mistral", "llama", HQ_LAYERS(kLlamaLayer), true, 0.0f, false, false},
+    {"qwen2", "qwen2", HQ_LAYERS(kLlamaLayer), false, 0.0f, false, false},
+    {"qwen3", "qwen3", HQ_LAYERS(kQwen3Layer), false, 0.0f, false, false},
+    {"gemma2", "gemma2", HQ_LAYERS(kGemma2Layer), false, 1.0f, true, true},
+    {"gemma3_text", "gemma3", HQ_LAYERS(kGemma3Layer), false, 1.0f, false, true},
+    // llama.cpp reads phi3's sliding_window but disables it ("Phi SWA is currently disabled", src/models/phi3.cpp).
+    {"phi3", "phi3", HQ_LAYERS(kPhi3Layer), false, 0.0f, false, false},
 };
+#undef HQ_LAYERS
 
 const GgufArch& gguf_arch(const ModelConfig& cfg, const std::string& config_path) {
     for (const GgufArch& a : kGgufArchs)
@@ -65,12 +110,18 @@ const GgufArch& gguf_arch(const ModelConfig& cfg, const std::string& config_path
                 Where{config_path, "", "model_type", -1, -1}, "supported: " + known + "; export the Hugging Face model instead");
 }
 
-// "model.layers.3.self_attn.q_proj.weight" -> "blk.3.attn_q.weight"; "" for tensors that are not written.
+// "model.layers.3.self_attn.q_proj.weight" -> "blk.3.attn_q.weight" (".bias" alike: Qwen2's q/k/v biases); "" for
+// tensors that are not written, "?" for tensors the architecture has no name for.
 std::string gguf_name(const GgufArch& a, const std::string& hf, bool* is_norm) {
     *is_norm = false;
-    const std::string w = ".weight";
-    if (hf.size() < w.size() || hf.compare(hf.size() - w.size(), w.size(), w) != 0) return "?";
-    const std::string stem = hf.substr(0, hf.size() - w.size());
+    std::string sfx;
+    for (const char* s : {".weight", ".bias"}) {
+        const size_t n = std::strlen(s);
+        if (hf.size() > n && hf.compare(hf.size() - n, n, s) == 0) sfx = s;
+    }
+    if (sfx.empty()) return "?";
+    const bool weight = sfx == ".weight";
+    const std::string stem = hf.substr(0, hf.size() - sfx.size());
     const std::string lp = "model.layers.";
     if (stem.compare(0, lp.size(), lp) == 0) {
         const size_t dot = stem.find('.', lp.size());
@@ -78,18 +129,43 @@ std::string gguf_name(const GgufArch& a, const std::string& hf, bool* is_norm) {
         const std::string idx = stem.substr(lp.size(), dot - lp.size()), rest = stem.substr(dot + 1);
         for (size_t i = 0; i < a.n_layer; i++)
             if (rest == a.layer[i].hf) {
-                *is_norm = rest.find("norm") != std::string::npos;
-                return "blk." + idx + "." + a.layer[i].gguf + w;
+                *is_norm = weight && rest.find("norm") != std::string::npos;
+                if (!weight && rest.find("norm") != std::string::npos) return "?";
+                return "blk." + idx + "." + a.layer[i].gguf + sfx;
             }
         return "?";
     }
-    for (size_t i = 0; i < a.n_global; i++)
-        if (stem == a.global[i].hf) {
+    if (!weight) return "?";
+    for (const TensorName& g : kLlamaGlobal)
+        if (stem == g.hf) {
             if (stem == "lm_head" && a.drop_lm_head) return "";
             *is_norm = stem.find("norm") != std::string::npos;
-            return std::string(a.global[i].gguf) + w;
+            return std::string(g.gguf) + sfx;
         }
     return "?";
+}
+
+// llama.cpp's gemma2/gemma3 graphs scale q by 1/sqrt(head_dim) (1/sqrt(n_embd/n_head) for the 27B shapes, 46 / 62
+// layers) and read no key for query_pre_attn_scalar; the model's scale is query_pre_attn_scalar^-1/2. RoPE and the
+// attention soft-cap come after a linear q, so the ratio sqrt(llama's / ours) is folded into q: into attn_q's rows
+// (Gemma-2) or into attn_q_norm's scale (Gemma-3, whose q is RMS-normalised first). 1 for the published checkpoints.
+float gemma_q_fold(const GgufArch& a, const ModelConfig& c) {
+    const std::string arch = a.arch;
+    if ((arch != "gemma2" && arch != "gemma3") || !(c.query_pre_attn_scalar > 0)) return 1.0f;
+    const bool big = c.num_layers == (arch == "gemma2" ? 46 : 62);
+    const double llama_s = big ? double(c.hidden_size / c.num_heads) : double(c.head_dim);
+    return float(std::sqrt(llama_s / double(c.query_pre_attn_scalar)));
+}
+
+// The period p of llama.cpp's sliding-window pattern (layer l slides iff l % p < p - 1; set_swa_pattern) that gives
+// the config's layer types; 0 when none does. p = 1: no layer slides.
+int swa_period(const ModelConfig& c) {
+    for (int p = 1; p <= std::max(1, c.num_layers); p++) {
+        bool ok = true;
+        for (int l = 0; l < c.num_layers && ok; l++) ok = (c.layer_sliding[size_t(l)] != 0) == (l % p < p - 1);
+        if (ok) return p;
+    }
+    return 0;
 }
 
 // HF rotate-half rows -> llama.cpp interleaved rows, per head of d rows (convert_hf_to_gguf LlamaModel.permute):
@@ -154,13 +230,16 @@ int read_flat_levels(const AdapterSource& src, const SourceModule& m, int n, std
 void add_general(GgufWriter& w, const GgufArch& a, const std::string& type, const std::string& name, GgmlType t) {
     w.add_string("general.architecture", a.arch);
     w.add_string("general.type", type);
-    w.add_string("general.name", name);
+    if (!name.empty()) w.add_string("general.name", name);
     w.add_u32("general.quantization_version", 2);
     w.add_u32("general.file_type", llama_file_type(t));
 }
 
-void add_hparams(GgufWriter& w, const GgufArch& a, const ModelConfig& c) {
-    const std::string p = std::string(a.arch) + ".";
+// The {arch}.* keys. Common ones as conversion/base.py writes them, then each family's own (conversion/gemma.py,
+// phi.py). `warnings` gets what llama.cpp will run differently from the model (sliding windows it lacks).
+void add_hparams(GgufWriter& w, const GgufArch& a, const ModelConfig& c, const std::string& cfg_path,
+                 std::vector<std::string>* warnings) {
+    const std::string p = std::string(a.arch) + ".", arch = a.arch;
     w.add_u32(p + "context_length", uint32_t(c.max_position_embeddings));
     w.add_u32(p + "embedding_length", uint32_t(c.hidden_size));
     w.add_u32(p + "block_count", uint32_t(c.num_layers));
@@ -173,22 +252,99 @@ void add_hparams(GgufWriter& w, const GgufArch& a, const ModelConfig& c) {
     w.add_u32(p + "attention.key_length", uint32_t(c.head_dim));
     w.add_u32(p + "attention.value_length", uint32_t(c.head_dim));
     w.add_u32(p + "vocab_size", uint32_t(c.vocab_size));
+    // Linear RoPE scaling (Gemma-3's global layers; any family's "linear"): llama.cpp's freq_scale = 1 / factor.
+    if (c.rope_scaling.type == "linear") {
+        w.add_string(p + "rope.scaling.type", "linear");
+        w.add_f32(p + "rope.scaling.factor", c.rope_scaling.factor);
+    }
+    auto refuse = [&](const std::string& key, const std::string& msg, const std::string& hint) {
+        throw Error("E_CONFIG", msg, Where{cfg_path, "", key, -1, -1}, hint);
+    };
+    if (arch == "gemma2") {
+        // llama.cpp's gemma2 always caps both (a 0 cap would divide by zero).
+        if (!(c.attn_softcap > 0) || !(c.final_softcap > 0))
+            refuse(c.attn_softcap > 0 ? "final_logit_softcapping" : "attn_logit_softcapping",
+                   "llama.cpp's gemma2 architecture always applies attention and final logit soft-capping; this "
+                   "config turns one off",
+                   "export the Hugging Face model instead (published Gemma-2 checkpoints cap both)");
+        w.add_f32(p + "attn_logit_softcapping", c.attn_softcap);
+        w.add_f32(p + "final_logit_softcapping", c.final_softcap);
+    }
+    if (arch == "gemma3" && c.final_softcap > 0) w.add_f32(p + "final_logit_softcapping", c.final_softcap);
+    if (arch == "gemma3") w.add_f32(p + "rope.freq_base_swa", c.rope_local_theta > 0 ? c.rope_local_theta : c.rope_theta);
+    if (a.swa && (c.any_sliding() || arch == "gemma2")) {
+        // Which layers slide: llama.cpp's period p (layer l slides iff l % p < p - 1), defaults 2 (gemma2) and
+        // 6 (gemma3) when absent; written always so that configs with another pattern run as trained.
+        const int period = swa_period(c);
+        if (period == 0)
+            refuse("layer_types", "the sliding/full layer pattern of this config is not periodic as llama.cpp needs "
+                                  "(layer l slides iff l % p < p - 1)",
+                   "export the Hugging Face model instead");
+        w.add_u32(p + "attention.sliding_window", uint32_t(c.any_sliding() ? c.sliding_window : 4096));
+        w.add_u32(p + "attention.sliding_window_pattern", uint32_t(period));
+    }
+    if (arch == "phi3") {
+        w.add_u32(p + "attention.sliding_window", uint32_t(c.any_sliding() ? c.sliding_window : 0));
+        if (c.rope_scaling.type == "longrope") {
+            w.add_u32(p + "rope.scaling.original_context_length", uint32_t(c.rope_scaling.original_max_position_embeddings));
+            w.add_f32(p + "rope.scaling.attn_factor", c.rope_scaling.attention_factor);
+        }
+    }
+    if (!a.swa && c.any_sliding() && c.sliding_window < c.max_position_embeddings)
+        warnings->push_back(HQ_MSG("llama.cpp's " << arch << " architecture has no sliding-window attention (its converter "
+                                   "writes none): beyond " << c.sliding_window << " tokens (" << cfg_path
+                                   << " sliding_window) llama.cpp attends to keys the model never saw; within "
+                                   << c.sliding_window << " tokens the two are the same"));
+}
+
+// general.name. llama.cpp's vocabulary loader sets token attributes by model name: a name containing "phi3" or
+// "phi-3" makes it look up </s>, <unk>, <s> and <|endoftext|> (llama-vocab.cpp) and fail to load ("_Map_base::at")
+// when one is missing. Such a name, over such a vocabulary, gets "phi3" spelled "phi_3".
+std::string model_name(const GgufArch& a, const GgufVocabInfo& vi, std::string name) {
+    if (std::string(a.arch) != "phi3") return name;
+    bool all = true;
+    for (const char* t : {"</s>", "<unk>", "<s>", "<|endoftext|>"}) all = all && vi.texts.count(t);
+    if (all) return name;
+    std::string low = name;
+    for (char& ch : low) ch = char(std::tolower((unsigned char)ch));
+    for (const std::string pat : {"phi3", "phi-3"})
+        for (size_t at = low.find(pat); at != std::string::npos; at = low.find(pat, at + 1)) {
+            name.replace(at, pat.size(), name.substr(at, 3) + "_3");
+            low.replace(at, pat.size(), "phi_3");
+        }
+    return name;
 }
 
 struct Plan {
     std::string hf, gguf;
     std::vector<int64_t> shape;
     bool norm = false;
-    const SourceModule* module = nullptr;
+    // The source's modules merged into this tensor, each with its first row: one at row 0, or (Phi-3) q/k/v in
+    // attn_qkv and gate/up in ffn_up (proj_rows).
+    std::vector<std::pair<const SourceModule*, int64_t>> mods;
     int permute_heads = 0;   // > 0: permute rows (q: num_heads, k: num_kv_heads)
+    float scale = 1.0f;      // every value times this (gemma_q_fold on attn_q / attn_q_norm)
 };
 
 // The output plan, in llama.cpp's usual order: token_embd, blocks, output_norm, output; each of the source's
-// modules matched to its base weight by name and shape.
+// modules matched to its base weight (and rows) by name and shape.
 std::vector<Plan> plan_tensors(const AdapterSource& src, const ModelWeights& mw, const GgufArch& arch,
                                const ModelConfig& cfg, const std::string& base) {
-    std::map<std::string, const SourceModule*> adapted;
-    for (const SourceModule& m : src.modules) adapted[m.name + ".weight"] = &m;
+    std::map<std::string, std::vector<std::pair<const SourceModule*, int64_t>>> adapted;
+    for (const SourceModule& m : src.modules) {
+        const ProjRows pr = proj_rows(cfg, m.name);
+        const TensorInfo* t = mw.find(pr.tensor);
+        HQ_CHECK(t != nullptr, "E_SHAPE", "adapter module " << m.name << " has no weight " << pr.tensor << " in " << base,
+                 (Where{src.file, pr.tensor, "", -1, -1}), "the adapter belongs to another base model");
+        const bool fits = t->shape.size() == 2 && t->shape[1] == m.in && pr.rows == m.out && pr.row0 + pr.rows <= t->shape[0] &&
+                          (cfg.fused_proj || t->shape[0] == m.out);
+        HQ_CHECK(fits, "E_SHAPE",
+                 "adapter module " << m.name << " is [" << m.out << ", " << m.in << "] but " << pr.tensor << " in " << base
+                                   << " differs" << (cfg.fused_proj ? HQ_MSG(" (its rows " << pr.row0 << ".." << pr.row0 + pr.rows << ")") : ""),
+                 (Where{src.file, pr.tensor, "", -1, -1}), "the adapter belongs to another base model");
+        adapted[pr.tensor].push_back({&m, pr.row0});
+    }
+    const float fold = gemma_q_fold(arch, cfg);
     std::vector<Plan> plan;
     for (const std::string& name : mw.names()) {
         if (name.size() >= 19 && name.compare(name.size() - 19, 19, "rotary_emb.inv_freq") == 0) continue;
@@ -202,20 +358,14 @@ std::vector<Plan> plan_tensors(const AdapterSource& src, const ModelWeights& mw,
                                                       " architecture cannot run; export the Hugging Face model instead");
         p.shape = mw.find(name)->shape;
         auto it = adapted.find(name);
-        if (it != adapted.end()) {
-            p.module = it->second;
-            HQ_CHECK(p.shape == (std::vector<int64_t>{p.module->out, p.module->in}), "E_SHAPE",
-                     "adapter module " << p.module->name << " is [" << p.module->out << ", " << p.module->in << "] but " << name
-                                       << " in " << base << " differs",
-                     (Where{src.file, name, "", -1, -1}), "the adapter belongs to another base model");
-        }
+        if (it != adapted.end()) p.mods = it->second;
+        const bool w = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
         if (arch.permute_qk && name.find("self_attn.q_proj.") != std::string::npos) p.permute_heads = cfg.num_heads;
         if (arch.permute_qk && name.find("self_attn.k_proj.") != std::string::npos) p.permute_heads = cfg.num_kv_heads;
+        if (fold != 1.0f && std::string(arch.arch) == "gemma2" && w && name.find("self_attn.q_proj.") != std::string::npos) p.scale = fold;
+        if (fold != 1.0f && std::string(arch.arch) == "gemma3" && name.find("self_attn.q_norm.") != std::string::npos) p.scale = fold;
         plan.push_back(p);
     }
-    for (const auto& kv : adapted)
-        HQ_CHECK(mw.has(kv.first), "E_SHAPE", "adapter module " << kv.second->name << " has no weight " << kv.first << " in " << base,
-                 (Where{src.file, kv.first, "", -1, -1}), "the adapter belongs to another base model");
     auto rank_of = [](const Plan& p) {
         if (p.gguf == "token_embd.weight") return 0;
         if (p.gguf.compare(0, 4, "blk.") == 0) return 1;
@@ -228,6 +378,26 @@ std::vector<Plan> plan_tensors(const AdapterSource& src, const ModelWeights& mw,
         return la < lb;
     });
     return plan;
+}
+
+// The LoRA pair of one tensor: A [R_t, in], B [out, R_t] with R_t = R · (modules in it). A fused tensor (Phi-3)
+// stacks its modules' A rows and places each B in its own rows and columns (block-diagonal: exact). llama.cpp scales
+// each tensor by alpha / R_t with the file's one alpha = R, so a tensor of k modules has its A times k.
+int lora_pair(const AdapterSource& src, const Plan& p, int levels, int R, std::vector<float>* A, std::vector<float>* B,
+              std::vector<float>& a, std::vector<float>& b) {
+    const int k = int(p.mods.size());
+    const int64_t in = p.shape[1], out = p.shape[0], Rt = int64_t(R) * k;
+    A->assign(size_t(Rt * in), 0.0f);
+    B->assign(size_t(out * Rt), 0.0f);
+    for (int i = 0; i < k; i++) {
+        const SourceModule& m = *p.mods[size_t(i)].first;
+        const int64_t row0 = p.mods[size_t(i)].second;
+        read_flat_levels(src, m, levels, &a, &b);
+        for (int64_t e = 0; e < int64_t(R) * in; e++) (*A)[size_t(int64_t(i) * R * in + e)] = float(k) * a[size_t(e)];
+        for (int64_t o = 0; o < m.out; o++)
+            for (int r = 0; r < R; r++) (*B)[size_t((row0 + o) * Rt + int64_t(i) * R + r)] = p.scale * b[size_t(o * R + r)];
+    }
+    return int(Rt);
 }
 
 }  // namespace
@@ -261,6 +431,10 @@ json export_gguf(const GgufExportOptions& o) {
     // Output plan, in llama.cpp's usual order: token_embd, blocks, output_norm, output.
     const std::vector<Plan> plan = plan_tensors(src, mw, arch, cfg, base);
     const bool rope_freqs = cfg.rope_scaling.type == "llama3";
+    // Phi-3 LongRoPE: the per-frequency divisors as llama.cpp's rope_factors_long / _short tensors [d/2] (phi.py
+    // generate_extra_tensors); llama.cpp picks long when the context is longer than original_context_length.
+    const bool rope_long_short = cfg.rope_scaling.type == "longrope";
+    std::vector<std::string> warnings;
     const GgmlType lora_t = T == GgmlType::F32 ? GgmlType::F32 : GgmlType::F16;
     const std::string tn = o.type;
     const std::string sfx = o.levels > 0 && o.levels < int(src.levels.size()) ? "-L" + std::to_string(o.levels) : "";
@@ -274,20 +448,31 @@ json export_gguf(const GgufExportOptions& o) {
         // ---- model GGUFs (merged and/or base): one pass each over the base tensors ----
         auto write_model = [&](const std::string& file, bool merged) {
             GgufWriter w(path_join(tmp, file));
-            add_general(w, arch, "model", merged ? name + " + H-QLoRA " + base_name(o.source) : name, T);
-            add_hparams(w, arch, cfg);
+            add_general(w, arch, "model", "", T);
+            warnings.clear();
+            add_hparams(w, arch, cfg, cfg_path, &warnings);
             const GgufVocabInfo vi = add_gguf_vocab(w, base, cfg.vocab_size);
+            w.add_string("general.name", model_name(arch, vi, merged ? name + " + H-QLoRA " + base_name(o.source) : name));
             auto type_of = [&](const Plan& p) {
                 if (p.norm || p.shape.size() < 2) return GgmlType::F32;
                 if (T == GgmlType::Q8_0 && p.shape.back() % 32 != 0) return GgmlType::F16;
                 return T;
             };
             if (rope_freqs) w.add_tensor("rope_freqs.weight", {cfg.head_dim / 2}, GgmlType::F32);
+            if (rope_long_short) {
+                w.add_tensor("rope_factors_long.weight", {cfg.head_dim / 2}, GgmlType::F32);
+                w.add_tensor("rope_factors_short.weight", {cfg.head_dim / 2}, GgmlType::F32);
+            }
             for (const Plan& p : plan) w.add_tensor(p.gguf, p.shape, type_of(p));
             w.begin_data();
             if (rope_freqs) {
                 const std::vector<float> f = llama3_rope_factors(cfg);
                 w.write_tensor_f32("rope_freqs.weight", f.data(), int64_t(f.size()));
+            }
+            if (rope_long_short) {
+                const RopeScaling& rs = cfg.rope_scaling;
+                w.write_tensor_f32("rope_factors_long.weight", rs.long_factor.data(), int64_t(rs.long_factor.size()));
+                w.write_tensor_f32("rope_factors_short.weight", rs.short_factor.data(), int64_t(rs.short_factor.size()));
             }
             int64_t done = 0;
             for (const Plan& p : plan) {
@@ -295,18 +480,24 @@ json export_gguf(const GgufExportOptions& o) {
                 const TensorInfo* t = mw.find(p.hf);
                 W.resize(size_t(t->numel()));
                 mw.read_f32_into(p.hf, W.data(), W.size());
-                if (p.module && deq) {
-                    const NF4Tensor nq = nf4_quantize(W.data(), p.module->out, p.module->in, q.blocksize, q.double_quant);
-                    nf4_dequantize(nq, W.data());
-                }
-                if (p.module && merged) {
-                    const int R = read_flat_levels(src, *p.module, o.levels, &A, &B);
-                    BlasThreadScope blas;
-                    par_sgemm(false, false, p.module->out, p.module->in, R, 1.0f, B.data(), R, A.data(), p.module->in, 1.0f,
-                              W.data(), p.module->in);
+                for (const auto& [m, row0] : p.mods) {
+                    // Each projection's rows on their own (a Phi-3 fused tensor holds several), as the trainer
+                    // quantizes them: dequantized, then W_rows += B·A.
+                    float* Wm = W.data() + size_t(row0) * size_t(m->in);
+                    if (deq) {
+                        const NF4Tensor nq = nf4_quantize(Wm, m->out, m->in, q.blocksize, q.double_quant);
+                        nf4_dequantize(nq, Wm);
+                    }
+                    if (merged) {
+                        const int R = read_flat_levels(src, *m, o.levels, &A, &B);
+                        BlasThreadScope blas;
+                        par_sgemm(false, false, m->out, m->in, R, 1.0f, B.data(), R, A.data(), m->in, 1.0f, Wm, m->in);
+                    }
                 }
                 if (p.norm && arch.norm_add != 0.0f)
                     for (float& v : W) v += arch.norm_add;
+                if (p.scale != 1.0f)
+                    for (float& v : W) v *= p.scale;
                 if (p.permute_heads > 0) permute_rows(W, p.permute_heads, p.shape[0], p.shape[1]);
                 w.write_tensor_f32(p.gguf, W.data(), int64_t(W.size()));
                 export_report(o, "write", ++done, int64_t(plan.size()), file + ": " + p.gguf);
@@ -322,28 +513,29 @@ json export_gguf(const GgufExportOptions& o) {
         if (o.write_lora) {
             GgufWriter w(path_join(tmp, f_lora));
             add_general(w, arch, "adapter", base_name(o.source), lora_t);
-            for (const Plan& p : plan)
-                if (p.module) {
-                    R_lora = o.levels > 0 && o.levels < int(src.levels.size()) ? 0 : src.total_rank();
-                    if (R_lora == 0)
-                        for (int j = 0; j < o.levels; j++) R_lora += src.levels[size_t(j)].rank;
-                    break;
-                }
+            if (!src.modules.empty()) {
+                R_lora = o.levels > 0 && o.levels < int(src.levels.size()) ? 0 : src.total_rank();
+                if (R_lora == 0)
+                    for (int j = 0; j < o.levels; j++) R_lora += src.levels[size_t(j)].rank;
+            }
             w.add_string("adapter.type", "lora");
             w.add_f32("adapter.lora.alpha", float(R_lora));
             for (const Plan& p : plan)
-                if (p.module) {
-                    w.add_tensor(p.gguf + ".lora_a", {R_lora, p.module->in}, lora_t);
-                    w.add_tensor(p.gguf + ".lora_b", {p.module->out, R_lora}, lora_t);
+                if (!p.mods.empty()) {
+                    const int64_t Rt = int64_t(R_lora) * int64_t(p.mods.size());
+                    w.add_tensor(p.gguf + ".lora_a", {Rt, p.shape[1]}, lora_t);
+                    w.add_tensor(p.gguf + ".lora_b", {p.shape[0], Rt}, lora_t);
                 }
             w.begin_data();
-            int64_t done = 0, n = int64_t(src.modules.size());
+            int64_t done = 0, n = 0;
+            for (const Plan& p : plan) n += p.mods.empty() ? 0 : 1;
+            std::vector<float> a, b;
             for (const Plan& p : plan) {
-                if (!p.module) continue;
-                export_check_cancel(o, p.module->name);
-                read_flat_levels(src, *p.module, o.levels, &A, &B);
+                if (p.mods.empty()) continue;
+                export_check_cancel(o, p.hf);
+                const int Rt = lora_pair(src, p, o.levels, R_lora, &A, &B, a, b);
                 // llama.cpp's RoPE layout applies to B's output rows only (convert_lora_to_gguf's LoraTorchTensor).
-                if (p.permute_heads > 0) permute_rows(B, p.permute_heads, p.module->out, R_lora);
+                if (p.permute_heads > 0) permute_rows(B, p.permute_heads, p.shape[0], Rt);
                 w.write_tensor_f32(p.gguf + ".lora_a", A.data(), int64_t(A.size()));
                 w.write_tensor_f32(p.gguf + ".lora_b", B.data(), int64_t(B.size()));
                 export_report(o, "write", ++done, n, f_lora + ": " + p.gguf);
@@ -365,6 +557,7 @@ json export_gguf(const GgufExportOptions& o) {
                     {"double_quant", q.double_quant}, {"blocksize", q.blocksize}}}, {"levels", levels},
                     {"levels_used", o.levels == 0 ? int(src.levels.size()) : o.levels}, {"files", files},
                     {"trainer_version", HQ_VERSION}};
+        if (!warnings.empty()) rep["warnings"] = warnings;
         if (o.write_merged || o.write_base)
             rep["tokenizer"] = {{"kind", vi.kind}, {"ggml_model", vi.ggml_model}, {"pre", vi.pre}, {"bos", vi.bos},
                                 {"eos", vi.eos}, {"unk", vi.unk}, {"pad", vi.pad}, {"add_bos", vi.add_bos},

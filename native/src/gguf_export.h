@@ -15,6 +15,21 @@
 //   llama  attn_q / attn_k rows permuted from HF's rotate-half RoPE layout to llama.cpp's interleaved pairs
 //          (per head of d rows: new row 2j+k = old row k·d/2 + j); llama3 rope scaling as a rope_freqs tensor
 //   gemma  every *norm.weight + 1 (HF stores scale - 1); lm_head dropped (tied)
+//   mistral  as llama (the converter registers MistralForCausalLM under llama), permuted alike; llama.cpp's llama
+//          has no sliding window: a window shorter than the context is reported in "warnings"
+//   qwen2  q/k/v biases as blk.N.attn_{q,k,v}.bias (f32); tied models have no output.weight (llama.cpp reuses
+//          token_embd); qwen3 adds attn_q_norm / attn_k_norm (plain RMSNorm weights, no +1)
+//   gemma2 post_attention_layernorm -> post_attention_norm, pre_/post_feedforward_layernorm -> ffn_norm /
+//          post_ffw_norm, norms + 1, both soft-caps and the sliding window with its layer period; gemma3 adds
+//          attn_q_norm / attn_k_norm (+1 too), rope.freq_base_swa (the local layers' theta) and linear rope scaling
+//          (the global layers'). llama.cpp scales q by head_dim^-1/2 whatever query_pre_attn_scalar says: a
+//          different scalar is folded into attn_q (Gemma-2) or attn_q_norm (Gemma-3), exact since RoPE is linear.
+//          The embedding keeps its padded rows (the converter trims Gemma-3's to the tokenizer; the padding tokens
+//          are written as unused tokens instead, so every logit is compared)
+//   phi3   qkv_proj -> attn_qkv, gate_up_proj -> ffn_up (fused as stored); LongRoPE as rope_factors_long/_short
+//          with rope.scaling.original_context_length and .attn_factor. The LoRA of a fused tensor stacks its
+//          modules' A rows and places each B block-diagonally (exact); llama.cpp scales a tensor by alpha / its rank,
+//          so the A of a tensor holding k modules is multiplied by k
 // Streaming and atomic as merge.h: one tensor in memory at a time, the folder built in a temp sibling and renamed
 // when complete; cancel between tensors (E_CANCELLED), nothing left under out_dir on any failure.
 #pragma once

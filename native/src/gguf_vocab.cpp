@@ -236,6 +236,7 @@ GgufVocabInfo add_gguf_vocab(GgufWriter& w, const std::string& dir, int vocab_si
             continue;
         }
         std::string t = it->second;
+        info.texts.insert(t);
         int32_t ty = NORMAL;
         auto at = added_type.find(id);
         if (at != added_type.end()) ty = at->second;

@@ -19,6 +19,7 @@
 // tokenizer_config.json.
 #pragma once
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "gguf_writer.h"
@@ -34,6 +35,7 @@ struct GgufVocabInfo {
     bool add_bos = false, add_eos = false, add_space_prefix = false;
     bool has_chat_template = false;
     bool byte_complete = false;  // every byte has a token (byte fallback or byte-level): no character is lost
+    std::unordered_set<std::string> texts;   // every token's text as tokenizer.json stores it (before byte mapping)
 };
 
 // Reads <model_dir>/tokenizer.json (+ tokenizer_config.json, config.json) and adds the tokenizer keys to `w`.

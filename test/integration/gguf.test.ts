@@ -4,7 +4,7 @@
 // bound, base GGUF + LoRA GGUF equal to ours and to the merged GGUF. Then the bad inputs, each named in the message.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -13,7 +13,8 @@ import { readGgufHeader } from '../../extension/llama/ggufFile';
 import { loadAddon } from '../../extension/native/addon';
 import { PlaygroundClient } from '../../extension/llama/client';
 import { DEFAULT_SETTINGS, PlaygroundSession } from '../../extension/playground/session';
-import type { GgufExportResult } from '../../extension/gguf/export';
+import { exportGgufVerified, type GgufExportResult } from '../../extension/gguf/export';
+import { logitBound } from '../../extension/gguf/verify';
 import { writeGoldenAdapter } from './golden-adapter';
 import { cli, root, runCli } from './helpers';
 
@@ -224,5 +225,133 @@ describe('hqlora export --format gguf (verified by llama.cpp)', () => {
     const u = await runCli(['export', path.join(tmp, 'ad-tiny-llama'), '--format', 'gguf', '--type', 'q4'], env);
     assert.equal(u.code, 2);
     assert.match(u.stderr, /--type must be one of f16, f32, bf16, q8_0/);
+  });
+});
+
+// The families of issue 15, each exported and verified in this process (the native writer through hqlora.node, the
+// verification against one playground server for all of them), f32 so that llama.cpp's own arithmetic is what is
+// measured. Each case checks what its family adds to the file, as llama.cpp's converter writes it.
+describe('GGUF export of the model families (issue 15), verified by llama.cpp', () => {
+  let tmp: string;
+  let addon: ReturnType<typeof loadAddon>;
+  let client: PlaygroundClient;
+  before(() => {
+    tmp = mkdtempSync(path.join(os.tmpdir(), 'hq-gguf-fam-'));
+    addon = loadAddon(root);
+    client = new PlaygroundClient({ packageRoot: root, env });
+    // Mistral with sliding_window null (Mistral 7B v0.2/v0.3): what llama.cpp's llama architecture computes.
+    const full = path.join(tmp, 'tiny-mistral-full');
+    cpSync(path.join(root, 'test', 'fixtures', 'models', 'tiny-mistral'), full, { recursive: true });
+    const cfg = JSON.parse(readFileSync(path.join(full, 'config.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(path.join(full, 'config.json'), JSON.stringify({ ...cfg, sliding_window: null }));
+  });
+  after(() => {
+    client.dispose();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  const exportF32 = async (model: string, o: { baseModel?: string; verify?: boolean; name?: string } = {}): Promise<{ rep: GgufExportResult; out: string }> => {
+    const source = path.join(tmp, `ad-${model}`);
+    if (!existsSync(source)) writeGoldenAdapter(root, source, model);
+    const out = path.join(tmp, `${o.name ?? model}-f32`);
+    const rep = await exportGgufVerified({
+      addon, packageRoot: root, cancel: new addon.CancelToken(), client,
+      options: { source, out, type: 'f32', ...(o.baseModel ? { baseModel: o.baseModel } : {}), ...(o.verify === false ? { verify: false } : {}) },
+    });
+    return { rep, out };
+  };
+  const verified = (rep: GgufExportResult, arch: string): void => {
+    const v = rep.verification;
+    assert.equal(rep.architecture, arch);
+    assert.equal(v.status, 'pass', JSON.stringify(v));
+    assert.equal(v.tokens?.mismatches.length, 0);
+    assert.equal(v.logits?.tolerance, logitBound('f32', arch));
+    assert.equal(v.logits?.positions, 48);
+    for (const d of [v.logits?.merged, v.logits?.base, v.adapter?.vs_ours, v.adapter?.vs_merged_gguf]) {
+      assert.ok(d && d.max_abs_diff <= (v.logits?.tolerance ?? 0) && Number.isFinite(d.max_abs_diff), JSON.stringify(d));
+    }
+  };
+  const header = async (out: string, file = 'model-f32.gguf'): Promise<{ meta: Map<string, unknown>; shape: (n: string) => number[] | undefined; names: string[] }> => {
+    const h = await readGgufHeader(path.join(out, file));
+    return { meta: h.metadata, shape: (n) => h.tensors.find((t) => t.name === n)?.shape, names: h.tensors.map((t) => t.name) };
+  };
+  const near = (v: unknown, want: number): void => assert.ok(typeof v === 'number' && Math.abs(v - want) < 1e-5 * Math.max(1, want), `${String(v)} vs ${want}`);
+
+  it('qwen2: q/k/v biases as attn_{q,k,v}.bias; untied and tied (no output.weight) embeddings', async () => {
+    for (const model of ['tiny-qwen2', 'tiny-qwen2-tied']) {
+      const { rep, out } = await exportF32(model);
+      verified(rep, 'qwen2');
+      const h = await header(out);
+      assert.deepEqual(h.shape('blk.0.attn_q.bias'), [64]);
+      assert.deepEqual(h.shape('blk.1.attn_v.bias'), [32]);
+      assert.equal(h.names.includes('output.weight'), model === 'tiny-qwen2');
+      near(h.meta.get('qwen2.rope.freq_base'), 1e6);
+    }
+  });
+
+  it('qwen3: attn_q_norm / attn_k_norm over head_dim, explicit key_length', async () => {
+    const { rep, out } = await exportF32('tiny-qwen3');
+    verified(rep, 'qwen3');
+    const h = await header(out);
+    assert.deepEqual(h.shape('blk.0.attn_q_norm.weight'), [32]);
+    assert.deepEqual(h.shape('blk.0.attn_k_norm.weight'), [32]);
+    assert.deepEqual(h.shape('blk.0.attn_q.weight'), [64, 128]);
+    assert.equal(h.meta.get('qwen3.attention.key_length'), 32);
+  });
+
+  it('mistral: architecture llama with q/k permuted; a window shorter than the context is a warning (llama.cpp has none)', async () => {
+    const { rep, out } = await exportF32('tiny-mistral', { baseModel: path.join(tmp, 'tiny-mistral-full'), name: 'mistral-full' });
+    verified(rep, 'llama');
+    assert.equal(rep.warnings, undefined);
+    assert.equal((await header(out)).meta.get('general.architecture'), 'llama');
+    const w = await exportF32('tiny-mistral', { verify: false });
+    assert.match(w.rep.warnings?.[0] ?? '', /llama\.cpp's llama architecture has no sliding-window attention .*beyond 5 tokens \(.*tiny-mistral\/config\.json sliding_window\)/);
+  });
+
+  it('gemma2: post_attention_norm / post_ffw_norm (+1 as the converter stores them), both soft-caps, the sliding window and its layer period', async () => {
+    const { rep, out } = await exportF32('tiny-gemma2');
+    verified(rep, 'gemma2');
+    const h = await header(out);
+    for (const n of ['attn_norm', 'post_attention_norm', 'ffn_norm', 'post_ffw_norm']) assert.deepEqual(h.shape(`blk.1.${n}.weight`), [64], n);
+    assert.equal(h.names.includes('output.weight'), false);
+    near(h.meta.get('gemma2.attn_logit_softcapping'), 3.2);
+    near(h.meta.get('gemma2.final_logit_softcapping'), 1.9);
+    assert.equal(h.meta.get('gemma2.attention.sliding_window'), 5);
+    assert.equal(h.meta.get('gemma2.attention.sliding_window_pattern'), 2);
+  });
+
+  it('gemma3: q/k norms, the local layers\' rope base, linear rope scaling of the global layers, the sliding window', async () => {
+    const { rep, out } = await exportF32('tiny-gemma3');
+    verified(rep, 'gemma3');
+    const h = await header(out);
+    assert.deepEqual(h.shape('blk.0.attn_q_norm.weight'), [32]);
+    assert.deepEqual(h.shape('blk.0.post_ffw_norm.weight'), [64]);
+    near(h.meta.get('gemma3.rope.freq_base'), 1e6);
+    near(h.meta.get('gemma3.rope.freq_base_swa'), 1e4);
+    assert.equal(h.meta.get('gemma3.rope.scaling.type'), 'linear');
+    near(h.meta.get('gemma3.rope.scaling.factor'), 8);
+    assert.equal(h.meta.get('gemma3.attention.sliding_window'), 5);
+    assert.equal(h.meta.get('gemma3.attention.sliding_window_pattern'), 2);
+    assert.equal(h.meta.get('gemma3.final_logit_softcapping'), undefined);
+  });
+
+  it('phi3: fused attn_qkv and ffn_up (gate + up), LongRoPE factors, the LoRA of a fused tensor block-diagonal', async () => {
+    const { rep, out } = await exportF32('tiny-phi3');
+    verified(rep, 'phi3');
+    const h = await header(out);
+    assert.deepEqual(h.shape('blk.0.attn_qkv.weight'), [64, 128]);   // q 64 + k 32 + v 32 rows
+    assert.deepEqual(h.shape('blk.0.ffn_up.weight'), [64, 256]);     // gate 128 + up 128 rows
+    assert.equal(h.names.some((n) => /attn_q\.|ffn_gate/.test(n)), false);
+    assert.deepEqual(h.shape('rope_factors_long.weight'), [8]);
+    assert.deepEqual(h.shape('rope_factors_short.weight'), [8]);
+    assert.equal(h.meta.get('phi3.rope.scaling.original_context_length'), 8);
+    near(h.meta.get('phi3.rope.scaling.attn_factor'), Math.sqrt(1 + Math.log(8) / Math.log(8)));
+    // llama.cpp keys token attributes on a name containing "phi3"; this vocabulary lacks <|endoftext|>.
+    assert.equal(h.meta.get('general.name'), 'tiny-phi_3 + H-QLoRA ad-tiny-phi_3');
+    const lora = await header(out, 'adapter-f32.gguf');
+    assert.deepEqual(lora.shape('blk.0.attn_qkv.weight.lora_a'), [64, 24]);   // 3 modules × rank 8
+    assert.deepEqual(lora.shape('blk.0.attn_qkv.weight.lora_b'), [24, 128]);
+    assert.deepEqual(lora.shape('blk.0.ffn_up.weight.lora_a'), [64, 16]);
+    assert.deepEqual(lora.shape('blk.0.attn_output.weight.lora_a'), [64, 8]);
   });
 });

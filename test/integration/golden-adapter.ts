@@ -36,6 +36,6 @@ export function writeGoldenAdapter(root: string, dir: string, model = 'tiny-llam
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, 'adapter.safetensors'), Buffer.concat([len, Buffer.from(h), ...parts]));
   writeFileSync(path.join(dir, 'adapter_metadata.json'), JSON.stringify({
-    format: 'hqlora-adapter', version: 1, base_model: { path: fixture, architecture: model === 'tiny-gemma' ? 'gemma' : 'llama', config_sha256: null },
+    format: 'hqlora-adapter', version: 1, base_model: { path: fixture, architecture: (JSON.parse(readFileSync(path.join(fixture, 'config.json'), 'utf8')) as { model_type: string }).model_type, config_sha256: null },
   }));
 }
