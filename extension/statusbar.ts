@@ -1,7 +1,10 @@
-// statusbar.ts — the one status bar item: preparing, running (`$(sync~spin) H-QLoRA 120/1875 · loss 1.234 · 12m left`),
+// statusbar.ts — the one status bar item: preparing, running (`$(sync~spin) H-QLoRA 120/1875 · loss 1.234 · 12m left`,
+// then ` · 4 ranks · 12.3k tok/s` for a data-parallel run, each rank's memory in the tooltip),
 // completed, stopped or failed (shown for a minute after the run ends), hidden when nothing runs. Click: dashboard.
 import * as vscode from 'vscode';
 
+import { formatBytes } from './core/format';
+import type { RunSummary } from '../schemas/generated/webview-messages';
 import type { RunManager } from './registry/manager';
 import type { Run } from './registry/run';
 
@@ -14,6 +17,25 @@ export function formatEta(s: number | null): string {
   if (s < 60) return `${Math.round(s)}s`;
   if (s < 3600) return `${Math.round(s / 60)}m`;
   return `${Math.floor(s / 3600)}h${String(Math.round((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+/** `12.3k tok/s` for the status bar; `?` before the first step. */
+export function formatTokensPerS(tps: number | null): string {
+  if (tps === null || !Number.isFinite(tps)) return '? tok/s';
+  return tps >= 10_000 ? `${(tps / 1000).toFixed(tps >= 100_000 ? 0 : 1)}k tok/s` : `${Math.round(tps)} tok/s`;
+}
+
+/**
+ * Data parallel: ` · 4 ranks · 12.3k tok/s` (the global throughput) for the item's text, and the tooltip line with each
+ * rank's memory; nothing for a one-process run.
+ */
+export function worldParts(s: Pick<RunSummary, 'ranks' | 'tokensPerS' | 'rankMemoryBytes'>): { text: string; tooltip: string } {
+  if (s.ranks <= 1) return { text: '', tooltip: '' };
+  const memory = s.rankMemoryBytes.length ? s.rankMemoryBytes.map((b, k) => `rank ${k} ${formatBytes(b)}`).join(', ') : 'not reported yet';
+  return {
+    text: ` · ${s.ranks} ranks · ${formatTokensPerS(s.tokensPerS)}`,
+    tooltip: `\n${s.ranks} ranks, ${formatTokensPerS(s.tokensPerS)} in all; memory: ${memory}.`,
+  };
 }
 
 export class StatusBar implements vscode.Disposable {
@@ -57,10 +79,11 @@ export class StatusBar implements vscode.Disposable {
     const suffix = more > 0 ? ` (+${more})` : '';
     if (current) {
       const s = current.summary();
+      const world = worldParts(s);
       item.text = s.totalSteps > 0
-        ? `$(sync~spin) H-QLoRA ${s.step}/${s.totalSteps} · loss ${s.finalLoss?.toFixed(3) ?? '?'} · ${formatEta(s.etaS)} left${suffix}`
+        ? `$(sync~spin) H-QLoRA ${s.step}/${s.totalSteps} · loss ${s.finalLoss?.toFixed(3) ?? '?'} · ${formatEta(s.etaS)} left${world.text}${suffix}`
         : `$(sync~spin) H-QLoRA ${current.name}: starting${suffix}`;
-      item.tooltip = `${current.name}: training (${s.backend || 'starting'}). Click to open the dashboard.`;
+      item.tooltip = `${current.name}: training (${s.backend || 'starting'}).${world.tooltip} Click to open the dashboard.`;
     } else if (prep) {
       item.text = `$(sync~spin) H-QLoRA ${prep.name}: preparing data${suffix}`;
       item.tooltip = 'Tokenizing the dataset into the run folder. Click to open the dashboard.';

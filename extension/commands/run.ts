@@ -6,6 +6,7 @@ import * as vscode from 'vscode';
 
 import type { Ctx } from '../ctx';
 import { HqError, formatError } from '../core/errors';
+import { type GpuInfo, detectGpus } from '../model/memory';
 import type { Run } from '../registry/run';
 
 export type Cmd = (...args: unknown[]) => unknown;
@@ -33,10 +34,12 @@ export function startRunCommand(ctx: Ctx): Cmd {
     if (!(await requireTrust())) return undefined;
     const file = await pickConfig(arg);
     if (!file) return undefined;
+    const gpus = await pickGpuCount(await detectGpus());
+    if (gpus === null) return undefined;
     const doc = vscode.workspace.textDocuments.find((d) => d.uri.fsPath === file);
     if (doc?.isDirty) await doc.save();
     try {
-      const run = await ctx.runs.start(file);
+      const run = await ctx.runs.start(file, gpus === undefined ? {} : { gpus });
       if (run) ctx.dashboard.createOrShow(run.id);
       return run?.id;
     } catch (err) {
@@ -45,6 +48,32 @@ export function startRunCommand(ctx: Ctx): Cmd {
       return undefined;
     }
   };
+}
+
+/** The items of Start Run's GPU count pick: the config's own hardware.gpus first, then 1..N of the machine's GPUs. */
+export function gpuCountItems(gpus: GpuInfo[]): { label: string; description: string; gpus: number | undefined }[] {
+  const names = [...new Set(gpus.map((g) => g.name))].join(', ');
+  return [
+    { label: 'As the config says', description: 'hardware.gpus (1 when not set)', gpus: undefined },
+    ...gpus.map((_, k) => ({
+      label: `${k + 1} GPU${k ? 's' : ''}`,
+      description: k === 0 ? 'one rank' : `${k + 1} data-parallel ranks, global batch × ${k + 1} (${names})`,
+      gpus: k + 1,
+    })),
+  ];
+}
+
+/**
+ * On a machine with several GPUs, how many Start Run trains on (hqlora run --gpus N); undefined: the config's own
+ * hardware.gpus (also where there is at most one GPU, without asking); null: the pick was dismissed.
+ */
+async function pickGpuCount(gpus: GpuInfo[] | null): Promise<number | undefined | null> {
+  if (!gpus || gpus.length <= 1) return undefined;
+  const picked = await vscode.window.showQuickPick(gpuCountItems(gpus), {
+    title: `Start H-QLoRA Run: this machine has ${gpus.length} GPUs`,
+    placeHolder: 'Train on how many GPUs?',
+  });
+  return picked ? picked.gpus : null;
 }
 
 async function pickConfig(arg: unknown): Promise<string | undefined> {

@@ -30,6 +30,8 @@ export interface StartOptions {
   trainerArgs?: string[];
   /** No progress notification (tests, and the 100-cycle stop test). */
   quiet?: boolean;
+  /** Ranks of a one-host data-parallel run (Start Run's GPU count); default: the config's hardware.gpus. */
+  gpus?: number;
 }
 
 export class RunManager implements vscode.Disposable {
@@ -125,6 +127,7 @@ export class RunManager implements vscode.Disposable {
           ...(opts.resumeRunDir ? { resume: true, runName: path.basename(opts.resumeRunDir), outputDir: path.dirname(opts.resumeRunDir) } : {}),
           ...(!opts.resumeRunDir && this.settings.runsFolder ? { outputDir: this.settings.runsFolder } : {}),
           ...(this.settings.defaultDevice ? { defaultDevice: this.settings.defaultDevice } : {}),
+          ...(opts.gpus !== undefined ? { gpus: opts.gpus } : {}),
           signal: abort.signal,
           onWarning: (m) => this.log.warn(m),
           onPrepareProgress: (p) => report(`${p.phase} ${p.done}/${p.total}`),

@@ -173,6 +173,9 @@ export class Run extends EventEmitter<RunEvents> {
       model: st ? `${st.model.architecture} (${path.basename(st.model.path)})` : '',
       levels: st ? st.params.per_level.map((l) => `r${l.rank}/α${num(l.alpha)}`).join(' + ') : '',
       live: this.live,
+      ranks: last?.world_size ?? st?.world_size ?? 1,
+      tokensPerS: last && Number.isFinite(num(last.tokens_per_s)) ? num(last.tokens_per_s) : null,
+      rankMemoryBytes: last ? (last.rank_memory_bytes ?? [last.memory_bytes]) : [],
     };
   }
 

@@ -142,6 +142,18 @@ export interface RunSummary {
    * True while a trainer process of this run is alive.
    */
   live: boolean;
+  /**
+   * Ranks of the data-parallel world (1 for a one-process run), from the last step (or the start) event.
+   */
+  ranks: number;
+  /**
+   * Global throughput of the last step: tokens of the whole global batch (every rank) per second; null before the first step.
+   */
+  tokensPerS: number | null;
+  /**
+   * Memory of each rank at the last step, in rank order (one entry for a one-process run; empty before the first step).
+   */
+  rankMemoryBytes: number[];
 }
 /**
  * Which optional commands are registered (the merge, export, GGUF and chat buttons are disabled otherwise).

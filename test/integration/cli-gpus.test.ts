@@ -8,6 +8,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { validateTrainerEvent } from '../../extension/core/schemas';
+import { Run } from '../../extension/registry/run';
 import { requireBuilds, runCli, tinyConfig } from './helpers';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'hqlora-gpus-'));
@@ -56,11 +57,28 @@ describe('hqlora run --gpus', () => {
     const runJson = JSON.parse(readFileSync(path.join(runDir, 'run.json'), 'utf8')) as { hardware: { gpus: number } };
     assert.equal(runJson.hardware.gpus, 2, 'run.json records the world');
     assert.match(readFileSync(path.join(runDir, 'trainer.log'), 'utf8'), /^\[rank 1\] \[hqlora\] rank 1 of 2/m);
+    // What the dashboard and the status bar show: the world, the global throughput, each rank's memory.
+    const summary = (dir: string) => {
+      const run = new Run({ runDir: dir, configFile: two, startedAt: Date.now(), status: 'running', message: '' });
+      run.load();
+      const s = run.summary();
+      run.dispose();
+      return s;
+    };
+    const s2 = summary(runDir);
+    assert.equal(s2.ranks, 2);
+    assert.equal(s2.rankMemoryBytes.length, 2);
+    for (const b of s2.rankMemoryBytes) assert.ok(b > 0, String(b));
+    assert.ok(s2.tokensPerS !== null && s2.tokensPerS > 0, String(s2.tokensPerS));
 
     const one = edited(tinyConfig(tmp, 'one'), []);
     const r1 = await runCli(['run', one]);
     assert.equal(r1.code, 0, r1.stderr);
-    const ref = events(path.join(tmp, 'runs')).ev.filter((e) => e.type === 'step').map((e) => e.loss);
+    const oneRun = events(path.join(tmp, 'runs'));
+    const ref = oneRun.ev.filter((e) => e.type === 'step').map((e) => e.loss);
+    const s1 = summary(oneRun.runDir);
+    assert.equal(s1.ranks, 1);
+    assert.equal(s1.rankMemoryBytes.length, 1, 'a one-process run: its memory_bytes');
     assert.deepEqual(steps.map((e) => e.loss), ref, 'the CPU backend sums in rank order: the same losses, bit for bit');
   });
 

@@ -1,9 +1,11 @@
-// header.ts — the selected run's header (name, status, step/total, ETA, backend, model, levels) and its actions.
+// header.ts — the selected run's header (name, status, step/total, ETA, throughput and each rank's memory, backend,
+// model, levels) and its actions.
 // Every action is enabled by the selected run's state alone (ACTIONS below); a disabled button's tooltip says why,
 // and the primary button is the one the state calls for (Stop while live, Resume when stopped or failed, Merge
 // levels when completed).
 import type { Commands, OutputsMessage, RunActionMessage, RunSummary } from '../../schemas/generated/webview-messages';
 import { button, setDisabled, spinner, tag } from '../ui/toolkit';
+import { formatRankMemory, formatThroughput } from './runFacts';
 
 export type Action = RunActionMessage['action'];
 type Busy = OutputsMessage['busy'];
@@ -137,6 +139,8 @@ export class Header {
           ['ETA', r.live ? formatDuration(r.etaS) : '—'],
           ['Duration', formatDuration(r.durationS)],
           ['Loss', r.finalLoss === null ? '—' : r.finalLoss.toFixed(4)],
+          ['Throughput', formatThroughput(r)],
+          ['Memory', formatRankMemory(r.rankMemoryBytes)],
           ['Backend', r.backend || '—'],
           ['Model', r.model || '—'],
           ['Levels', r.levels || '—'],
