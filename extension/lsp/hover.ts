@@ -6,7 +6,7 @@ import { type Hover, MarkupKind, type Position } from 'vscode-languageserver';
 import type { ConfigDoc, KeyPath } from './document';
 import { formatBytes, formatCount } from '../model/memory';
 import { schemaAt, schemaMarkdown } from './schemanav';
-import type { Facts } from './semantic';
+import { type Facts, batchFormula } from './semantic';
 
 function section(path: KeyPath): string {
   return typeof path[0] === 'string' ? path[0] : '';
@@ -34,10 +34,13 @@ export function computedLines(path: KeyPath, f: Facts): string[] {
       `over ${f.modules.length} module(s) per layer`);
   }
   if (sec === 'training' || sec === 'data' || key === '') {
-    out.push(`- effective batch: ${f.microBatch} x ${f.accumulation} = ${f.effectiveBatch} examples per step`);
+    out.push(`- effective batch: ${batchFormula(f)} = ${f.effectiveBatch} examples per step`);
     out.push(`- tokens per step: at most ${f.tokensPerStep.toLocaleString('en-US')} (${f.effectiveBatch} x ${f.seqLen} tokens)`);
     if (f.examples !== undefined) out.push(`- training examples: ${f.examples}`);
     if (f.totalSteps !== undefined) out.push(`- optimizer steps: ${f.totalSteps}`);
+  }
+  if ((sec === 'hardware' || sec === 'distributed') && f.world > 1) {
+    out.push(`- data parallel: ${f.world} ranks; global batch ${batchFormula(f)} = ${f.effectiveBatch} examples per step; the memory below is per rank`);
   }
   if ((sec === 'hardware' || sec === 'training' || sec === 'quantization' || sec === 'model') && f.memory) {
     const m = f.memory;

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { type Diagnostic, DiagnosticSeverity, type Range } from 'vscode-languageserver';
 
 import { LENGTH_KEY, lengthProblem, seqLenLimitProblem } from '../core/truncation';
+import { isWorldProblem, worldPlan } from '../job/world';
 import { type DataPeek, peekData, recordFits } from './datapeek';
 import type { ConfigDoc, KeyPath } from './document';
 import { locateModel, type ModelLocation } from '../model/hfcache';
@@ -38,6 +39,9 @@ export interface Facts {
   trainableParams?: number;
   microBatch: number;
   accumulation: number;
+  /** Ranks of the data-parallel world hardware.gpus asks for (1 without it). */
+  world: number;
+  /** micro_batch_size x gradient_accumulation_steps x world: the examples of one optimizer step. */
   effectiveBatch: number;
   seqLen: number;
   tokensPerStep: number;
@@ -274,7 +278,8 @@ const trainingCheck: Check = {
     const f = c.facts;
     f.microBatch = numAt(c.cfg, ['training', 'micro_batch_size'], 1);
     f.accumulation = numAt(c.cfg, ['training', 'gradient_accumulation_steps'], 16);
-    f.effectiveBatch = f.microBatch * f.accumulation;
+    f.world = worldOf(c.cfg);
+    f.effectiveBatch = f.microBatch * f.accumulation * f.world;
     f.seqLen = numAt(c.cfg, ['data', 'source_max_len'], 1024) + numAt(c.cfg, ['data', 'target_max_len'], 256);
     f.tokensPerStep = f.effectiveBatch * f.seqLen;
     const epochs = valueAt(c.cfg, ['training', 'epochs']);
@@ -288,7 +293,7 @@ const trainingCheck: Check = {
       f.totalSteps = maxSteps;
     }
     if (f.examples !== undefined && f.examples > 0 && f.effectiveBatch > f.examples) {
-      c.report(['training', 'gradient_accumulation_steps'], DiagnosticSeverity.Warning, `the effective batch ${f.microBatch} x ${f.accumulation} = ` +
+      c.report(['training', 'gradient_accumulation_steps'], DiagnosticSeverity.Warning, `the effective batch ${batchFormula(f)} = ` +
         `${f.effectiveBatch} is larger than the ${f.examples} training examples: every step repeats examples`, 'batch-size', 'key');
     }
     const total = f.totalSteps;
@@ -380,13 +385,77 @@ const memoryCheck: Check = {
   },
 };
 
-/** The checks, in dependency order (model before target modules and memory; data before training). */
-export const CHECKS: readonly Check[] = [modelCheck, targetModulesCheck, levelsCheck, dataCheck, outputCheck, trainingCheck, memoryCheck];
+/** Ranks of the world hardware.gpus asks for; 1 when it is absent or a problem (distributedCheck reports those). */
+function worldOf(cfg: unknown): number {
+  const hw = valueAt(cfg, ['hardware']);
+  const plan = worldPlan(isObj(hw) ? hw : undefined);
+  return isWorldProblem(plan) || !Number.isInteger(plan.ranks) || plan.ranks < 1 ? 1 : plan.ranks;
+}
+
+/** `2 x 4` or, for a data-parallel world, `2 x 4 x 2 ranks`. */
+export function batchFormula(f: Pick<Facts, 'microBatch' | 'accumulation' | 'world'>): string {
+  return `${f.microBatch} x ${f.accumulation}${f.world > 1 ? ` x ${f.world} ranks` : ''}`;
+}
+
+/**
+ * Data parallel (hardware.gpus, distributed.*): the world's own problems (world.ts, as hqlora run says them), the
+ * global batch, more ranks than GPUs, and the distributed settings the trainer refuses or ignores. After memoryCheck
+ * (f.device).
+ */
+const distributedCheck: Check = {
+  name: 'distributed',
+  run(c) {
+    const f = c.facts;
+    const hw = valueAt(c.cfg, ['hardware']);
+    const plan = worldPlan(isObj(hw) ? hw : undefined);
+    if (isWorldProblem(plan)) {
+      c.report(plan.path, DiagnosticSeverity.Error, `${plan.message}; ${plan.hint}`, 'world');
+      return;
+    }
+    const onGpu = f.device === 'cuda' || (f.device === 'auto' && c.env.gpus !== null);
+    if (f.world > 1) {
+      c.report(['hardware', 'gpus'], DiagnosticSeverity.Information, `${f.world} data-parallel ranks, each with the whole model on its own ` +
+        `${onGpu ? 'GPU' : 'share of the CPU cores'}: the global batch is ${batchFormula(f)} = ${f.effectiveBatch} examples per step`, 'global-batch', 'key');
+      const visible = c.env.gpus?.length ?? 0;
+      if (onGpu && c.env.gpus !== null && plan.devices === null && f.world > visible) {
+        c.report(['hardware', 'gpus'], DiagnosticSeverity.Warning, `hardware.gpus asks for ${f.world} ranks but nvidia-smi lists ${visible} GPU(s): ` +
+          `NCCL needs one GPU per rank; lower hardware.gpus to ${visible}`, 'gpus-visible');
+      }
+      if (onGpu && c.env.gpus !== null && plan.devices !== null) {
+        const missing = plan.devices.filter((d) => !c.env.gpus!.some((g) => g.index === d));
+        if (missing.length) {
+          c.report(['hardware', Array.isArray(valueAt(c.cfg, ['hardware', 'gpus'])) ? 'gpus' : 'gpu_ids'], DiagnosticSeverity.Error,
+            `GPU ${missing.join(', ')} does not exist; nvidia-smi lists ${c.env.gpus.map((g) => g.index).join(', ')}`, 'gpu-id');
+        }
+      }
+    }
+    const backend = strAt(c.cfg, ['distributed', 'backend']) ?? 'auto';
+    if (backend === 'nccl' && f.device === 'cpu') {
+      c.report(['distributed', 'backend'], DiagnosticSeverity.Error, 'distributed.backend nccl needs the CUDA backend, but hardware.device is cpu; ' +
+        'use backend cpu (or auto), or hardware.device cuda', 'dist-backend');
+    } else if (backend === 'cpu' && f.device === 'cuda') {
+      c.report(['distributed', 'backend'], DiagnosticSeverity.Error, 'distributed.backend cpu sums host buffers, but hardware.device is cuda; ' +
+        'use backend nccl (or auto)', 'dist-backend');
+    }
+    if (numAt(c.cfg, ['distributed', 'zero'], 0) === 1) {
+      if (onGpu) {
+        c.report(['distributed', 'zero'], DiagnosticSeverity.Error, 'distributed.zero 1 shards the optimizer of the CPU backend only: the trainer ' +
+          'refuses it on CUDA (each GPU keeps the adapters\' AdamW state, 2 x their size); set zero: 0, or hardware.device: cpu', 'zero');
+      } else if (f.world === 1) {
+        c.report(['distributed', 'zero'], DiagnosticSeverity.Warning, 'distributed.zero 1 does nothing on a world of one rank (hardware.gpus is 1): ' +
+          'there is no other rank to share the optimizer state with, unless a launcher (torchrun, srun) starts several', 'zero');
+      }
+    }
+  },
+};
+
+/** The checks, in dependency order (model before target modules and memory; data before training; memory before distributed). */
+export const CHECKS: readonly Check[] = [modelCheck, targetModulesCheck, levelsCheck, dataCheck, outputCheck, trainingCheck, memoryCheck, distributedCheck];
 
 /** Runs every check on a parsed config; problems and computed values. */
 export function runChecks(cd: ConfigDoc, cfg: Record<string, unknown>, env: CheckEnv, checks: readonly Check[] = CHECKS): { diagnostics: Diagnostic[]; facts: Facts } {
   const diagnostics: Diagnostic[] = [];
-  const facts: Facts = { modules: [], ranks: [], microBatch: 1, accumulation: 16, effectiveBatch: 16, seqLen: 1280, tokensPerStep: 16 * 1280, device: 'auto' };
+  const facts: Facts = { modules: [], ranks: [], microBatch: 1, accumulation: 16, world: 1, effectiveBatch: 16, seqLen: 1280, tokensPerStep: 16 * 1280, device: 'auto' };
   const ctx: CheckContext = {
     cd, cfg, env, facts,
     baseDir: cd.file ? path.dirname(cd.file) : null,

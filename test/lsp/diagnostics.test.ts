@@ -1,6 +1,7 @@
 // diagnostics.test.ts — the language server's diagnostics over an in-process LSP connection: exact ranges for YAML
 // syntax and schema problems, every semantic check (model, architecture, target modules, levels, data, output,
-// batch/steps, memory against a given GPU, the Hugging Face cache), internal errors made visible, debouncing.
+// batch/steps, memory against a given GPU, the data-parallel world and its settings, the Hugging Face cache), internal
+// errors made visible, debouncing.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -218,6 +219,69 @@ describe('lsp diagnostics: memory against the GPU', () => {
     } finally {
       h.stop();
     }
+  });
+});
+
+describe('lsp diagnostics: data parallel', () => {
+  let ws: Workspace;
+  let h: LspHarness;
+  let n = 0;
+  before(async () => {
+    ws = makeWorkspace();
+    h = await LspHarness.start({ gpus: Promise.resolve([{ index: 0, name: 'Test GPU', totalBytes: 80 * GiB }]) });
+  });
+  after(() => {
+    h.stop();
+    ws.cleanup();
+  });
+  const base = 'model: models/llama-7b\ndata: {train: data/three.jsonl}\ntraining: {micro_batch_size: 2, gradient_accumulation_steps: 4}\n';
+  const diagnose = (text: string): Promise<Diagnostic[]> => h.diagnose(fileUri(path.join(ws.dir, `dp${n++}.hqlora.yaml`)), text);
+
+  it('shows the global batch of a world of ranks, and warns when there are more ranks than GPUs', async () => {
+    const text = `${base}hardware: {device: cuda, gpus: 4}\n`;
+    const ds = await diagnose(text);
+    const g = find(ds, 'global-batch');
+    assert.equal(g.severity, DiagnosticSeverity.Information);
+    assert.match(g.message, /^4 data-parallel ranks, each with the whole model on its own GPU: the global batch is 2 x 4 x 4 ranks = 32 examples/);
+    assert.equal(rangeText(text, g), 'gpus');
+    const v = find(ds, 'gpus-visible');
+    assert.equal(v.severity, DiagnosticSeverity.Warning);
+    assert.match(v.message, /asks for 4 ranks but nvidia-smi lists 1 GPU\(s\): NCCL needs one GPU per rank; lower hardware.gpus to 1/);
+    assert.equal(rangeText(text, v), '4');
+    assert.match(find(ds, 'batch-size').message, /the effective batch 2 x 4 x 4 ranks = 32 is larger than the 3 training examples/);
+  });
+
+  it('takes CPU ranks as processes (no GPU count), and names a listed GPU that does not exist', async () => {
+    const cpu = await diagnose(`${base}hardware: {device: cpu, gpus: 2}\ndistributed: {zero: 1}\n`);
+    assert.match(find(cpu, 'global-batch').message, /share of the CPU cores: the global batch is 2 x 4 x 2 ranks = 16/);
+    assert.deepEqual(cpu.filter((d) => d.code === 'gpus-visible' || d.code === 'zero'), []);
+    const text = `${base}hardware: {device: cuda, gpus: [0, 5]}\n`;
+    const d = find(await diagnose(text), 'gpu-id');
+    assert.match(d.message, /GPU 5 does not exist; nvidia-smi lists 0/);
+  });
+
+  it('reports the world problems hqlora run refuses, at their key', async () => {
+    const text = `${base}hardware: {device: cpu, gpus: 3, gpu_ids: [0, 1]}\n`;
+    const d = find(await diagnose(text), 'world');
+    assert.equal(d.severity, DiagnosticSeverity.Error);
+    assert.match(d.message, /hardware.gpus 3 asks for more ranks than the 2 GPU\(s\) of hardware.gpu_ids; lower the count to 2/);
+    assert.equal(rangeText(text, d), '3');
+  });
+
+  it('errors on the distributed settings the trainer refuses, and warns on ZeRO-1 without other ranks', async () => {
+    const zeroCuda = `${base}hardware: {device: cuda, gpus: 1}\ndistributed: {zero: 1}\n`;
+    const z = find(await diagnose(zeroCuda), 'zero');
+    assert.equal(z.severity, DiagnosticSeverity.Error);
+    assert.match(z.message, /CPU backend only: the trainer refuses it on CUDA/);
+    assert.equal(rangeText(zeroCuda, z), '1');
+    const one = find(await diagnose(`${base}hardware: {device: cpu}\ndistributed: {zero: 1}\n`), 'zero');
+    assert.equal(one.severity, DiagnosticSeverity.Warning);
+    assert.match(one.message, /does nothing on a world of one rank/);
+    const nccl = find(await diagnose(`${base}hardware: {device: cpu, gpus: 2}\ndistributed: {backend: nccl}\n`), 'dist-backend');
+    assert.equal(nccl.severity, DiagnosticSeverity.Error);
+    assert.match(nccl.message, /nccl needs the CUDA backend, but hardware.device is cpu/);
+    assert.equal(find(await diagnose(`${base}hardware: {device: cuda}\ndistributed: {backend: cpu}\n`), 'dist-backend').severity,
+      DiagnosticSeverity.Error);
   });
 });
 
