@@ -163,16 +163,6 @@ std::string peft_key(const std::string& module, char ab) {
     return "base_model.model." + module + ".lora_" + ab + ".weight";
 }
 
-// The flat PEFT folder's tensor declarations: per module A [r, in], B [out, r].
-std::vector<TensorDecl> peft_decls(const std::vector<SourceModule>& mods, int r) {
-    std::vector<TensorDecl> d;
-    for (const SourceModule& m : mods) {
-        d.push_back({peft_key(m.name, 'A'), DType::F32, {r, m.in}});
-        d.push_back({peft_key(m.name, 'B'), DType::F32, {m.out, r}});
-    }
-    return d;
-}
-
 // One module of a flat PEFT export: its HF name and the source modules in it, each with its first row. A module of
 // its own, or (Phi-3) one fused qkv_proj / gate_up_proj holding its projections' rows (proj_rows), as PEFT sees
 // Phi3Attention / Phi3MLP.
@@ -231,6 +221,7 @@ void read_stacked(const AdapterSource& src, const PeftModule& pm, int R, std::ve
     }
 }
 
+// The flat PEFT folder's tensor declarations: per module A [rank, in], B [out, rank].
 std::vector<TensorDecl> peft_decls(const std::vector<PeftModule>& mods) {
     std::vector<TensorDecl> d;
     for (const PeftModule& m : mods) {
@@ -801,64 +792,81 @@ json combine_adapters(const CombineOptions& o) {
     }
     const std::string base = !o.base_model.empty() ? o.base_model : s0.base_model;
     std::vector<std::string> inputs = o.sources;
+    // Phi-3: each fused module holds its projections' results side by side (rank parts·k, block diagonal).
+    const std::unique_ptr<ModelConfig> fused = fused_base_config(s0, base);
+    const std::vector<PeftModule> layout = peft_layout(s0.modules, fused.get(), k, k);
     return build_dir(o, inputs, [&](const std::string& tmp) {
-        StreamingSafetensorsWriter w(path_join(tmp, "adapter_model.safetensors"), peft_decls(s0.modules, k), {{"format", "pt"}});
+        StreamingSafetensorsWriter w(path_join(tmp, "adapter_model.safetensors"), peft_decls(layout), {{"format", "pt"}});
         json mods = json::array();
         double max_err = 0.0, min_ret = 1.0;
-        std::vector<float> a, b, Acat, Bcat, Ao, Bo;
+        std::vector<float> a, b, Acat, Bcat, Ao, Bo, FA, FB;
         const int64_t n = (int64_t)s0.modules.size();
-        for (int64_t mi = 0; mi < n; mi++) {
-            const SourceModule& m = s0.modules[size_t(mi)];
-            export_check_cancel(o, m.name);
-            // Exact weighted sum as one product: Acat [Rsum, in] = concat_rows(w_i·A_i), Bcat [out, Rsum].
-            Acat.assign(size_t(Rsum) * m.in, 0.0f);
-            Bcat.assign(size_t(m.out) * Rsum, 0.0f);
-            if (o.mode == "linear") {
-                Ao.assign(size_t(k) * m.in, 0.0f);
-                Bo.assign(size_t(m.out) * k, 0.0f);
-            }
-            int off = 0;
-            for (size_t i = 0; i < srcs.size(); i++) {
-                const SourceModule* sm = srcs[i].find(m.name);
-                const int Ri = srcs[i].total_rank();
-                srcs[i].read_flat(*sm, &a, &b);
-                for (size_t e = 0; e < a.size(); e++) Acat[size_t(off) * m.in + e] = float(wts[i]) * a[e];
-                for (int r = 0; r < m.out; r++)
-                    for (int c = 0; c < Ri; c++) Bcat[size_t(r) * Rsum + off + c] = b[size_t(r) * Ri + c];
+        int64_t mi = 0;
+        for (const PeftModule& pm : layout) {
+            FA.assign(size_t(pm.rank) * size_t(pm.in), 0.0f);
+            FB.assign(size_t(pm.out) * size_t(pm.rank), 0.0f);
+            for (size_t part = 0; part < pm.parts.size(); part++, mi++) {
+                const SourceModule& m = *pm.parts[part].first;
+                const int64_t row0 = pm.parts[part].second;
+                // This projection's A [k, in] and B [out, k] into rows [part·k, (part+1)·k) of lora_A and rows
+                // [row0, row0 + out) × columns [part·k, (part+1)·k) of lora_B.
+                auto place = [&](const std::vector<float>& A, const std::vector<float>& B) {
+                    std::copy(A.begin(), A.end(), FA.begin() + int64_t(part) * k * pm.in);
+                    for (int64_t r = 0; r < m.out; r++)
+                        std::copy(B.begin() + r * k, B.begin() + (r + 1) * k,
+                                  FB.begin() + (row0 + r) * pm.rank + int64_t(part) * k);
+                };
+                export_check_cancel(o, m.name);
+                // Exact weighted sum as one product: Acat [Rsum, in] = concat_rows(w_i·A_i), Bcat [out, Rsum].
+                Acat.assign(size_t(Rsum) * m.in, 0.0f);
+                Bcat.assign(size_t(m.out) * Rsum, 0.0f);
                 if (o.mode == "linear") {
-                    const float sw = float(std::sqrt(wts[i]));
-                    for (size_t e = 0; e < a.size(); e++) Ao[e] += sw * a[e];
-                    for (size_t e = 0; e < b.size(); e++) Bo[e] += sw * b[e];
+                    Ao.assign(size_t(k) * m.in, 0.0f);
+                    Bo.assign(size_t(m.out) * k, 0.0f);
                 }
-                off += Ri;
-            }
-            json ms = {{"module", m.name}};
-            if (o.mode == "concat") {
-                w.write_f32(peft_key(m.name, 'A'), Acat.data(), Acat.size());
-                w.write_f32(peft_key(m.name, 'B'), Bcat.data(), Bcat.size());
-            } else {
-                double sq = 0, refmax = 0;
-                if (o.mode == "svd") {
-                    LowRankSVD s = lowrank_svd(Bcat.data(), Acat.data(), m.out, m.in, Rsum, k);
-                    ms["retained_energy"] = s.retained();
-                    min_ret = std::min(min_ret, s.retained());
-                    Ao = std::move(s.A);
-                    Bo = std::move(s.B);
+                int off = 0;
+                for (size_t i = 0; i < srcs.size(); i++) {
+                    const SourceModule* sm = srcs[i].find(m.name);
+                    const int Ri = srcs[i].total_rank();
+                    srcs[i].read_flat(*sm, &a, &b);
+                    for (size_t e = 0; e < a.size(); e++) Acat[size_t(off) * m.in + e] = float(wts[i]) * a[e];
+                    for (int r = 0; r < m.out; r++)
+                        for (int c = 0; c < Ri; c++) Bcat[size_t(r) * Rsum + off + c] = b[size_t(r) * Ri + c];
+                    if (o.mode == "linear") {
+                        const float sw = float(std::sqrt(wts[i]));
+                        for (size_t e = 0; e < a.size(); e++) Ao[e] += sw * a[e];
+                        for (size_t e = 0; e < b.size(); e++) Bo[e] += sw * b[e];
+                    }
+                    off += Ri;
                 }
-                const double me = max_abs_diff_products(Bcat.data(), Acat.data(), Rsum, Bo.data(), Ao.data(), k, m.out,
-                                                        m.in, &sq, &refmax);
-                ms["max_abs_error"] = me;
-                ms["frob_error"] = std::sqrt(sq);
-                ms["delta_max_abs"] = refmax;
-                max_err = std::max(max_err, me);
-                w.write_f32(peft_key(m.name, 'A'), Ao.data(), Ao.size());
-                w.write_f32(peft_key(m.name, 'B'), Bo.data(), Bo.size());
-                mods.push_back(ms);
+                json ms = {{"module", m.name}};
+                if (o.mode == "concat") {
+                    place(Acat, Bcat);
+                } else {
+                    double sq = 0, refmax = 0;
+                    if (o.mode == "svd") {
+                        LowRankSVD s = lowrank_svd(Bcat.data(), Acat.data(), m.out, m.in, Rsum, k);
+                        ms["retained_energy"] = s.retained();
+                        min_ret = std::min(min_ret, s.retained());
+                        Ao = std::move(s.A);
+                        Bo = std::move(s.B);
+                    }
+                    const double me = max_abs_diff_products(Bcat.data(), Acat.data(), Rsum, Bo.data(), Ao.data(), k, m.out,
+                                                            m.in, &sq, &refmax);
+                    ms["max_abs_error"] = me;
+                    ms["frob_error"] = std::sqrt(sq);
+                    ms["delta_max_abs"] = refmax;
+                    max_err = std::max(max_err, me);
+                    place(Ao, Bo);
+                    mods.push_back(ms);
+                }
+                export_report(o, "merge", mi + 1, n, m.name);
             }
-            export_report(o, "merge", mi + 1, n, m.name);
+            w.write_f32(peft_key(pm.name, 'A'), FA.data(), FA.size());
+            w.write_f32(peft_key(pm.name, 'B'), FB.data(), FB.size());
         }
         w.finish();
-        write_file_atomic(path_join(tmp, "adapter_config.json"), peft_config_json(k, s0.target_modules, base).dump(2) + "\n");
+        write_file_atomic(path_join(tmp, "adapter_config.json"), peft_layout_config(layout, k, base).dump(2) + "\n");
         if (o.mode == "svd") exact = min_ret >= 1.0 - 1e-9;
         json rep = {{"operation", "combine"}, {"format", "peft"}, {"mode", o.mode}, {"sources", o.sources},
                     {"weights", wts}, {"rank", k}, {"exact", exact}, {"n_modules", n}, {"trainer_version", HQ_VERSION}};

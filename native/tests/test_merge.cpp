@@ -280,6 +280,35 @@ TEST_CASE("merge levels -> flat PEFT for Phi-3 names the fused qkv_proj / gate_u
     CHECK(!path_exists(t / "peft2"));
 }
 
+TEST_CASE("combine for Phi-3 writes the fused modules too (concat, and svd per projection to full rank: both exact)") {
+    TmpDir t;
+    write_adapter_from_golden(golden("tiny-phi3"), fixture("tiny-phi3"), "", t / "a");
+    write_adapter_from_golden(golden("tiny-phi3"), fixture("tiny-phi3"), "final.", t / "b");
+    for (const std::string mode : {"concat", "svd"}) {
+        CAPTURE(mode);
+        CombineOptions o;
+        o.sources = {t / "a", t / "b"};
+        o.weights = {0.5, 1.5};
+        o.mode = mode;
+        o.rank = mode == "svd" ? 16 : 0;
+        o.out_dir = t / mode;
+        const json rep = combine_adapters(o);
+        MESSAGE("tiny-phi3 combine " << mode << ": " << export_summary(rep));
+        CHECK(rep["verification"]["status"] == "pass");
+        const int k = 16;   // 8 + 8
+        CHECK(rep["verification"]["max_abs_diff"].get<double>() <= 1e-5);
+        const json cfg = json::parse(read_file(t / (mode + "/adapter_config.json")));
+        CHECK(cfg["r"] == k);
+        CHECK(cfg["target_modules"] == json({"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}));
+        CHECK(cfg["rank_pattern"] == json({{"qkv_proj", 3 * k}, {"gate_up_proj", 2 * k}}));
+        auto f = SafeTensorsFile::open(t / (mode + "/adapter_model.safetensors"));
+        const TensorInfo* b = f->find("base_model.model.model.layers.1.self_attn.qkv_proj.lora_B.weight");
+        REQUIRE(b != nullptr);
+        CHECK(b->shape == std::vector<int64_t>{128, 3 * k});
+        CHECK(f->find("base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight") == nullptr);
+    }
+}
+
 TEST_CASE("merge levels with SVD re-compression reports energy and error within the Eckart-Young bounds") {
     TmpDir t;
     write_adapter_from_golden(golden("tiny-llama"), fixture("tiny-llama"), "final.", t / "adapter");
