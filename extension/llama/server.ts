@@ -55,11 +55,21 @@ function loadModel(file: string): Promise<LlamaModel> {
   return m;
 }
 
+/**
+ * Below this many bytes of weights a context evaluates on one CPU thread. ggml's CPU graph meets every thread at a
+ * barrier after each op; on a model this small an op is microseconds of work, so with two threads the barriers are
+ * the whole cost, and on a busy machine each one waits for a descheduled thread: the verification of a 0.4 MiB
+ * fixture took 4.7 s of which 12 ms remain on one thread (node-llama-cpp 3.21.1, 2 cores). The smallest published
+ * models are hundreds of MiB, far above it.
+ */
+const ONE_THREAD_BELOW_BYTES = 32 * 1024 * 1024;
+
 async function createContext(model: LlamaModel, contextSize: number, lora?: string, exact = false): Promise<LlamaContext> {
   if (lora) await checkGgufFile(lora);
   try {
     return await model.createContext({
       contextSize, sequences: 1, flashAttention: false,
+      ...(llama.gpu === false && model.size < ONE_THREAD_BELOW_BYTES ? { threads: 1 } : {}),
       // The logits check keeps K and V in f32 (llama.cpp's default f16 cache would add its own rounding).
       ...(exact ? { experimentalKvCacheKeyType: 'F32' as const, experimentalKvCacheValueType: 'F32' as const } : {}),
       ...(lora ? { lora: { adapters: [{ filePath: lora, scale: 1 }] } } : {}),

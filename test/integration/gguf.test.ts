@@ -1,7 +1,10 @@
-// gguf.test.ts — `hqlora export --format gguf` end to end on the three fixtures: the REAL native writer
-// (hqlora.node), the REAL llama.cpp (node-llama-cpp 3.21.1's prebuilt CPU binary, in the playground server process)
-// and our forward and tokenizer. verify.json must pass: tokens equal, merged and base logits within the type's
-// bound, base GGUF + LoRA GGUF equal to ours and to the merged GGUF. Then the bad inputs, each named in the message.
+// gguf.test.ts — `hqlora export --format gguf` end to end on the fixtures: the REAL native writer (hqlora.node), the
+// REAL llama.cpp (node-llama-cpp 3.21.1's prebuilt CPU binary, in the playground server process) and our forward and
+// tokenizer. verify.json must pass: tokens equal, merged and base logits within the type's bound, base GGUF + LoRA
+// GGUF equal to ours and to the merged GGUF. Then generate, the playground, chat and the bad inputs.
+// Cost: one export goes through the CLI (its wiring and summary); the others run exportGgufVerified in this process
+// against ONE playground server for the whole file (`shared`). The CLI, the playground session and the chat start
+// their own servers, as they do for users; hqlora generate's greedy answer is computed once and reused.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,7 +13,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { readGgufHeader } from '../../extension/llama/ggufFile';
-import { loadAddon } from '../../extension/native/addon';
+import { type GgufExportOptions, loadAddon } from '../../extension/native/addon';
 import { PlaygroundClient } from '../../extension/llama/client';
 import { DEFAULT_SETTINGS, PlaygroundSession } from '../../extension/playground/session';
 import { exportGgufVerified, type GgufExportResult } from '../../extension/gguf/export';
@@ -20,24 +23,44 @@ import { cli, root, runCli } from './helpers';
 
 const env = { HQLORA_PLAYGROUND_GPU: 'false' };
 
+/** The one playground server of the in-process exports of this file, started on first use. */
+let shared: PlaygroundClient | undefined;
+const sharedClient = (): PlaygroundClient => (shared ??= new PlaygroundClient({ packageRoot: root, env }));
+after(() => shared?.dispose());
+
+/** exportGgufVerified in this process, verified through the shared server. */
+async function exportInProcess(addon: ReturnType<typeof loadAddon>, options: GgufExportOptions): Promise<GgufExportResult> {
+  return exportGgufVerified({ addon, packageRoot: root, cancel: new addon.CancelToken(), client: sharedClient(), options });
+}
+
 describe('hqlora export --format gguf (verified by llama.cpp)', () => {
   let tmp: string;
+  let addon: ReturnType<typeof loadAddon>;
+  /** hqlora generate's greedy answer on run-done (the generate test), which the playground and chat must repeat. */
+  let want: string | undefined;
   before(() => {
     assert.ok(existsSync(cli), `${cli} is missing: run \`npm run build\` first`);
     tmp = mkdtempSync(path.join(os.tmpdir(), 'hq-gguf-'));
+    addon = loadAddon(root);
     for (const m of ['tiny-llama', 'tiny-llama3', 'tiny-gemma']) writeGoldenAdapter(root, path.join(tmp, `ad-${m}`), m);
   });
   after(() => rmSync(tmp, { recursive: true, force: true }));
 
-  const cases: [string, string, number][] = [
-    ['tiny-llama', 'f32', 1e-3], ['tiny-llama3', 'f32', 1e-3], ['tiny-gemma', 'f32', 1e-3], ['tiny-llama3', 'q8_0', 1e-1],
+  // The first through the CLI (exit code, summary line, verify.json on disk), the others in this process.
+  const cases: [string, 'f32' | 'q8_0', number, 'cli' | 'in-process'][] = [
+    ['tiny-llama', 'f32', 1e-3, 'cli'], ['tiny-llama3', 'f32', 1e-3, 'in-process'], ['tiny-gemma', 'f32', 1e-3, 'in-process'],
+    ['tiny-llama3', 'q8_0', 1e-1, 'in-process'],
   ];
-  for (const [model, type, bound] of cases) {
-    it(`${model} ${type}: merged, base and LoRA GGUF pass llama.cpp's checks`, async () => {
+  for (const [model, type, bound, how] of cases) {
+    it(`${model} ${type} (${how}): merged, base and LoRA GGUF pass llama.cpp's checks`, async () => {
       const out = path.join(tmp, `${model}-${type}`);
-      const r = await runCli(['export', path.join(tmp, `ad-${model}`), '--format', 'gguf', '--type', type, '--out', out], env);
-      assert.equal(r.code, 0, r.stderr + r.stdout);
-      assert.match(r.stdout, /verify: PASS \(llama\.cpp via node-llama-cpp 3\.21\.1, cpu\)/);
+      if (how === 'cli') {
+        const r = await runCli(['export', path.join(tmp, `ad-${model}`), '--format', 'gguf', '--type', type, '--out', out], env);
+        assert.equal(r.code, 0, r.stderr + r.stdout);
+        assert.match(r.stdout, /verify: PASS \(llama\.cpp via node-llama-cpp 3\.21\.1, cpu\)/);
+      } else {
+        await exportInProcess(addon, { source: path.join(tmp, `ad-${model}`), out, type });
+      }
       const rep = JSON.parse(readFileSync(path.join(out, 'verify.json'), 'utf8')) as GgufExportResult;
       const v = rep.verification;
       assert.equal(v.status, 'pass');
@@ -83,6 +106,7 @@ describe('hqlora export --format gguf (verified by llama.cpp)', () => {
     const r = JSON.parse(b.stdout) as { text: string; tokens: number; stopReason: string };
     assert.equal(`${r.text}\n`, a.stdout);
     assert.equal(r.tokens, 8);
+    want = r.text;
     assert.doesNotMatch(b.stderr, /gguf: publish/, 'the second call reuses the cached GGUF');
     const long = await runCli(['generate', run, '--prompt', 'x'.repeat(300)], env);
     assert.equal(long.code, 1);
@@ -91,9 +115,7 @@ describe('hqlora export --format gguf (verified by llama.cpp)', () => {
 
   it('playground: base, level subsets and tuned answer side by side; tuned equals hqlora generate; stop, crash and close', async () => {
     const run = path.join(tmp, 'run-done');
-    const gen = await runCli(['generate', run, '--prompt', 'cfabz =>', '--max-tokens', '8', '--json'], env);
-    assert.equal(gen.code, 0, gen.stderr);
-    const want = (JSON.parse(gen.stdout) as { text: string }).text;
+    assert.ok(want !== undefined, 'the generate test ran first');
     const s = new PlaygroundSession({ addon: loadAddon(root), packageRoot: root, source: run, env });
     try {
       await s.prepare();
@@ -144,8 +166,7 @@ describe('hqlora export --format gguf (verified by llama.cpp)', () => {
 
   it('hqlora chat in a terminal (tmux): streams the greedy answer, Ctrl-C stops an answer, Ctrl-D ends', async () => {
     const run = path.join(tmp, 'run-done');
-    const gen = await runCli(['generate', run, '--prompt', 'cfabz =>', '--max-tokens', '8', '--json'], env);
-    const want = (JSON.parse(gen.stdout) as { text: string }).text;
+    assert.ok(want !== undefined, 'the generate test ran first');
     const sock = `hq-chat-${process.pid}`;
     const tmux = (...a: string[]): string => execFileSync('tmux', ['-L', sock, ...a], { encoding: 'utf8' });
     const screen = (): string => tmux('capture-pane', '-p', '-J', '-S', '-200', '-t', 'chat');
@@ -234,29 +255,23 @@ describe('hqlora export --format gguf (verified by llama.cpp)', () => {
 describe('GGUF export of the model families (issue 15), verified by llama.cpp', () => {
   let tmp: string;
   let addon: ReturnType<typeof loadAddon>;
-  let client: PlaygroundClient;
   before(() => {
     tmp = mkdtempSync(path.join(os.tmpdir(), 'hq-gguf-fam-'));
     addon = loadAddon(root);
-    client = new PlaygroundClient({ packageRoot: root, env });
     // Mistral with sliding_window null (Mistral 7B v0.2/v0.3): what llama.cpp's llama architecture computes.
     const full = path.join(tmp, 'tiny-mistral-full');
     cpSync(path.join(root, 'test', 'fixtures', 'models', 'tiny-mistral'), full, { recursive: true });
     const cfg = JSON.parse(readFileSync(path.join(full, 'config.json'), 'utf8')) as Record<string, unknown>;
     writeFileSync(path.join(full, 'config.json'), JSON.stringify({ ...cfg, sliding_window: null }));
   });
-  after(() => {
-    client.dispose();
-    rmSync(tmp, { recursive: true, force: true });
-  });
+  after(() => rmSync(tmp, { recursive: true, force: true }));
 
   const exportF32 = async (model: string, o: { baseModel?: string; verify?: boolean; name?: string } = {}): Promise<{ rep: GgufExportResult; out: string }> => {
     const source = path.join(tmp, `ad-${model}`);
     if (!existsSync(source)) writeGoldenAdapter(root, source, model);
     const out = path.join(tmp, `${o.name ?? model}-f32`);
-    const rep = await exportGgufVerified({
-      addon, packageRoot: root, cancel: new addon.CancelToken(), client,
-      options: { source, out, type: 'f32', ...(o.baseModel ? { baseModel: o.baseModel } : {}), ...(o.verify === false ? { verify: false } : {}) },
+    const rep = await exportInProcess(addon, {
+      source, out, type: 'f32', ...(o.baseModel ? { baseModel: o.baseModel } : {}), ...(o.verify === false ? { verify: false } : {}),
     });
     return { rep, out };
   };
