@@ -358,8 +358,12 @@ const memoryCheck: Check = {
         c.report(where, DiagnosticSeverity.Information, `no NVIDIA GPU detected (nvidia-smi unavailable): training would run on the CPU; ` +
           `estimated memory ${est} was not compared with a GPU`, 'memory-no-gpu', 'key');
       }
-      if (f.memory.total > c.env.totalMemBytes) {
-        c.report(where, DiagnosticSeverity.Warning, `estimated memory ${est} exceeds the system memory ${formatBytes(c.env.totalMemBytes)}`, 'memory', 'key');
+      // CPU ranks are processes of this host, each with the whole model: they share its memory.
+      const host = f.memory.total * f.world;
+      if (host > c.env.totalMemBytes) {
+        const ranks = f.world > 1 ? ` (${formatBytes(host)} for the ${f.world} ranks on this host: ${est} each)` : '';
+        c.report(where, DiagnosticSeverity.Warning, `estimated memory ${f.world > 1 ? formatBytes(host) : est}${ranks} exceeds the system memory ` +
+          `${formatBytes(c.env.totalMemBytes)}`, 'memory', 'key');
       }
       return;
     }

@@ -255,6 +255,9 @@ describe('lsp diagnostics: data parallel', () => {
     const cpu = await diagnose(`${base}hardware: {device: cpu, gpus: 2}\ndistributed: {zero: 1}\n`);
     assert.match(find(cpu, 'global-batch').message, /share of the CPU cores: the global batch is 2 x 4 x 2 ranks = 16/);
     assert.deepEqual(cpu.filter((d) => d.code === 'gpus-visible' || d.code === 'zero'), []);
+    // CPU ranks share the host's memory: 256 copies of a 7B model exceed any machine this runs on.
+    const many = await diagnose(`${base}hardware: {device: cpu, gpus: 256}\n`);
+    assert.match(find(many, 'memory').message, /for the 256 ranks on this host: [\d.]+ GiB each\) exceeds the system memory/);
     const text = `${base}hardware: {device: cuda, gpus: [0, 5]}\n`;
     const d = find(await diagnose(text), 'gpu-id');
     assert.match(d.message, /GPU 5 does not exist; nvidia-smi lists 0/);
