@@ -72,7 +72,7 @@ void DataParallel::attach(Model& model, const std::string& config_file) {
 }
 
 void DataParallel::arm_overlap(Model& model) {
-    if (!coll_ || !cfg_.overlap || world() == 1) return;
+    if (!coll_ || !cfg_.overlap) return;   // a launched world of one too: its sums are copies, the path is the same
     size_t n = 0;
     void* stream = nullptr;
     float* g = model.grad_buffer(&n, &stream);

@@ -436,7 +436,7 @@ class TrainingRun {
             logged_allreduce_ = true;
             std::fprintf(stderr, "[hqlora] rank %d: %zu bytes of adapter gradients all-reduced per step in %d bucket(s)%s\n",
                          rank_, allreduce_bytes_, dp_->last_buckets(),
-                         cfg_.dist.overlap && world_ > 1 ? ", overlapped with the backward" : "");
+                         cfg_.dist.overlap ? ", overlapped with the backward" : "");
         }
         std::vector<double> v(static_cast<size_t>(3 + world_), 0.0);
         v[0] = loss_sum;
