@@ -182,8 +182,9 @@ export interface HqloraAddon {
   combine(opts: CombineOptions, onProgress?: ProgressFn): Promise<ExportReport>;
   /** Merged model, base and LoRA adapter as GGUF files (gguf_export.h); `out` is published when complete. */
   exportGguf(opts: GgufExportOptions, onProgress?: ProgressFn): Promise<GgufExportReport>;
-  /** Our forward on the fixed verification ids: base (+ the adapter when withAdapter, default true). */
-  ggufReferenceLogits(opts: { source: string; baseModel?: string; base?: 'original' | 'dequantized'; withAdapter?: boolean }): Promise<ReferenceLogits>;
+  /** Our forward on the fixed verification ids: base (+ the adapter when withAdapter, default true); round: on what a GGUF
+   *  of that type holds (adapter merged, 2-D weights rounded). */
+  ggufReferenceLogits(opts: { source: string; baseModel?: string; base?: 'original' | 'dequantized'; withAdapter?: boolean; round?: 'f16' | 'bf16' }): Promise<ReferenceLogits>;
   /** One-line (two with verification) human summary of a report (merge.h export_summary). */
   summary(report: ExportReport): string;
 }

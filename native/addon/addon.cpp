@@ -276,7 +276,8 @@ Napi::Value GgufReferenceLogits(const Napi::CallbackInfo& info) {
     return start(info, [](const json& o) -> Job {
         const std::string source = str(o, "source"), base_model = str(o, "baseModel"), base = str(o, "base", "dequantized");
         const bool with_adapter = o.value("withAdapter", true);
-        return [=](auto&, auto*) { return hq::gguf_reference_logits(source, base_model, base, with_adapter); };
+        const std::string round = str(o, "round", "");
+        return [=](auto&, auto*) { return hq::gguf_reference_logits(source, base_model, base, with_adapter, round); };
     });
 }
 

@@ -14,7 +14,9 @@
 #include "gguf_vocab.h"
 #include "gguf_writer.h"
 #include "hlora.h"
+#include "dtype.h"
 #include "model_config.h"
+#include "model_impl.h"
 #include "nf4.h"
 #include "safetensors.h"
 #include "version.h"
@@ -569,8 +571,56 @@ json export_gguf(const GgufExportOptions& o) {
     });
 }
 
+namespace {
+
+// The GGUF's contents under our fp32 forward: the base (its NF4 targets dequantized for "dequantized"), the adapter
+// merged (W + B·A, every level), then every 2-D weight rounded to `round` (f16 | bf16) as write_model stores it;
+// norms, biases and the adapter-free remainder stay f32, as in the file. What this differs from the unrounded forward
+// is the part of a f16 / bf16 export's difference that the rounding of its weights explains (extension/gguf/verify.ts).
+std::vector<float> rounded_logits(const AdapterSource& src, const std::string& base, const QuantSpec& q, bool with_adapter,
+                                  const std::string& round, const std::vector<int32_t>& ids) {
+    HQ_CHECK(round == "f16" || round == "bf16", "E_CONFIG", "rounding '" << round << "' is not f16 or bf16",
+             (Where{"", "", "round", -1, -1}), "round: f16 | bf16");
+    QuantSpec none;
+    none.type = "none";
+    auto model = Model::load(base, none, source_adapter_spec(src), 0);
+    for (AdaptedModule& m : model->modules()) std::fill(m.B->w, m.B->w + m.B->numel, 0.0f);
+    const HostWeights hw = host_weights(*model);
+    // The model is this function's own: its frozen weights are rewritten in place before its only forward.
+    auto rounded = [&](const std::vector<float>& cv) {
+        std::vector<float>& v = const_cast<std::vector<float>&>(cv);
+        for (float& x : v) x = round == "f16" ? f16_to_f32(f32_to_f16(x)) : bf16_to_f32(f32_to_bf16(x));
+    };
+    const bool deq = q.type == "nf4";
+    std::vector<float> A, B;
+    for (const DecoderLayer& layer : *hw.layers)
+        for (const HLoraLinear& p : layer.proj) {
+            std::vector<float>& w = const_cast<std::vector<float>&>(p.w);
+            HQ_ASSERT(!p.quantized && w.size() == size_t(p.out) * size_t(p.in));
+            const SourceModule* m = src.find(p.name);
+            if (m && deq) {
+                const NF4Tensor nq = nf4_quantize(w.data(), p.out, p.in, q.blocksize, q.double_quant);
+                nf4_dequantize(nq, w.data());
+            }
+            if (m && with_adapter) {
+                src.read_flat(*m, &A, &B);
+                const int R = src.total_rank();
+                BlasThreadScope blas;
+                par_sgemm(false, false, p.out, p.in, R, 1.0f, B.data(), R, A.data(), p.in, 1.0f, w.data(), p.in);
+            }
+            rounded(p.w);
+        }
+    rounded(*hw.embed);
+    rounded(*hw.lm_head);
+    std::vector<float> lg(ids.size() * size_t(model->config().vocab_size));
+    model->forward_logits(ids.data(), kVerifyBatch, kVerifySeq, lg.data());
+    return lg;
+}
+
+}  // namespace
+
 json gguf_reference_logits(const std::string& source, const std::string& base_model, const std::string& base_kind,
-                           bool with_adapter) {
+                           bool with_adapter, const std::string& round) {
     AdapterSource src = open_adapter_source(source);
     const std::string base = !base_model.empty() ? base_model : src.base_model;
     HQ_CHECK(!base.empty(), "E_CONFIG", "the base model of " << source << " is unknown", (Where{src.file, "", "base_model", -1, -1}),
@@ -580,7 +630,9 @@ json gguf_reference_logits(const std::string& source, const std::string& base_mo
     if (base_kind == "original") q.type = "none";
     const std::vector<int32_t> ids = verify_ids(cfg.vocab_size, cfg.bos_token_id);
     std::vector<float> lg;
-    if (with_adapter) {
+    if (!round.empty()) {
+        lg = rounded_logits(src, base, q, with_adapter, round, ids);
+    } else if (with_adapter) {
         lg = reference_logits(base, q, {{&src, 1.0}}, ids);
     } else {
         // The base alone, with the same projections quantized as in training: the adapter's targets, B = 0.

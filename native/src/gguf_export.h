@@ -53,8 +53,10 @@ nlohmann::json export_gguf(const GgufExportOptions& opts);
 
 // Logits [kVerifyBatch, kVerifySeq, V] of the trainer's forward on verify_ids(): the base (original, or with NF4
 // targets for "dequantized") plus the source adapter when `with_adapter`; {"ids", "vocab", "batch", "seq",
-// "logits"} for the llama.cpp comparison of extension/gguf.
+// "logits"} for the llama.cpp comparison of extension/gguf. `round` "f16" | "bf16": the same forward on what a GGUF of
+// that type holds (the adapter merged, every 2-D weight rounded to the type; norms f32), for the rounding part of a
+// f16 / bf16 export's bound.
 nlohmann::json gguf_reference_logits(const std::string& source, const std::string& base_model, const std::string& base,
-                                     bool with_adapter);
+                                     bool with_adapter, const std::string& round = "");
 
 }  // namespace hq

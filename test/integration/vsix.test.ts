@@ -147,22 +147,30 @@ describe('the packaged VSIX (linux-x64)', () => {
     // The addon's OpenMP runtime is the bundled copy, found through RUNPATH $ORIGIN.
     assert.ok(r.err.includes(`calling init: ${path.join(bin, 'libgomp.so.1')}`), tail);
     // The packaged playground loaded the GGUFs: llama.cpp tokenized as we do, evaluated every position of the merged,
-    // base and base + LoRA models, and answered from the tuned one. (The f16 bounds themselves are gguf.test.ts's:
-    // on this briefly trained demo the merged and base + LoRA f16 differences measured 0.020-0.031 against the 0.03
-    // bound, so the verdict is printed here, not asserted.)
+    // base and base + LoRA models within the f16 bound, and answered from the tuned one. The f16 bound is derived from
+    // what rounding the weights to f16 changes in our own forward (verify.ts ROUNDING_FACTOR); on this 600-step demo
+    // it measured s = 0.058 (bound 0.175) against llama.cpp's 0.0205 merged and 0.0307 base + LoRA, which the old
+    // fixed 3e-2 did not hold.
     const gguf = path.join(run, 'gguf-dequantized-f16');
     type Diff = { max_abs_diff: number };
     const v = (JSON.parse(readFileSync(path.join(gguf, 'verify.json'), 'utf8')) as { verification: {
-      status: string; engine?: { version: string }; tokens?: { pass: boolean }; logits?: { positions: number; tolerance: number; merged?: Diff; base?: Diff };
-      adapter?: { vs_ours: Diff; vs_merged_gguf?: Diff };
+      status: string; engine?: { version: string }; tokens?: { pass: boolean };
+      logits?: { positions: number; tolerance: number; merged?: Diff; base?: Diff; rounding?: { type: string; merged: number; base?: number; factor: number; f32_bound: number } };
+      adapter?: { tolerance: number; vs_ours: Diff; vs_merged_gguf?: Diff & { tolerance?: number } };
     } }).verification;
     const detail = JSON.stringify(v).slice(0, 2000);
     assert.equal(v.engine?.version, '3.21.1', detail);
+    assert.equal(v.status, 'pass', detail);
     assert.equal(v.tokens?.pass, true, detail);
     assert.equal(v.logits?.positions, 48, detail);
-    assert.ok((v.logits?.base?.max_abs_diff ?? 1) <= (v.logits?.tolerance ?? 0), detail);
-    for (const d of [v.logits?.merged, v.adapter?.vs_ours, v.adapter?.vs_merged_gguf]) assert.ok(d && Number.isFinite(d.max_abs_diff), detail);
-    console.log(`vsix: packaged playground verify ${v.status}: merged ${v.logits?.merged?.max_abs_diff}, base+LoRA ${v.adapter?.vs_ours.max_abs_diff} (bound ${v.logits?.tolerance})`);
+    const rd = v.logits?.rounding;
+    assert.ok(rd && rd.type === 'f16' && rd.merged > 0, detail);
+    assert.equal(v.logits?.tolerance, rd.f32_bound + rd.factor * Math.max(rd.merged, rd.base ?? 0), detail);
+    for (const [d, bound] of [[v.logits?.merged, v.logits?.tolerance], [v.logits?.base, v.logits?.tolerance], [v.adapter?.vs_ours, v.adapter?.tolerance],
+      [v.adapter?.vs_merged_gguf, v.adapter?.vs_merged_gguf?.tolerance]] as const) {
+      assert.ok(d && bound !== undefined && Number.isFinite(d.max_abs_diff) && d.max_abs_diff <= bound, detail);
+    }
+    console.log(`vsix: packaged playground verify ${v.status}: merged ${v.logits?.merged?.max_abs_diff}, base+LoRA ${v.adapter?.vs_ours.max_abs_diff}, rounding s ${rd.merged} (bound ${v.logits?.tolerance})`);
     const answer = JSON.parse(r.out.trim().split('\n').pop() ?? '{}') as { tokens?: number; stopReason?: string; model?: string; gguf?: string };
     assert.equal(answer.model, 'tuned', tail);
     assert.equal(answer.gguf, gguf);
