@@ -17,7 +17,7 @@ import { type GgufExportOptions, loadAddon } from '../../extension/native/addon'
 import { PlaygroundClient } from '../../extension/llama/client';
 import { DEFAULT_SETTINGS, PlaygroundSession } from '../../extension/playground/session';
 import { exportGgufVerified, type GgufExportResult } from '../../extension/gguf/export';
-import { logitBound } from '../../extension/gguf/verify';
+import { ROUNDING_FACTOR, logitBound } from '../../extension/gguf/verify';
 import { writeGoldenAdapter } from './golden-adapter';
 import { cli, root, runCli } from './helpers';
 
@@ -348,6 +348,23 @@ describe('GGUF export of the model families (issue 15), verified by llama.cpp', 
     assert.equal(h.meta.get('gemma3.attention.sliding_window'), 5);
     assert.equal(h.meta.get('gemma3.attention.sliding_window_pattern'), 2);
     assert.equal(h.meta.get('gemma3.final_logit_softcapping'), undefined);
+  });
+
+  it('f16: every family within the bound derived from rounding its weights to f16 (verify.ts ROUNDING_FACTOR)', async () => {
+    const fams: [string, string, string?][] = [
+      ['tiny-qwen2', 'qwen2'], ['tiny-qwen2-tied', 'qwen2'], ['tiny-qwen3', 'qwen3'], ['tiny-mistral', 'llama', path.join(tmp, 'tiny-mistral-full')],
+      ['tiny-gemma2', 'gemma2'], ['tiny-gemma3', 'gemma3'], ['tiny-phi3', 'phi3'],
+    ];
+    for (const [model, arch, baseModel] of fams) {
+      const source = path.join(tmp, `ad-${model}`);
+      if (!existsSync(source)) writeGoldenAdapter(root, source, model);
+      const rep = await exportInProcess(addon, { source, out: path.join(tmp, `${model}-f16`), type: 'f16', ...(baseModel ? { baseModel } : {}) });
+      const v = rep.verification;
+      const r = v.logits?.rounding;
+      assert.equal(v.status, 'pass', `${model}: ${JSON.stringify(v.logits)} ${JSON.stringify(v.adapter)}`);
+      assert.ok(r && r.type === 'f16' && r.merged > 0 && r.f32_bound === logitBound('f32', arch), `${model}: ${JSON.stringify(r)}`);
+      assert.equal(v.logits?.tolerance, r.f32_bound + ROUNDING_FACTOR * Math.max(r.merged, r.base ?? 0));
+    }
   });
 
   it('phi3: fused attn_qkv and ffn_up (gate + up), LongRoPE factors, the LoRA of a fused tensor block-diagonal', async () => {
