@@ -9,6 +9,7 @@
 
 #include "error.h"
 #include "fsutil.h"
+#include "model_config.h"
 #include "safetensors.h"
 #include "version.h"
 
@@ -227,39 +228,24 @@ struct PeftGroup {
     int64_t out = 0, in = 0;
 };
 
-// Phi-3 keeps q/k/v in qkv_proj [(H+2KV)·d, C] and gate/up in gate_up_proj [2F, C]; our adapters are per slice.
-// A fused PEFT module of k slices gets rank k·R: lora_A = the slices' scaled A stacked by rows, lora_B the slices'
-// B on their rows and their own R columns (block diagonal), so B·A adds each slice's update to its rows only.
+// Phi-3 keeps q/k/v in qkv_proj [(H+2KV)·d, C] and gate/up in gate_up_proj [2F, C] (proj_rows); our adapters are per
+// slice. A fused PEFT module of k slices gets rank k·R: lora_A = the slices' scaled A stacked by rows, lora_B the slices'
+// B on their rows and their own R columns (block diagonal), so B·A adds each slice's update to its rows only. Every
+// other module is a group of its own.
 std::vector<PeftGroup> peft_groups(Model& model) {
     const ModelConfig& c = model.config();
     std::vector<PeftGroup> groups;
-    if (!c.fused_proj) {
-        for (const AdaptedModule& m : model.modules()) groups.push_back({m.name, {{&m, 0}}, m.out, m.in});
-        return groups;
-    }
-    std::map<std::string, const AdaptedModule*> by_name;
-    for (const AdaptedModule& m : model.modules()) by_name[m.name] = &m;
-    const int64_t Hd = (int64_t)c.num_heads * c.head_dim, KVd = (int64_t)c.num_kv_heads * c.head_dim;
-    const int64_t F = c.intermediate_size, C = c.hidden_size;
-    struct Slice { const char* module; int64_t row0; };
-    struct Fused { const char* name; int64_t out, in; std::vector<Slice> slices; };
-    const std::vector<Fused> layout = {
-        {"self_attn.qkv_proj", Hd + 2 * KVd, C, {{"self_attn.q_proj", 0}, {"self_attn.k_proj", Hd},
-                                                  {"self_attn.v_proj", Hd + KVd}}},
-        {"self_attn.o_proj", C, Hd, {{"self_attn.o_proj", 0}}},
-        {"mlp.gate_up_proj", 2 * F, C, {{"mlp.gate_proj", 0}, {"mlp.up_proj", F}}},
-        {"mlp.down_proj", C, F, {{"mlp.down_proj", 0}}},
-    };
-    for (int l = 0; l < c.num_layers; l++) {
-        const std::string p = "model.layers." + std::to_string(l) + ".";
-        for (const Fused& f : layout) {
-            PeftGroup g{p + f.name, {}, f.out, f.in};
-            for (const Slice& s : f.slices) {
-                auto it = by_name.find(p + s.module);
-                if (it != by_name.end()) g.parts.push_back({it->second, s.row0});
-            }
-            if (!g.parts.empty()) groups.push_back(std::move(g));
+    std::map<std::string, size_t> at;   // PEFT module name -> index in groups
+    for (const AdaptedModule& m : model.modules()) {
+        const ProjRows pr = proj_rows(c, m.name);
+        const std::string name = pr.tensor.substr(0, pr.tensor.size() - 7);   // without ".weight"
+        auto it = at.find(name);
+        if (it == at.end()) {
+            it = at.emplace(name, groups.size()).first;
+            // A projection of its own has its module's rows; a fused one the whole tensor's.
+            groups.push_back({name, {}, pr.tensor == m.name + ".weight" ? m.out : proj_tensor_rows(c, m.name), m.in});
         }
+        groups[it->second].parts.push_back({&m, pr.row0});
     }
     return groups;
 }

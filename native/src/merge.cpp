@@ -184,18 +184,8 @@ std::vector<PeftModule> peft_layout(const std::vector<SourceModule>& mods, const
         const std::string name = pr.tensor.substr(0, pr.tensor.size() - 7);   // without ".weight"
         auto it = at.find(name);
         if (it == at.end()) {
-            PeftModule pm{name, 0, m.in, 0, {}};
-            if (cfg) {   // the fused tensor's rows: the end of its last projection
-                const std::string stem = name.substr(0, name.rfind('.') + 1);
-                for (const char* p : {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}) {
-                    const ProjRows q = proj_rows(*cfg, stem + p);
-                    if (q.tensor == pr.tensor) pm.out = std::max(pm.out, q.row0 + q.rows);
-                }
-            } else {
-                pm.out = m.out;
-            }
             it = at.emplace(name, out.size()).first;
-            out.push_back(pm);
+            out.push_back({name, pr.tensor == m.name + ".weight" ? m.out : proj_tensor_rows(*cfg, m.name), m.in, 0, {}});
         }
         PeftModule& pm = out[it->second];
         HQ_ASSERT(pm.in == m.in && pr.row0 + m.out <= pm.out);

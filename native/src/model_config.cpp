@@ -10,6 +10,7 @@
 // torch_dtype / dtype.
 // Defaults for absent keys are those of the family's transformers config class (e.g. Gemma-2 head_dim 256, caps
 // 50/30). Anything that would change the math and that we do not implement is an E_CONFIG naming the key.
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -505,6 +506,18 @@ ProjRows proj_rows(const ModelConfig& c, const std::string& module) {
     }
     throw Error("E_INTERNAL", HQ_MSG("proj_rows: " << module << " is not a projection"), Where{},
                 "please report this as a bug");
+}
+
+int64_t proj_tensor_rows(const ModelConfig& c, const std::string& module) {
+    const ProjRows pr = proj_rows(c, module);
+    const size_t dot = module.rfind('.');
+    const std::string stem = dot == std::string::npos ? "" : module.substr(0, dot + 1);
+    int64_t rows = 0;
+    for (const char* leaf : {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}) {
+        const ProjRows q = proj_rows(c, stem + leaf);
+        if (q.tensor == pr.tensor) rows = std::max(rows, q.row0 + q.rows);
+    }
+    return rows;
 }
 
 ModelConfig load_model_config(const std::string& dir) {

@@ -76,6 +76,9 @@ struct ProjRows {
     int64_t row0 = 0, rows = 0;
 };
 ProjRows proj_rows(const ModelConfig& c, const std::string& module);
+// Rows of the tensor that holds `module` (proj_rows(c, module).tensor): its own out rows, or (Phi-3) all of
+// qkv_proj ((H+2KV)·d) / gate_up_proj (2F).
+int64_t proj_tensor_rows(const ModelConfig& c, const std::string& module);
 
 // Reads <dir>/config.json. Throws hq::Error("E_CONFIG", ..., where.file=config.json, where.key=<field>) for an
 // unsupported architecture or field value (e.g. attention_bias=true, rope_scaling.type="yarn").
