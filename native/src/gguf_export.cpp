@@ -402,172 +402,235 @@ int lora_pair(const AdapterSource& src, const Plan& p, int levels, int R, std::v
     return int(Rt);
 }
 
+// export_gguf in its phases: plan (check the options and inputs, name the files, lay out the tensors; nothing
+// written), write (the model GGUFs, merged and/or base, then the LoRA GGUF and the Modelfile; progress phase "write",
+// each file's metadata then its tensors), report (what was written; llama.cpp's verification runs after, in the
+// extension).
+struct GgufExportPlan {
+    GgmlType type = GgmlType::F32;   // --type of the model GGUFs
+    GgmlType lora_type = GgmlType::F32;   // f32 for --type f32, else f16
+    AdapterSource src;
+    std::string base;       // base model folder
+    std::string cfg_path;   // its config.json
+    ModelConfig cfg;
+    const GgufArch* arch = nullptr;
+    QuantSpec q;
+    bool deq = false;       // merge into the NF4-dequantized weights (--base dequantized with an NF4 run)
+    ModelWeights mw;
+    std::vector<Plan> tensors;   // in llama.cpp's usual order: token_embd, blocks, output_norm, output
+    bool rope_freqs = false;     // Llama-3 RoPE scaling: rope_freqs.weight
+    // Phi-3 LongRoPE: the per-frequency divisors as llama.cpp's rope_factors_long / _short tensors [d/2] (phi.py
+    // generate_extra_tensors); llama.cpp picks long when the context is longer than original_context_length.
+    bool rope_long_short = false;
+    std::string f_merged, f_base, f_lora;   // file names
+};
+
+// Phase "plan". The returned plan's tensors point into its own src.modules (a vector: moving keeps the elements in
+// place).
+GgufExportPlan plan_gguf_export(const GgufExportOptions& o) {
+    HQ_CHECK(o.base == "original" || o.base == "dequantized", "E_CONFIG", "base '" << o.base << "' is not original or dequantized",
+             (Where{"", "", "base", -1, -1}), "--base original | dequantized");
+    GgufExportPlan p;
+    HQ_CHECK(ggml_type_from_name(o.type, &p.type), "E_CONFIG", "GGUF type '" << o.type << "' is not f32, f16, bf16 or q8_0",
+             (Where{"", "", "type", -1, -1}), "--type f32|f16|bf16|q8_0");
+    HQ_CHECK(o.write_merged || o.write_base || o.write_lora, "E_CONFIG", "nothing to write (no merged, base or LoRA GGUF)",
+             (Where{"", "", "parts", -1, -1}), "ask for at least one of the merged model, the base or the LoRA adapter");
+    p.src = open_adapter_source(o.source);
+    p.base = !o.base_model.empty() ? o.base_model : p.src.base_model;
+    HQ_CHECK(!p.base.empty(), "E_CONFIG", "the base model of " << o.source << " is unknown", (Where{p.src.file, "", "base_model", -1, -1}),
+             "pass the base model folder (--base-model DIR)");
+    p.cfg_path = path_join(p.base, "config.json");
+    p.cfg = load_model_config(p.base);
+    p.arch = &gguf_arch(p.cfg, p.cfg_path);
+    HQ_CHECK(p.src.architecture.empty() || p.src.architecture == p.cfg.model_type, "E_CONFIG",
+             "the adapter was trained on a " << p.src.architecture << " model, " << p.base << " is " << p.cfg.model_type,
+             (Where{p.cfg_path, "", "model_type", -1, -1}), "pass the base model the adapter was trained on");
+    HQ_CHECK(o.levels >= 0 && o.levels <= int(p.src.levels.size()), "E_CONFIG",
+             "levels " << o.levels << " is outside 0.." << p.src.levels.size() << " (" << p.src.file << ")",
+             (Where{p.src.file, "", "levels", -1, -1}), "0 = all levels, n = the first n levels");
+    p.q = o.quant_set ? o.quant : p.src.has_quant ? p.src.quant : QuantSpec{};
+    p.deq = o.base == "dequantized" && p.q.type == "nf4";
+    p.mw = ModelWeights::open_dir(p.base);
+    p.tensors = plan_tensors(p.src, p.mw, *p.arch, p.cfg, p.base);
+    p.rope_freqs = p.cfg.rope_scaling.type == "llama3";
+    p.rope_long_short = p.cfg.rope_scaling.type == "longrope";
+    p.lora_type = p.type == GgmlType::F32 ? GgmlType::F32 : GgmlType::F16;
+    const std::string sfx = o.levels > 0 && o.levels < int(p.src.levels.size()) ? "-L" + std::to_string(o.levels) : "";
+    p.f_merged = "model" + sfx + "-" + o.type + ".gguf";
+    p.f_base = "base-" + o.type + ".gguf";
+    p.f_lora = "adapter" + sfx + "-" + ggml_type_name(p.lora_type) + ".gguf";
+    return p;
+}
+
+// A model GGUF's type for one tensor: f32 for norms and 1-D tensors, f16 for q8_0 rows not a multiple of its
+// 32-element blocks, else --type.
+GgmlType model_tensor_type(const Plan& t, GgmlType type) {
+    if (t.norm || t.shape.size() < 2) return GgmlType::F32;
+    if (type == GgmlType::Q8_0 && t.shape.back() % 32 != 0) return GgmlType::F16;
+    return type;
+}
+
+// A model GGUF's metadata: general.*, the {arch}.* keys, the vocabulary and every tensor's info (the RoPE factor
+// tensors first). `warnings` gets add_hparams' warnings.
+GgufVocabInfo add_model_metadata(GgufWriter& w, const GgufExportOptions& o, const GgufExportPlan& p, bool merged,
+                                 std::vector<std::string>* warnings) {
+    const GgufArch& arch = *p.arch;
+    const std::string name = base_name(p.base);
+    add_general(w, arch, "model", "", p.type);
+    warnings->clear();
+    add_hparams(w, arch, p.cfg, p.cfg_path, warnings);
+    const GgufVocabInfo vi = add_gguf_vocab(w, p.base, p.cfg.vocab_size);
+    w.add_string("general.name", model_name(arch, vi, merged ? name + " + H-QLoRA " + base_name(o.source) : name));
+    if (p.rope_freqs) w.add_tensor("rope_freqs.weight", {p.cfg.head_dim / 2}, GgmlType::F32);
+    if (p.rope_long_short) {
+        w.add_tensor("rope_factors_long.weight", {p.cfg.head_dim / 2}, GgmlType::F32);
+        w.add_tensor("rope_factors_short.weight", {p.cfg.head_dim / 2}, GgmlType::F32);
+    }
+    for (const Plan& t : p.tensors) w.add_tensor(t.gguf, t.shape, model_tensor_type(t, p.type));
+    return vi;
+}
+
+// One model tensor as the GGUF stores it, in fp32 in `W`: the base weight, each adapted projection's rows
+// dequantized (plan.deq) and, when `merged`, W_rows += B·A; then the family's norm offset, scale and RoPE row order.
+void model_tensor_f32(const GgufExportOptions& o, const GgufExportPlan& p, const Plan& t, bool merged,
+                      std::vector<float>& W, std::vector<float>& A, std::vector<float>& B) {
+    const TensorInfo* ti = p.mw.find(t.hf);
+    W.resize(size_t(ti->numel()));
+    p.mw.read_f32_into(t.hf, W.data(), W.size());
+    for (const auto& [m, row0] : t.mods) {
+        // Each projection's rows on their own (a Phi-3 fused tensor holds several), as the trainer
+        // quantizes them: dequantized, then W_rows += B·A.
+        float* Wm = W.data() + size_t(row0) * size_t(m->in);
+        if (p.deq) {
+            const NF4Tensor nq = nf4_quantize(Wm, m->out, m->in, p.q.blocksize, p.q.double_quant);
+            nf4_dequantize(nq, Wm);
+        }
+        if (merged) {
+            const int R = read_flat_levels(p.src, *m, o.levels, &A, &B);
+            BlasThreadScope blas;
+            par_sgemm(false, false, m->out, m->in, R, 1.0f, B.data(), R, A.data(), m->in, 1.0f, Wm, m->in);
+        }
+    }
+    if (t.norm && p.arch->norm_add != 0.0f)
+        for (float& v : W) v += p.arch->norm_add;
+    if (t.scale != 1.0f)
+        for (float& v : W) v *= t.scale;
+    if (t.permute_heads > 0) permute_rows(W, t.permute_heads, t.shape[0], t.shape[1]);
+}
+
+// Phase "write", one model GGUF (merged or base) under `tmp`: one pass over the base tensors. Adds its entry to
+// `files`; returns its vocabulary's info.
+GgufVocabInfo write_model_gguf(const GgufExportOptions& o, const GgufExportPlan& p, const std::string& tmp,
+                               const std::string& file, bool merged, std::vector<std::string>* warnings, json* files) {
+    GgufWriter w(path_join(tmp, file));
+    const GgufVocabInfo vi = add_model_metadata(w, o, p, merged, warnings);
+    w.begin_data();
+    if (p.rope_freqs) {
+        const std::vector<float> f = llama3_rope_factors(p.cfg);
+        w.write_tensor_f32("rope_freqs.weight", f.data(), int64_t(f.size()));
+    }
+    if (p.rope_long_short) {
+        const RopeScaling& rs = p.cfg.rope_scaling;
+        w.write_tensor_f32("rope_factors_long.weight", rs.long_factor.data(), int64_t(rs.long_factor.size()));
+        w.write_tensor_f32("rope_factors_short.weight", rs.short_factor.data(), int64_t(rs.short_factor.size()));
+    }
+    std::vector<float> W, A, B;
+    int64_t done = 0;
+    for (const Plan& t : p.tensors) {
+        export_check_cancel(o, t.hf);
+        model_tensor_f32(o, p, t, merged, W, A, B);
+        w.write_tensor_f32(t.gguf, W.data(), int64_t(W.size()));
+        export_report(o, "write", ++done, int64_t(p.tensors.size()), file + ": " + t.gguf);
+    }
+    w.finish();
+    (*files)[merged ? "merged" : "base"] = {{"file", file}, {"bytes", file_size(w.path())}, {"type", o.type}};
+    return vi;
+}
+
+// The LoRA GGUF's rank per module: the source's total rank, or the first o.levels levels' (0 without modules).
+int lora_rank(const GgufExportOptions& o, const AdapterSource& src) {
+    if (src.modules.empty()) return 0;
+    int R = o.levels > 0 && o.levels < int(src.levels.size()) ? 0 : src.total_rank();
+    if (R == 0)
+        for (int j = 0; j < o.levels; j++) R += src.levels[size_t(j)].rank;
+    return R;
+}
+
+// Phase "write", the LoRA GGUF under `tmp`: metadata, then each adapted tensor's lora_a / lora_b. Adds its entry
+// to `files`.
+void write_lora_gguf(const GgufExportOptions& o, const GgufExportPlan& p, const std::string& tmp, json* files) {
+    GgufWriter w(path_join(tmp, p.f_lora));
+    add_general(w, *p.arch, "adapter", base_name(o.source), p.lora_type);
+    const int R_lora = lora_rank(o, p.src);
+    w.add_string("adapter.type", "lora");
+    w.add_f32("adapter.lora.alpha", float(R_lora));
+    for (const Plan& t : p.tensors)
+        if (!t.mods.empty()) {
+            const int64_t Rt = int64_t(R_lora) * int64_t(t.mods.size());
+            w.add_tensor(t.gguf + ".lora_a", {Rt, t.shape[1]}, p.lora_type);
+            w.add_tensor(t.gguf + ".lora_b", {t.shape[0], Rt}, p.lora_type);
+        }
+    w.begin_data();
+    int64_t done = 0, n = 0;
+    for (const Plan& t : p.tensors) n += t.mods.empty() ? 0 : 1;
+    std::vector<float> A, B, a, b;
+    for (const Plan& t : p.tensors) {
+        if (t.mods.empty()) continue;
+        export_check_cancel(o, t.hf);
+        const int Rt = lora_pair(p.src, t, o.levels, R_lora, &A, &B, a, b);
+        // llama.cpp's RoPE layout applies to B's output rows only (convert_lora_to_gguf's LoraTorchTensor).
+        if (t.permute_heads > 0) permute_rows(B, t.permute_heads, t.shape[0], Rt);
+        w.write_tensor_f32(t.gguf + ".lora_a", A.data(), int64_t(A.size()));
+        w.write_tensor_f32(t.gguf + ".lora_b", B.data(), int64_t(B.size()));
+        export_report(o, "write", ++done, n, p.f_lora + ": " + t.gguf);
+    }
+    w.finish();
+    (*files)["lora"] = {{"file", p.f_lora}, {"bytes", file_size(w.path())}, {"type", ggml_type_name(p.lora_type)},
+                        {"rank", R_lora}, {"alpha", R_lora}};
+}
+
+// Phase "report": the files written, the source's levels, the tokenizer (`vi`, when a model GGUF was written) and
+// the warnings; verification is left "pending" for the llama.cpp checks.
+json gguf_export_report(const GgufExportOptions& o, const GgufExportPlan& p, const json& files,
+                        const std::vector<std::string>& warnings, const GgufVocabInfo& vi,
+                        std::chrono::steady_clock::time_point t0) {
+    json levels = json::array();
+    for (size_t j = 0; j < p.src.levels.size(); j++)
+        levels.push_back({{"rank", p.src.levels[j].rank}, {"alpha", p.src.levels[j].alpha}, {"scale", p.src.scales[j]}});
+    json rep = {{"operation", "export_gguf"}, {"format", "gguf"}, {"source", o.source}, {"base_model", p.base},
+                {"base", o.base}, {"type", o.type}, {"architecture", p.arch->arch}, {"quantization", {{"type", p.q.type},
+                {"double_quant", p.q.double_quant}, {"blocksize", p.q.blocksize}}}, {"levels", levels},
+                {"levels_used", o.levels == 0 ? int(p.src.levels.size()) : o.levels}, {"files", files},
+                {"trainer_version", HQ_VERSION}};
+    if (!warnings.empty()) rep["warnings"] = warnings;
+    if (o.write_merged || o.write_base)
+        rep["tokenizer"] = {{"kind", vi.kind}, {"ggml_model", vi.ggml_model}, {"pre", vi.pre}, {"bos", vi.bos},
+                            {"eos", vi.eos}, {"unk", vi.unk}, {"pad", vi.pad}, {"add_bos", vi.add_bos},
+                            {"add_eos", vi.add_eos}, {"add_space_prefix", vi.add_space_prefix},
+                            {"chat_template", vi.has_chat_template}, {"byte_complete", vi.byte_complete}};
+    rep["verification"] = {{"status", "pending"}, {"reason", "the llama.cpp checks run after the files are written"}};
+    rep["elapsed_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return rep;
+}
+
 }  // namespace
 
 json export_gguf(const GgufExportOptions& o) {
     const auto t0 = std::chrono::steady_clock::now();
-    HQ_CHECK(o.base == "original" || o.base == "dequantized", "E_CONFIG", "base '" << o.base << "' is not original or dequantized",
-             (Where{"", "", "base", -1, -1}), "--base original | dequantized");
-    GgmlType T;
-    HQ_CHECK(ggml_type_from_name(o.type, &T), "E_CONFIG", "GGUF type '" << o.type << "' is not f32, f16, bf16 or q8_0",
-             (Where{"", "", "type", -1, -1}), "--type f32|f16|bf16|q8_0");
-    HQ_CHECK(o.write_merged || o.write_base || o.write_lora, "E_CONFIG", "nothing to write (no merged, base or LoRA GGUF)",
-             (Where{"", "", "parts", -1, -1}), "ask for at least one of the merged model, the base or the LoRA adapter");
-    AdapterSource src = open_adapter_source(o.source);
-    const std::string base = !o.base_model.empty() ? o.base_model : src.base_model;
-    HQ_CHECK(!base.empty(), "E_CONFIG", "the base model of " << o.source << " is unknown", (Where{src.file, "", "base_model", -1, -1}),
-             "pass the base model folder (--base-model DIR)");
-    const std::string cfg_path = path_join(base, "config.json");
-    const ModelConfig cfg = load_model_config(base);
-    const GgufArch& arch = gguf_arch(cfg, cfg_path);
-    HQ_CHECK(src.architecture.empty() || src.architecture == cfg.model_type, "E_CONFIG",
-             "the adapter was trained on a " << src.architecture << " model, " << base << " is " << cfg.model_type,
-             (Where{cfg_path, "", "model_type", -1, -1}), "pass the base model the adapter was trained on");
-    HQ_CHECK(o.levels >= 0 && o.levels <= int(src.levels.size()), "E_CONFIG",
-             "levels " << o.levels << " is outside 0.." << src.levels.size() << " (" << src.file << ")",
-             (Where{src.file, "", "levels", -1, -1}), "0 = all levels, n = the first n levels");
-    const QuantSpec q = o.quant_set ? o.quant : src.has_quant ? src.quant : QuantSpec{};
-    const bool deq = o.base == "dequantized" && q.type == "nf4";
-    ModelWeights mw = ModelWeights::open_dir(base);
-
-    // Output plan, in llama.cpp's usual order: token_embd, blocks, output_norm, output.
-    const std::vector<Plan> plan = plan_tensors(src, mw, arch, cfg, base);
-    const bool rope_freqs = cfg.rope_scaling.type == "llama3";
-    // Phi-3 LongRoPE: the per-frequency divisors as llama.cpp's rope_factors_long / _short tensors [d/2] (phi.py
-    // generate_extra_tensors); llama.cpp picks long when the context is longer than original_context_length.
-    const bool rope_long_short = cfg.rope_scaling.type == "longrope";
-    std::vector<std::string> warnings;
-    const GgmlType lora_t = T == GgmlType::F32 ? GgmlType::F32 : GgmlType::F16;
-    const std::string tn = o.type;
-    const std::string sfx = o.levels > 0 && o.levels < int(src.levels.size()) ? "-L" + std::to_string(o.levels) : "";
-    const std::string f_merged = "model" + sfx + "-" + tn + ".gguf", f_base = "base-" + tn + ".gguf",
-                      f_lora = "adapter" + sfx + "-" + ggml_type_name(lora_t) + ".gguf";
-
-    return build_export_dir(o, {o.source, base}, [&](const std::string& tmp) {
+    GgufExportPlan p = plan_gguf_export(o);
+    return build_export_dir(o, {o.source, p.base}, [&](const std::string& tmp) {
         json files = json::object();
-        std::vector<float> W, A, B;
-        const std::string name = base_name(base);
-        // ---- model GGUFs (merged and/or base): one pass each over the base tensors ----
-        auto write_model = [&](const std::string& file, bool merged) {
-            GgufWriter w(path_join(tmp, file));
-            add_general(w, arch, "model", "", T);
-            warnings.clear();
-            add_hparams(w, arch, cfg, cfg_path, &warnings);
-            const GgufVocabInfo vi = add_gguf_vocab(w, base, cfg.vocab_size);
-            w.add_string("general.name", model_name(arch, vi, merged ? name + " + H-QLoRA " + base_name(o.source) : name));
-            auto type_of = [&](const Plan& p) {
-                if (p.norm || p.shape.size() < 2) return GgmlType::F32;
-                if (T == GgmlType::Q8_0 && p.shape.back() % 32 != 0) return GgmlType::F16;
-                return T;
-            };
-            if (rope_freqs) w.add_tensor("rope_freqs.weight", {cfg.head_dim / 2}, GgmlType::F32);
-            if (rope_long_short) {
-                w.add_tensor("rope_factors_long.weight", {cfg.head_dim / 2}, GgmlType::F32);
-                w.add_tensor("rope_factors_short.weight", {cfg.head_dim / 2}, GgmlType::F32);
-            }
-            for (const Plan& p : plan) w.add_tensor(p.gguf, p.shape, type_of(p));
-            w.begin_data();
-            if (rope_freqs) {
-                const std::vector<float> f = llama3_rope_factors(cfg);
-                w.write_tensor_f32("rope_freqs.weight", f.data(), int64_t(f.size()));
-            }
-            if (rope_long_short) {
-                const RopeScaling& rs = cfg.rope_scaling;
-                w.write_tensor_f32("rope_factors_long.weight", rs.long_factor.data(), int64_t(rs.long_factor.size()));
-                w.write_tensor_f32("rope_factors_short.weight", rs.short_factor.data(), int64_t(rs.short_factor.size()));
-            }
-            int64_t done = 0;
-            for (const Plan& p : plan) {
-                export_check_cancel(o, p.hf);
-                const TensorInfo* t = mw.find(p.hf);
-                W.resize(size_t(t->numel()));
-                mw.read_f32_into(p.hf, W.data(), W.size());
-                for (const auto& [m, row0] : p.mods) {
-                    // Each projection's rows on their own (a Phi-3 fused tensor holds several), as the trainer
-                    // quantizes them: dequantized, then W_rows += B·A.
-                    float* Wm = W.data() + size_t(row0) * size_t(m->in);
-                    if (deq) {
-                        const NF4Tensor nq = nf4_quantize(Wm, m->out, m->in, q.blocksize, q.double_quant);
-                        nf4_dequantize(nq, Wm);
-                    }
-                    if (merged) {
-                        const int R = read_flat_levels(src, *m, o.levels, &A, &B);
-                        BlasThreadScope blas;
-                        par_sgemm(false, false, m->out, m->in, R, 1.0f, B.data(), R, A.data(), m->in, 1.0f, Wm, m->in);
-                    }
-                }
-                if (p.norm && arch.norm_add != 0.0f)
-                    for (float& v : W) v += arch.norm_add;
-                if (p.scale != 1.0f)
-                    for (float& v : W) v *= p.scale;
-                if (p.permute_heads > 0) permute_rows(W, p.permute_heads, p.shape[0], p.shape[1]);
-                w.write_tensor_f32(p.gguf, W.data(), int64_t(W.size()));
-                export_report(o, "write", ++done, int64_t(plan.size()), file + ": " + p.gguf);
-            }
-            w.finish();
-            files[merged ? "merged" : "base"] = {{"file", file}, {"bytes", file_size(w.path())}, {"type", tn}};
-            return vi;
-        };
+        std::vector<std::string> warnings;   // the last model GGUF's
         GgufVocabInfo vi;
-        if (o.write_merged) vi = write_model(f_merged, true);
-        if (o.write_base) vi = write_model(f_base, false);
-        int R_lora = 0;
-        if (o.write_lora) {
-            GgufWriter w(path_join(tmp, f_lora));
-            add_general(w, arch, "adapter", base_name(o.source), lora_t);
-            if (!src.modules.empty()) {
-                R_lora = o.levels > 0 && o.levels < int(src.levels.size()) ? 0 : src.total_rank();
-                if (R_lora == 0)
-                    for (int j = 0; j < o.levels; j++) R_lora += src.levels[size_t(j)].rank;
-            }
-            w.add_string("adapter.type", "lora");
-            w.add_f32("adapter.lora.alpha", float(R_lora));
-            for (const Plan& p : plan)
-                if (!p.mods.empty()) {
-                    const int64_t Rt = int64_t(R_lora) * int64_t(p.mods.size());
-                    w.add_tensor(p.gguf + ".lora_a", {Rt, p.shape[1]}, lora_t);
-                    w.add_tensor(p.gguf + ".lora_b", {p.shape[0], Rt}, lora_t);
-                }
-            w.begin_data();
-            int64_t done = 0, n = 0;
-            for (const Plan& p : plan) n += p.mods.empty() ? 0 : 1;
-            std::vector<float> a, b;
-            for (const Plan& p : plan) {
-                if (p.mods.empty()) continue;
-                export_check_cancel(o, p.hf);
-                const int Rt = lora_pair(src, p, o.levels, R_lora, &A, &B, a, b);
-                // llama.cpp's RoPE layout applies to B's output rows only (convert_lora_to_gguf's LoraTorchTensor).
-                if (p.permute_heads > 0) permute_rows(B, p.permute_heads, p.shape[0], Rt);
-                w.write_tensor_f32(p.gguf + ".lora_a", A.data(), int64_t(A.size()));
-                w.write_tensor_f32(p.gguf + ".lora_b", B.data(), int64_t(B.size()));
-                export_report(o, "write", ++done, n, f_lora + ": " + p.gguf);
-            }
-            w.finish();
-            files["lora"] = {{"file", f_lora}, {"bytes", file_size(w.path())}, {"type", ggml_type_name(lora_t)},
-                             {"rank", R_lora}, {"alpha", R_lora}};
-        }
+        if (o.write_merged) vi = write_model_gguf(o, p, tmp, p.f_merged, true, &warnings, &files);
+        if (o.write_base) vi = write_model_gguf(o, p, tmp, p.f_base, false, &warnings, &files);
+        if (o.write_lora) write_lora_gguf(o, p, tmp, &files);
         if (o.write_base && o.write_lora)
             write_file_atomic(path_join(tmp, "Modelfile"),
                               "# Ollama: ollama create <name> -f Modelfile (written by H-QLoRA " HQ_VERSION ")\n"
-                              "FROM ./" + f_base + "\nADAPTER ./" + f_lora + "\n");
-        src.release_pages();
-        json levels = json::array();
-        for (size_t j = 0; j < src.levels.size(); j++)
-            levels.push_back({{"rank", src.levels[j].rank}, {"alpha", src.levels[j].alpha}, {"scale", src.scales[j]}});
-        json rep = {{"operation", "export_gguf"}, {"format", "gguf"}, {"source", o.source}, {"base_model", base},
-                    {"base", o.base}, {"type", tn}, {"architecture", arch.arch}, {"quantization", {{"type", q.type},
-                    {"double_quant", q.double_quant}, {"blocksize", q.blocksize}}}, {"levels", levels},
-                    {"levels_used", o.levels == 0 ? int(src.levels.size()) : o.levels}, {"files", files},
-                    {"trainer_version", HQ_VERSION}};
-        if (!warnings.empty()) rep["warnings"] = warnings;
-        if (o.write_merged || o.write_base)
-            rep["tokenizer"] = {{"kind", vi.kind}, {"ggml_model", vi.ggml_model}, {"pre", vi.pre}, {"bos", vi.bos},
-                                {"eos", vi.eos}, {"unk", vi.unk}, {"pad", vi.pad}, {"add_bos", vi.add_bos},
-                                {"add_eos", vi.add_eos}, {"add_space_prefix", vi.add_space_prefix},
-                                {"chat_template", vi.has_chat_template}, {"byte_complete", vi.byte_complete}};
-        rep["verification"] = {{"status", "pending"}, {"reason", "the llama.cpp checks run after the files are written"}};
-        rep["elapsed_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        return rep;
+                              "FROM ./" + p.f_base + "\nADAPTER ./" + p.f_lora + "\n");
+        p.src.release_pages();
+        return gguf_export_report(o, p, files, warnings, vi, t0);
     });
 }
 
