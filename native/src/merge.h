@@ -44,7 +44,7 @@ struct ExportCommon {
     bool quant_set = false;                       // use `quant` instead of the source's (run.json) or the default
     QuantSpec quant;                              // what the adapter was trained against (default NF4, dq, 64)
     bool verify = true;                           // forward check (needs the base; skipped with a reason otherwise)
-    double tolerance = 1e-5;                      // max |Δlogit| for exact fp32 exports
+    double tolerance = 1e-5;                      // max |Δlogit| / max(1, max |logit|), exact fp32 exports
     double lossy_tolerance = 0.5;                 // max |Δlogit| accepted for lossy exports (svd, linear)
     std::function<void(const MergeProgress&)> progress;
     const std::atomic<bool>* cancel = nullptr;    // set to stop; the operation throws E_CANCELLED
