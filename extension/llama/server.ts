@@ -203,7 +203,9 @@ async function generate(q: GenerateRequest): Promise<GenerateResult> {
     let out = '';
     let stop = 'maxTokens';
     const produced: Token[] = [];
-    for await (const token of seq.evaluate(input, sampling)) {
+    // yieldEogToken: without it node-llama-cpp ends the loop silently at an end-of-generation token, and an answer that
+    // ended with EOS was reported as stopped by max tokens (the demo's tuned " gebwl": 6 of 16 tokens, "maxTokens").
+    for await (const token of seq.evaluate(input, { ...sampling, yieldEogToken: true })) {
       if (abort.signal.aborted) {
         stop = 'cancelled';
         break;

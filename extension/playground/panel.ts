@@ -55,6 +55,8 @@ export interface PlaygroundStats {
 /** One open playground panel over one run. */
 export class PlaygroundPanel implements vscode.Disposable {
   private ready = false;
+  /** "llama.cpp (node-llama-cpp V) on BACKEND", once the server said hello. */
+  private engine = 'llama.cpp';
   private busy: Promise<unknown> = Promise.resolve();
   readonly stats: PlaygroundStats = { received: 0, invalid: 0, answers: [] };
   readonly session: PlaygroundSession;
@@ -130,7 +132,8 @@ export class PlaygroundPanel implements vscode.Disposable {
         });
         const hello = await this.session.client.start();
         this.stats.backend = hello.backend;
-        this.status(`llama.cpp (node-llama-cpp ${hello.nodeLlamaCppVersion}) on ${hello.backend}${hello.note ? `: ${hello.note}` : ''}`, 'info');
+        this.engine = `llama.cpp (node-llama-cpp ${hello.nodeLlamaCppVersion}) on ${hello.backend}`;
+        this.status(`${this.engine}${hello.note ? `: ${hello.note}` : ''}`, 'info');
         return;
       }
       case 'ask':
@@ -161,7 +164,12 @@ export class PlaygroundPanel implements vscode.Disposable {
     this.post({ type: 'turn', prompt: prompt ?? '', panes, regenerate });
     const t0 = Date.now();
     const answers = regenerate ? await this.session.regenerate(settings, this.events()) : await this.session.ask(prompt ?? '', panes, settings, this.events());
-    this.log.info(`playground: ${answers.map((a) => `${a.pane} ${a.tokens ?? 0} tok (${a.stopReason})`).join(', ')} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    const took = `${((Date.now() - t0) / 1000).toFixed(1)} s`;
+    this.log.info(`playground: ${answers.map((a) => `${a.pane} ${a.tokens ?? 0} tok (${a.stopReason})`).join(', ')} in ${took}`);
+    // The status line said what the turn was waiting for (a level subset's LoRA export, on first use): replace it,
+    // or its spinner keeps turning after every pane has answered.
+    const failed = answers.filter((a) => a.stopReason === 'error').length;
+    this.status(`${answers.length} answers in ${took}${failed ? ` (${failed} failed)` : ''} · ${this.engine}`, failed ? 'error' : 'info');
   }
 
   dispose(): void {

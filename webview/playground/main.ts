@@ -124,12 +124,22 @@ function renderColumns(): void {
   }
 }
 
+/** Panes in the hierarchy's order: base, level 1 only, levels 1–2, …, tuned (all levels). */
+function hierarchyOrder(ids: PaneId[]): PaneId[] {
+  const rank = (id: PaneId): number => (id === 'base' ? 0 : id === 'tuned' ? Infinity : Number(id.slice(1)));
+  return [...ids].sort((a, b) => rank(a) - rank(b));
+}
+
 function renderPaneChoice(panes: PaneInfo[]): void {
   paneChoice.replaceChildren(el('span', 'label', 'Compare:'));
-  for (const p of panes) {
+  const byId = new Map(panes.map((p) => [p.id, p]));
+  for (const id of hierarchyOrder(panes.map((p) => p.id))) {
+    const p = byId.get(id);
+    if (!p) continue;
     const box = checkbox(chosen.includes(p.id), p.label, (on) => {
-      chosen = on ? [...new Set([...chosen, p.id])] : chosen.filter((x) => x !== p.id);
-      chosen = panes.map((q) => q.id).filter((x) => chosen.includes(x));
+      // Columns keep the hierarchy's order whatever order the boxes are ticked in (the default shows base, L1,
+      // tuned: ticking "levels 1–2" must add a column between L1 and tuned, not move tuned).
+      chosen = hierarchyOrder(on ? [...new Set([...chosen, p.id])] : chosen.filter((x) => x !== p.id));
       api.setState({ panes: chosen, ...(api.getState()?.settings ? { settings: api.getState()?.settings } : {}) });
       renderColumns();
     });
@@ -188,6 +198,7 @@ function receive(m: HostToPlayground): void {
       const ids = m.panes.map((p) => p.id);
       chosen = (saved?.panes ?? m.defaultPanes).filter((p) => ids.includes(p));
       if (chosen.length < 2) chosen = m.defaultPanes;
+      chosen = hierarchyOrder(chosen);
       const s = saved?.settings ?? m.settings;
       for (const k of Object.keys(fields) as (keyof typeof fields)[]) fields[k].value = String(s[k]);
       systemPrompt.value = s.systemPrompt;
