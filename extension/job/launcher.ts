@@ -121,6 +121,9 @@ export class TrainerProcess extends EventEmitter<TrainerProcessEvents> {
     super();
     this.logFile = path.join(runDir, 'trainer.log');
     const log = createWriteStream(this.logFile, { flags: 'a' });
+    // A log that cannot be written (the run folder removed under us) must not take the host down; the result says
+    // what the trainer did either way.
+    log.on('error', () => undefined);
     const err = new LineSplitter();
 
     child.stdout?.setEncoding('utf8').on('data', (s: string) => this.events.push(s));
@@ -135,10 +138,12 @@ export class TrainerProcess extends EventEmitter<TrainerProcessEvents> {
       let spawnError: Error | undefined;
       child.on('error', (e) => (spawnError = e));
       child.on('close', (code, signal) => {
-        log.end();
         const r = spawnError ? this.spawnFailure(spawnError) : this.classify(code, signal);
         this.status = r.status;
-        resolve(r);
+        // Resolve once trainer.log is on disk: the stream opens and writes asynchronously, so a trainer that failed
+        // before writing to stderr left no file yet when 'close' came (the launcher test saw it missing under load).
+        // end's callback runs on 'finish', or on an error.
+        log.end(() => resolve(r));
       });
     });
   }

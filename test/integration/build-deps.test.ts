@@ -2,7 +2,8 @@
 // database, the real uid and sudo, as this user and, through setpriv, as nobody (no root, no sudo).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 
@@ -13,9 +14,21 @@ const script = path.join(process.cwd(), 'scripts', 'check-build-deps.mjs');
 const onDebian = existsSync('/usr/bin/dpkg-query');
 const absent = 'hqlora-no-such-package';
 
+// nobody runs copies of the two scripts from a world-readable folder: the checkout itself may sit in a folder only
+// its owner can enter (a mktemp -d clone is 0700).
+function scriptForNobody(): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'hq-build-deps-'));
+  chmodSync(dir, 0o755);
+  for (const f of ['check-build-deps.mjs', 'build-deps.mjs']) {
+    copyFileSync(path.join(path.dirname(script), f), path.join(dir, f));
+    chmodSync(path.join(dir, f), 0o644);
+  }
+  return path.join(dir, 'check-build-deps.mjs');
+}
+
 function runCheck(args: string[], asNobody = false): { code: number | null; out: string } {
   const argv = asNobody
-    ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, script, ...args]
+    ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, scriptForNobody(), ...args]
     : [process.execPath, script, ...args];
   const [cmd = '', ...rest] = argv;
   const r = spawnSync(cmd, rest, { encoding: 'utf8', env: { ...process.env, HQ_SKIP_BUILD_DEPS: '' } });

@@ -26,7 +26,7 @@ describe('hqlora merge / export / combine', () => {
   it('merge writes a flat PEFT adapter, prints progress and a passing verification', async () => {
     const r = await runCli(['merge', adapter]);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /verify: PASS max \|Δlogit\| \S+ mean \S+ \(tolerance 1e-05\)/);
+    assert.match(r.stdout, /verify: PASS max \|Δlogit\| \S+ mean \S+ \(tolerance \S+\)/);
     assert.match(r.stderr, /^merge +\d+\/14/m);
     const out = `${adapter}-peft`;
     const cfg = JSON.parse(readFileSync(path.join(out, 'adapter_config.json'), 'utf8')) as { r: number };
