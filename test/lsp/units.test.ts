@@ -76,6 +76,19 @@ describe('memory.ts', () => {
     }
   });
 
+  it('matches the measured long-context peaks at every length (H100, batched-GEMM attention, checkpointing on)', () => {
+    // bench/gpu/results/bench-longctx-llama3-8b-2026-12-07-h100.md and ...-llama2-7b-32k-2026-12-07-h100.md: nvidia-smi
+    // peak minus the idle reading, levels 32,8,8,8,8, trainer at 869a5b4 (before flash was the default).
+    const LLAMA3_8B: Dims = { hidden: 4096, intermediate: 14336, layers: 32, heads: 32, kvHeads: 8, headDim: 128, vocab: 128256, tied: false };
+    const measured: [Dims, number, number, number][] = [[LLAMA3_8B, 4, 512, 11.10], [LLAMA3_8B, 1, 2048, 11.35], [LLAMA3_8B, 1, 4096, 13.17],
+      [LLAMA3_8B, 1, 8192, 18.32], [LLAMA_7B, 1, 16384, 23.81]];
+    for (const [dims, microBatch, seqLen, gib] of measured) {
+      const est = estimateMemory({ dims, modules: ALL_MODULES, ranks: [32, 8, 8, 8, 8], quant: { type: 'nf4', blocksize: 64, doubleQuant: true },
+        computeBytes: 2, microBatch, seqLen, checkpointing: true, cuda: true, flashAttention: false }).total / 2 ** 30;
+      assert.ok(Math.abs(est - gib) / gib < 0.03, `${microBatch} x ${seqLen}: estimated ${est.toFixed(2)} GiB, measured ${gib} GiB`);
+    }
+  });
+
   it('grows attention memory linearly in T up to 16384 with the flash kernel (and on the CPU), quadratically without', () => {
     const at = (seqLen: number, cuda: boolean, flashAttention: boolean): number => estimateMemory({ dims: LLAMA_7B,
       modules: ALL_MODULES, ranks: [32, 8, 8, 8, 8], quant: { type: 'nf4', blocksize: 64, doubleQuant: true }, computeBytes: cuda ? 2 : 4,
