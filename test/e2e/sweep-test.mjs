@@ -1,6 +1,8 @@
 // sweep-test.mjs — the Sweep results panel in a real VS Code (code-server) driven by Chromium, on the fixture sweep
 // (test/fixtures/sweep.hqsweep.yaml, 2 splits × 2 datasets of 16 steps on the tiny LLaMA, scored 1-shot on
-// test/fixtures/mcq; here 8 micro-batches a step instead of 2, so that each cell trains for a few panel refreshes):
+// test/fixtures/mcq; here 256 micro-batches a step instead of 2 (a cell's 16 steps in about 5 s), so that each cell
+// trains for a few panel refreshes even on an idle machine, where 8 left a cell's 16 steps in 0.8 s and the
+// fresh-clone CI's refreshes caught none training):
 //   1. "H-QLoRA: Open Sweep Results" from the palette, then "H-QLoRA: Start Sweep": the panel follows the sweep live,
 //      with a cell shown training at step k / 16 and the matrix filled in as cells finish (1..3 of 4 done);
 //   2. on the finished sweep: "4 / 4 cells done", one loss curve per cell (the chart's data-curves / data-last-x) and
@@ -25,7 +27,7 @@ const ws = path.join(repo, 'test-results', 'e2e', 'sweep', 'workspace');
 const fx = path.join(repo, 'test', 'fixtures');
 const log = testLog();
 
-// The fixture sweep with absolute paths, its sweep folder inside the workspace, its base run at 8 micro-batches a step.
+// The fixture sweep with absolute paths, its sweep folder inside the workspace, its base run at 256 micro-batches a step.
 fs.rmSync(ws, { recursive: true, force: true });
 fs.mkdirSync(ws, { recursive: true });
 const base = fs.readFileSync(path.join(fx, 'sweep-base.hqlora.yaml'), 'utf8');
@@ -34,7 +36,7 @@ fs.writeFileSync(path.join(ws, 'sweep-base.hqlora.yaml'), base
   .replace(/^# yaml-language-server: .*$/m, `# yaml-language-server: $schema=${path.join(repo, 'schemas', 'run-config.schema.json')}`)
   .replace(/^model: models\//m, `model: ${path.join(fx, 'models')}/`)
   .replace(/^(\s*train:) data\//m, `$1 ${path.join(fx, 'data')}/`)
-  .replace(/^(\s*gradient_accumulation_steps:) 2$/m, '$1 8'));
+  .replace(/^(\s*gradient_accumulation_steps:) 2$/m, '$1 256'));
 const sweepFile = path.join(ws, 'table.hqsweep.yaml');
 fs.writeFileSync(sweepFile, fs.readFileSync(path.join(fx, 'sweep.hqsweep.yaml'), 'utf8')
   .replace(/^# yaml-language-server: .*$/m, `# yaml-language-server: $schema=${path.join(repo, 'schemas', 'sweep.schema.json')}`)
@@ -118,7 +120,7 @@ await run(ws, async () => {
     if (training && !seen.training) seen.training = `${training.id} at step ${training.step}`;
     if (done > 0 && done < 4 && !seen.partial && shown.filter((r) => r.mmlu !== '–').length === done) seen.partial = `${done} / 4 done, their MMLU shown`;
     return done === 4;
-  }, 300000);
+  }, 600000);
   log(`live: ${seen.training || 'no cell seen training'}; ${seen.partial || 'no partial matrix seen'}`);
   assert.ok(seen.training, 'a cell shown training with its step k / 16');
   assert.ok(seen.partial, 'the matrix filled in as cells finish');
