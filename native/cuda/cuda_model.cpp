@@ -9,6 +9,7 @@
 #include "cuda_model.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -69,6 +70,9 @@ struct DevActs {
 
 // HQ_CUDA_PROFILE=1: device time per category, measured with CUDA events on the model's one stream (mark(c) starts
 // category c at that point of the stream), printed to stderr when the model is destroyed. Off: no events at all.
+// Also the host gaps: wall time from the first mark to the last flush that the stream spent outside the model's calls
+// (between two flushes: the trainer's host work per step, data, logging, checkpoints). Idle time inside a call (the
+// GPU waiting for the host to enqueue) stays in the category that was running.
 enum ProfCat { PC_DEQUANT, PC_GEMM, PC_LORA, PC_ATTN, PC_ELEM, PC_LOSS, PC_OPT, PC_COUNT };
 const char* const kProfNames[PC_COUNT] = {"nf4 dequant", "base GEMMs", "adapter (LoRA)", "attention",
                                           "norms/rope/glu/copies", "loss (lm_head + CE)", "optimizer"};
@@ -88,6 +92,9 @@ class Profiler {
         for (int c = 0; c < PC_COUNT; c++)
             std::fprintf(stderr, "[hqlora]   %-24s %10.1f ms %5.1f%%\n", kProfNames[c], ms_[c],
                          total > 0 ? 100.0 * ms_[c] / total : 0.0);
+        const double wall = std::chrono::duration<double, std::milli>(last_ - first_).count();
+        std::fprintf(stderr, "[hqlora]   %-24s %10.1f ms %5.1f%% of the wall %.1f ms\n", "host gaps (between calls)",
+                     std::max(0.0, wall - inside_), wall > 0 ? 100.0 * std::max(0.0, wall - inside_) / wall : 0.0, wall);
         for (cudaEvent_t ev : pool_) cudaEventDestroy(ev);
         for (auto& m : marks_) cudaEventDestroy(m.second);
     }
@@ -101,6 +108,10 @@ class Profiler {
             HQ_CUDA(cudaEventCreate(&ev));
         }
         HQ_CUDA(cudaEventRecord(ev, s_));
+        if (marks_.empty()) {
+            start_ = std::chrono::steady_clock::now();   // this call's first mark (host side)
+            if (flushes_ == 0) first_ = start_;
+        }
         marks_.push_back({cat, ev});
     }
     // Ends the current category and adds up the intervals (synchronises the stream).
@@ -116,6 +127,8 @@ class Profiler {
         for (auto& m : marks_) pool_.push_back(m.second);
         marks_.clear();
         flushes_++;
+        last_ = std::chrono::steady_clock::now();
+        inside_ += std::chrono::duration<double, std::milli>(last_ - start_).count();
     }
 
   private:
@@ -125,6 +138,10 @@ class Profiler {
     std::vector<std::pair<int, cudaEvent_t>> marks_;
     double ms_[PC_COUNT] = {};
     int64_t flushes_ = 0;
+    // Host clock: the first mark of all, the first mark of the current call, the end of the last flush, and the
+    // calls' summed wall time (first mark to its flush).
+    std::chrono::steady_clock::time_point first_, start_, last_;
+    double inside_ = 0;
 };
 
 template <typename T>
