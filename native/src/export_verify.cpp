@@ -97,7 +97,8 @@ std::vector<float> plain_logits(const std::string& model_dir, const std::vector<
     return logits;
 }
 
-nlohmann::json compare_logits(const std::vector<float>& ref, const std::vector<float>& got, double tolerance) {
+nlohmann::json compare_logits(const std::vector<float>& ref, const std::vector<float>& got, double tolerance,
+                              bool relative) {
     HQ_ASSERT(ref.size() == got.size() && !ref.empty());
     double mx = 0.0, sum = 0.0, rm = 0.0;
     bool finite = true;
@@ -108,6 +109,7 @@ nlohmann::json compare_logits(const std::vector<float>& ref, const std::vector<f
         sum += d;
         rm = std::max(rm, std::fabs(double(ref[i])));
     }
+    if (relative) tolerance *= std::max(1.0, rm);
     return {{"max_abs_diff", mx}, {"mean_abs_diff", sum / double(ref.size())}, {"ref_max_abs", rm},
             {"tolerance", tolerance}, {"pass", finite && mx <= tolerance}};
 }

@@ -35,7 +35,10 @@ std::vector<float> reference_logits(const std::string& base_dir, const QuantSpec
 // Logits of a model folder with no adapter (quantization none).
 std::vector<float> plain_logits(const std::string& model_dir, const std::vector<int32_t>& ids);
 
-// {"max_abs_diff", "mean_abs_diff", "ref_max_abs", "tolerance", "pass"}
-nlohmann::json compare_logits(const std::vector<float>& ref, const std::vector<float>& got, double tolerance);
+// {"max_abs_diff", "mean_abs_diff", "ref_max_abs", "tolerance", "pass"}. relative: the bound is
+// tolerance·max(1, ref_max_abs) (exact fp32 exports, whose rounding grows with the logits' scale), and "tolerance"
+// reports that bound.
+nlohmann::json compare_logits(const std::vector<float>& ref, const std::vector<float>& got, double tolerance,
+                              bool relative = false);
 
 }  // namespace hq
