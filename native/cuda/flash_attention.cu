@@ -21,6 +21,7 @@
 
 #include "cuda_util.cuh"
 #include "gpu_attention.h"
+#include "model_config.h"
 
 namespace hq::cuda {
 namespace {
@@ -507,9 +508,7 @@ void bwd(float* dq, float* dk, float* dv, const bf16* dO, const float* Dsum, con
 
 }  // namespace
 
-bool flash_supported(const AttnDims& a) {
-    return a.d == 16 || a.d == 32 || a.d == 64 || a.d == 96 || a.d == 128 || a.d == 256;
-}
+bool flash_supported(const AttnDims& a) { return flash_head_dim(a.d); }
 
 size_t flash_workspace_floats(const AttnDims& a) {
     const size_t rows = size_t(a.B) * a.H * a.T;

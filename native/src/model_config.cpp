@@ -77,9 +77,7 @@ std::string ModelConfig::cuda_missing_features() const {
     // native/cuda/cuda_model.cpp implements every family feature: the q/k/v biases, q/k norms, post-attention/feed-
     // forward norms, logit soft-capping, query_pre_attn_scalar, local rope, LongRoPE, and (with the flash attention
     // kernel) the sliding window and attention soft-capping. The flash kernel is built for these head sizes only:
-    const bool flash_head = head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 96 || head_dim == 128 ||
-                            head_dim == 256;
-    if (flash_head) return "";
+    if (flash_head_dim(head_dim)) return "";
     std::vector<std::string> m;
     if (any_sliding()) m.push_back("sliding-window attention");
     if (attn_softcap > 0) m.push_back("attention logit soft-capping");

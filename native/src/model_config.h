@@ -67,6 +67,9 @@ struct ModelConfig {
     std::string cuda_missing_features() const;
 };
 
+// The head sizes the CUDA flash attention kernel is built for (native/cuda/flash_attention.cu: flash_supported).
+inline bool flash_head_dim(int d) { return d == 16 || d == 32 || d == 64 || d == 96 || d == 128 || d == 256; }
+
 // Where the weight of projection `module` ("model.layers.3.self_attn.q_proj") is stored in the checkpoint: rows
 // [row0, row0 + rows) of the tensor `tensor` ("model.layers.3.self_attn.qkv_proj.weight"). Its own tensor from row 0
 // for every family except Phi-3 (fused_proj): q/k/v are rows of self_attn.qkv_proj = [q (H·d); k (KV·d); v (KV·d)]
