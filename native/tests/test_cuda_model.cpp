@@ -107,6 +107,18 @@ Batch make_batch(int V, uint64_t seed, int B = 2, int T = 40) {
 
 std::vector<float> grads(Model& m, const Param& p) { return std::vector<float>(p.g, p.g + p.numel); }
 
+// The largest relative L2 error of any adapter gradient, GPU against CPU (the GPU's copied to the host first), and
+// the name of that parameter.
+double worst_grad_rel(Pair& p, std::string* name) {
+    p.gpu->sync_to_host(nullptr, true);
+    double worst = 0;
+    for (size_t i = 0; i < p.cpu->params().size(); i++) {
+        const double e = rel(grads(*p.gpu, p.gpu->params()[i]), grads(*p.cpu, p.cpu->params()[i]));
+        if (e > worst) worst = e, *name = p.cpu->params()[i].name;
+    }
+    return worst;
+}
+
 // The parity checks of one batch: logits (rel 1.5e-2), loss (2e-3), every adapter gradient (4e-2), and
 // forward_logits_at against the matching rows of forward_logits (1e-6). Returns the GPU loss (for the caller's
 // invariants).
@@ -127,13 +139,8 @@ LossOut check_logits_loss_grads(Pair& p, const std::string& fx, const Batch& b) 
     const double eloss = std::abs(og.loss_sum - oc.loss_sum) / std::abs(oc.loss_sum);
     MESSAGE(fx << " loss cpu " << oc.loss_sum << " gpu " << og.loss_sum << " rel " << eloss);
     CHECK(eloss < 2e-3);
-    p.gpu->sync_to_host(nullptr, true);
-    double worst = 0;
     std::string worst_name;
-    for (size_t i = 0; i < p.cpu->params().size(); i++) {
-        const double e = rel(grads(*p.gpu, p.gpu->params()[i]), grads(*p.cpu, p.cpu->params()[i]));
-        if (e > worst) worst = e, worst_name = p.cpu->params()[i].name;
-    }
+    const double worst = worst_grad_rel(p, &worst_name);
     MESSAGE(fx << " worst grad rel " << worst << " (" << worst_name << ")");
     CHECK(worst < 4e-2);
 
@@ -225,11 +232,9 @@ TEST_CASE("cuda model: dropout masks equal the CPU's, checkpointing changes noth
     const LossOut og = p.gpu->forward_backward(b.ids.data(), b.labels.data(), b.B, b.T, true, 1.0f / 70);
     // A different mask would move the loss by far more than bf16 rounding does.
     CHECK(std::abs(og.loss_sum - oc.loss_sum) / std::abs(oc.loss_sum) < 2e-3);
-    p.gpu->sync_to_host(nullptr, true);
-    double worst = 0;
-    for (size_t i = 0; i < p.cpu->params().size(); i++)
-        worst = std::max(worst, rel(grads(*p.gpu, p.gpu->params()[i]), grads(*p.cpu, p.cpu->params()[i])));
-    MESSAGE("dropout worst grad rel " << worst);
+    std::string worst_name;
+    const double worst = worst_grad_rel(p, &worst_name);
+    MESSAGE("dropout worst grad rel " << worst << " (" << worst_name << ")");
     CHECK(worst < 4e-2);
     std::vector<float> g_plain;
     for (const Param& q : p.gpu->params()) g_plain.insert(g_plain.end(), q.g, q.g + q.numel);
@@ -422,11 +427,9 @@ TEST_CASE("cuda model: packed rows (document mask, per-document RoPE positions) 
         const double eloss = std::abs(og.loss_sum - oc.loss_sum) / std::abs(oc.loss_sum);
         MESSAGE(fx << " packed loss cpu " << oc.loss_sum << " gpu " << og.loss_sum << " rel " << eloss);
         CHECK(eloss < 2e-3);
-        p.gpu->sync_to_host(nullptr, true);
-        double worst = 0;
-        for (size_t i = 0; i < p.cpu->params().size(); i++)
-            worst = std::max(worst, rel(grads(*p.gpu, p.gpu->params()[i]), grads(*p.cpu, p.cpu->params()[i])));
-        MESSAGE(fx << " packed worst grad rel " << worst);
+        std::string worst_name;
+        const double worst = worst_grad_rel(p, &worst_name);
+        MESSAGE(fx << " packed worst grad rel " << worst << " (" << worst_name << ")");
         CHECK(worst < 4e-2);
         // The mask matters: the same rows unpacked give another loss (attention across documents, positions by T).
         const LossOut whole = p.gpu->forward_backward(b.ids.data(), labels.data(), 2, T, false, 0.0f);
