@@ -20,10 +20,10 @@
 #include <string>
 #include <vector>
 
-#include <cblas.h>
 #include <nlohmann/json.hpp>
 
 #include "adapter_source.h"
+#include "adapter_test_util.h"
 #include "error.h"
 #include "export_verify.h"
 #include "fsutil.h"
@@ -43,16 +43,10 @@ const std::string kRoot = HQ_REPO_ROOT;
 std::string fixture(const std::string& m) { return kRoot + "/test/fixtures/models/" + m; }
 std::string golden(const std::string& m) { return kRoot + "/test/golden/" + m + ".safetensors"; }
 
-struct TmpDir {
-    std::string path;
-    TmpDir() {
-        char buf[] = "/tmp/hq-merge-XXXXXX";
-        REQUIRE(::mkdtemp(buf) != nullptr);
-        path = buf;
-    }
-    ~TmpDir() { remove_all(path); }
-    std::string operator/(const std::string& s) const { return path_join(path, s); }
+struct TmpDir : hq_test::TmpDir {
+    TmpDir() : hq_test::TmpDir("hq-merge") {}
 };
+using hq_test::matmul;
 
 // No ".tmp-*" folder and no `name` left in `dir`.
 void require_clean(const std::string& dir, const std::string& name) {
@@ -71,14 +65,6 @@ Error expect_error(F f) {
     }
     FAIL("expected an hq::Error");
     return Error("", "");
-}
-
-std::vector<float> matmul(const std::vector<float>& B, const std::vector<float>& A, int out, int R, int in) {
-    std::vector<float> C(size_t(out) * in, 0.0f);
-    if (R > 0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, R, 1.0f, B.data(), R, A.data(), in, 0.0f,
-                    C.data(), in);
-    return C;
 }
 
 double max_abs(const std::vector<float>& a, const std::vector<float>& b) {

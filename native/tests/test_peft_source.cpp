@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
-#include <cblas.h>
 #include <nlohmann/json.hpp>
 
 #include "adapter_source.h"
+#include "adapter_test_util.h"
 #include "error.h"
 #include "fsutil.h"
 #include "golden_adapter.h"
@@ -32,22 +32,10 @@ namespace {
 const std::string kRoot = HQ_REPO_ROOT;
 const std::string kFixture = kRoot + "/test/fixtures/models/tiny-llama";
 
-struct TmpDir {
-    std::string path;
-    TmpDir() {
-        char buf[] = "/tmp/hq-peftsrc-XXXXXX";
-        REQUIRE(::mkdtemp(buf) != nullptr);
-        path = buf;
-    }
-    ~TmpDir() { remove_all(path); }
-    std::string operator/(const std::string& s) const { return path_join(path, s); }
+struct TmpDir : hq_test::TmpDir {
+    TmpDir() : hq_test::TmpDir("hq-peftsrc") {}
 };
-
-std::vector<float> matmul(const std::vector<float>& B, const std::vector<float>& A, int out, int R, int in) {
-    std::vector<float> C(size_t(out) * in, 0.0f);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, R, 1.0f, B.data(), R, A.data(), in, 0.0f, C.data(), in);
-    return C;
-}
+using hq_test::matmul;
 
 // PEFT's result for the patterns written by write_patterned below, by hand: q_proj matches "q_proj" first (so layer
 // 1's q_proj is rank 4, not the 2 of the later full-name key), layer 1's up/down the regex, the rest r = 8;
