@@ -219,9 +219,7 @@ class NcclCollective final : public Collective {
         alive();
         use_stream(static_cast<cudaStream_t>(stream));
         const ncclResult_t r = api_.all_reduce(data, data, n, ncclFloat32, ncclSum, comm_, stream_);
-        if (r != ncclInProgress) check(r, "ncclAllReduce (gradients)");
-        lock.unlock();
-        if (r == ncclInProgress) wait_async("ncclAllReduce (gradients)");
+        finish(r, "ncclAllReduce (gradients)", lock);
     }
 
     void broadcast(float* data, size_t n, int root, void* stream) override {
@@ -229,9 +227,7 @@ class NcclCollective final : public Collective {
         alive();
         use_stream(static_cast<cudaStream_t>(stream));
         const ncclResult_t r = api_.broadcast(data, data, n, ncclFloat32, root, comm_, stream_);
-        if (r != ncclInProgress) check(r, "ncclBroadcast");
-        lock.unlock();
-        if (r == ncclInProgress) wait_async("ncclBroadcast");
+        finish(r, "ncclBroadcast", lock);
     }
 
     void start_all_reduce_sum(float* data, size_t n, void* stream) override {
@@ -248,9 +244,7 @@ class NcclCollective final : public Collective {
         use_stream(comm_stream_);
         HQ_CUDA(cudaStreamWaitEvent(comm_stream_, ready, 0));
         const ncclResult_t r = api_.all_reduce(data, data, n, ncclFloat32, ncclSum, comm_, comm_stream_);
-        if (r != ncclInProgress) check(r, "ncclAllReduce (gradient bucket)");
-        lock.unlock();
-        if (r == ncclInProgress) wait_async("ncclAllReduce (gradient bucket)");
+        finish(r, "ncclAllReduce (gradient bucket)", lock);
     }
 
     void wait_all_reduces(void* stream) override {
@@ -292,9 +286,7 @@ class NcclCollective final : public Collective {
         std::memcpy(pinned_, data, n * sizeof(double));
         HQ_CUDA(cudaMemcpyAsync(dev_.data(), pinned_, n * sizeof(double), cudaMemcpyHostToDevice, stream_));
         const ncclResult_t r = api_.all_reduce(dev_.data(), dev_.data(), n, ncclFloat64, ncclSum, comm_, stream_);
-        if (r != ncclInProgress) check(r, "ncclAllReduce (loss and flags)");
-        lock.unlock();
-        if (r == ncclInProgress) wait_async("ncclAllReduce (loss and flags)");
+        finish(r, "ncclAllReduce (loss and flags)", lock);
         lock.lock();
         HQ_CUDA(cudaMemcpyAsync(pinned_, dev_.data(), n * sizeof(double), cudaMemcpyDeviceToHost, stream_));
         HQ_CUDA(cudaEventRecord(done_, stream_));
@@ -379,6 +371,14 @@ class NcclCollective final : public Collective {
                                      << timeout_s_ << " s"),
                     {}, "a rank is stuck or far slower than the others (its log says where); raise "
                         "distributed.timeout_s if that is expected (long evaluations or checkpoints of rank 0)");
+    }
+
+    // The end of an enqueued collective: its error, or (non-blocking, in progress) the poll until it ends, with the
+    // lock released (wait_async takes it for each poll, so the watchdog's abort can come between two).
+    void finish(ncclResult_t r, const char* what, std::unique_lock<std::mutex>& lock) {
+        if (r != ncclInProgress) check(r, what);
+        lock.unlock();
+        if (r == ncclInProgress) wait_async(what);
     }
 
     // Polls a non-blocking call until it ends.
